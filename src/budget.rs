@@ -1,0 +1,310 @@
+//! Budgets (spec, "Budgets and tokens"): what a request may spend, and the dry-run estimate.
+//!
+//! Phase and total budgets are hard: before each request the runner caps `max_tokens` to
+//! what remains, so no request can spend past a budget; when not even `min_output` fits,
+//! nothing is sent. The estimate counts every request exactly as `run` would build it.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::request::RequestBuilder;
+
+/// What the budgets allow for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allowance {
+    /// Send, asking for at most this many output tokens.
+    Send { max_tokens: u32 },
+    /// `input + min_output` does not fit what remains of `which` (a phase name or "total").
+    DoesNotFit {
+        which: String,
+        remaining: u64,
+        needed: u64,
+    },
+}
+
+/// Remaining tokens of the prompt's phase (if it has a budget) and of the total.
+#[derive(Debug, Clone)]
+pub struct Remaining {
+    pub phase: Option<(String, u64)>,
+    pub total: u64,
+}
+
+/// `max_tokens = min(max_tokens, remaining - input)` over the phase and the total.
+pub fn allow(input: u64, max_tokens: u32, min_output: u64, remaining: &Remaining) -> Allowance {
+    let mut limits = vec![("total".to_string(), remaining.total)];
+    if let Some((name, left)) = &remaining.phase {
+        limits.push((name.clone(), *left));
+    }
+    let mut cap = u64::from(max_tokens);
+    for (which, left) in limits {
+        let needed = input + min_output.min(u64::from(max_tokens));
+        if left < needed {
+            return Allowance::DoesNotFit {
+                which,
+                remaining: left,
+                needed,
+            };
+        }
+        cap = cap.min(left - input);
+    }
+    Allowance::Send {
+        max_tokens: u32::try_from(cap).unwrap_or(u32::MAX),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptEstimate {
+    pub id: String,
+    pub name: String,
+    pub phase: String,
+    pub input_tokens: u64,
+    pub max_tokens: u32,
+    pub worst_case_tokens: u64,
+    pub over_per_prompt: bool,
+    /// Tokens an earlier run actually spent on this prompt (in and out).
+    pub actual_tokens: Option<u64>,
+    pub tokens_hint: Option<u64>,
+    pub minutes_hint: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseEstimate {
+    pub name: String,
+    pub dir: String,
+    pub budget: Option<u64>,
+    pub input_tokens: u64,
+    pub worst_case_tokens: u64,
+    pub actual_tokens: Option<u64>,
+    /// Inputs alone exceed the budget.
+    pub over_budget: bool,
+    /// Inputs fit but the worst case does not.
+    pub worst_case_over: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TotalEstimate {
+    pub budget: u64,
+    pub input_tokens: u64,
+    pub worst_case_tokens: u64,
+    pub actual_tokens: Option<u64>,
+    pub cost_usd_max: Option<f64>,
+    pub minutes: f64,
+    pub over_budget: bool,
+    pub worst_case_over: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub encoding: String,
+    pub per_prompt: u64,
+    pub prompts: Vec<PromptEstimate>,
+    pub phases: Vec<PhaseEstimate>,
+    pub total: TotalEstimate,
+    pub over_budget: bool,
+}
+
+/// Counts every request of the plan. Variables come from `actual(i)` where an earlier run
+/// produced them, else from the examples in each prompt's `## Checkpoint` block; the
+/// tokens a run actually spent per prompt come from `spent(i)`.
+pub fn estimate(
+    plan: &Plan,
+    config: &Config,
+    builder: &RequestBuilder<'_>,
+    actual: &dyn Fn(usize) -> Option<Map<String, Value>>,
+    spent: &dyn Fn(usize) -> Option<u64>,
+) -> Result<Estimate> {
+    let outputs: Vec<Map<String, Value>> = (0..plan.prompts.len())
+        .map(|i| {
+            actual(i).unwrap_or_else(|| {
+                plan.prompts[i]
+                    .produces
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+        })
+        .collect();
+    let mut requests = Vec::with_capacity(plan.prompts.len());
+    for i in 0..plan.prompts.len() {
+        let vars = builder.variables_before(i, |j| outputs.get(j));
+        let request = builder.build(i, &vars, None).map_err(|missing| {
+            Error::Usage(format!(
+                "{}: no value for {}",
+                plan.prompts[i].path.display(),
+                missing.join(", ")
+            ))
+        })?;
+        requests.push(request);
+    }
+    let inputs = count_in_parallel(builder, &requests);
+
+    let prompts: Vec<PromptEstimate> = plan
+        .prompts
+        .iter()
+        .zip(&requests)
+        .zip(&inputs)
+        .enumerate()
+        .map(|(i, ((p, r), &input))| PromptEstimate {
+            id: p.id.to_string(),
+            name: p.name.clone(),
+            phase: plan.phases[p.phase].name.clone(),
+            input_tokens: input,
+            max_tokens: r.max_tokens,
+            worst_case_tokens: input + u64::from(r.max_tokens),
+            over_per_prompt: input > config.budget.per_prompt,
+            actual_tokens: spent(i),
+            tokens_hint: p.footer.as_ref().and_then(|f| f.tokens),
+            minutes_hint: p.footer.as_ref().and_then(|f| f.minutes),
+        })
+        .collect();
+
+    let sum_actual = |range: std::ops::Range<usize>| {
+        let spent: Vec<u64> = prompts[range]
+            .iter()
+            .filter_map(|p| p.actual_tokens)
+            .collect();
+        (!spent.is_empty()).then(|| spent.iter().sum())
+    };
+    let phases: Vec<PhaseEstimate> = plan
+        .phases
+        .iter()
+        .map(|ph| {
+            let slice = &prompts[ph.prompts.clone()];
+            let input: u64 = slice.iter().map(|p| p.input_tokens).sum();
+            let worst: u64 = slice.iter().map(|p| p.worst_case_tokens).sum();
+            PhaseEstimate {
+                name: ph.name.clone(),
+                dir: ph.dir.clone(),
+                budget: ph.budget,
+                input_tokens: input,
+                worst_case_tokens: worst,
+                actual_tokens: sum_actual(ph.prompts.clone()),
+                over_budget: ph.budget.is_some_and(|b| input > b),
+                worst_case_over: ph.budget.is_some_and(|b| worst > b),
+            }
+        })
+        .collect();
+    let input: u64 = prompts.iter().map(|p| p.input_tokens).sum();
+    let worst: u64 = prompts.iter().map(|p| p.worst_case_tokens).sum();
+    let max_out: u64 = prompts.iter().map(|p| u64::from(p.max_tokens)).sum();
+    let total = TotalEstimate {
+        budget: config.budget.total,
+        input_tokens: input,
+        worst_case_tokens: worst,
+        actual_tokens: sum_actual(0..prompts.len()),
+        cost_usd_max: config.pricing.map(|p| p.cost(input, max_out)),
+        minutes: prompts.iter().filter_map(|p| p.minutes_hint).sum(),
+        over_budget: input > config.budget.total,
+        worst_case_over: worst > config.budget.total,
+    };
+    let over_budget = total.over_budget
+        || phases.iter().any(|p| p.over_budget)
+        || prompts.iter().any(|p| p.over_per_prompt);
+    Ok(Estimate {
+        encoding: builder.encoding.to_string(),
+        per_prompt: config.budget.per_prompt,
+        prompts,
+        phases,
+        total,
+        over_budget,
+    })
+}
+
+/// Token counts of many requests, spread over the machine's cores: counting is the whole
+/// cost of an estimate once the encoding is loaded.
+fn count_in_parallel(
+    builder: &RequestBuilder<'_>,
+    requests: &[crate::request::Request],
+) -> Vec<u64> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || requests.len() < 8 {
+        return requests.iter().map(|r| builder.input_tokens(r)).collect();
+    }
+    // Load the encoding once before the threads start.
+    builder.encoding.count("warm up");
+    let chunk = requests.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = requests
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|r| builder.input_tokens(r))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remaining(phase: Option<u64>, total: u64) -> Remaining {
+        Remaining {
+            phase: phase.map(|p| ("Core".to_string(), p)),
+            total,
+        }
+    }
+
+    #[test]
+    fn max_tokens_is_capped_by_what_remains() {
+        assert_eq!(
+            allow(1000, 2000, 256, &remaining(Some(10_000), 100_000)),
+            Allowance::Send { max_tokens: 2000 }
+        );
+        assert_eq!(
+            allow(1000, 2000, 256, &remaining(Some(1500), 100_000)),
+            Allowance::Send { max_tokens: 500 }
+        );
+        assert_eq!(
+            allow(1000, 2000, 256, &remaining(Some(5000), 1300)),
+            Allowance::Send { max_tokens: 300 }
+        );
+        assert_eq!(
+            allow(1000, 2000, 256, &remaining(None, 1300)),
+            Allowance::Send { max_tokens: 300 }
+        );
+    }
+
+    #[test]
+    fn min_output_must_fit() {
+        assert_eq!(
+            allow(1000, 2000, 256, &remaining(Some(1200), 100_000)),
+            Allowance::DoesNotFit {
+                which: "Core".into(),
+                remaining: 1200,
+                needed: 1256
+            }
+        );
+        assert_eq!(
+            allow(1000, 2000, 256, &remaining(Some(5000), 1255)),
+            Allowance::DoesNotFit {
+                which: "total".into(),
+                remaining: 1255,
+                needed: 1256
+            }
+        );
+    }
+
+    #[test]
+    fn a_request_asking_less_than_min_output_needs_only_that() {
+        assert_eq!(
+            allow(100, 50, 256, &remaining(None, 150)),
+            Allowance::Send { max_tokens: 50 }
+        );
+    }
+}

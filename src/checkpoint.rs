@@ -1,0 +1,198 @@
+//! The checkpoint protocol (spec, "What is sent"): the fenced ```json block a reply ends with,
+//! and the same block in a prompt's `## Checkpoint` section, which declares its outputs.
+//!
+//! Markdown is parsed with `pulldown-cmark`, so fences are found as CommonMark finds them
+//! (backticks or tildes, any length, indented, unclosed at the end of a reply).
+
+use std::ops::Range;
+
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
+use serde_json::{Map, Value};
+
+/// A code block: where it is in the text, its info string (empty for indented blocks) and
+/// the text between its fences.
+#[derive(Debug, Clone)]
+pub struct CodeBlock {
+    pub range: Range<usize>,
+    pub info: String,
+    pub content: String,
+}
+
+impl CodeBlock {
+    pub fn is_json(&self) -> bool {
+        let lang = self.info.split_whitespace().next().unwrap_or("");
+        lang.eq_ignore_ascii_case("json") || lang.eq_ignore_ascii_case("jsonc")
+    }
+}
+
+/// A heading: level 1–6, its text, where it starts.
+#[derive(Debug, Clone)]
+pub struct Heading {
+    pub level: u8,
+    pub text: String,
+    pub start: usize,
+}
+
+/// The code blocks and headings of a markdown text, in order.
+pub fn outline(markdown: &str) -> (Vec<CodeBlock>, Vec<Heading>) {
+    let mut blocks = Vec::new();
+    let mut headings = Vec::new();
+    let mut open_block: Option<CodeBlock> = None;
+    let mut open_heading: Option<Heading> = None;
+    for (event, range) in Parser::new(markdown).into_offset_iter() {
+        match event {
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let info = match kind {
+                    CodeBlockKind::Fenced(info) => info.to_string(),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                open_block = Some(CodeBlock {
+                    range,
+                    info,
+                    content: String::new(),
+                });
+            }
+            Event::End(TagEnd::CodeBlock) => blocks.extend(open_block.take()),
+            Event::Start(Tag::Heading { level, .. }) => {
+                open_heading = Some(Heading {
+                    level: heading_level(level),
+                    text: String::new(),
+                    start: range.start,
+                });
+            }
+            Event::End(TagEnd::Heading(_)) => headings.extend(open_heading.take()),
+            Event::Text(text) | Event::Code(text) => {
+                if let Some(block) = open_block.as_mut() {
+                    block.content.push_str(&text);
+                } else if let Some(heading) = open_heading.as_mut() {
+                    heading.text.push_str(&text);
+                }
+            }
+            _ => {}
+        }
+    }
+    (blocks, headings)
+}
+
+fn heading_level(level: HeadingLevel) -> u8 {
+    match level {
+        HeadingLevel::H1 => 1,
+        HeadingLevel::H2 => 2,
+        HeadingLevel::H3 => 3,
+        HeadingLevel::H4 => 4,
+        HeadingLevel::H5 => 5,
+        HeadingLevel::H6 => 6,
+    }
+}
+
+/// A checkpoint block, as a reply returns it or a prompt shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    /// The prompt the block names (`"prompt"` or `"checkpoint"`), if it names one.
+    pub names: Option<String>,
+    pub success: bool,
+    /// `outputs`, or `data.variables`.
+    pub variables: Map<String, Value>,
+    pub files_created: Vec<String>,
+}
+
+impl Checkpoint {
+    /// Reads a JSON object in either seed shape; `None` if it is neither.
+    pub fn from_value(value: &Value) -> Option<Checkpoint> {
+        let object = value.as_object()?;
+        if !object.contains_key("prompt") && !object.contains_key("checkpoint") {
+            return None;
+        }
+        let names = object
+            .get("prompt")
+            .or_else(|| object.get("checkpoint"))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        // The seed's save block has no "success" key: absent means success.
+        let success = !matches!(object.get("success"), Some(Value::Bool(false)));
+        let data = object.get("data").and_then(Value::as_object);
+        let variables = object
+            .get("outputs")
+            .or_else(|| data.and_then(|d| d.get("variables")))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let files_created = data
+            .and_then(|d| d.get("files_created"))
+            .or_else(|| object.get("files_created"))
+            .and_then(Value::as_array)
+            .map(|files| {
+                files
+                    .iter()
+                    .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Checkpoint {
+            names,
+            success,
+            variables,
+            files_created,
+        })
+    }
+}
+
+/// The checkpoint block of a reply: the last fenced block that parses as a JSON object with
+/// a `checkpoint` or `prompt` key. Blocks marked `json` are tried, then unmarked ones.
+pub fn from_reply(reply: &str) -> Option<Checkpoint> {
+    let (blocks, _) = outline(reply);
+    blocks
+        .iter()
+        .rev()
+        .filter(|b| b.is_json() || b.info.trim().is_empty())
+        .find_map(|b| {
+            let value: Value = serde_json::from_str(b.content.trim()).ok()?;
+            Checkpoint::from_value(&value)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_seed_shapes_are_read() {
+        let a = "done\n```json\n{\"checkpoint\": \"01.2\", \"action\": \"save\", \"data\": {\"files_created\": [\"requirements.txt\"], \"variables\": {\"venv_path\": \"/v\"}}}\n```\n";
+        let cp = from_reply(a).expect("seed save shape");
+        assert_eq!(cp.names.as_deref(), Some("01.2"));
+        assert!(cp.success);
+        assert_eq!(cp.variables["venv_path"], "/v");
+        assert_eq!(cp.files_created, vec!["requirements.txt"]);
+
+        let b = "```json\n{\"prompt\": \"01.1-python-setup\", \"success\": false, \"outputs\": {\"x\": 1}}\n```";
+        let cp = from_reply(b).expect("prompt shape");
+        assert!(!cp.success);
+        assert_eq!(cp.variables["x"], 1);
+    }
+
+    #[test]
+    fn the_last_parsing_block_wins() {
+        let reply = "```json\n{\"prompt\": \"a\", \"outputs\": {\"v\": 1}}\n```\ntext\n```json\n{\"prompt\": \"a\", \"outputs\": {\"v\": 2}}\n```\n```json\n{not json\n```\n```json\n{\"other\": true}\n```";
+        assert_eq!(from_reply(reply).expect("block").variables["v"], 2);
+    }
+
+    #[test]
+    fn no_block_is_none() {
+        assert!(from_reply("no block here").is_none());
+        assert!(from_reply("```python\nprint(1)\n```").is_none());
+    }
+
+    #[test]
+    fn unclosed_fence_at_the_end_still_counts() {
+        let reply = "text\n```json\n{\"prompt\": \"a\", \"outputs\": {\"v\": 3}}\n";
+        assert_eq!(from_reply(reply).expect("block").variables["v"], 3);
+    }
+
+    #[test]
+    fn tildes_and_long_fences() {
+        let reply = "~~~~json\n{\"prompt\": \"a\", \"outputs\": {\"v\": 4}}\n~~~~\n";
+        assert_eq!(from_reply(reply).expect("block").variables["v"], 4);
+    }
+}

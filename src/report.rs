@@ -1,0 +1,348 @@
+//! What users see: human tables and `--json` documents (spec, "Machine-readable output").
+//!
+//! Functions here turn data into text and never print; `cli` writes the text to stdout
+//! (data) or stderr (warnings), so `--json` output can be piped safely.
+
+use comfy_table::{CellAlignment, Table, presets};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::budget::Estimate;
+use crate::plan::{CheckpointMode, Plan};
+
+/// `12345` as `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt(n: Option<u64>) -> String {
+    n.map_or_else(|| "-".to_string(), thousands)
+}
+
+fn minutes(m: f64) -> String {
+    let m = m.round() as u64;
+    if m >= 60 {
+        format!("{}h {:02}m", m / 60, m % 60)
+    } else {
+        format!("{m} min")
+    }
+}
+
+/// A markdown-style table (the seed's tables are markdown), numbers right-aligned.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+    let mut t = Table::new();
+    t.load_style(presets::ASCII_MARKDOWN);
+    t.set_header(header.iter().copied());
+    for row in rows {
+        t.add_row(row);
+    }
+    for &c in right {
+        if let Some(col) = t.column_mut(c) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.to_string()
+}
+
+pub fn plan_json(plan: &Plan) -> Value {
+    let phases: Vec<Value> = plan
+        .phases
+        .iter()
+        .map(|ph| {
+            let prompts: Vec<Value> = plan.prompts[ph.prompts.clone()]
+                .iter()
+                .map(|p| {
+                    json!({
+                        "id": p.id.to_string(),
+                        "name": p.name,
+                        "file": p.path.display().to_string(),
+                        "checkpoint": p.checkpoint,
+                        "tokens_hint": p.footer.as_ref().and_then(|f| f.tokens),
+                        "minutes_hint": p.footer.as_ref().and_then(|f| f.minutes),
+                        "max_tokens": p.front.max_tokens,
+                        "model": p.front.model,
+                        "depends_on": p.depends_on.iter().map(|&d| plan.prompts[d].id.to_string()).collect::<Vec<_>>(),
+                        "produces": p.produces.keys().collect::<Vec<_>>(),
+                        "needs": p.needs,
+                    })
+                })
+                .collect();
+            json!({
+                "dir": ph.dir,
+                "name": ph.name,
+                "budget": ph.budget,
+                "configured": ph.configured,
+                "prompts": prompts,
+            })
+        })
+        .collect();
+    json!({
+        "phases": phases,
+        "ignored": plan.ignored.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "notes": plan.notes,
+    })
+}
+
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for ph in &plan.phases {
+        let budget = ph.budget.map_or_else(
+            || "no phase budget".to_string(),
+            |b| format!("budget {}", thousands(b)),
+        );
+        out.push_str(&format!(
+            "{} ({}/): {} prompts, {budget}\n",
+            ph.name,
+            ph.dir,
+            ph.prompts.len()
+        ));
+        let rows = plan.prompts[ph.prompts.clone()]
+            .iter()
+            .map(|p| {
+                vec![
+                    p.id.to_string(),
+                    p.name.clone(),
+                    opt(p.footer.as_ref().and_then(|f| f.tokens)),
+                    p.footer
+                        .as_ref()
+                        .and_then(|f| f.minutes)
+                        .map_or_else(|| "-".into(), minutes),
+                    match p.checkpoint {
+                        CheckpointMode::Required => "required".into(),
+                        CheckpointMode::Optional => "optional".into(),
+                    },
+                    p.needs.join(", "),
+                    p.produces.keys().cloned().collect::<Vec<_>>().join(", "),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "Id",
+                "Prompt",
+                "Tokens~",
+                "Time~",
+                "Checkpoint",
+                "Needs",
+                "Produces",
+            ],
+            rows,
+            &[2, 3],
+        ));
+        out.push_str("\n\n");
+    }
+    out.push_str(&format!(
+        "{} prompts in {} phases",
+        plan.prompts.len(),
+        plan.phases.len()
+    ));
+    if !plan.ignored.is_empty() {
+        out.push_str(&format!(
+            "; ignored (not prompts): {}",
+            plan.ignored
+                .iter()
+                .map(|p| p
+                    .strip_prefix(&plan.root)
+                    .unwrap_or(p)
+                    .display()
+                    .to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+#[derive(Serialize)]
+struct EstimateJson<'a> {
+    encoding: &'a str,
+    prompts: Vec<Value>,
+    phases: Vec<Value>,
+    total: Value,
+    over_budget: bool,
+}
+
+pub fn estimate_json(e: &Estimate) -> Value {
+    serde_json::to_value(EstimateJson {
+        encoding: &e.encoding,
+        prompts: e
+            .prompts
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id, "name": p.name, "phase": p.phase,
+                    "input_tokens": p.input_tokens, "max_tokens": p.max_tokens,
+                    "worst_case_tokens": p.worst_case_tokens,
+                    "over_per_prompt": p.over_per_prompt,
+                    "actual_tokens": p.actual_tokens,
+                    "tokens_hint": p.tokens_hint, "minutes_hint": p.minutes_hint,
+                })
+            })
+            .collect(),
+        phases: e
+            .phases
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name, "dir": p.dir, "budget": p.budget,
+                    "input_tokens": p.input_tokens, "worst_case_tokens": p.worst_case_tokens,
+                    "actual_tokens": p.actual_tokens,
+                    "over_budget": p.over_budget, "worst_case_over": p.worst_case_over,
+                })
+            })
+            .collect(),
+        total: json!({
+            "budget": e.total.budget, "input_tokens": e.total.input_tokens,
+            "worst_case_tokens": e.total.worst_case_tokens,
+            "actual_tokens": e.total.actual_tokens,
+            "cost_usd_max": e.total.cost_usd_max, "minutes": e.total.minutes,
+            "per_prompt": e.per_prompt,
+        }),
+        over_budget: e.over_budget,
+    })
+    .unwrap_or(Value::Null)
+}
+
+pub fn estimate_text(e: &Estimate) -> String {
+    let mut out = String::new();
+    let rows = e
+        .prompts
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.clone(),
+                p.name.clone(),
+                p.phase.clone(),
+                thousands(p.input_tokens),
+                thousands(u64::from(p.max_tokens)),
+                thousands(p.worst_case_tokens),
+                opt(p.actual_tokens),
+                if p.over_per_prompt {
+                    format!("OVER per_prompt {}", thousands(e.per_prompt))
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "Id",
+            "Prompt",
+            "Phase",
+            "Input",
+            "Max out",
+            "Worst case",
+            "Actual",
+            "",
+        ],
+        rows,
+        &[3, 4, 5, 6],
+    ));
+    out.push_str("\n\n");
+    let mut rows: Vec<Vec<String>> = e
+        .phases
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                opt(p.budget),
+                thousands(p.input_tokens),
+                p.budget
+                    .map_or_else(|| "-".into(), |b| signed(b, p.input_tokens)),
+                thousands(p.worst_case_tokens),
+                opt(p.actual_tokens),
+                if p.over_budget {
+                    "OVER budget".into()
+                } else if p.worst_case_over {
+                    "worst case over budget".into()
+                } else {
+                    "ok".into()
+                },
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "Total".into(),
+        thousands(e.total.budget),
+        thousands(e.total.input_tokens),
+        signed(e.total.budget, e.total.input_tokens),
+        thousands(e.total.worst_case_tokens),
+        opt(e.total.actual_tokens),
+        if e.total.over_budget {
+            "OVER budget".into()
+        } else if e.total.worst_case_over {
+            "worst case over budget".into()
+        } else {
+            "ok".into()
+        },
+    ]);
+    out.push_str(&table(
+        &[
+            "Phase",
+            "Budget",
+            "Input",
+            "Remaining",
+            "Worst case",
+            "Actual",
+            "Status",
+        ],
+        rows,
+        &[1, 2, 3, 4, 5],
+    ));
+    out.push('\n');
+    out.push_str(&format!(
+        "\n{} prompts, encoding {}; time (footers): {}",
+        e.prompts.len(),
+        e.encoding,
+        minutes(e.total.minutes)
+    ));
+    if let Some(cost) = e.total.cost_usd_max {
+        out.push_str(&format!("; cost at most ${cost:.4}"));
+    }
+    out.push('\n');
+    out
+}
+
+/// `budget - used`, negative when over.
+fn signed(budget: u64, used: u64) -> String {
+    if used > budget {
+        format!("-{}", thousands(used - budget))
+    } else {
+        thousands(budget - used)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn minutes_read_as_hours() {
+        assert_eq!(minutes(5.0), "5 min");
+        assert_eq!(minutes(125.0), "2h 05m");
+    }
+
+    #[test]
+    fn signed_remaining() {
+        assert_eq!(signed(10, 4), "6");
+        assert_eq!(signed(10, 14), "-4");
+    }
+}

@@ -1,0 +1,227 @@
+//! What is sent for a prompt (spec, "What is sent"), built in exactly one place so that
+//! `estimate` counts what `run` sends.
+//!
+//! A request is a system message (the context recall: project, phase, prompt, the previous
+//! prompt, the variables so far as JSON, and the checkpoint protocol) and a user message
+//! (the prompt with its placeholders filled in). No chat history is sent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::plan::{Plan, Template};
+use crate::tokens::{CHAT_OVERHEAD_PER_MESSAGE, CHAT_OVERHEAD_REPLY, Encoding};
+
+/// The built-in context recall. `[llm].system_template` replaces it; the same names are
+/// available there.
+pub const DEFAULT_SYSTEM_TEMPLATE: &str = "\
+You are an expert software engineer building the project {{project}}, one prompt at a time, \
+unattended. There is no chat history: this message is your memory of the build so far.
+
+Phase: {{phase}}
+Prompt: {{prompt}}
+Previous prompt: {{previous_prompt}}
+Variables so far (JSON): {{variables}}
+
+Do the task in the user message completely. Then end your reply with one fenced json block, \
+the checkpoint, with the real value of every output:
+```json
+{\"prompt\": \"{{prompt}}\", \"success\": true, \"outputs\": {{outputs}}}
+```
+If you could not complete the task, set \"success\": false and give the reason as \"error\" \
+in \"outputs\".
+";
+
+/// The names a system template may use.
+pub const SYSTEM_TEMPLATE_NAMES: [&str; 7] = [
+    "project",
+    "phase",
+    "prompt",
+    "prompt_id",
+    "previous_prompt",
+    "variables",
+    "outputs",
+];
+
+/// One request, provider-neutral.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Index into the plan's prompts.
+    pub prompt: usize,
+    pub model: String,
+    pub system: String,
+    pub user: String,
+    /// What config or front matter asks for; the runner caps it to the budgets.
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub stream: bool,
+}
+
+/// Builds requests for one plan under one config.
+pub struct RequestBuilder<'a> {
+    config: &'a Config,
+    plan: &'a Plan,
+    system: Template,
+    pub encoding: Encoding,
+}
+
+impl<'a> RequestBuilder<'a> {
+    /// `config_dir` resolves a relative `system_template` path.
+    pub fn new(config: &'a Config, plan: &'a Plan, config_dir: &Path) -> Result<Self> {
+        let system = match &config.llm.system_template {
+            None => system_template(DEFAULT_SYSTEM_TEMPLATE, Path::new("(built-in)"))?,
+            Some(file) => {
+                let path = config_dir.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+                    path: path.clone(),
+                    line: None,
+                    message: format!("`llm.system_template`: cannot read the template: {e}"),
+                })?;
+                system_template(&text, &path)?
+            }
+        };
+        let encoding = config
+            .tokenizer
+            .encoding
+            .unwrap_or_else(|| Encoding::for_model(config.llm.model()));
+        Ok(RequestBuilder {
+            config,
+            plan,
+            system,
+            encoding,
+        })
+    }
+
+    /// Config's constants merged with each earlier prompt's variables, later ones winning.
+    /// `outputs(i)` gives the variables prompt `i` produced (or, for an estimate, declared).
+    pub fn variables_before<'v>(
+        &self,
+        index: usize,
+        outputs: impl Fn(usize) -> Option<&'v serde_json::Map<String, Value>>,
+    ) -> BTreeMap<String, Value> {
+        let mut vars: BTreeMap<String, Value> = self.config.variables.clone();
+        for i in 0..index {
+            if let Some(out) = outputs(i) {
+                vars.extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        vars
+    }
+
+    /// The request for prompt `index` given the variables known before it. `retry_note`
+    /// (why the last attempt failed) is appended to the user message on a retry.
+    pub fn build(
+        &self,
+        index: usize,
+        vars: &BTreeMap<String, Value>,
+        retry_note: Option<&str>,
+    ) -> std::result::Result<Request, Vec<String>> {
+        let prompt = &self.plan.prompts[index];
+        let mut user = prompt.template.render(vars)?;
+        if let Some(note) = retry_note {
+            user.push_str("\n\n---\n");
+            user.push_str(note);
+            user.push('\n');
+        }
+        let phase = &self.plan.phases[prompt.phase];
+        let previous = index.checked_sub(1).map_or_else(
+            || "none (this is the first prompt)".to_string(),
+            |i| self.plan.prompts[i].file.clone(),
+        );
+        let outputs: serde_json::Map<String, Value> = prompt
+            .produces
+            .keys()
+            .map(|k| (k.clone(), Value::from("...")))
+            .collect();
+        let context: BTreeMap<String, Value> = [
+            ("project", Value::from(self.config.project.name.clone())),
+            (
+                "phase",
+                Value::from(format!("{} ({})", phase.name, phase.dir)),
+            ),
+            ("prompt", Value::from(prompt.name.clone())),
+            ("prompt_id", Value::from(prompt.id.to_string())),
+            ("previous_prompt", Value::from(previous)),
+            (
+                "variables",
+                Value::from(Value::Object(vars.clone().into_iter().collect()).to_string()),
+            ),
+            ("outputs", Value::from(Value::Object(outputs).to_string())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let system = self
+            .system
+            .render(&context)
+            .expect("system template names are checked when it is loaded");
+        Ok(Request {
+            prompt: index,
+            model: prompt
+                .front
+                .model
+                .clone()
+                .unwrap_or_else(|| self.config.llm.model().to_string()),
+            system,
+            user,
+            max_tokens: prompt
+                .front
+                .max_tokens
+                .unwrap_or(self.config.llm.max_tokens),
+            temperature: self.config.llm.temperature,
+            stream: self.config.llm.stream,
+        })
+    }
+
+    /// Input tokens of a request: both messages and the chat format's overhead.
+    pub fn input_tokens(&self, request: &Request) -> u64 {
+        self.encoding.count(&request.system)
+            + self.encoding.count(&request.user)
+            + 2 * CHAT_OVERHEAD_PER_MESSAGE
+            + CHAT_OVERHEAD_REPLY
+    }
+}
+
+fn system_template(text: &str, path: &Path) -> Result<Template> {
+    let known = |name: &str| SYSTEM_TEMPLATE_NAMES.contains(&name);
+    let (template, unknown) = Template::parse(text, &known, &[], 1);
+    if let Some(u) = unknown.first() {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            line: Some(u.line),
+            message: format!(
+                "the system template uses {{{{{}}}}}; it may use {}",
+                u.name,
+                SYSTEM_TEMPLATE_NAMES
+                    .map(|n| format!("{{{{{n}}}}}"))
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(template)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_template_uses_only_known_names() {
+        let t = system_template(DEFAULT_SYSTEM_TEMPLATE, Path::new("x")).expect("valid");
+        let names: Vec<_> = t.names().collect();
+        assert!(names.contains(&"variables"));
+        assert!(names.contains(&"outputs"));
+    }
+
+    #[test]
+    fn an_unknown_name_in_a_custom_template_is_a_config_error() {
+        let err = system_template("line one\nHello {{whoever}}\n", Path::new("system.md"))
+            .expect_err("unknown name");
+        let msg = err.to_string();
+        assert!(msg.starts_with("system.md:2:"), "{msg}");
+        assert!(msg.contains("{{whoever}}"), "{msg}");
+    }
+}

@@ -1,0 +1,722 @@
+//! State in `checkpoints/` (spec, "State in checkpoints/").
+//!
+//! `journal.jsonl` is the truth: one JSON event per line, appended and fsynced before the step
+//! it records counts as done. `status.json` (the seed's schema, extended) and `memory.json`
+//! are views folded from it and replaced atomically (temporary file, fsync, rename, fsync of
+//! the folder, by `atomic-write-file`). A torn last journal line, which a crash mid-write
+//! leaves, is dropped with a warning; any other unreadable line or state file is an error
+//! that names it, and the file is never overwritten.
+//!
+//! One runner per folder: `.lock` is held with `File::try_lock` (released by the kernel when
+//! the holder dies, so a stale lock never blocks) and records the holder's pid.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::plan::{Plan, Prompt};
+
+pub const SCHEMA_VERSION: u32 = 1;
+pub const JOURNAL: &str = "journal.jsonl";
+pub const STATUS: &str = "status.json";
+pub const MEMORY: &str = "memory.json";
+pub const LOCK: &str = ".lock";
+pub const OUTPUTS: &str = "outputs";
+pub const ARCHIVE: &str = "archive";
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A reply with a valid checkpoint.
+    Ok,
+    /// Connection, timeout, 429/5xx, a cut stream: retried.
+    Transient,
+    /// 4xx, quota, context length: not retried.
+    Permanent,
+    /// A reply that fails the checkpoint protocol (no block, `success: false`, truncated,
+    /// refusal, a needed variable missing): retried with a note.
+    Content,
+    /// The runner stopped (signal) while the request was in flight.
+    Interrupted,
+    /// No result was recorded (the runner died mid-request): possibly billed.
+    Unknown,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    SessionStarted {
+        session_id: String,
+        started: String,
+    },
+    /// A run (or rerun) began in this session, by process `pid`.
+    RunStarted {
+        pid: u32,
+        command: String,
+    },
+    /// Written before the request is sent.
+    AttemptStarted {
+        id: String,
+        file: String,
+        attempt: u32,
+        input_tokens: u64,
+        max_tokens: u32,
+    },
+    AttemptFinished {
+        id: String,
+        attempt: u32,
+        outcome: Outcome,
+        input_tokens: u64,
+        output_tokens: u64,
+        /// Counted by the tokenizer, not reported by the endpoint.
+        estimated: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finish_reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        duration_ms: u64,
+        #[serde(default)]
+        cost_usd: f64,
+    },
+    Retry {
+        id: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    Completed {
+        id: String,
+        name: String,
+        file: String,
+        hash: String,
+        variables: Map<String, Value>,
+        #[serde(default)]
+        files_created: Vec<String>,
+        output: String,
+    },
+    Failed {
+        id: String,
+        file: String,
+        error: String,
+    },
+    Skipped {
+        id: String,
+        reason: String,
+    },
+    Warning {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        message: String,
+    },
+    Halted {
+        reason: String,
+        code: i32,
+    },
+    Finished {},
+}
+
+/// A journal line: schema version, time, event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub v: u32,
+    pub at: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Per-prompt facts folded from the journal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PromptState {
+    pub file: String,
+    pub status: String,
+    pub attempts: u32,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub estimated: bool,
+    pub duration_ms: u64,
+    pub cost_usd: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub files_created: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Attempts with no recorded result (the runner died mid-request).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub possibly_billed: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// An attempt journaled as started with no result yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAttempt {
+    pub id: String,
+    pub attempt: u32,
+    pub input_tokens: u64,
+    pub max_tokens: u32,
+}
+
+/// The journal folded: everything the views and the runner need.
+#[derive(Debug, Clone, Default)]
+pub struct Fold {
+    pub session_id: String,
+    pub started: String,
+    pub current_prompt: Option<String>,
+    pub completed: Vec<String>,
+    pub failed: Vec<String>,
+    pub skipped: Vec<String>,
+    pub warnings: Vec<String>,
+    pub variables: BTreeMap<String, Map<String, Value>>,
+    pub last_checkpoint: Option<String>,
+    pub prompts: BTreeMap<String, PromptState>,
+    pub open: Vec<OpenAttempt>,
+    pub halted: Option<(String, i32)>,
+    pub finished: bool,
+    /// The last attempts, newest last (memory.json's breadcrumb trail).
+    pub trail: Vec<String>,
+    pub last_files_created: Vec<String>,
+    pub events: u64,
+}
+
+const TRAIL: usize = 20;
+
+impl Fold {
+    pub fn apply(&mut self, record: &Record) {
+        self.events += 1;
+        let at = &record.at;
+        match &record.event {
+            Event::SessionStarted {
+                session_id,
+                started,
+            } => {
+                self.session_id = session_id.clone();
+                self.started = started.clone();
+            }
+            Event::RunStarted { .. } => {
+                self.halted = None;
+                self.finished = false;
+            }
+            Event::AttemptStarted {
+                id,
+                file,
+                attempt,
+                input_tokens,
+                max_tokens,
+            } => {
+                self.current_prompt = Some(file.clone());
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.file = file.clone();
+                p.status = "running".into();
+                p.attempts += 1;
+                self.open.retain(|o| o.id != *id);
+                self.open.push(OpenAttempt {
+                    id: id.clone(),
+                    attempt: *attempt,
+                    input_tokens: *input_tokens,
+                    max_tokens: *max_tokens,
+                });
+                self.push_trail(format!("{at} {id} attempt {attempt} sent"));
+            }
+            Event::AttemptFinished {
+                id,
+                attempt,
+                outcome,
+                input_tokens,
+                output_tokens,
+                estimated,
+                finish_reason,
+                error,
+                duration_ms,
+                cost_usd,
+                ..
+            } => {
+                self.open
+                    .retain(|o| !(o.id == *id && o.attempt == *attempt));
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.tokens_in += input_tokens;
+                p.tokens_out += output_tokens;
+                p.estimated |= *estimated;
+                p.duration_ms += duration_ms;
+                p.cost_usd += cost_usd;
+                p.finish_reason = finish_reason.clone();
+                if *outcome == Outcome::Unknown {
+                    p.possibly_billed += 1;
+                }
+                if let Some(e) = error {
+                    p.last_error = Some(e.clone());
+                }
+                self.push_trail(format!(
+                    "{at} {id} attempt {attempt}: {outcome:?}{}",
+                    error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ));
+            }
+            Event::Retry { .. } => {}
+            Event::Completed {
+                id,
+                file,
+                hash,
+                variables,
+                files_created,
+                output,
+                ..
+            } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.status = "completed".into();
+                p.file = file.clone();
+                p.hash = Some(hash.clone());
+                p.files_created = files_created.clone();
+                p.output = Some(output.clone());
+                p.last_error = None;
+                p.completed_at = Some(at.clone());
+                self.completed.retain(|c| c != id);
+                self.completed.push(id.clone());
+                self.failed.retain(|c| c != id);
+                self.skipped.retain(|c| c != id);
+                self.variables.insert(id.clone(), variables.clone());
+                self.last_checkpoint = Some(at.clone());
+                if !files_created.is_empty() {
+                    self.last_files_created = files_created.clone();
+                }
+                if self.current_prompt.as_deref() == Some(file) {
+                    self.current_prompt = None;
+                }
+            }
+            Event::Failed { id, file, error } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.status = "failed".into();
+                p.last_error = Some(error.clone());
+                self.failed.retain(|c| c != id);
+                self.failed.push(id.clone());
+                self.current_prompt = Some(file.clone());
+                self.last_checkpoint = Some(at.clone());
+            }
+            Event::Skipped { id, reason } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.status = "skipped".into();
+                p.last_error = Some(reason.clone());
+                self.skipped.retain(|c| c != id);
+                self.skipped.push(id.clone());
+            }
+            Event::Warning { id, message } => {
+                self.warnings.push(match id {
+                    Some(id) => format!("{id}: {message}"),
+                    None => message.clone(),
+                });
+            }
+            Event::Halted { reason, code } => self.halted = Some((reason.clone(), *code)),
+            Event::Finished {} => {
+                self.finished = true;
+                self.current_prompt = None;
+            }
+        }
+    }
+
+    fn push_trail(&mut self, line: String) {
+        self.trail.push(line);
+        if self.trail.len() > TRAIL {
+            self.trail.remove(0);
+        }
+    }
+
+    /// Tokens spent on a prompt (in and out, every attempt), counting an attempt with no
+    /// result at its worst case.
+    pub fn spent(&self, id: &str) -> u64 {
+        let p = self.prompts.get(id);
+        let recorded = p.map_or(0, |p| p.tokens_in + p.tokens_out);
+        let open: u64 = self
+            .open
+            .iter()
+            .filter(|o| o.id == id)
+            .map(|o| o.input_tokens + u64::from(o.max_tokens))
+            .sum();
+        recorded + open
+    }
+}
+
+/// Reads `journal.jsonl`: the records, and a warning if a torn last line was dropped.
+pub fn read_journal(path: &Path) -> Result<(Vec<Record>, Option<String>)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut records = Vec::new();
+    let mut warning = None;
+    let ends_with_newline = bytes.last() == Some(&b'\n');
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let count = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
+        let last = i + 1 == count;
+        if line.is_empty() && last {
+            break;
+        }
+        let parsed = std::str::from_utf8(line)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str::<Record>(s).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(r) if r.v > SCHEMA_VERSION => {
+                return Err(Error::state(
+                    path,
+                    format!(
+                        "line {} has schema version {}, newer than this orchestrator ({SCHEMA_VERSION}); upgrade orchestrator",
+                        i + 1,
+                        r.v
+                    ),
+                ));
+            }
+            Ok(r) => records.push(r),
+            Err(_) if last && !ends_with_newline => {
+                warning = Some(format!(
+                    "{}: the last line ({} bytes) was cut short by a crash mid-write; it is ignored",
+                    path.display(),
+                    line.len()
+                ));
+            }
+            Err(e) => {
+                return Err(Error::state(
+                    path,
+                    format!(
+                        "line {} is not a journal event ({e}); the journal was changed by hand or damaged: move the checkpoints folder away (or `run --restart`) to start anew",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((records, warning))
+}
+
+/// Read-only state for `estimate` and `status`: the journal folded, no lock taken.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub fold: Fold,
+    pub warning: Option<String>,
+}
+
+impl Snapshot {
+    /// `None` when the folder holds no session yet. A `status.json` that cannot be read is
+    /// an error (it is a view, but a damaged one means something is wrong).
+    pub fn read_if_any(dir: &Path, _plan: &Plan) -> Result<Option<Snapshot>> {
+        check_status_file(dir)?;
+        let (records, warning) = read_journal(&dir.join(JOURNAL))?;
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let mut fold = Fold::default();
+        for r in &records {
+            fold.apply(r);
+        }
+        Ok(Some(Snapshot { fold, warning }))
+    }
+
+    /// The variables this prompt produced in the last run, if it completed.
+    pub fn variables_of(&self, prompt: &Prompt) -> Option<Map<String, Value>> {
+        self.fold.variables.get(prompt.id.as_str()).cloned()
+    }
+
+    /// Tokens spent on this prompt, if any attempt was made.
+    pub fn spent_on(&self, prompt: &Prompt) -> Option<u64> {
+        self.fold
+            .prompts
+            .contains_key(prompt.id.as_str())
+            .then(|| self.fold.spent(prompt.id.as_str()))
+    }
+}
+
+/// A `status.json` that exists must be a regular file inside the folder that parses as JSON.
+pub fn check_status_file(dir: &Path) -> Result<()> {
+    for name in [STATUS, MEMORY] {
+        let path = dir.join(name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(Error::state(
+                &path,
+                "is a symbolic link; state files must be regular files inside the checkpoints folder (remove the link)",
+            ));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        if let Err(e) = serde_json::from_slice::<Value>(&bytes) {
+            return Err(Error::state(
+                &path,
+                format!(
+                    "cannot be read ({e}); it is left as it is. Move it away and run again: it is rebuilt from journal.jsonl"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoints folder, opened for writing by one runner.
+pub struct Store {
+    pub dir: PathBuf,
+    journal: File,
+    _lock: File,
+}
+
+impl Store {
+    /// Creates the folder (0700) if needed and takes the lock; a second runner is refused
+    /// with the first one's pid.
+    pub fn open(dir: &Path) -> Result<Store> {
+        create_private_dir(dir)?;
+        create_private_dir(&dir.join(OUTPUTS))?;
+        let lock_path = dir.join(LOCK);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+                let pid = holder.trim();
+                return Err(Error::state(
+                    dir,
+                    format!(
+                        "another orchestrator (pid {}) is running on this checkpoints folder; wait for it to finish or stop it",
+                        if pid.is_empty() { "unknown" } else { pid }
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        lock.set_len(0).map_err(|e| Error::io(&lock_path, e))?;
+        writeln!(lock, "{}", std::process::id()).map_err(|e| Error::io(&lock_path, e))?;
+        check_status_file(dir)?;
+        let journal_path = dir.join(JOURNAL);
+        let journal = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&journal_path)
+            .map_err(|e| Error::io(&journal_path, e))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            journal,
+            _lock: lock,
+        })
+    }
+
+    /// Reads and folds the journal. A torn last line is cut off the file so that the next
+    /// append starts on a line of its own.
+    pub fn load(&mut self) -> Result<(Vec<Record>, Option<String>)> {
+        let path = self.dir.join(JOURNAL);
+        let (records, warning) = read_journal(&path)?;
+        if warning.is_some() {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            self.journal
+                .set_len(keep as u64)
+                .and_then(|()| self.journal.sync_data())
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        Ok((records, warning))
+    }
+
+    /// Appends events and fsyncs: when this returns, they are on disk.
+    pub fn append(&mut self, events: &[Event]) -> Result<Vec<Record>> {
+        let at = now();
+        let mut buf = Vec::new();
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            let record = Record {
+                v: SCHEMA_VERSION,
+                at: at.clone(),
+                event: event.clone(),
+            };
+            serde_json::to_writer(&mut buf, &record).map_err(|e| {
+                Error::state(
+                    self.dir.join(JOURNAL),
+                    format!("cannot encode an event: {e}"),
+                )
+            })?;
+            buf.push(b'\n');
+            records.push(record);
+        }
+        let path = self.dir.join(JOURNAL);
+        self.journal
+            .write_all(&buf)
+            .and_then(|()| self.journal.sync_data())
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(records)
+    }
+
+    /// Replaces `name` in the folder atomically and durably.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.dir.join(name), bytes)
+    }
+}
+
+/// Temporary file, fsync, rename, fsync of the folder; created 0600. A symbolic link in
+/// the target's place is refused rather than followed or replaced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use atomic_write_file::unix::OpenOptionsExt as _;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_symlink()
+    {
+        return Err(Error::state(
+            path,
+            "is a symbolic link; state files must be regular files inside the checkpoints folder (remove the link)",
+        ));
+    }
+    let mut options = atomic_write_file::AtomicWriteFile::options();
+    options.preserve_mode(false).mode(0o600);
+    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.commit().map_err(|e| Error::io(path, e))
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io(dir, e))
+        }
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(event: Event) -> Record {
+        Record {
+            v: SCHEMA_VERSION,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            event,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_as_one_line_each() {
+        let r = rec(Event::AttemptStarted {
+            id: "01.1".into(),
+            file: "01.1-a.md".into(),
+            attempt: 1,
+            input_tokens: 10,
+            max_tokens: 20,
+        });
+        let line = serde_json::to_string(&r).expect("encode");
+        assert!(line.starts_with("{\"v\":1,"), "{line}");
+        assert!(line.contains("\"event\":\"attempt_started\""), "{line}");
+        let back: Record = serde_json::from_str(&line).expect("decode");
+        assert_eq!(back.event, r.event);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_others_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(JOURNAL);
+        let good = serde_json::to_string(&rec(Event::Finished {})).expect("encode");
+        std::fs::write(&path, format!("{good}\n{{\"v\":1,\"at\":\"x\",\"ev")).expect("write");
+        let (records, warning) = read_journal(&path).expect("torn tail is tolerated");
+        assert_eq!(records.len(), 1);
+        assert!(warning.expect("warned").contains("cut short"));
+
+        std::fs::write(&path, format!("garbage\n{good}\n")).expect("write");
+        let err = read_journal(&path).expect_err("a bad middle line is an error");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn an_unfinished_attempt_counts_at_its_worst_case() {
+        let mut f = Fold::default();
+        f.apply(&rec(Event::AttemptStarted {
+            id: "01.1".into(),
+            file: "01.1-a.md".into(),
+            attempt: 1,
+            input_tokens: 100,
+            max_tokens: 50,
+        }));
+        assert_eq!(f.spent("01.1"), 150);
+        assert_eq!(f.current_prompt.as_deref(), Some("01.1-a.md"));
+        f.apply(&rec(Event::AttemptFinished {
+            id: "01.1".into(),
+            attempt: 1,
+            outcome: Outcome::Ok,
+            input_tokens: 100,
+            output_tokens: 7,
+            estimated: false,
+            finish_reason: None,
+            request_id: None,
+            error: None,
+            duration_ms: 1,
+            cost_usd: 0.0,
+        }));
+        assert_eq!(f.spent("01.1"), 107);
+    }
+
+    #[test]
+    fn completion_moves_a_prompt_from_failed_to_completed() {
+        let mut f = Fold::default();
+        f.apply(&rec(Event::Failed {
+            id: "02.1".into(),
+            file: "02.1-x.md".into(),
+            error: "boom".into(),
+        }));
+        assert_eq!(f.failed, ["02.1"]);
+        f.apply(&rec(Event::Completed {
+            id: "02.1".into(),
+            name: "02.1-x".into(),
+            file: "02.1-x.md".into(),
+            hash: "h".into(),
+            variables: Map::new(),
+            files_created: vec![],
+            output: "outputs/02.1.md".into(),
+        }));
+        assert!(f.failed.is_empty());
+        assert_eq!(f.completed, ["02.1"]);
+        assert_eq!(f.current_prompt, None);
+    }
+
+    #[test]
+    fn a_second_store_is_refused_with_the_pid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = Store::open(dir.path()).expect("first");
+        let err = Store::open(dir.path()).err().expect("second is refused");
+        assert!(
+            err.to_string().contains(&std::process::id().to_string()),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real binary against temporary builds (and the fake LLM server).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod foundation;
+mod tokens;
