@@ -49,6 +49,16 @@ pub enum ProviderKind {
     Command,
 }
 
+/// The variables in the context recall: those the prompt's placeholders use (the default:
+/// by the end of the bundled build "all" is ~90 variables, ~1,000 tokens on every request,
+/// which leaves the Features phase no room for output), or every variable known so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContextVariables {
+    Used,
+    All,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Llm {
@@ -67,6 +77,8 @@ pub struct Llm {
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
     pub system_template: Option<PathBuf>,
+    /// Which variables the context recall lists as JSON.
+    pub context_variables: ContextVariables,
     pub command: Vec<String>,
     pub env: Vec<String>,
 }
@@ -85,6 +97,7 @@ impl Default for Llm {
             timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(120),
             system_template: None,
+            context_variables: ContextVariables::Used,
             command: vec![
                 "claude".into(),
                 "-p".into(),

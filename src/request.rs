@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, ContextVariables};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Template};
 use crate::tokens::{CHAT_OVERHEAD_PER_MESSAGE, CHAT_OVERHEAD_REPLY, Encoding};
@@ -24,7 +24,7 @@ unattended. There is no chat history: this message is your memory of the build s
 Phase: {{phase}}
 Prompt: {{prompt}}
 Previous prompt: {{previous_prompt}}
-Variables so far (JSON): {{variables}}
+Variables (JSON): {{variables}}
 
 Do the task in the user message completely. Then end your reply with one fenced json block, \
 the checkpoint, with the real value of every output:
@@ -145,10 +145,7 @@ impl<'a> RequestBuilder<'a> {
             ("prompt", Value::from(prompt.name.clone())),
             ("prompt_id", Value::from(prompt.id.to_string())),
             ("previous_prompt", Value::from(previous)),
-            (
-                "variables",
-                Value::from(Value::Object(vars.clone().into_iter().collect()).to_string()),
-            ),
+            ("variables", Value::from(self.recall_variables(index, vars))),
             ("outputs", Value::from(Value::Object(outputs).to_string())),
         ]
         .into_iter()
@@ -174,6 +171,21 @@ impl<'a> RequestBuilder<'a> {
             temperature: self.config.llm.temperature,
             stream: self.config.llm.stream,
         })
+    }
+
+    /// The variables the context recall shows, as JSON (`llm.context_variables`).
+    fn recall_variables(&self, index: usize, vars: &BTreeMap<String, Value>) -> String {
+        let shown: serde_json::Map<String, Value> = match self.config.llm.context_variables {
+            ContextVariables::All => vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            ContextVariables::Used => {
+                let needs = &self.plan.prompts[index].needs;
+                vars.iter()
+                    .filter(|(k, _)| needs.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }
+        };
+        Value::Object(shown).to_string()
     }
 
     /// Input tokens of a request: both messages and the chat format's overhead.
