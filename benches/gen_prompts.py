@@ -3,7 +3,7 @@
 
     python3 benches/gen_prompts.py 200 /tmp/bench-build [--seed 1]
 
-Writes OUTDIR/01-foundation, OUTDIR/02-core and OUTDIR/03-features (about 1/8,
+Writes OUTDIR/prompts/01-foundation, .../02-core and .../03-features (about 1/8,
 3/8 and 1/2 of N), each holding files `NN.M-gen-M.md` (M counts from 1 within
 the phase), and OUTDIR/config.toml with budgets far too large to ever halt.
 
@@ -250,9 +250,9 @@ def main():
     for (phase_no, dirname, _), size in zip(PHASES, sizes):
         plan += [(phase_no, dirname, m) for m in range(1, size + 1)]
 
-    args.outdir.mkdir(parents=True, exist_ok=True)
+    prompts = args.outdir / "prompts"
     for _, dirname, _ in PHASES:
-        (args.outdir / dirname).mkdir(exist_ok=True)
+        (prompts / dirname).mkdir(parents=True, exist_ok=True)
 
     total_words = 0
     for i, (phase_no, dirname, m) in enumerate(plan):
@@ -262,13 +262,14 @@ def main():
             name = f"{nphase:02d}.{nm}-gen-{nm}.md"
             next_ref = name if ndir == dirname else f"{ndir}/{name}"
         stem, body = render_prompt(args.seed, phase_no, m, next_ref)
-        (args.outdir / dirname / f"{stem}.md").write_text(body, encoding="utf-8")
+        (prompts / dirname / f"{stem}.md").write_text(body, encoding="utf-8")
         total_words += words_in(body)
 
     config = ['[project]', 'name = "bench"', '',
               '[llm]', 'provider = "openai"',
               '# no base_url: the benchmark harness sets OPENAI_BASE_URL',
               'model = "gpt-4o-mini"', 'max_tokens = 2000', '',
+              '[tokenizer]', 'encoding = "cl100k_base"', '',
               '[budget]', 'total = 100000000', 'per_prompt = 100000']
     for _, dirname, name in PHASES:
         config += ['', '[[phases]]', f'dir = "{dirname}"', f'name = "{name}"', 'budget = 10000000']

@@ -249,6 +249,93 @@ fn count_in_parallel(
     })
 }
 
+/// What has been spent, per phase and in all, from the folded journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ledger {
+    pub phases: Vec<PhaseSpend>,
+    pub total: TotalSpend,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseSpend {
+    pub name: String,
+    pub dir: String,
+    pub budget: Option<u64>,
+    pub used: u64,
+    pub remaining: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TotalSpend {
+    pub budget: u64,
+    pub used: u64,
+    pub remaining: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Some counts came from the tokenizer rather than the endpoint.
+    pub estimated: bool,
+    pub cost_usd: f64,
+}
+
+impl Ledger {
+    pub fn new(fold: &crate::state::Fold, plan: &Plan, config: &Config) -> Ledger {
+        let phases = plan
+            .phases
+            .iter()
+            .map(|ph| {
+                let used: u64 = plan.prompts[ph.prompts.clone()]
+                    .iter()
+                    .map(|p| fold.spent(p.id.as_str()))
+                    .sum();
+                PhaseSpend {
+                    name: ph.name.clone(),
+                    dir: ph.dir.clone(),
+                    budget: ph.budget,
+                    used,
+                    remaining: ph.budget.map(|b| b.saturating_sub(used)),
+                }
+            })
+            .collect();
+        let used: u64 = fold.prompts.keys().map(|id| fold.spent(id)).sum();
+        let input: u64 = fold.prompts.values().map(|p| p.tokens_in).sum();
+        let output: u64 = fold.prompts.values().map(|p| p.tokens_out).sum();
+        let open: u64 = fold
+            .open
+            .iter()
+            .map(|o| o.input_tokens + u64::from(o.max_tokens))
+            .sum();
+        let reported_cost: f64 = fold.prompts.values().map(|p| p.cost_usd).sum();
+        let cost_usd = if reported_cost > 0.0 {
+            reported_cost
+        } else {
+            config.pricing.map_or(0.0, |p| p.cost(input, output))
+        };
+        Ledger {
+            phases,
+            total: TotalSpend {
+                budget: config.budget.total,
+                used,
+                remaining: config.budget.total.saturating_sub(used),
+                input_tokens: input + open,
+                output_tokens: output,
+                estimated: open > 0 || fold.prompts.values().any(|p| p.estimated),
+                cost_usd,
+            },
+        }
+    }
+
+    /// What remains for a prompt of phase `phase`.
+    pub fn remaining(&self, phase: usize) -> Remaining {
+        Remaining {
+            phase: self
+                .phases
+                .get(phase)
+                .and_then(|p| p.remaining.map(|r| (format!("phase {}", p.name), r))),
+            total: self.total.remaining,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod plan;
+pub mod providers;
 pub mod report;
 pub mod request;
 pub mod runner;

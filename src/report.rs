@@ -322,6 +322,124 @@ fn signed(budget: u64, used: u64) -> String {
     }
 }
 
+/// One of the seed's success criteria, measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Criterion {
+    pub name: String,
+    pub passed: bool,
+    pub value: String,
+}
+
+/// What `status` shows.
+pub struct Status<'a> {
+    pub fold: &'a crate::state::Fold,
+    pub plan: &'a Plan,
+    pub ledger: &'a crate::budget::Ledger,
+    pub current_prompt: Option<String>,
+    pub changed: Vec<String>,
+    pub criteria: Vec<Criterion>,
+    pub cost_usd: f64,
+}
+
+impl Status<'_> {
+    pub fn json(&self) -> Value {
+        let l = self.ledger;
+        json!({
+            "session_id": self.fold.session_id,
+            "started": self.fold.started,
+            "current_prompt": self.current_prompt,
+            "completed": self.fold.completed,
+            "failed": self.fold.failed,
+            "skipped": self.fold.skipped,
+            "phases": l.phases.iter().map(|p| json!({"name": p.name, "budget": p.budget, "used": p.used, "remaining": p.remaining})).collect::<Vec<_>>(),
+            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
+            "criteria": self.criteria,
+            "changed": self.changed,
+            "halted": self.fold.halted.as_ref().map(|(r, c)| json!({"reason": r, "code": c})),
+        })
+    }
+
+    pub fn text(&self) -> String {
+        let l = self.ledger;
+        let f = self.fold;
+        let mut out = format!(
+            "Session {} (started {})\nCompleted {}/{} prompts; failed: {}; current prompt: {}\n",
+            f.session_id,
+            f.started,
+            f.completed.len(),
+            self.plan.prompts.len(),
+            if f.failed.is_empty() {
+                "none".to_string()
+            } else {
+                f.failed.join(", ")
+            },
+            self.current_prompt.as_deref().unwrap_or("none (all done)")
+        );
+        if let Some((reason, code)) = &f.halted {
+            out.push_str(&format!("Halted (exit {code}): {reason}\n"));
+        }
+        out.push('\n');
+        let mut rows: Vec<Vec<String>> = l
+            .phases
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    opt(p.budget),
+                    thousands(p.used),
+                    opt(p.remaining),
+                ]
+            })
+            .collect();
+        rows.push(vec![
+            "Total".into(),
+            thousands(l.total.budget),
+            thousands(l.total.used),
+            thousands(l.total.remaining),
+        ]);
+        out.push_str(&table(
+            &["Phase", "Budget", "Actual", "Remaining"],
+            rows,
+            &[1, 2, 3],
+        ));
+        out.push_str("\n\n");
+        for c in &self.criteria {
+            out.push_str(&format!(
+                "- [{}] {}: {}\n",
+                if c.passed { "x" } else { " " },
+                c.name,
+                c.value
+            ));
+        }
+        out.push_str(&format!(
+            "\nCost: ${:.4}{}\n",
+            self.cost_usd,
+            if l.total.estimated {
+                " (some token counts estimated)"
+            } else {
+                ""
+            }
+        ));
+        if !self.changed.is_empty() {
+            out.push_str(&format!(
+                "Changed since they ran: {} (`orchestrator rerun ID` runs one again)\n",
+                self.changed.join(", ")
+            ));
+        }
+        if !f.failed.is_empty() {
+            for id in &f.failed {
+                if let Some(p) = f.prompts.get(id) {
+                    out.push_str(&format!(
+                        "Failed {id}: {}\n",
+                        p.last_error.as_deref().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,8 @@ pub struct PromptState {
     pub file: String,
     pub status: String,
     pub attempts: u32,
+    /// The largest request sent for this prompt (input tokens).
+    pub max_input: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub estimated: bool,
@@ -231,6 +233,7 @@ impl Fold {
                 p.file = file.clone();
                 p.status = "running".into();
                 p.attempts += 1;
+                p.max_input = p.max_input.max(*input_tokens);
                 self.open.retain(|o| o.id != *id);
                 self.open.push(OpenAttempt {
                     id: id.clone(),
@@ -575,6 +578,38 @@ impl Store {
         Ok(records)
     }
 
+    /// `run --restart`: moves the session's files to `archive/<session_id>/` and starts
+    /// an empty journal.
+    pub fn archive(&mut self, session_id: &str) -> Result<PathBuf> {
+        let archive = self.dir.join(ARCHIVE);
+        create_private_dir(&archive)?;
+        let mut target = archive.join(session_id);
+        let mut n = 1;
+        while target.exists() {
+            n += 1;
+            target = archive.join(format!("{session_id}-{n}"));
+        }
+        create_private_dir(&target)?;
+        for name in [JOURNAL, STATUS, MEMORY, OUTPUTS] {
+            let from = self.dir.join(name);
+            if from.exists() {
+                std::fs::rename(&from, target.join(name)).map_err(|e| Error::io(&from, e))?;
+            }
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&self.dir, e))?;
+        create_private_dir(&self.dir.join(OUTPUTS))?;
+        let journal_path = self.dir.join(JOURNAL);
+        self.journal = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&journal_path)
+            .map_err(|e| Error::io(&journal_path, e))?;
+        Ok(target)
+    }
+
     /// Replaces `name` in the folder atomically and durably.
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.dir.join(name), bytes)
@@ -612,6 +647,61 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         }
         Err(e) => Err(Error::io(dir, e)),
     }
+}
+
+/// `status.json`: the seed's keys with the seed's meaning, and the extensions.
+pub fn status_view(
+    fold: &Fold,
+    plan: &Plan,
+    ledger: &crate::budget::Ledger,
+    current_prompt: Option<&str>,
+) -> Value {
+    let hashes: BTreeMap<&str, &str> = plan
+        .prompts
+        .iter()
+        .map(|p| (p.id.as_str(), p.hash.as_str()))
+        .collect();
+    serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "session_id": fold.session_id,
+        "started": fold.started,
+        "current_prompt": current_prompt,
+        "completed": fold.completed,
+        "failed": fold.failed,
+        "warnings": fold.warnings,
+        "variables": fold.variables,
+        "last_checkpoint": fold.last_checkpoint,
+        "skipped": fold.skipped,
+        "halted": fold.halted.as_ref().map(|(reason, code)| serde_json::json!({"reason": reason, "code": code})),
+        "finished": fold.finished,
+        "prompts": fold.prompts,
+        "plan_hashes": hashes,
+        "phases": ledger.phases,
+        "totals": ledger.total,
+    })
+}
+
+/// `memory.json`: what outlives a lost conversation.
+pub fn memory_view(fold: &Fold, plan: &Plan, constants: &BTreeMap<String, Value>) -> Value {
+    let mut merged: Map<String, Value> = constants
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for p in &plan.prompts {
+        if let Some(vars) = fold.variables.get(p.id.as_str()) {
+            merged.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "session_id": fold.session_id,
+        "constants": constants,
+        "variables": merged,
+        "last_files_created": fold.last_files_created,
+        "completed": fold.completed,
+        "breadcrumbs": fold.trail,
+        "updated": now(),
+    })
 }
 
 #[cfg(test)]

@@ -3,5 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod fake;
 mod foundation;
+mod run;
 mod tokens;

@@ -1,1 +1,584 @@
-//! filled in by the providers work
+//! An in-process fake LLM server on 127.0.0.1, for tests and benchmarks.
+//!
+//! It speaks raw HTTP/1.1 over tokio's TCP, so that it can misbehave exactly as scripted:
+//! each request takes the next [`Action`] from the script (a status with headers, a JSON
+//! body, an SSE stream written in pieces with pauses, a reset mid-stream, a connection that
+//! never answers or closes after the headers). When the script is empty, a default
+//! responder answers like a well-behaved model: a reply ending with a valid checkpoint
+//! block for the prompt named in the system message, in OpenAI or Anthropic format by the
+//! request's path, streamed or not as asked, with usage.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One piece of a response body.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// Bytes, written (and flushed) as one write.
+    Data(Vec<u8>),
+    /// Wait before the next piece (a slow or stalling server).
+    Wait(Duration),
+    /// Abort the connection with a TCP reset.
+    Reset,
+    /// Stop writing and never close (a hung stream).
+    Hang,
+}
+
+/// What the server does with one request.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A response: status, extra headers, body pieces. A body of pieces is sent without a
+    /// length and ends by closing the connection.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<Piece>,
+    },
+    /// Accept the request and never answer.
+    Hang,
+    /// Send the status line and headers, then close.
+    CloseAfterHeaders,
+    /// Answer as the default responder would.
+    Default,
+}
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The system message (OpenAI or Anthropic shape).
+    pub fn system(&self) -> String {
+        if let Some(s) = self.body.get("system").and_then(Value::as_str) {
+            return s.to_string();
+        }
+        message(&self.body, "system")
+    }
+
+    pub fn user(&self) -> String {
+        message(&self.body, "user")
+    }
+
+    /// The prompt name the context recall gives (`Prompt: 01.1-python-setup`).
+    pub fn prompt_name(&self) -> String {
+        let system = self.system();
+        system
+            .lines()
+            .find_map(|l| l.strip_prefix("Prompt: "))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    pub fn max_tokens(&self) -> u64 {
+        self.body["max_tokens"].as_u64().unwrap_or(0)
+    }
+}
+
+fn message(body: &Value, role: &str) -> String {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == role)
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+type Responder = dyn Fn(&Seen) -> Action + Send + Sync;
+
+struct Shared {
+    script: VecDeque<Action>,
+    /// Scripts per prompt name, used before the general script.
+    per_prompt: Vec<(String, VecDeque<Action>)>,
+    seen: Vec<Seen>,
+    responder: Option<Arc<Responder>>,
+    latency: Duration,
+}
+
+/// The server. It runs on its own thread until dropped.
+pub struct FakeLlm {
+    pub addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeLlm {
+    pub fn start() -> FakeLlm {
+        FakeLlm::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> FakeLlm {
+        let shared = Arc::new(Mutex::new(Shared {
+            script: VecDeque::new(),
+            per_prompt: Vec::new(),
+            seen: Vec::new(),
+            responder: None,
+            latency: Duration::ZERO,
+        }));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let for_thread = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                let serve = async {
+                    loop {
+                        let Ok((socket, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        tokio::spawn(connection(socket, for_thread.clone()));
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        let addr = addr_rx.recv().expect("server address");
+        FakeLlm {
+            addr,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, for `base_url` or `OPENAI_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`, for Anthropic's base URL.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Appends actions for the next requests, in order.
+    pub fn script(&self, actions: impl IntoIterator<Item = Action>) -> &Self {
+        self.lock().script.extend(actions);
+        self
+    }
+
+    /// Actions for the next requests of one prompt (by name, `02.3-name`).
+    pub fn script_prompt(&self, name: &str, actions: impl IntoIterator<Item = Action>) -> &Self {
+        let mut s = self.lock();
+        let actions: VecDeque<Action> = actions.into_iter().collect();
+        match s.per_prompt.iter_mut().find(|(n, _)| n == name) {
+            Some((_, q)) => q.extend(actions),
+            None => s.per_prompt.push((name.to_string(), actions)),
+        }
+        drop(s);
+        self
+    }
+
+    /// Replaces the default responder.
+    pub fn responder(&self, f: impl Fn(&Seen) -> Action + Send + Sync + 'static) -> &Self {
+        self.lock().responder = Some(Arc::new(f));
+        self
+    }
+
+    /// Delay before every default answer (a model that takes time).
+    pub fn latency(&self, d: Duration) -> &Self {
+        self.lock().latency = d;
+        self
+    }
+
+    /// The requests seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.lock().seen.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().seen.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn connection(mut socket: TcpStream, shared: Arc<Mutex<Shared>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(seen) = read_request(&mut socket, &mut buf).await else {
+            return;
+        };
+        let (action, latency) = {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.seen.push(seen.clone());
+            let seen = &seen;
+            let name = seen.prompt_name();
+            let scripted = s
+                .per_prompt
+                .iter_mut()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, q)| q.pop_front())
+                .or_else(|| s.script.pop_front());
+            let action = match scripted {
+                Some(Action::Default) | None => match &s.responder {
+                    Some(r) => r(seen),
+                    None => default_reply(seen),
+                },
+                Some(a) => a,
+            };
+            (action, s.latency)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let keep_alive = match action {
+            Action::Hang => {
+                std::future::pending::<()>().await;
+                false
+            }
+            Action::CloseAfterHeaders => {
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
+                    .await;
+                false
+            }
+            Action::Default => unreachable!("resolved above"),
+            Action::Respond {
+                status,
+                headers,
+                body,
+            } => write_response(&mut socket, status, &headers, body).await,
+        };
+        let client_closes = seen
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if !keep_alive || client_closes {
+            return;
+        }
+    }
+}
+
+async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head_len)) = req.parse(buf) {
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let method = req.method.unwrap_or("").to_string();
+            let path = req.path.unwrap_or("").to_string();
+            while buf.len() < head_len + len {
+                let mut chunk = [0u8; 8192];
+                let n = socket.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body =
+                serde_json::from_slice(&buf[head_len..head_len + len]).unwrap_or(Value::Null);
+            buf.drain(..head_len + len);
+            return Some(Seen {
+                method,
+                path,
+                headers,
+                body,
+            });
+        }
+        let mut chunk = [0u8; 8192];
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Writes a response; `true` if the connection can take another request.
+async fn write_response(
+    socket: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: Vec<Piece>,
+) -> bool {
+    let whole: Option<Vec<u8>> = match body.as_slice() {
+        [] => Some(Vec::new()),
+        [Piece::Data(d)] => Some(d.clone()),
+        _ => None,
+    };
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    let has_type = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if !has_type {
+        head.push_str("content-type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match &whole {
+        Some(b) => head.push_str(&format!("content-length: {}\r\n\r\n", b.len())),
+        None => head.push_str("connection: close\r\n\r\n"),
+    }
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    if let Some(b) = whole {
+        return socket.write_all(&b).await.is_ok() && socket.flush().await.is_ok();
+    }
+    for piece in body {
+        match piece {
+            Piece::Data(d) => {
+                if socket.write_all(&d).await.is_err() || socket.flush().await.is_err() {
+                    return false;
+                }
+            }
+            Piece::Wait(d) => tokio::time::sleep(d).await,
+            Piece::Reset => {
+                let _ = socket.set_zero_linger();
+                return false;
+            }
+            Piece::Hang => std::future::pending::<()>().await,
+        }
+    }
+    let _ = socket.shutdown().await;
+    false
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        529 => "Overloaded",
+        _ => "Status",
+    }
+}
+
+// ---- Building replies -------------------------------------------------------------------
+
+/// A reply text that ends with a valid checkpoint block for `name` with `outputs`.
+pub fn checkpoint_text(name: &str, outputs: &Value) -> String {
+    format!(
+        "Done: the task for {name} is complete.\n\n```json\n{}\n```\n",
+        json!({"prompt": name, "success": true, "outputs": outputs})
+    )
+}
+
+/// The outputs a request asks for (from the recall's `"outputs": {...}` line), each given
+/// the value `<name>-value`.
+pub fn requested_outputs(seen: &Seen) -> Value {
+    let system = seen.system();
+    let mut outputs = serde_json::Map::new();
+    if let Some(line) = system.lines().find(|l| l.contains("\"outputs\": {"))
+        && let Ok(v) = serde_json::from_str::<Value>(line.trim())
+        && let Some(map) = v.get("outputs").and_then(Value::as_object)
+    {
+        for k in map.keys() {
+            outputs.insert(k.clone(), Value::from(format!("{k}-value")));
+        }
+    }
+    Value::Object(outputs)
+}
+
+/// What a well-behaved model answers: a checkpoint with every requested output.
+pub fn default_reply(seen: &Seen) -> Action {
+    let text = checkpoint_text(&seen.prompt_name(), &requested_outputs(seen));
+    reply_for(seen, &text)
+}
+
+/// `text` as the request's API would carry it (OpenAI or Anthropic, streamed or not),
+/// with usage of 100 tokens in and 50 out.
+pub fn reply_for(seen: &Seen, text: &str) -> Action {
+    let stream = seen.body["stream"].as_bool().unwrap_or(false);
+    let anthropic = seen.path.ends_with("/messages");
+    match (anthropic, stream) {
+        (false, true) => openai_sse(text, "stop", Some((100, 50))),
+        (false, false) => openai_json(text, "stop", Some((100, 50))),
+        (true, true) => anthropic_sse(text, "end_turn", Some((100, 50))),
+        (true, false) => anthropic_json(text, "end_turn", (100, 50)),
+    }
+}
+
+pub fn json_body(status: u16, body: Value) -> Action {
+    Action::Respond {
+        status,
+        headers: vec![],
+        body: vec![Piece::Data(body.to_string().into_bytes())],
+    }
+}
+
+/// An error status with an OpenAI-style error body and extra headers.
+pub fn status(code: u16, message: &str, headers: &[(&str, &str)]) -> Action {
+    Action::Respond {
+        status: code,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: vec![Piece::Data(
+            json!({"error": {"message": message, "type": "error", "code": null}})
+                .to_string()
+                .into_bytes(),
+        )],
+    }
+}
+
+pub fn openai_json(text: &str, finish: &str, usage: Option<(u64, u64)>) -> Action {
+    let mut body = json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+    });
+    if let Some((i, o)) = usage {
+        body["usage"] = json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o});
+    }
+    json_body(200, body)
+}
+
+/// SSE `data:` events for `text` in chunks of a few characters, a finish, usage, `[DONE]`.
+pub fn openai_events(text: &str, finish: &str, usage: Option<(u64, u64)>) -> Vec<String> {
+    let mut events = vec![
+        json!({"id": "chatcmpl-fake", "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+            .to_string(),
+    ];
+    for part in split_text(text, 16) {
+        events.push(json!({"id": "chatcmpl-fake", "choices": [{"index": 0, "delta": {"content": part}, "finish_reason": null}]}).to_string());
+    }
+    events.push(json!({"id": "chatcmpl-fake", "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}).to_string());
+    if let Some((i, o)) = usage {
+        events.push(json!({"id": "chatcmpl-fake", "choices": [], "usage": {"prompt_tokens": i, "completion_tokens": o}}).to_string());
+    }
+    events.push("[DONE]".to_string());
+    events
+}
+
+pub fn sse_bytes(events: &[String]) -> Vec<u8> {
+    events
+        .iter()
+        .map(|e| format!("data: {e}\n\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+pub fn sse(body: Vec<Piece>) -> Action {
+    Action::Respond {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body,
+    }
+}
+
+pub fn openai_sse(text: &str, finish: &str, usage: Option<(u64, u64)>) -> Action {
+    sse(vec![Piece::Data(sse_bytes(&openai_events(
+        text, finish, usage,
+    )))])
+}
+
+pub fn anthropic_events(
+    text: &str,
+    stop: &str,
+    usage: Option<(u64, u64)>,
+) -> Vec<(String, String)> {
+    let (i, o) = usage.unwrap_or((0, 0));
+    let mut events = vec![
+        ("message_start".to_string(), json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": i, "output_tokens": 1}}}).to_string()),
+        ("content_block_start".into(), json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string()),
+        ("ping".into(), json!({"type": "ping"}).to_string()),
+    ];
+    for part in split_text(text, 16) {
+        events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}}).to_string()));
+    }
+    events.push((
+        "content_block_stop".into(),
+        json!({"type": "content_block_stop", "index": 0}).to_string(),
+    ));
+    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": o}}).to_string()));
+    events.push((
+        "message_stop".into(),
+        json!({"type": "message_stop"}).to_string(),
+    ));
+    events
+}
+
+pub fn anthropic_sse(text: &str, stop: &str, usage: Option<(u64, u64)>) -> Action {
+    let bytes: String = anthropic_events(text, stop, usage)
+        .iter()
+        .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
+        .collect();
+    sse(vec![Piece::Data(bytes.into_bytes())])
+}
+
+pub fn anthropic_json(text: &str, stop: &str, usage: (u64, u64)) -> Action {
+    json_body(
+        200,
+        json!({"id": "msg_fake", "type": "message", "role": "assistant", "content": [{"type": "text", "text": text}], "stop_reason": stop, "usage": {"input_tokens": usage.0, "output_tokens": usage.1}}),
+    )
+}
+
+fn split_text(text: &str, size: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}

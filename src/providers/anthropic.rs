@@ -1,0 +1,344 @@
+//! Anthropic's Messages API: `POST {base_url}/v1/messages` with `x-api-key` and
+//! `anthropic-version`. Events `message_start`, `content_block_delta`, `message_delta`,
+//! `message_stop`, `ping` (which does not reset the idle clock) and `error`. Input usage
+//! is `input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`. A
+//! streamed request answered with one JSON body (by content type) is accepted too.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::http::{Clocks, Http, provider_message};
+use super::{Failure, Finish, Outcome, Progress, Reply, Usage};
+use crate::config::Config;
+use crate::request::Request;
+
+pub const VERSION: &str = "2023-06-01";
+
+pub struct Anthropic {
+    pub http: Http,
+}
+
+impl Anthropic {
+    pub fn new(http: Http, _config: &Config) -> Anthropic {
+        Anthropic { http }
+    }
+
+    pub fn url(&self) -> String {
+        let base = self.http.base_url.trim_end_matches("/v1");
+        format!("{base}/v1/messages")
+    }
+
+    pub async fn send(
+        &self,
+        request: &Request,
+        max_tokens: u32,
+        progress: Progress<'_>,
+    ) -> Outcome {
+        let url = self.url();
+        let body = json!({
+            "model": request.model,
+            "max_tokens": max_tokens,
+            "system": request.system,
+            "messages": [{"role": "user", "content": request.user}],
+            "temperature": request.temperature.min(1.0),
+            "stream": request.stream,
+        });
+        let mut builder = self
+            .http
+            .client
+            .post(&url)
+            .header("anthropic-version", VERSION)
+            .json(&body);
+        if let Some(key) = self.http.key() {
+            builder = builder.header("x-api-key", key);
+        }
+        let mut clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
+        let response = self
+            .http
+            .post(&url, builder, clocks.deadline, request.stream)
+            .await?;
+        let request_id = super::http::request_id(response.headers());
+        let is_sse = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if !is_sse {
+            let bytes = self.http.read_body(response, clocks.deadline).await?;
+            return parse_message(&bytes, request_id);
+        }
+        let mut events = sse_stream::SseStream::from_bytes_stream(Http::body_stream(response));
+        let mut state = State {
+            id: request_id,
+            ..State::default()
+        };
+        loop {
+            let next = tokio::time::timeout_at(clocks.next_deadline(), events.next()).await;
+            let event = match next {
+                Err(_) => {
+                    return Err(clocks
+                        .expired(self.http.timeout, &state.text)
+                        .with_request_id(state.id.clone()));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(self
+                        .http
+                        .stream_failure(&e, &state.text)
+                        .with_request_id(state.id.clone()));
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            let Some(data) = event.data else { continue };
+            let v: Value = match serde_json::from_str(&data) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(
+                        Failure::transient(format!("a stream event is not JSON ({e})"))
+                            .with_partial(&state.text)
+                            .with_request_id(state.id.clone()),
+                    );
+                }
+            };
+            let kind = event
+                .event
+                .as_deref()
+                .or_else(|| v.get("type").and_then(Value::as_str))
+                .unwrap_or("")
+                .to_string();
+            match state.apply(&kind, &v) {
+                Err(mut f) => {
+                    f.message = self.http.redact(&f.message);
+                    return Err(f);
+                }
+                Ok(true) => {
+                    clocks.content();
+                    progress(state.chunks);
+                }
+                Ok(false) => {}
+            }
+            if state.stopped {
+                break;
+            }
+        }
+        state.finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    text: String,
+    id: Option<String>,
+    input: Option<u64>,
+    output: Option<u64>,
+    stop_reason: Option<String>,
+    chunks: u64,
+    stopped: bool,
+}
+
+fn input_usage(u: &Value) -> Option<u64> {
+    let base = u.get("input_tokens").and_then(Value::as_u64)?;
+    let created = u
+        .get("cache_creation_input_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let read = u
+        .get("cache_read_input_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(base + created + read)
+}
+
+impl State {
+    fn apply(&mut self, kind: &str, v: &Value) -> Result<bool, Failure> {
+        match kind {
+            "message_start" => {
+                let m = &v["message"];
+                if let Some(id) = m.get("id").and_then(Value::as_str) {
+                    self.id = Some(id.to_string());
+                }
+                if let Some(u) = m.get("usage") {
+                    self.input = input_usage(u).or(self.input);
+                    self.output = u
+                        .get("output_tokens")
+                        .and_then(Value::as_u64)
+                        .or(self.output);
+                }
+                Ok(false)
+            }
+            "content_block_delta" => {
+                let text = v["delta"].get("text").and_then(Value::as_str).unwrap_or("");
+                if text.is_empty() {
+                    return Ok(false);
+                }
+                self.text.push_str(text);
+                self.chunks += 1;
+                Ok(true)
+            }
+            "message_delta" => {
+                if let Some(r) = v["delta"].get("stop_reason").and_then(Value::as_str) {
+                    self.stop_reason = Some(r.to_string());
+                }
+                if let Some(u) = v.get("usage") {
+                    self.output = u
+                        .get("output_tokens")
+                        .and_then(Value::as_u64)
+                        .or(self.output);
+                    self.input = input_usage(u).or(self.input);
+                }
+                Ok(false)
+            }
+            "message_stop" => {
+                self.stopped = true;
+                Ok(false)
+            }
+            "error" => {
+                let message = provider_message(&v.to_string());
+                let overloaded = message.contains("overloaded") || message.contains("api_error");
+                let f = if overloaded || !message.contains("invalid_request") {
+                    Failure::transient(format!(
+                        "the server reported an error inside the stream: {message}"
+                    ))
+                } else {
+                    Failure::permanent(format!(
+                        "the server reported an error inside the stream: {message}"
+                    ))
+                };
+                Err(f.with_partial(&self.text).with_request_id(self.id.clone()))
+            }
+            // ping, content_block_start/stop and anything new: not content.
+            _ => Ok(false),
+        }
+    }
+
+    fn finish(self) -> Outcome {
+        if !self.stopped && self.stop_reason.is_none() {
+            return Err(Failure::transient(
+                "the stream ended before message_stop; the reply is incomplete",
+            )
+            .with_partial(&self.text)
+            .with_request_id(self.id));
+        }
+        let usage = self.input.map(|input| Usage {
+            input,
+            output: self.output.unwrap_or(0),
+        });
+        Ok(Reply {
+            text: self.text,
+            finish: stop(self.stop_reason.as_deref()),
+            usage,
+            request_id: self.id,
+            cost_usd: None,
+        })
+    }
+}
+
+fn stop(reason: Option<&str>) -> Finish {
+    match reason {
+        Some("end_turn" | "stop_sequence" | "tool_use" | "pause_turn") => Finish::Stop,
+        Some("max_tokens" | "model_context_window_exceeded") => Finish::Length,
+        Some("refusal") => Finish::Refusal,
+        Some(other) => Finish::Other(other.to_string()),
+        None => Finish::Unknown,
+    }
+}
+
+/// A whole Messages API reply.
+fn parse_message(bytes: &[u8], request_id: Option<String>) -> Outcome {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Failure::transient(format!("the reply is not JSON ({e})"))
+            .with_request_id(request_id.clone())
+    })?;
+    if v.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(Failure::transient(format!(
+            "the server reported an error: {}",
+            provider_message(&v.to_string())
+        ))
+        .with_request_id(request_id));
+    }
+    let text: String = v
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = v.get("usage").and_then(|u| {
+        Some(Usage {
+            input: input_usage(u)?,
+            output: u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
+        })
+    });
+    Ok(Reply {
+        text,
+        finish: stop(v.get("stop_reason").and_then(Value::as_str)),
+        usage,
+        request_id: v
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(request_id),
+        cost_usd: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_cache_usage() {
+        let mut s = State::default();
+        s.apply("message_start", &json!({"message": {"id": "msg_1", "usage": {"input_tokens": 10, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 1}}})).expect("start");
+        assert!(!s.apply("ping", &json!({"type": "ping"})).expect("ping"));
+        assert!(
+            s.apply(
+                "content_block_delta",
+                &json!({"delta": {"type": "text_delta", "text": "Hi"}})
+            )
+            .expect("delta")
+        );
+        s.apply(
+            "message_delta",
+            &json!({"delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 7}}),
+        )
+        .expect("delta");
+        s.apply("message_stop", &json!({})).expect("stop");
+        let r = s.finish().expect("reply");
+        assert_eq!(r.text, "Hi");
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input: 17,
+                output: 7
+            })
+        );
+        assert_eq!(r.finish, Finish::Length);
+        assert_eq!(r.request_id.as_deref(), Some("msg_1"));
+    }
+
+    #[test]
+    fn error_events_fail() {
+        let mut s = State::default();
+        let f = s
+            .apply("error", &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+            .expect_err("error");
+        assert_eq!(f.kind, super::super::FailureKind::Transient);
+    }
+
+    #[test]
+    fn json_message() {
+        let r = parse_message(br#"{"id":"m","type":"message","content":[{"type":"text","text":"ok"}],"stop_reason":"refusal","usage":{"input_tokens":4,"output_tokens":1}}"#, None).expect("reply");
+        assert_eq!((r.text.as_str(), r.finish), ("ok", Finish::Refusal));
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input: 4,
+                output: 1
+            })
+        );
+    }
+}

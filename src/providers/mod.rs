@@ -1,0 +1,219 @@
+//! Providers (spec, "Providers"): one interface, `send(request) -> outcome`, over an
+//! OpenAI-compatible endpoint, Anthropic's Messages API, and an agent CLI.
+//!
+//! A provider sends exactly once: it never retries (the runner owns the one retry layer)
+//! and never decides whether a reply is good enough (the runner checks the checkpoint).
+//! It classifies what went wrong — transient, permanent, quota — with what a user needs:
+//! the status, the provider's message, `Retry-After`, the request id. Nothing provider-
+//! specific leaks out of this module.
+
+mod anthropic;
+mod command;
+mod http;
+mod openai;
+
+use std::time::Duration;
+
+use crate::config::{Config, ProviderKind};
+use crate::error::Result;
+use crate::request::Request;
+
+pub use http::MAX_REPLY_BYTES;
+
+/// Why a reply ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// A natural end (`stop`, `end_turn`, `stop_sequence`).
+    Stop,
+    /// Cut at the token limit (`length`, `max_tokens`).
+    Length,
+    /// Stopped by the provider's content filter.
+    ContentFilter,
+    /// The model refused (OpenAI's `refusal`, Anthropic's `stop_reason: refusal`).
+    Refusal,
+    /// Something else the provider said.
+    Other(String),
+    /// The provider did not say.
+    Unknown,
+}
+
+impl Finish {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Finish::Stop => "stop",
+            Finish::Length => "length",
+            Finish::ContentFilter => "content_filter",
+            Finish::Refusal => "refusal",
+            Finish::Other(s) => s,
+            Finish::Unknown => "unknown",
+        }
+    }
+}
+
+/// Token usage as the provider reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+}
+
+/// A reply: the text, why it ended, usage if reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub text: String,
+    pub finish: Finish,
+    pub usage: Option<Usage>,
+    pub request_id: Option<String>,
+    /// Cost the provider reported (agent CLIs' `total_cost_usd`).
+    pub cost_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Worth retrying: connection, timeout, 408/409/429/5xx, a stream cut short.
+    Transient,
+    /// Not worth retrying: 4xx, a context-length error, an agent that cannot start.
+    Permanent,
+    /// The account's quota or credit is exhausted (a 429 or 402 that says so): permanent.
+    Quota,
+}
+
+/// A failed attempt, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// What happened and, where useful, what to do. Never contains the API key.
+    pub message: String,
+    pub status: Option<u16>,
+    /// What the server asked us to wait (`retry-after-ms`, `Retry-After`).
+    pub retry_after: Option<Duration>,
+    pub request_id: Option<String>,
+    /// Text streamed before the failure, for counting the tokens it cost.
+    pub partial: String,
+    /// Whether the request may have reached the model (and been billed): false for a
+    /// refused connection or an error status, true once a request was in flight.
+    pub reached_model: bool,
+}
+
+impl Failure {
+    pub fn transient(message: impl Into<String>) -> Failure {
+        Failure::new(FailureKind::Transient, message)
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Failure {
+        Failure::new(FailureKind::Permanent, message)
+    }
+
+    fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            status: None,
+            retry_after: None,
+            request_id: None,
+            partial: String::new(),
+            reached_model: true,
+        }
+    }
+
+    fn not_billed(mut self) -> Failure {
+        self.reached_model = false;
+        self
+    }
+
+    fn with_partial(mut self, partial: &str) -> Failure {
+        self.partial = partial.to_string();
+        self
+    }
+
+    fn with_request_id(mut self, id: Option<String>) -> Failure {
+        if self.request_id.is_none() {
+            self.request_id = id;
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+pub type Outcome = std::result::Result<Reply, Failure>;
+
+/// Called as a reply streams in, with the number of content chunks so far (about one
+/// token each).
+pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+/// The configured provider.
+pub enum Provider {
+    OpenAi(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
+    Command(command::Command),
+}
+
+impl Provider {
+    pub fn from_config(config: &Config) -> Result<Provider> {
+        let key_env = config.llm.api_key_env().to_string();
+        Ok(match config.llm.provider {
+            ProviderKind::Openai => Provider::OpenAi(openai::OpenAi::new(
+                http::Http::new(config, key_env)?,
+                config,
+            )),
+            ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic::new(
+                http::Http::new(config, key_env)?,
+                config,
+            )),
+            ProviderKind::Command => Provider::Command(command::Command::new(config, key_env)),
+        })
+    }
+
+    /// Sends one request asking for at most `max_tokens` output tokens.
+    pub async fn send(
+        &self,
+        request: &Request,
+        max_tokens: u32,
+        progress: Progress<'_>,
+    ) -> Outcome {
+        match self {
+            Provider::OpenAi(p) => p.send(request, max_tokens, progress).await,
+            Provider::Anthropic(p) => p.send(request, max_tokens, progress).await,
+            Provider::Command(p) => p.send(request, progress).await,
+        }
+    }
+
+    /// Whether `max_tokens` is honoured: an agent CLI cannot be capped mid-call.
+    pub fn caps_output(&self) -> bool {
+        !matches!(self, Provider::Command(_))
+    }
+
+    /// The environment variable that holds the key.
+    pub fn key_env(&self) -> &str {
+        match self {
+            Provider::OpenAi(p) => p.http.key_env(),
+            Provider::Anthropic(p) => p.http.key_env(),
+            Provider::Command(p) => p.key_env(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Provider::OpenAi(p) => format!("openai at {}", p.url()),
+            Provider::Anthropic(p) => format!("anthropic at {}", p.url()),
+            Provider::Command(p) => format!("command {}", p.program()),
+        }
+    }
+}
+
+/// Removes `secret` from `text` (a server may echo a key back in an error).
+pub fn redact(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if s.len() >= 4 => text.replace(s, "[redacted]"),
+        _ => text.to_string(),
+    }
+}

@@ -1,0 +1,353 @@
+//! OpenAI-compatible chat completions: `POST {base_url}/chat/completions`, JSON or SSE.
+//!
+//! Real servers differ, and all of these are handled: `data:` lines split across reads and
+//! UTF-8 split across chunks (the SSE parser buffers bytes per line), CRLF line ends,
+//! comments and keep-alives (they never reset the idle clock), a final usage chunk with
+//! empty or null `choices`, no usage at all (Ollama, LM Studio), `finish_reason` `length`
+//! and `content_filter`, a `refusal` field, an `error` object inside a 200 stream, a
+//! streamed request answered with one JSON body, and a stream that ends without `[DONE]`
+//! (complete if a `finish_reason` came, else cut short and transient).
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::http::{Clocks, Http, provider_message};
+use super::{Failure, Finish, Outcome, Progress, Reply, Usage};
+use crate::config::Config;
+use crate::request::Request;
+
+pub struct OpenAi {
+    pub http: Http,
+}
+
+impl OpenAi {
+    pub fn new(http: Http, _config: &Config) -> OpenAi {
+        OpenAi { http }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/chat/completions", self.http.base_url)
+    }
+
+    pub async fn send(
+        &self,
+        request: &Request,
+        max_tokens: u32,
+        progress: Progress<'_>,
+    ) -> Outcome {
+        let url = self.url();
+        let mut body = json!({
+            "model": request.model,
+            "messages": [
+                {"role": "system", "content": request.system},
+                {"role": "user", "content": request.user},
+            ],
+            "max_tokens": max_tokens,
+            "temperature": request.temperature,
+            "stream": request.stream,
+        });
+        if request.stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let mut builder = self.http.client.post(&url).json(&body);
+        if let Some(key) = self.http.key() {
+            builder = builder.bearer_auth(key);
+        }
+        let mut clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
+        let response = self
+            .http
+            .post(&url, builder, clocks.deadline, request.stream)
+            .await?;
+        let request_id = super::http::request_id(response.headers());
+        let is_sse = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if !is_sse {
+            let bytes = self.http.read_body(response, clocks.deadline).await?;
+            return parse_json_reply(&bytes, request_id).map_err(|f| self.redacted(f));
+        }
+
+        let mut events = sse_stream::SseStream::from_bytes_stream(Http::body_stream(response));
+        let mut stream = StreamState::new(request_id);
+        loop {
+            let next = tokio::time::timeout_at(clocks.next_deadline(), events.next()).await;
+            let event = match next {
+                Err(_) => {
+                    return Err(clocks
+                        .expired(self.http.timeout, &stream.text)
+                        .with_request_id(stream.id.clone()));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(self
+                        .http
+                        .stream_failure(&e, &stream.text)
+                        .with_request_id(stream.id.clone()));
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            let Some(data) = event.data else { continue };
+            if data.trim() == "[DONE]" {
+                stream.done = true;
+                break;
+            }
+            let chunk: Value = match serde_json::from_str(&data) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(Failure::transient(format!(
+                        "a stream event is not JSON ({e}): {}",
+                        super::http::truncate(&data, 200)
+                    ))
+                    .with_partial(&stream.text)
+                    .with_request_id(stream.id.clone()));
+                }
+            };
+            if stream.apply(&chunk).map_err(|f| self.redacted(f))? {
+                clocks.content();
+                progress(stream.chunks);
+            }
+        }
+        stream.finish()
+    }
+
+    fn redacted(&self, mut f: Failure) -> Failure {
+        f.message = self.http.redact(&f.message);
+        f
+    }
+}
+
+/// What a stream has said so far.
+struct StreamState {
+    text: String,
+    refusal: String,
+    finish: Option<Finish>,
+    usage: Option<Usage>,
+    id: Option<String>,
+    chunks: u64,
+    done: bool,
+}
+
+impl StreamState {
+    fn new(id: Option<String>) -> StreamState {
+        StreamState {
+            text: String::new(),
+            refusal: String::new(),
+            finish: None,
+            usage: None,
+            id,
+            chunks: 0,
+            done: false,
+        }
+    }
+
+    /// Applies one chunk; `true` if it carried content (which resets the idle clock).
+    fn apply(&mut self, chunk: &Value) -> Result<bool, Failure> {
+        if let Some(error) = chunk.get("error") {
+            let body = json!({ "error": error }).to_string();
+            return Err(Failure::transient(format!(
+                "the server reported an error inside the stream: {}",
+                provider_message(&body)
+            ))
+            .with_partial(&self.text)
+            .with_request_id(self.id.clone()));
+        }
+        if self.id.is_none() {
+            self.id = chunk.get("id").and_then(Value::as_str).map(str::to_string);
+        }
+        if let Some(u) = usage(chunk) {
+            self.usage = Some(u);
+        }
+        let mut content = false;
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        if let Some(choice) = choices.and_then(|c| c.first()) {
+            let delta = choice.get("delta").or_else(|| choice.get("message"));
+            if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                self.text.push_str(text);
+                content = true;
+            }
+            if let Some(text) = delta.and_then(|d| d.get("refusal")).and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                self.refusal.push_str(text);
+                content = true;
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish = Some(finish(reason));
+            }
+        }
+        if content {
+            self.chunks += 1;
+        }
+        Ok(content)
+    }
+
+    fn finish(self) -> Outcome {
+        if !self.done && self.finish.is_none() {
+            return Err(Failure::transient(
+                "the stream ended before its end (no finish_reason and no [DONE]); the reply is incomplete",
+            )
+            .with_partial(&self.text)
+            .with_request_id(self.id));
+        }
+        let mut finish = self.finish.unwrap_or(Finish::Unknown);
+        let mut text = self.text;
+        if !self.refusal.is_empty() {
+            finish = Finish::Refusal;
+            if text.is_empty() {
+                text = self.refusal;
+            }
+        }
+        Ok(Reply {
+            text,
+            finish,
+            usage: self.usage,
+            request_id: self.id,
+            cost_usd: None,
+        })
+    }
+}
+
+fn finish(reason: &str) -> Finish {
+    match reason {
+        "stop" | "eos" | "end_turn" | "stop_sequence" | "tool_calls" | "function_call" => {
+            Finish::Stop
+        }
+        "length" | "max_tokens" => Finish::Length,
+        "content_filter" => Finish::ContentFilter,
+        "refusal" => Finish::Refusal,
+        other => Finish::Other(other.to_string()),
+    }
+}
+
+fn usage(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    let input = u.get("prompt_tokens").and_then(Value::as_u64)?;
+    let output = u
+        .get("completion_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(Usage { input, output })
+}
+
+/// A whole JSON reply (`stream: false`, or a server that ignored `stream: true`).
+fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Failure::transient(format!(
+            "the reply is not JSON ({e}): {}",
+            super::http::truncate(&String::from_utf8_lossy(bytes), 200)
+        ))
+        .with_request_id(request_id.clone())
+    })?;
+    let mut state = StreamState::new(request_id);
+    state.apply(&v)?;
+    if state.finish.is_none() {
+        state.finish = Some(Finish::Unknown);
+    }
+    if v.get("choices")
+        .and_then(Value::as_array)
+        .is_none_or(|c| c.is_empty())
+    {
+        return Err(Failure::transient("the reply has no choices").with_request_id(state.id));
+    }
+    state.done = true;
+    state.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[Value]) -> Outcome {
+        let mut s = StreamState::new(None);
+        for c in chunks {
+            s.apply(c)?;
+        }
+        s.done = true;
+        s.finish()
+    }
+
+    #[test]
+    fn deltas_usage_and_finish() {
+        let r = run(&[
+            json!({"id": "c1", "choices": [{"delta": {"role": "assistant"}}]}),
+            json!({"choices": [{"delta": {"content": "Hel"}}]}),
+            json!({"choices": [{"delta": {"content": "lo"}, "finish_reason": null}]}),
+            json!({"choices": [{"delta": {}, "finish_reason": "length"}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}),
+        ])
+        .expect("reply");
+        assert_eq!(r.text, "Hello");
+        assert_eq!(r.finish, Finish::Length);
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input: 9,
+                output: 2
+            })
+        );
+        assert_eq!(r.request_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn null_choices_and_no_usage() {
+        let r = run(&[
+            json!({"choices": [{"delta": {"content": "x"}, "finish_reason": "stop"}]}),
+            json!({"choices": null, "usage": null}),
+        ])
+        .expect("reply");
+        assert_eq!(r.usage, None);
+        assert_eq!(r.finish, Finish::Stop);
+    }
+
+    #[test]
+    fn refusal_and_content_filter() {
+        let r = run(&[
+            json!({"choices": [{"delta": {"refusal": "I can't"}, "finish_reason": "stop"}]}),
+        ])
+        .expect("reply");
+        assert_eq!((r.finish, r.text.as_str()), (Finish::Refusal, "I can't"));
+        let r = run(&[
+            json!({"choices": [{"delta": {"content": "a"}, "finish_reason": "content_filter"}]}),
+        ])
+        .expect("reply");
+        assert_eq!(r.finish, Finish::ContentFilter);
+    }
+
+    #[test]
+    fn an_error_object_in_the_stream_fails() {
+        let f = run(&[json!({"error": {"message": "overloaded", "type": "server_error"}})])
+            .expect_err("error");
+        assert!(f.message.contains("overloaded"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_stream_without_end_or_finish_is_cut_short() {
+        let mut s = StreamState::new(None);
+        s.apply(&json!({"choices": [{"delta": {"content": "part"}}]}))
+            .expect("chunk");
+        let f = s.finish().expect_err("incomplete");
+        assert_eq!(f.partial, "part");
+        assert_eq!(f.kind, super::super::FailureKind::Transient);
+    }
+
+    #[test]
+    fn json_replies() {
+        let body = br#"{"id":"r","choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        let r = parse_json_reply(body, None).expect("reply");
+        assert_eq!(
+            (r.text.as_str(), r.usage),
+            (
+                "hi",
+                Some(Usage {
+                    input: 3,
+                    output: 1
+                })
+            )
+        );
+        assert!(parse_json_reply(b"{not json", None).is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! What a run tells the user as it goes: `indicatif` bars on a terminal (prompts done of
+//! total with the phase, the current prompt's streamed tokens and elapsed time), one plain
+//! line per event elsewhere, or with `--json` one JSON event per line on stdout. Warnings
+//! and errors go to stderr in every mode.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::budget::Ledger;
+use crate::cli::Output;
+use crate::plan::Prompt;
+use crate::report::thousands;
+
+enum Mode {
+    Json,
+    Terminal(Bars),
+    Plain,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    main: ProgressBar,
+    current: ProgressBar,
+}
+
+pub struct Reporter {
+    mode: Mode,
+    quiet: bool,
+    total: usize,
+}
+
+impl Reporter {
+    pub fn new(output: Output, total: usize) -> Reporter {
+        let mode = if output.json {
+            Mode::Json
+        } else if output.terminal && !output.quiet {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let main = multi.add(ProgressBar::new(total as u64));
+            main.set_style(
+                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} prompts {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let current = multi.add(ProgressBar::new_spinner());
+            current.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            current.enable_steady_tick(Duration::from_millis(120));
+            Mode::Terminal(Bars {
+                multi,
+                main,
+                current,
+            })
+        } else {
+            Mode::Plain
+        };
+        Reporter {
+            mode,
+            quiet: output.quiet,
+            total,
+        }
+    }
+
+    fn event(&self, value: serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+    }
+
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.mode {
+            Mode::Terminal(bars) => {
+                let _ = bars.multi.println(text);
+            }
+            Mode::Plain => eprintln!("{text}"),
+            Mode::Json => {}
+        }
+    }
+
+    fn stderr(&self, text: &str) {
+        match &self.mode {
+            Mode::Terminal(bars) => bars.multi.suspend(|| eprintln!("{text}")),
+            _ => eprintln!("{text}"),
+        }
+    }
+
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            self.stderr(&format!("warning: {message}"));
+        }
+    }
+
+    pub fn note(&self, message: &str) {
+        if !self.quiet {
+            self.stderr(&format!("note: {message}"));
+        }
+    }
+
+    pub fn started(&self, session_id: &str, todo: usize, done: usize) {
+        match &self.mode {
+            Mode::Json => self.event(json!({"event": "started", "session_id": session_id, "prompts": self.total, "to_run": todo, "completed": done})),
+            Mode::Terminal(bars) => bars.main.set_position(done as u64),
+            Mode::Plain => {}
+        }
+        self.line(&format!(
+            "session {session_id}: {done}/{} prompts completed, {todo} to run",
+            self.total
+        ));
+    }
+
+    pub fn attempt(&self, prompt: &Prompt, attempt: u32, input: u64, max_tokens: u32) {
+        match &self.mode {
+            Mode::Json => self.event(json!({"event": "attempt", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": 0, "estimated": false, "max_tokens": max_tokens})),
+            Mode::Terminal(bars) => {
+                bars.current.set_prefix(format!("{} (attempt {attempt})", prompt.name));
+                bars.current.set_message(format!("sending {} tokens", thousands(input)));
+                bars.current.reset_elapsed();
+            }
+            Mode::Plain => {}
+        }
+    }
+
+    /// The callback a provider calls as a reply streams in.
+    pub fn progress_handle(&self) -> impl Fn(u64) + Send + Sync + 'static {
+        let bar = match &self.mode {
+            Mode::Terminal(bars) => Some(bars.current.clone()),
+            _ => None,
+        };
+        move |n| {
+            if let Some(bar) = &bar {
+                bar.set_message(format!("~{n} tokens streamed"));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn retry(
+        &self,
+        prompt: &Prompt,
+        next: u32,
+        delay: Duration,
+        reason: &str,
+        input: u64,
+        output: u64,
+        estimated: bool,
+    ) {
+        if let Mode::Json = self.mode {
+            self.event(json!({"event": "retry", "id": prompt.id.to_string(), "attempt": next, "delay_ms": delay.as_millis() as u64, "reason": reason, "input_tokens": input, "output_tokens": output, "estimated": estimated}));
+        }
+        self.line(&format!(
+            "{}: retry {next} in {}: {reason}",
+            prompt.name,
+            humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+        ));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn completed(
+        &self,
+        prompt: &Prompt,
+        attempt: u32,
+        input: u64,
+        output: u64,
+        estimated: bool,
+        ms: u64,
+        done: usize,
+    ) {
+        match &self.mode {
+            Mode::Json => self.event(json!({"event": "completed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": output, "estimated": estimated, "duration_ms": ms})),
+            Mode::Terminal(bars) => {
+                bars.main.set_position(done as u64);
+            }
+            Mode::Plain => {}
+        }
+        self.line(&format!(
+            "[{done}/{}] {}: completed (in {}, out {}{}) in {:.1}s",
+            self.total,
+            prompt.name,
+            thousands(input),
+            thousands(output),
+            if estimated { ", estimated" } else { "" },
+            ms as f64 / 1000.0
+        ));
+    }
+
+    pub fn phase(&self, name: &str) {
+        if let Mode::Terminal(bars) = &self.mode {
+            bars.main.set_prefix(name.to_string());
+        }
+    }
+
+    pub fn failed(&self, prompt: &Prompt, reason: &str) {
+        if let Mode::Json = self.mode {
+            self.event(json!({"event": "failed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": null, "input_tokens": null, "output_tokens": null, "estimated": null, "error": reason}));
+        }
+        self.stderr(&format!("error: {} failed: {reason}", prompt.name));
+    }
+
+    pub fn skipped(&self, prompt: &Prompt, reason: &str) {
+        if let Mode::Json = self.mode {
+            self.event(json!({"event": "skipped", "id": prompt.id.to_string(), "name": prompt.name, "reason": reason}));
+        }
+        self.line(&format!("{}: skipped: {reason}", prompt.name));
+    }
+
+    pub fn halted(&self, reason: &str, code: i32) {
+        if let Mode::Json = self.mode {
+            self.event(json!({"event": "halted", "reason": reason, "code": code}));
+        }
+        if let Mode::Terminal(bars) = &self.mode {
+            bars.current.finish_and_clear();
+            bars.main.abandon();
+        }
+    }
+
+    pub fn finished(&self, done: usize, ledger: &Ledger, failed: &[String]) {
+        if let Mode::Json = self.mode {
+            self.event(json!({"event": "finished", "completed": done, "prompts": self.total, "failed": failed, "used": ledger.total.used, "remaining": ledger.total.remaining, "estimated": ledger.total.estimated}));
+        }
+        if let Mode::Terminal(bars) = &self.mode {
+            bars.current.finish_and_clear();
+            bars.main.finish();
+        }
+        self.line(&format!(
+            "{done}/{} prompts completed; {} tokens used, {} left of the total budget",
+            self.total,
+            thousands(ledger.total.used),
+            thousands(ledger.total.remaining)
+        ));
+    }
+}

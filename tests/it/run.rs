@@ -1,0 +1,51 @@
+//! The unattended run against the fake server.
+
+use crate::support::fake_llm::FakeLlm;
+use crate::support::{Build, Run};
+
+/// The bundled build pointed at the fake server.
+pub fn bundled_against(server: &FakeLlm) -> Build {
+    let mut b = Build::bundled();
+    b.env("OPENAI_BASE_URL", &server.base_url());
+    b
+}
+
+pub fn status_json(b: &Build) -> serde_json::Value {
+    serde_json::from_str(&b.read("checkpoints/status.json")).expect("status.json parses")
+}
+
+#[test]
+fn the_whole_bundled_build_completes() {
+    let server = FakeLlm::start();
+    let b = bundled_against(&server);
+    let run: Run = b.run(&["run"]);
+    run.code(0);
+    assert_eq!(server.count(), 40, "one request per prompt");
+    let status = status_json(&b);
+    assert_eq!(status["completed"].as_array().expect("completed").len(), 40);
+    assert_eq!(status["current_prompt"], serde_json::Value::Null);
+    assert_eq!(status["failed"].as_array().expect("failed").len(), 0);
+    assert_eq!(status["completed"][0], "01.1");
+    assert_eq!(status["completed"][39], "03.20");
+    assert_eq!(status["variables"]["01.1"]["venv_path"], "venv_path-value");
+    let outputs = std::fs::read_dir(b.path().join("checkpoints/outputs"))
+        .expect("outputs")
+        .count();
+    assert_eq!(outputs, 40);
+    // Later prompts got earlier prompts' values through their placeholders.
+    let seen = server.seen();
+    let p12 = seen
+        .iter()
+        .find(|s| s.prompt_name() == "01.2-dependencies")
+        .expect("01.2 sent");
+    assert!(p12.user().contains("venv_path-value"), "{}", p12.user());
+    let memory: serde_json::Value =
+        serde_json::from_str(&b.read("checkpoints/memory.json")).expect("memory");
+    assert!(memory["variables"]["venv_path"].is_string());
+    let st = b.run(&["status"]);
+    st.code(0)
+        .stdout_has("| Phase ")
+        .stdout_has("| Foundation |")
+        .stdout_has("Remaining");
+    st.stdout_has("[x] All checkpoints passed");
+}
