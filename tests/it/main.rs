@@ -7,3 +7,5 @@ mod fake;
 mod foundation;
 mod run;
 mod tokens;
+mod providers;
+mod recovery;

@@ -121,6 +121,7 @@ struct Shared {
 pub struct FakeLlm {
     pub addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
+    arrived: Arc<std::sync::Condvar>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -141,6 +142,8 @@ impl FakeLlm {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let for_thread = shared.clone();
+        let arrived = Arc::new(std::sync::Condvar::new());
+        let arrived_thread = arrived.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -156,7 +159,11 @@ impl FakeLlm {
                         let Ok((socket, _)) = listener.accept().await else {
                             continue;
                         };
-                        tokio::spawn(connection(socket, for_thread.clone()));
+                        tokio::spawn(connection(
+                            socket,
+                            for_thread.clone(),
+                            arrived_thread.clone(),
+                        ));
                     }
                 };
                 tokio::select! {
@@ -169,6 +176,7 @@ impl FakeLlm {
         FakeLlm {
             addr,
             shared,
+            arrived,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -223,6 +231,18 @@ impl FakeLlm {
         self.lock().seen.len()
     }
 
+    /// Blocks until at least `n` requests have arrived (true), or `timeout` passes (false).
+    /// This is how a test waits for a moment in a run, without sleeping.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let guard = self.lock();
+        let (guard, result) = self
+            .arrived
+            .wait_timeout_while(guard, timeout, |s| s.seen.len() < n)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(guard);
+        !result.timed_out()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -239,7 +259,11 @@ impl Drop for FakeLlm {
     }
 }
 
-async fn connection(mut socket: TcpStream, shared: Arc<Mutex<Shared>>) {
+async fn connection(
+    mut socket: TcpStream,
+    shared: Arc<Mutex<Shared>>,
+    arrived: Arc<std::sync::Condvar>,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(seen) = read_request(&mut socket, &mut buf).await else {
@@ -248,6 +272,7 @@ async fn connection(mut socket: TcpStream, shared: Arc<Mutex<Shared>>) {
         let (action, latency) = {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             s.seen.push(seen.clone());
+            arrived.notify_all();
             let seen = &seen;
             let name = seen.prompt_name();
             let scripted = s
