@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""The benchmark harness: orchestrator against what a user would otherwise use.
+
+    python3 benches/harness.py [--rounds 7] [--sizes 200,1000]
+
+Builds the release binary and the fake server, generates builds of 200 and 1,000
+seed-style prompts (benches/gen_prompts.py), then measures whole processes, alternating the
+contenders round by round, and prints medians:
+
+1. `orchestrator estimate` vs Python tiktoken counting the same files
+   (benches/tiktoken_count.py), on 200 prompts.
+2. `orchestrator run` of 200 prompts vs a seed-style Python runner (benches/seed_runner.py:
+   the seed's BuildSession with the openai SDK, streaming on), both against the same
+   zero-latency fake OpenAI server (examples/fake_llm.rs, the tests' fake server).
+3. The floor: one loopback HTTP round trip plus one fsync'd atomic write per prompt
+   (examples/floor.rs), on the same machine.
+4. Growth: time per prompt at 1,000 prompts over time per prompt at 200.
+5. Peak RSS of the 1,000-prompt run and of `estimate` (from wait4's rusage).
+
+Needs: cargo, python3, pip (installs tiktoken and openai if missing). Runs offline.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "orchestrator"
+FAKE = ROOT / "target" / "release" / "examples" / "fake_llm"
+FLOOR = ROOT / "target" / "release" / "examples" / "floor"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def timed(cmd, env=None, cwd=None):
+    """Runs cmd; returns (seconds, peak RSS in KiB). Fails loudly on a non-zero exit."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} exited {code}:\n{err}")
+    return elapsed, usage.ru_maxrss
+
+
+def setup():
+    sh(["cargo", "build", "--release", "--quiet", "--bin", "orchestrator", "--example", "fake_llm", "--example", "floor"], cwd=ROOT)
+    cache = ROOT / "target" / "tiktoken-cache"
+    out = subprocess.run(["bash", str(ROOT / "benches" / "tiktoken_offline.sh"), str(cache)], check=True,
+                         capture_output=True, text=True).stdout
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        sh([sys.executable, "-m", "pip", "install", "--quiet", "openai"])
+    return out
+
+
+def gen(n, tmp):
+    d = Path(tmp) / f"build-{n}"
+    sh([sys.executable, str(ROOT / "benches" / "gen_prompts.py"), str(n), str(d)], stderr=subprocess.DEVNULL)
+    return d
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--sizes", default="200,1000")
+    args = ap.parse_args()
+    small, large = (int(x) for x in args.sizes.split(","))
+    setup()
+    tmp = tempfile.mkdtemp(prefix="orch-bench-")
+    fake = subprocess.Popen([str(FAKE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    base_url = fake.stdout.readline().strip()
+    try:
+        builds = {n: gen(n, tmp) for n in (small, large)}
+        env = dict(os.environ, OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sk-bench")
+        res = {k: [] for k in ("est", "py_est", "run_s", "py_run", "floor_s", "run_l", "rss_run_l", "rss_est")}
+        for r in range(args.rounds):
+            b = builds[small]
+            t, rss = timed([str(BIN), "estimate"], env=env, cwd=b)
+            res["est"].append(t); res["rss_est"].append(rss)
+            t, _ = timed([sys.executable, str(ROOT / "benches" / "tiktoken_count.py"), "prompts"], env=env, cwd=b)
+            res["py_est"].append(t)
+            ck = Path(tmp) / f"ck-{r}"
+            t, _ = timed([str(BIN), "-q", "run", "--checkpoints", str(ck)], env=env, cwd=b)
+            res["run_s"].append(t)
+            ck_py = Path(tmp) / f"ckpy-{r}"
+            t, _ = timed([sys.executable, str(ROOT / "benches" / "seed_runner.py"), "--prompts", str(b / "prompts"),
+                          "--checkpoints", str(ck_py), "--base-url", base_url], env=env, cwd=b)
+            res["py_run"].append(t)
+            floor_dir = Path(tmp) / f"floor-{r}"
+            out = subprocess.run([str(FLOOR), base_url, str(small), "6000", str(floor_dir)],
+                                 check=True, capture_output=True, text=True).stdout
+            res["floor_s"].append(float(out.strip()))
+            ck_l = Path(tmp) / f"ckl-{r}"
+            t, rss = timed([str(BIN), "-q", "run", "--checkpoints", str(ck_l)], env=env, cwd=builds[large])
+            res["run_l"].append(t); res["rss_run_l"].append(rss)
+            for d in (ck, ck_py, floor_dir, ck_l):
+                shutil.rmtree(d, ignore_errors=True)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        fake.stdin.close()
+        fake.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    m = {k: median(v) for k, v in res.items()}
+    per_s = m["run_s"] / small
+    per_l = m["run_l"] / large
+    per_floor = m["floor_s"] / small
+    rows = [
+        ("estimate, 200 prompts", f"{m['est'] * 1000:.0f} ms", f"python tiktoken {m['py_est'] * 1000:.0f} ms", m["est"] / m["py_est"], "<= 0.5"),
+        ("run, 200 prompts", f"{m['run_s'] * 1000:.0f} ms", f"seed-style python {m['py_run'] * 1000:.0f} ms", m["run_s"] / m["py_run"], "<= 0.5"),
+        ("run per prompt vs floor", f"{per_s * 1000:.2f} ms", f"floor {per_floor * 1000:.2f} ms", per_s / per_floor, "<= 2"),
+        (f"growth: per prompt at {large} / at {small}", f"{per_l * 1000:.2f} ms", f"{per_s * 1000:.2f} ms", per_l / per_s, "<= 1.2"),
+    ]
+    print(f"\nmedians of {args.rounds} rounds; machine: {os.cpu_count()} cores, {platform()}")
+    print(f"| measure | orchestrator | baseline | ratio | target |\n|---|---|---|---|---|")
+    for name, a, b, ratio, target in rows:
+        print(f"| {name} | {a} | {b} | {ratio:.2f} | {target} |")
+    print(f"| peak RSS, run of {large} | {max(res['rss_run_l']) / 1024:.1f} MiB | | | < 30 MiB |")
+    print(f"| peak RSS, estimate of {small} | {max(res['rss_est']) / 1024:.1f} MiB | | | < 30 MiB |")
+
+
+def platform():
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return f"{model}, Linux {os.uname().release}"
+
+
+if __name__ == "__main__":
+    main()
