@@ -15,7 +15,11 @@ fn main() {
     println!("{}", server.base_url());
     // Serve until stdin closes (or the process is killed).
     let mut sink = String::new();
-    while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+    while std::io::stdin()
+        .read_line(&mut sink)
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {
         sink.clear();
     }
     drop(server);

@@ -8,8 +8,18 @@ use std::net::TcpStream;
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (url, n, size, dir) = (&args[1], args[2].parse::<usize>().unwrap_or(200), args[3].parse::<usize>().unwrap_or(6000), std::path::PathBuf::from(&args[4]));
-    let addr = url.trim_start_matches("http://").split('/').next().unwrap_or("127.0.0.1:0").to_string();
+    let (url, n, size, dir) = (
+        &args[1],
+        args[2].parse::<usize>().unwrap_or(200),
+        args[3].parse::<usize>().unwrap_or(6000),
+        std::path::PathBuf::from(&args[4]),
+    );
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:0")
+        .to_string();
     std::fs::create_dir_all(&dir)?;
     let body = format!(
         "{{\"model\":\"m\",\"stream\":false,\"messages\":[{{\"role\":\"system\",\"content\":\"Prompt: 01.1-x\"}},{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
@@ -20,7 +30,11 @@ fn main() -> std::io::Result<()> {
     conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     for i in 0..n {
-        write!(conn, "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())?;
+        write!(
+            conn,
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
         let mut len = 0usize;
         loop {
             let mut line = String::new();

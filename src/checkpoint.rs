@@ -195,4 +195,32 @@ mod tests {
         let reply = "~~~~json\n{\"prompt\": \"a\", \"outputs\": {\"v\": 4}}\n~~~~\n";
         assert_eq!(from_reply(reply).expect("block").variables["v"], 4);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_reply_parses_without_panic(text in "(\\PC|\n|```|~~~|\\{|\\})*") {
+                let _ = from_reply(&text);
+            }
+
+            #[test]
+            fn a_block_at_the_end_is_found(
+                prefix in "[a-zA-Z0-9 .,\n]{0,200}",
+                outputs in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..5),
+            ) {
+                let block = serde_json::json!({"prompt": "p", "success": true, "outputs": outputs});
+                let reply = format!("{prefix}\n\n```json\n{block}\n```\n");
+                let cp = from_reply(&reply).expect("the block is found");
+                let got: std::collections::BTreeMap<String, String> = cp
+                    .variables
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                    .collect();
+                prop_assert_eq!(got, outputs);
+            }
+        }
+    }
 }

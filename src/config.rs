@@ -407,4 +407,18 @@ mod tests {
         let err = parse("[[phases]]\ndir = \"a\"\n[[phases]]\ndir = \"a\"\n").expect_err("dup");
         assert!(err.to_string().contains("phases[1].dir"), "{err}");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_gives_a_config_or_a_named_error(text in "(\\PC|\n|\\[|\\]|=|\")*") {
+                if let Err(e) = Config::parse(&text, Path::new("config.toml")) {
+                    prop_assert!(e.to_string().starts_with("config.toml"));
+                }
+            }
+        }
+    }
 }

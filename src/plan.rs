@@ -699,6 +699,18 @@ impl Plan {
     }
 }
 
+/// Parses one prompt file's bytes as `plan` would (front matter, footer, checkpoint
+/// section, placeholders), with no other prompt declaring anything: for fuzzing and
+/// property tests. Returns the placeholder names found, or the file's error.
+pub fn parse_prompt_bytes(bytes: &[u8]) -> std::result::Result<Vec<String>, PlanError> {
+    let raw = RawPrompt::parse(Path::new("fuzz.md"), bytes)?;
+    let known = |name: &str| raw.produces.contains_key(root_name(name));
+    let (template, unknown) =
+        Template::parse(&raw.body, &known, &raw.code_blocks, raw.body_first_line);
+    let _ = template.render(&BTreeMap::new());
+    Ok(unknown.into_iter().map(|u| u.name).collect())
+}
+
 /// What one file says, before placeholders are resolved against the plan.
 struct RawPrompt {
     front: FrontMatter,
@@ -713,14 +725,22 @@ struct RawPrompt {
 
 impl RawPrompt {
     fn read(path: &Path) -> std::result::Result<RawPrompt, PlanError> {
+        let bytes = std::fs::read(path).map_err(|e| PlanError {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        RawPrompt::parse(path, &bytes)
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> std::result::Result<RawPrompt, PlanError> {
         let err = |line: Option<usize>, message: String| PlanError {
             path: path.to_path_buf(),
             line,
             message,
         };
-        let bytes = std::fs::read(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
-        let hash = sha256_hex(&bytes);
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let hash = sha256_hex(bytes);
+        let text = std::str::from_utf8(bytes).map_err(|e| {
             let valid = &bytes[..e.valid_up_to()];
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
             err(
@@ -996,5 +1016,46 @@ mod tests {
     fn phase_names_from_folders() {
         assert_eq!(phase_name_from_dir("04-extra-tools"), "extra tools");
         assert_eq!(phase_name_from_dir("05"), "05");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = parse_prompt_bytes(&bytes);
+            }
+
+            #[test]
+            fn any_text_parses_without_panic(text in "(\\PC|\n|\\{|\\}|\\+\\+\\+|```|#|\\*|\\|)*") {
+                let _ = parse_prompt_bytes(text.as_bytes());
+                let _ = Footer::parse(&text);
+            }
+
+            #[test]
+            fn text_without_placeholders_is_sent_as_written(text in "[^{]*(\\{[^{][^{]*)*") {
+                let (t, unknown) = Template::parse(&text, &|_: &str| true, &[], 1);
+                prop_assert!(unknown.is_empty());
+                prop_assert_eq!(t.render(&BTreeMap::new()).expect("no placeholders"), text);
+            }
+
+            #[test]
+            fn placeholders_are_replaced_once(
+                before in "[a-z ]{0,20}",
+                name in "[a-z_][a-z0-9_]{0,10}",
+                value in "[a-z{} ]{0,20}",
+                after in "[a-z ]{0,20}",
+            ) {
+                let text = format!("{before}{{{{{name}}}}}{after}");
+                let (t, unknown) = Template::parse(&text, &|n: &str| n == name, &[], 1);
+                prop_assert!(unknown.is_empty());
+                let mut vars = BTreeMap::new();
+                vars.insert(name.clone(), Value::from(value.clone()));
+                // The value is inserted as text: braces in it are not expanded again.
+                prop_assert_eq!(t.render(&vars).expect("render"), format!("{before}{value}{after}"));
+            }
+        }
     }
 }

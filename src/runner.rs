@@ -753,6 +753,7 @@ impl Session<'_> {
         let prompt = &self.plan.prompts[index];
         let ledger = Ledger::new(&self.fold, self.plan, config);
         let remaining = ledger.remaining(prompt.phase);
+        let input = self.fold.calibrated(input);
         let allowance = if self.provider.caps_output() {
             budget::allow(input, asked, config.budget.min_output, &remaining)
         } else {

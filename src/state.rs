@@ -201,11 +201,20 @@ pub struct Fold {
     pub trail: Vec<String>,
     pub last_files_created: Vec<String>,
     pub events: u64,
+    /// The largest ratio seen of the input the endpoint reported to the input we counted
+    /// (at least 1): endpoints with other tokenizers count more than tiktoken does, and the
+    /// budget check scales its count by this so that hard budgets stay hard.
+    pub input_ratio: f64,
 }
 
 const TRAIL: usize = 20;
 
 impl Fold {
+    /// Our count of a request's input, scaled by what the endpoint has been reporting.
+    pub fn calibrated(&self, counted: u64) -> u64 {
+        (counted as f64 * self.input_ratio.max(1.0)).ceil() as u64
+    }
+
     pub fn apply(&mut self, record: &Record) {
         self.events += 1;
         let at = &record.at;
@@ -256,6 +265,17 @@ impl Fold {
                 cost_usd,
                 ..
             } => {
+                if let Some(o) = self
+                    .open
+                    .iter()
+                    .find(|o| o.id == *id && o.attempt == *attempt)
+                    && !*estimated
+                    && *outcome == Outcome::Ok
+                    && o.input_tokens > 0
+                {
+                    let ratio = *input_tokens as f64 / o.input_tokens as f64;
+                    self.input_ratio = self.input_ratio.max(ratio);
+                }
                 self.open
                     .retain(|o| !(o.id == *id && o.attempt == *attempt));
                 let p = self.prompts.entry(id.clone()).or_default();
@@ -369,6 +389,11 @@ pub fn read_journal(path: &Path) -> Result<(Vec<Record>, Option<String>)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
         Err(e) => return Err(Error::io(path, e)),
     };
+    parse_journal(&bytes, path)
+}
+
+/// Parses journal bytes (see [`read_journal`]); `path` names the file in messages.
+pub fn parse_journal(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Option<String>)> {
     let mut records = Vec::new();
     let mut warning = None;
     let ends_with_newline = bytes.last() == Some(&b'\n');
@@ -539,11 +564,18 @@ impl Store {
     pub fn load(&mut self) -> Result<(Vec<Record>, Option<String>)> {
         let path = self.dir.join(JOURNAL);
         let (records, warning) = read_journal(&path)?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if warning.is_some() {
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             self.journal
                 .set_len(keep as u64)
+                .and_then(|()| self.journal.sync_data())
+                .map_err(|e| Error::io(&path, e))?;
+        } else if bytes.last().is_some_and(|&b| b != b'\n') {
+            // A crash between a line's JSON and its newline: the line is whole; end it so
+            // that the next append starts a line of its own.
+            self.journal
+                .write_all(b"\n")
                 .and_then(|()| self.journal.sync_data())
                 .map_err(|e| Error::io(&path, e))?;
         }
@@ -639,7 +671,12 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(dir, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // The runner owns the folder (spec: "written by the runner alone"), so one made
+        // by someone else, or checked out by git as 0755, is made private too.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io(dir, e))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -776,6 +813,33 @@ mod tests {
     }
 
     #[test]
+    fn reported_input_above_our_count_calibrates_later_counts() {
+        let mut f = Fold::default();
+        assert_eq!(f.calibrated(100), 100);
+        f.apply(&rec(Event::AttemptStarted {
+            id: "01.1".into(),
+            file: "01.1-a.md".into(),
+            attempt: 1,
+            input_tokens: 100,
+            max_tokens: 50,
+        }));
+        f.apply(&rec(Event::AttemptFinished {
+            id: "01.1".into(),
+            attempt: 1,
+            outcome: Outcome::Ok,
+            input_tokens: 150,
+            output_tokens: 7,
+            estimated: false,
+            finish_reason: None,
+            request_id: None,
+            error: None,
+            duration_ms: 1,
+            cost_usd: 0.0,
+        }));
+        assert_eq!(f.calibrated(100), 150);
+    }
+
+    #[test]
     fn completion_moves_a_prompt_from_failed_to_completed() {
         let mut f = Fold::default();
         f.apply(&rec(Event::Failed {
@@ -808,5 +872,60 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.exit_code(), 2);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn event(i: u32) -> Event {
+            match i % 3 {
+                0 => Event::Retry {
+                    id: format!("01.{i}"),
+                    attempt: i,
+                    delay_ms: 5,
+                    reason: "é ✓ \"quoted\"\nline".into(),
+                },
+                1 => Event::Warning {
+                    id: None,
+                    message: format!("warning {i}"),
+                },
+                _ => Event::Skipped {
+                    id: format!("02.{i}"),
+                    reason: "x".into(),
+                },
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_give_records_or_a_named_error(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+                if let Err(e) = parse_journal(&bytes, Path::new("journal.jsonl")) {
+                    prop_assert!(e.to_string().contains("journal.jsonl"));
+                }
+            }
+
+            #[test]
+            fn a_journal_cut_anywhere_keeps_every_whole_line(n in 1u32..12, cut in any::<prop::sample::Index>()) {
+                let mut bytes = Vec::new();
+                let mut ends = Vec::new();
+                for i in 0..n {
+                    let r = Record { v: SCHEMA_VERSION, at: "t".into(), event: event(i) };
+                    bytes.extend(serde_json::to_vec(&r).expect("encode"));
+                    bytes.push(b'\n');
+                    ends.push(bytes.len());
+                }
+                let at = cut.index(bytes.len() + 1);
+                let (records, warning) = parse_journal(&bytes[..at], Path::new("j")).expect("a cut journal reads");
+                // A line is whole once its JSON is complete, newline or not.
+                let whole = ends.iter().filter(|&&e| e - 1 <= at).count();
+                prop_assert_eq!(records.len(), whole);
+                for (i, r) in records.iter().enumerate() {
+                    prop_assert_eq!(&r.event, &event(i as u32));
+                }
+                let torn = at > 0 && !ends.iter().any(|&e| e == at || e - 1 == at);
+                prop_assert_eq!(warning.is_some(), torn);
+            }
+        }
     }
 }

@@ -341,4 +341,24 @@ mod tests {
             })
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_json_body_gives_a_reply_or_a_failure(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse_message(&bytes, None);
+            }
+
+            #[test]
+            fn any_event_applies_without_panic(kind in "[a-z_]{0,20}", data in "\\PC{0,64}") {
+                let mut s = State::default();
+                if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                    let _ = s.apply(&kind, &v);
+                }
+            }
+        }
+    }
 }

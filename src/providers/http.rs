@@ -88,8 +88,13 @@ impl Http {
         };
         let response = match tokio::time::timeout_at(wait_until, builder.send()).await {
             Err(_) => {
+                let clock = if wait_until < deadline {
+                    "llm.idle_timeout"
+                } else {
+                    "llm.timeout"
+                };
                 return Err(Failure::transient(format!(
-                    "no response from {url} within {}",
+                    "no response from {url} within {} ({clock})",
                     humantime::format_duration(wait_until - (deadline - self.timeout))
                 )));
             }

@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::request::Request;
 
 pub use http::MAX_REPLY_BYTES;
+pub use openai::replay_sse as replay_openai_sse;
 
 /// Why a reply ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -118,6 +118,35 @@ impl OpenAi {
     }
 }
 
+/// Parses an SSE body given as the reads it arrived in, without a network: what `send`
+/// does with a stream, minus the clocks. For property tests and fuzzing.
+pub fn replay_sse(reads: Vec<Vec<u8>>) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Failure::permanent(e.to_string()))?;
+    runtime.block_on(async {
+        let body = futures_util::stream::iter(
+            reads
+                .into_iter()
+                .map(|r| Ok::<_, std::io::Error>(bytes::Bytes::from(r))),
+        );
+        let mut events = sse_stream::SseStream::from_bytes_stream(body);
+        let mut stream = StreamState::new(None);
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| Failure::transient(format!("malformed: {e}")))?;
+            let Some(data) = event.data else { continue };
+            if data.trim() == "[DONE]" {
+                stream.done = true;
+                break;
+            }
+            let chunk: Value = serde_json::from_str(&data)
+                .map_err(|e| Failure::transient(format!("not JSON: {e}")))?;
+            stream.apply(&chunk)?;
+        }
+        stream.finish()
+    })
+}
+
 /// What a stream has said so far.
 struct StreamState {
     text: String,
@@ -349,5 +378,63 @@ mod tests {
             )
         );
         assert!(parse_json_reply(b"{not json", None).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// An SSE body for `parts`, with comments, CRLF or LF line ends.
+        fn body(parts: &[String], crlf: bool) -> Vec<u8> {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut out = format!(": keep-alive{nl}{nl}");
+            for p in parts {
+                let chunk = json!({"choices": [{"delta": {"content": p}}]});
+                out.push_str(&format!("data: {chunk}{nl}{nl}: ping{nl}{nl}"));
+            }
+            let end = json!({"choices": [{"delta": {}, "finish_reason": "stop"}]});
+            out.push_str(&format!("data: {end}{nl}{nl}"));
+            out.push_str(&format!(
+                "data: {}{nl}{nl}",
+                json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
+            ));
+            out.push_str(&format!("data: [DONE]{nl}{nl}"));
+            out.into_bytes()
+        }
+
+        proptest! {
+            #[test]
+            fn any_split_of_the_bytes_gives_the_same_reply(
+                parts in proptest::collection::vec("\\PC{0,8}", 0..8),
+                crlf in any::<bool>(),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let bytes = body(&parts, crlf);
+                let whole = replay_sse(vec![bytes.clone()]).expect("whole body");
+                prop_assert_eq!(&whole.text, &parts.concat());
+                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len())).collect();
+                points.sort_unstable();
+                points.dedup();
+                let mut reads = Vec::new();
+                let mut last = 0;
+                for p in points {
+                    reads.push(bytes[last..p].to_vec());
+                    last = p;
+                }
+                reads.push(bytes[last..].to_vec());
+                let split = replay_sse(reads).expect("split body");
+                prop_assert_eq!(split, whole);
+            }
+
+            #[test]
+            fn any_bytes_give_a_reply_or_a_failure(reads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)) {
+                let _ = replay_sse(reads);
+            }
+
+            #[test]
+            fn any_json_body_gives_a_reply_or_a_failure(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse_json_reply(&bytes, None);
+            }
+        }
     }
 }

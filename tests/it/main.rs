@@ -5,7 +5,8 @@ mod support;
 
 mod fake;
 mod foundation;
-mod run;
-mod tokens;
+mod hostile;
 mod providers;
 mod recovery;
+mod run;
+mod tokens;

@@ -511,6 +511,23 @@ pub fn status(code: u16, message: &str, headers: &[(&str, &str)]) -> Action {
     }
 }
 
+/// A responder answering every request with error `code` whose message echoes the key the
+/// request carried (`Authorization` or `x-api-key`), as some servers do: for checking that
+/// the key never reaches a log or a file.
+pub fn echo_key(code: u16) -> impl Fn(&Seen) -> Action + Send + Sync + 'static {
+    move |seen: &Seen| {
+        let key = seen
+            .header("authorization")
+            .or_else(|| seen.header("x-api-key"))
+            .unwrap_or("(none)");
+        status(
+            code,
+            &format!("Incorrect API key provided: {key}. You can find your API key at ..."),
+            &[],
+        )
+    }
+}
+
 pub fn openai_json(text: &str, finish: &str, usage: Option<(u64, u64)>) -> Action {
     let mut body = json!({
         "id": "chatcmpl-fake",
