@@ -373,7 +373,16 @@ impl Session<'_> {
     async fn run(&mut self, todo: Vec<usize>, command: &str) -> Result<i32> {
         if self.fold.session_id.is_empty() {
             let started = state::now();
-            let session_id = session_id(&started);
+            // The seed's id has one-second resolution: a session restarted within the
+            // second it was archived gets a suffix, so that no two sessions share an id.
+            let base = session_id(&started);
+            let archive = self.store.dir.join(state::ARCHIVE);
+            let mut session_id = base.clone();
+            let mut n = 1;
+            while archive.join(&session_id).exists() {
+                n += 1;
+                session_id = format!("{base}-{n}");
+            }
             self.journal(vec![Event::SessionStarted {
                 session_id,
                 started,

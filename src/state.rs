@@ -545,6 +545,7 @@ impl Store {
         lock.set_len(0).map_err(|e| Error::io(&lock_path, e))?;
         writeln!(lock, "{}", std::process::id()).map_err(|e| Error::io(&lock_path, e))?;
         check_status_file(dir)?;
+        remove_stray_temporaries(dir);
         let journal_path = dir.join(JOURNAL);
         let journal = OpenOptions::new()
             .append(true)
@@ -665,6 +666,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     file.commit().map_err(|e| Error::io(path, e))
+}
+
+/// Temporary files that an atomic write left when the process was killed mid-write
+/// (`.status.json.XXXXXX`, `outputs/.01.1.md.XXXXXX`): removed by the next runner, which
+/// holds the lock, so none can be in use.
+fn remove_stray_temporaries(dir: &Path) {
+    for folder in [dir.to_path_buf(), dir.join(OUTPUTS)] {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = [STATUS, MEMORY]
+                .iter()
+                .any(|f| name.starts_with(&format!(".{f}.")))
+                || (folder != dir && name.starts_with('.') && name.contains(".md."));
+            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

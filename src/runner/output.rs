@@ -200,7 +200,8 @@ impl Reporter {
         if let Mode::Json = self.mode {
             self.event(json!({"event": "failed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": null, "input_tokens": null, "output_tokens": null, "estimated": null, "error": reason}));
         }
-        self.stderr(&format!("error: {} failed: {reason}", prompt.name));
+        // In halt mode the run's final error says it again; here it is one line of the log.
+        self.line(&format!("{}: failed: {reason}", prompt.name));
     }
 
     pub fn skipped(&self, prompt: &Prompt, reason: &str) {

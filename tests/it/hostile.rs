@@ -192,3 +192,23 @@ fn a_full_disk_stops_the_run_and_loses_nothing() {
         server.count()
     );
 }
+
+#[test]
+fn temporaries_left_by_a_killed_write_are_removed() {
+    let server = FakeLlm::start();
+    let b = two_prompt_build(&server);
+    b.file("checkpoints/.status.json.Ab12Cd", "{partial");
+    b.file("checkpoints/outputs/.01.1.md.Zz9Yy8", "partial");
+    b.file("checkpoints/.gitkeep", "");
+    b.run(&["run"]).code(0);
+    assert!(!b.path().join("checkpoints/.status.json.Ab12Cd").exists());
+    assert!(
+        !b.path()
+            .join("checkpoints/outputs/.01.1.md.Zz9Yy8")
+            .exists()
+    );
+    assert!(
+        b.path().join("checkpoints/.gitkeep").exists(),
+        "other files are left alone"
+    );
+}

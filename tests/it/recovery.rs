@@ -1,0 +1,1472 @@
+//! Recovery (spec, "Recovery rules", "State in checkpoints/"; issue 5): faults retried as
+//! scripted, hard budgets, a failed prompt and `rerun`, crashes at random moments, the lock,
+//! signals, damaged state, changed prompts, `run --json`, `on_failure = "skip"`,
+//! `run --restart` and `run.max_duration`, each against the fake server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::run::{bundled_against, status_json};
+use crate::support::fake_llm::{
+    Action, FakeLlm, Piece, Seen, openai_events, openai_sse, sse, sse_bytes, status,
+};
+use crate::support::{Build, Run};
+
+// ---- Helpers -----------------------------------------------------------------------------
+
+/// The bundled build's config with fast clocks (retry 10ms..100ms, idle_timeout 400ms),
+/// changed by `overrides`: `("section.key", "TOML value")`, or `("phases.Foundation",
+/// "600")` for a phase budget.
+fn config(overrides: &[(&str, &str)]) -> String {
+    let mut sections: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("project", vec![("name".into(), "\"MAP4\"".into())]),
+        (
+            "llm",
+            [
+                ("provider", "\"openai\""),
+                ("base_url", "\"http://127.0.0.1:9/v1\""),
+                ("model", "\"gpt-4o-mini\""),
+                ("max_tokens", "2000"),
+                ("stream", "true"),
+                ("connect_timeout", "\"2s\""),
+                ("timeout", "\"30s\""),
+                ("idle_timeout", "\"400ms\""),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ),
+        (
+            "tokenizer",
+            vec![("encoding".into(), "\"cl100k_base\"".into())],
+        ),
+        (
+            "budget",
+            [
+                ("total", "100000"),
+                ("per_prompt", "3000"),
+                ("min_output", "256"),
+                ("on_exceed", "\"halt\""),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ),
+        (
+            "retry",
+            [
+                ("max_attempts", "3"),
+                ("initial_delay", "\"10ms\""),
+                ("max_delay", "\"100ms\""),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ),
+        (
+            "run",
+            vec![
+                ("on_failure".into(), "\"halt\"".into()),
+                ("max_duration".into(), "\"8h\"".into()),
+            ],
+        ),
+        ("pricing", vec![]),
+        (
+            "variables",
+            vec![
+                ("project_root".into(), "\"~/MAP4\"".into()),
+                ("project_name".into(), "\"MAP4\"".into()),
+            ],
+        ),
+    ];
+    let mut phases = vec![
+        ("01-foundation", "Foundation", "10000".to_string()),
+        ("02-core", "Core", "35000".to_string()),
+        ("03-features", "Features", "40000".to_string()),
+    ];
+    for (key, value) in overrides {
+        let (section, name) = key.split_once('.').expect("section.key");
+        if section == "phases" {
+            let phase = phases
+                .iter_mut()
+                .find(|p| p.1 == name)
+                .unwrap_or_else(|| panic!("no phase {name}"));
+            phase.2 = value.to_string();
+            continue;
+        }
+        let (_, keys) = sections
+            .iter_mut()
+            .find(|(s, _)| *s == section)
+            .unwrap_or_else(|| panic!("no section {section}"));
+        match keys.iter_mut().find(|(k, _)| k == name) {
+            Some(kv) => kv.1 = value.to_string(),
+            None => keys.push((name.to_string(), value.to_string())),
+        }
+    }
+    let mut text = String::new();
+    for (section, keys) in sections.into_iter().filter(|(_, keys)| !keys.is_empty()) {
+        text.push_str(&format!("[{section}]\n"));
+        for (k, v) in keys {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        text.push('\n');
+    }
+    for (dir, name, budget) in phases {
+        text.push_str(&format!(
+            "[[phases]]\ndir = \"{dir}\"\nname = \"{name}\"\nbudget = {budget}\n\n"
+        ));
+    }
+    text
+}
+
+/// The bundled build against `server`, with [`config`]`(overrides)`.
+fn build(server: &FakeLlm, overrides: &[(&str, &str)]) -> Build {
+    let b = bundled_against(server);
+    b.config(&config(overrides));
+    b
+}
+
+/// Every journal line, parsed (a torn line is a test failure here).
+fn journal(b: &Build) -> Vec<Value> {
+    b.read("checkpoints/journal.jsonl")
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("journal line {} is not JSON ({e}): {l}", i + 1))
+        })
+        .collect()
+}
+
+fn of_kind<'a>(journal: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    journal.iter().filter(move |e| e["event"] == kind)
+}
+
+/// The outcomes of a prompt's attempts, in order.
+fn outcomes(journal: &[Value], id: &str) -> Vec<String> {
+    of_kind(journal, "attempt_finished")
+        .filter(|e| e["id"] == id)
+        .map(|e| e["outcome"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// Requests per prompt name.
+fn per_prompt(seen: &[Seen]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for s in seen {
+        *m.entry(s.prompt_name()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The requests of one prompt, in order.
+fn requests_of(seen: &[Seen], name: &str) -> Vec<Seen> {
+    seen.iter()
+        .filter(|s| s.prompt_name() == name)
+        .cloned()
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// The prompt names of the bundled build, in order (from `plan --json`).
+fn plan_prompts(b: &Build) -> Vec<Value> {
+    let plan = b.run(&["plan", "--json"]);
+    plan.code(0);
+    plan.json()["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .flat_map(|ph| ph["prompts"].as_array().expect("prompts").clone())
+        .collect()
+}
+
+/// Blocks until `n` requests arrived (the moment a test waits for), failing after 20 s.
+#[track_caller]
+fn await_requests(server: &FakeLlm, n: usize) {
+    assert!(
+        server.wait_for(n, Duration::from_secs(20)),
+        "expected {n} requests, the server saw {}",
+        server.count()
+    );
+}
+
+/// A spawned run, killed (SIGKILL) if the test ends before it does.
+struct Running(Option<Child>);
+
+impl Running {
+    fn spawn(b: &Build, args: &[&str]) -> Running {
+        let child = b
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn orchestrator");
+        Running(Some(child))
+    }
+
+    /// Output not read (for runs that are only killed).
+    fn spawn_quiet(b: &Build, args: &[&str]) -> Running {
+        let child = b
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn orchestrator");
+        Running(Some(child))
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    fn pid(&mut self) -> u32 {
+        self.child().id()
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`, `HUP`) with kill(1).
+    fn signal(&mut self, name: &str) {
+        let pid = self.pid().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .expect("kill(1)")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// SIGKILL, and reaps the process.
+    fn kill(mut self) {
+        let mut child = self.0.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    fn wait(mut self) -> Run {
+        let child = self.0.take().expect("running");
+        Run::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Whether it exited on its own (reaped if so).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child().try_wait().expect("try_wait")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A reply's SSE events with content only: no finish_reason, no usage, no `[DONE]`.
+fn content_events() -> Vec<String> {
+    let mut events = openai_events(
+        "Working on it. Here is the first part of a reply that never gets to its end",
+        "stop",
+        None,
+    );
+    events.truncate(events.len() - 2);
+    events
+}
+
+// ---- 1. Faults ---------------------------------------------------------------------------
+
+#[test]
+fn faults_are_retried_exactly_as_scripted_and_the_build_completes() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    let partial = content_events();
+    // 01.1: 429, then 500, then a good reply.
+    server.script_prompt(
+        "01.1-python-setup",
+        [
+            status(429, "Rate limit reached for requests", &[]),
+            status(500, "The server had an error", &[]),
+        ],
+    );
+    // 01.2: a stream that stops before its end (no finish_reason, no [DONE]), closed.
+    server.script_prompt(
+        "01.2-dependencies",
+        [sse(vec![
+            Piece::Data(sse_bytes(&partial[..2])),
+            Piece::Data(sse_bytes(&partial[2..])),
+        ])],
+    );
+    // 01.3: a TCP reset mid-stream.
+    server.script_prompt(
+        "01.3-structure",
+        [sse(vec![
+            Piece::Data(sse_bytes(&partial[..3])),
+            Piece::Reset,
+        ])],
+    );
+    // 01.4: one SSE event that is not JSON, in an otherwise complete stream.
+    let mut bad = openai_events("Some text before the bad event.", "stop", Some((100, 50)));
+    bad.insert(
+        2,
+        "{\"choices\": [{\"delta\": {\"content\": oops".to_string(),
+    );
+    server.script_prompt("01.4-database", [sse(vec![Piece::Data(sse_bytes(&bad))])]);
+    // 01.5: a complete reply cut at the token limit.
+    server.script_prompt(
+        "01.5-validation",
+        [openai_sse(
+            "Done.\n\n```json\n{\"prompt\": \"01.5-validation\", \"success\": true, \"outputs\": {}}\n```\n",
+            "length",
+            Some((100, 50)),
+        )],
+    );
+    // 02.1: "success": false, then a stall (keep-alives only, past idle_timeout), then ok.
+    let mut stall = vec![Piece::Data(sse_bytes(&partial[..2]))];
+    for _ in 0..7 {
+        stall.push(Piece::Wait(Duration::from_millis(100)));
+        stall.push(Piece::Data(b": keep-alive\n\n".to_vec()));
+    }
+    server.script_prompt(
+        "02.1-hamms-vector",
+        [
+            openai_sse(
+                "I could not finish.\n\n```json\n{\"prompt\": \"02.1-hamms-vector\", \"success\": false, \"outputs\": {\"error\": \"numpy failed to build\"}}\n```\n",
+                "stop",
+                Some((100, 50)),
+            ),
+            sse(stall),
+        ],
+    );
+
+    // 02.2: a checkpoint without the outputs later prompts need.
+    server.script_prompt(
+        "02.2-audio-loader",
+        [openai_sse(
+            "Done.\n\n```json\n{\"prompt\": \"02.2-audio-loader\", \"success\": true, \"outputs\": {}}\n```\n",
+            "stop",
+            Some((100, 50)),
+        )],
+    );
+    // 02.3: no checkpoint block at all.
+    server.script_prompt(
+        "02.3-feature-extraction",
+        [openai_sse(
+            "I wrote the feature extractor.",
+            "stop",
+            Some((100, 50)),
+        )],
+    );
+    // 02.4: an `error` event after HTTP 200.
+    let mut errored = content_events();
+    errored.push(
+        json!({"error": {"message": "The model is overloaded", "type": "server_error"}})
+            .to_string(),
+    );
+    server.script_prompt(
+        "02.4-camelot-keys",
+        [sse(vec![Piece::Data(sse_bytes(&errored))])],
+    );
+    // 02.5: headers, then the connection closes.
+    server.script_prompt("02.5-hamms-analyzer", [Action::CloseAfterHeaders]);
+
+    let run = b.run(&["run"]);
+    run.code(0);
+
+    let expected: BTreeMap<&str, usize> = [
+        ("01.1-python-setup", 3),
+        ("01.2-dependencies", 2),
+        ("01.3-structure", 2),
+        ("01.4-database", 2),
+        ("01.5-validation", 2),
+        ("02.1-hamms-vector", 3),
+        ("02.2-audio-loader", 2),
+        ("02.3-feature-extraction", 2),
+        ("02.4-camelot-keys", 2),
+        ("02.5-hamms-analyzer", 2),
+    ]
+    .into_iter()
+    .collect();
+    let seen = server.seen();
+    let counts = per_prompt(&seen);
+    assert_eq!(counts.len(), 40, "{counts:?}");
+    for (name, n) in &counts {
+        assert_eq!(
+            *n,
+            expected.get(name.as_str()).copied().unwrap_or(1),
+            "requests for {name}: {counts:?}"
+        );
+    }
+    assert_eq!(server.count(), 40 + 2 + 1 + 1 + 1 + 1 + 2 + 4);
+
+    let j = journal(&b);
+    let want: [(&str, &[&str]); 11] = [
+        ("01.1", &["transient", "transient", "ok"]),
+        ("01.2", &["transient", "ok"]),
+        ("01.3", &["transient", "ok"]),
+        ("01.4", &["transient", "ok"]),
+        ("01.5", &["content", "ok"]),
+        ("02.1", &["content", "transient", "ok"]),
+        ("02.2", &["content", "ok"]),
+        ("02.3", &["content", "ok"]),
+        ("02.4", &["transient", "ok"]),
+        ("02.5", &["transient", "ok"]),
+        ("02.6", &["ok"]),
+    ];
+    for (id, outs) in want {
+        assert_eq!(outcomes(&j, id), outs, "outcomes of {id}");
+        let retries = of_kind(&j, "retry").filter(|e| e["id"] == id).count();
+        assert_eq!(retries, outs.len() - 1, "retry events of {id}");
+    }
+    let error_of = |id: &str, attempt: u64| -> String {
+        of_kind(&j, "attempt_finished")
+            .find(|e| e["id"] == id && e["attempt"] == attempt)
+            .and_then(|e| e["error"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        error_of("01.1", 1).contains("429"),
+        "{}",
+        error_of("01.1", 1)
+    );
+    assert!(
+        error_of("01.1", 2).contains("500"),
+        "{}",
+        error_of("01.1", 2)
+    );
+    assert!(
+        error_of("02.1", 2).contains("idle_timeout"),
+        "{}",
+        error_of("02.1", 2)
+    );
+    assert!(
+        error_of("02.4", 1).contains("overloaded"),
+        "{}",
+        error_of("02.4", 1)
+    );
+
+    // A retry after a content failure says why the last attempt failed; the first does not.
+    for (name, why) in [
+        ("01.5-validation", &["limit", "length", "max_tokens"][..]),
+        ("02.1-hamms-vector", &["numpy failed to build"][..]),
+        ("02.2-audio-loader", &["audio_loader_module"][..]),
+        ("02.3-feature-extraction", &["checkpoint"][..]),
+    ] {
+        let reqs = requests_of(&seen, name);
+        let first = reqs[0].user();
+        let second = reqs[1].user();
+        assert!(
+            second.starts_with(first.trim_end()) && second.len() > first.len(),
+            "the retry of {name} does not add a note to the prompt:\n{second}"
+        );
+        let note = second[first.trim_end().len()..].to_lowercase();
+        assert!(
+            why.iter().any(|w| note.contains(w)),
+            "the note on {name}'s retry does not say why ({why:?}): {note}"
+        );
+    }
+
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]).len(), 40);
+    assert_eq!(status["prompts"]["01.1"]["attempts"], 3);
+    assert_eq!(status["prompts"]["02.1"]["attempts"], 3);
+}
+
+// ---- 2. A permanent failure ----------------------------------------------------------------
+
+#[test]
+fn a_401_is_not_retried_and_names_the_key_variable() {
+    let server = FakeLlm::start();
+    let mut b = build(&server, &[]);
+    let secret = "sk-test-never-log-me-4242";
+    b.env("OPENAI_API_KEY", secret);
+    server.script([status(
+        401,
+        &format!("Incorrect API key provided: {secret}"),
+        &[("x-request-id", "req_401_abc")],
+    )]);
+    let run = b.run(&["run"]);
+    run.code(1).stderr_has("OPENAI_API_KEY").stderr_has("401");
+    assert_eq!(server.count(), 1, "a 401 is not retried");
+    assert!(
+        server.seen()[0]
+            .header("authorization")
+            .is_some_and(|a| a.contains(secret)),
+        "the key is sent"
+    );
+    assert!(
+        !run.stderr.contains(secret),
+        "the key leaked to stderr:\n{}",
+        run.stderr
+    );
+    let j = journal(&b);
+    assert_eq!(outcomes(&j, "01.1"), ["permanent"]);
+    assert_eq!(of_kind(&j, "retry").count(), 0);
+    let status = status_json(&b);
+    assert_eq!(strings(&status["failed"]), ["01.1"]);
+    for file in ["journal.jsonl", "status.json", "memory.json"] {
+        let text = b.read(&format!("checkpoints/{file}"));
+        assert!(!text.contains(secret), "the key leaked into {file}");
+    }
+}
+
+// ---- 3. Budgets ----------------------------------------------------------------------------
+
+#[test]
+fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
+    let server = FakeLlm::start();
+    // A bundled Foundation prompt is ~800 tokens in; the fake reports 100 in, 50 out. With
+    // 1300 the first two fit (capped) and the third does not.
+    const FOUNDATION: u64 = 1300;
+    const TOTAL: u64 = 1_000_000;
+    let b = build(
+        &server,
+        &[
+            ("phases.Foundation", "1300"),
+            ("phases.Core", "1000000"),
+            ("phases.Features", "1000000"),
+            ("budget.total", "1000000"),
+        ],
+    );
+    let run = b.run(&["run"]);
+    run.code(3);
+    let seen = server.seen();
+    assert!(!seen.is_empty(), "at least one request fits");
+    assert!(
+        seen.iter().all(|s| s.prompt_name().starts_with("01.")),
+        "a request of the next phase was sent: {:?}",
+        per_prompt(&seen)
+    );
+
+    let j = journal(&b);
+    let started: Vec<&Value> = of_kind(&j, "attempt_started").collect();
+    assert_eq!(
+        started.len(),
+        seen.len(),
+        "one journaled attempt per request"
+    );
+    let mut spent_phase = 0u64;
+    let mut spent_total = 0u64;
+    let mut capped = 0;
+    for e in &j {
+        match e["event"].as_str() {
+            Some("attempt_started") => {
+                let input = e["input_tokens"].as_u64().expect("input_tokens");
+                let max = e["max_tokens"].as_u64().expect("max_tokens");
+                let left_phase = FOUNDATION - spent_phase;
+                let left_total = TOTAL - spent_total;
+                assert!(
+                    input + 256 <= left_phase,
+                    "sent although input {input} + min_output does not fit {left_phase}: {e}"
+                );
+                let want = 2000.min(left_phase - input).min(left_total - input);
+                assert_eq!(max, want, "max_tokens of {e} (phase has {left_phase} left)");
+                if want < 2000 {
+                    capped += 1;
+                }
+            }
+            Some("attempt_finished") => {
+                let used = e["input_tokens"].as_u64().expect("in")
+                    + e["output_tokens"].as_u64().expect("out");
+                spent_phase += used;
+                spent_total += used;
+            }
+            _ => {}
+        }
+    }
+    assert!(capped >= 1, "no request was capped");
+    // The requests as sent carry the journaled max_tokens, in order.
+    let sent: Vec<u64> = seen.iter().map(Seen::max_tokens).collect();
+    let journaled: Vec<u64> = started
+        .iter()
+        .map(|e| e["max_tokens"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(sent, journaled);
+    // Halted with 3; the next prompt is current and nothing spent past the budget.
+    let halted = of_kind(&j, "halted").last().expect("halted event");
+    assert_eq!(halted["code"], 3);
+    let status = status_json(&b);
+    assert!(
+        status["current_prompt"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("01.")),
+        "{}",
+        status["current_prompt"]
+    );
+    let foundation = status["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["name"] == "Foundation")
+        .expect("Foundation")
+        .clone();
+    assert!(
+        foundation["used"].as_u64().expect("used") <= FOUNDATION,
+        "{foundation}"
+    );
+    // Raising the budget lets `run` go on from there.
+    let sent = server.count();
+    b.config(&config(&[]));
+    b.run(&["run"]).code(0);
+    assert_eq!(server.count(), sent + (40 - completed_before_halt(&status)));
+    assert_eq!(strings(&status_json(&b)["completed"]).len(), 40);
+}
+
+fn completed_before_halt(status: &Value) -> usize {
+    status["completed"].as_array().map_or(0, Vec::len)
+}
+
+// ---- 4. A prompt that fails, then rerun ----------------------------------------------------
+
+#[test]
+fn a_prompt_that_fails_every_attempt_halts_then_rerun_and_run_finish_the_build() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    server.script_prompt(
+        "01.3-structure",
+        (0..3).map(|_| status(500, "The server had an error", &[])),
+    );
+    let run = b.run(&["run"]);
+    run.code(1).stderr_has("01.3");
+    assert_eq!(server.count(), 2 + 3);
+    assert_eq!(per_prompt(&server.seen())["01.3-structure"], 3);
+    let status = status_json(&b);
+    assert_eq!(
+        status["failed"].as_array().expect("failed").last(),
+        Some(&json!("01.3"))
+    );
+    assert_eq!(status["current_prompt"], "01.3-structure.md");
+    assert_eq!(strings(&status["completed"]), ["01.1", "01.2"]);
+    assert_eq!(
+        outcomes(&journal(&b), "01.3"),
+        ["transient", "transient", "transient"]
+    );
+
+    let rerun = b.run(&["rerun", "01.3"]);
+    rerun.code(0);
+    assert_eq!(server.count(), 6, "rerun sends exactly one request");
+    assert_eq!(server.seen()[5].prompt_name(), "01.3-structure");
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]), ["01.1", "01.2", "01.3"]);
+    assert!(
+        strings(&status["failed"]).is_empty(),
+        "{}",
+        status["failed"]
+    );
+    assert_eq!(status["current_prompt"], "01.4-database.md");
+
+    let rest = b.run(&["run"]);
+    rest.code(0);
+    assert_eq!(server.count(), 6 + 37);
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]).len(), 40);
+    assert!(strings(&status["failed"]).is_empty());
+    assert_eq!(status["current_prompt"], Value::Null);
+    let counts = per_prompt(&server.seen());
+    assert_eq!(counts["01.3-structure"], 4);
+    assert_eq!(
+        counts["01.1-python-setup"], 1,
+        "completed prompts are not sent again"
+    );
+}
+
+// ---- 5. The seed's recovery snippets -------------------------------------------------------
+
+#[test]
+fn the_seeds_recovery_snippets_work_on_the_state_files() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    server.script_prompt(
+        "01.3-structure",
+        (0..3).map(|_| status(503, "Overloaded", &[])),
+    );
+    b.run(&["run"]).code(1);
+    // The seed's "If prompt fails" and "If context lost" snippets, as written.
+    let script = r#"import json
+
+# Check last successful checkpoint
+with open('checkpoints/status.json', 'r') as f:
+    status = json.load(f)
+    print(f"Last success: {status['completed'][-1]}")
+    print(f"Failed at: {status['failed'][-1]}")
+
+# Resume from last good state
+next_prompt = status['current_prompt']
+print(f"Next: {next_prompt}")
+
+# Load memory context
+with open('checkpoints/memory.json', 'r') as f:
+    memory = json.load(f)
+    print("Available context:", memory.keys())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .current_dir(b.path())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python3 failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("Last success: 01.2\n"), "{stdout}");
+    assert!(stdout.contains("Failed at: 01.3\n"), "{stdout}");
+    assert!(stdout.contains("Next: 01.3-structure.md\n"), "{stdout}");
+    assert!(
+        stdout.contains("Available context: dict_keys([") && stdout.contains("'variables'"),
+        "{stdout}"
+    );
+    // The memory carries what a lost conversation needs: the variables so far.
+    let memory: Value = serde_json::from_str(&b.read("checkpoints/memory.json")).expect("memory");
+    assert_eq!(memory["variables"]["venv_path"], "venv_path-value");
+    assert_eq!(memory["variables"]["project_root"], "~/MAP4");
+}
+
+// ---- 6. Crashes at random moments ----------------------------------------------------------
+
+/// Every state file parses; the journal may end in one torn line.
+#[track_caller]
+fn assert_state_readable(b: &Build, when: &str) {
+    let dir = b.path().join("checkpoints");
+    for name in ["status.json", "memory.json"] {
+        let path = dir.join(name);
+        if path.exists() {
+            let bytes = std::fs::read(&path).expect("read state");
+            if let Err(e) = serde_json::from_slice::<Value>(&bytes) {
+                panic!(
+                    "{when}: {name} does not parse ({e}):\n{}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+    }
+    let bytes = std::fs::read(dir.join("journal.jsonl")).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let complete = text.ends_with('\n') || text.is_empty();
+    let lines: Vec<&str> = text.split_terminator('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let torn_tail = i + 1 == lines.len() && !complete;
+        if let Err(e) = serde_json::from_str::<Value>(line)
+            && !torn_tail
+        {
+            panic!(
+                "{when}: journal line {} does not parse ({e}): {line}",
+                i + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn twenty_sigkills_at_random_moments_lose_nothing() {
+    const KILLS: usize = 24;
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
+    eprintln!("kill test seed {seed} (KILL_SEED={seed} replays the choices)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let server = FakeLlm::start();
+    server.latency(Duration::from_millis(20));
+    // Budgets out of the way: each kill mid-request counts its worst case (possibly billed).
+    let b = build(
+        &server,
+        &[
+            ("phases.Foundation", "10000000"),
+            ("phases.Core", "10000000"),
+            ("phases.Features", "10000000"),
+            ("budget.total", "100000000"),
+        ],
+    );
+    let total = 40;
+    let mut kills = 0;
+    let mut moments = Vec::new();
+    while kills < KILLS {
+        let done = if b.path().join("checkpoints/status.json").exists() {
+            status_json(&b)["completed"].as_array().map_or(0, Vec::len)
+        } else {
+            0
+        };
+        if done == total {
+            break;
+        }
+        // Random moments, but keep enough prompts left for the kills still to come: near
+        // the end, kill as soon as a request arrives (mid-request, so nothing completes).
+        let (k, extra) = if total - done <= KILLS - kills + 1 {
+            (1, 0)
+        } else {
+            (rng.usize(1..=3), rng.u64(0..30))
+        };
+        let before = server.count();
+        let mut child = Running::spawn_quiet(&b, &["run"]);
+        let mut finished = false;
+        while !server.wait_for(before + k, Duration::from_millis(50)) {
+            if child.exited().is_some() {
+                finished = true;
+                break;
+            }
+        }
+        if finished {
+            break;
+        }
+        if extra > 0 {
+            // Not synchronisation: a random offset of the kill moment after the request.
+            std::thread::sleep(Duration::from_millis(extra));
+        }
+        child.kill();
+        kills += 1;
+        assert_state_readable(&b, &format!("after kill {kills} (k={k}, +{extra}ms)"));
+        moments.push(format!("k={k}+{extra}ms:{}", server.count() - before));
+    }
+    eprintln!("kills: {moments:?}");
+    assert!(kills >= 20, "only {kills} kills happened");
+    let last = b.run(&["run"]);
+    last.code(0);
+    assert_state_readable(&b, "at the end");
+    let status = status_json(&b);
+    let completed = strings(&status["completed"]);
+    let unique: BTreeSet<&String> = completed.iter().collect();
+    assert_eq!(completed.len(), total, "{completed:?}");
+    assert_eq!(
+        unique.len(),
+        total,
+        "a prompt completed twice: {completed:?}"
+    );
+    let plan: Vec<String> = plan_prompts(&b)
+        .iter()
+        .map(|p| p["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(completed, plan, "completed in plan order");
+    assert!(
+        server.count() <= total + kills,
+        "{} requests for {total} prompts and {kills} kills",
+        server.count()
+    );
+    assert_eq!(status["current_prompt"], Value::Null);
+    // Each completed prompt's accepted reply is saved as outputs/<id>.md.
+    for id in &completed {
+        let output = b.read(&format!("checkpoints/outputs/{id}.md"));
+        assert!(output.contains("```json"), "outputs/{id}.md: {output}");
+    }
+    // Every attempt cut by a kill is settled as possibly billed, never left open.
+    let j = journal(&b);
+    let started = of_kind(&j, "attempt_started").count();
+    let finished = of_kind(&j, "attempt_finished").count();
+    assert_eq!(started, finished, "attempts left open");
+    assert!(
+        of_kind(&j, "attempt_finished")
+            .filter(|e| e["outcome"] == "unknown")
+            .count()
+            <= kills
+    );
+}
+
+// ---- 7. The lock ---------------------------------------------------------------------------
+
+#[test]
+fn a_second_runner_is_refused_with_the_first_ones_pid_and_a_dead_lock_does_not_block() {
+    let server = FakeLlm::start();
+    // The bundled config (idle_timeout 120s): the hung request stays in flight.
+    let b = bundled_against(&server);
+    server.script([Action::Hang]);
+    let mut first = Running::spawn_quiet(&b, &["run"]);
+    let pid = first.pid();
+    await_requests(&server, 1);
+    // The attempt in flight was journaled before it was sent.
+    let j = journal(&b);
+    let open = of_kind(&j, "attempt_started")
+        .find(|e| e["id"] == "01.1")
+        .expect("01.1's attempt is journaled while in flight")
+        .clone();
+    assert_eq!(of_kind(&j, "attempt_finished").count(), 0);
+
+    let second = b.run(&["run"]);
+    second
+        .code(2)
+        .stderr_has(&format!("pid {pid}"))
+        .stderr_has("checkpoints");
+    assert_eq!(server.count(), 1, "the second runner sent nothing");
+    let rerun = b.run(&["rerun", "01.1"]);
+    rerun.code(2).stderr_has(&pid.to_string());
+
+    first.kill();
+    let third = b.run(&["run"]);
+    third.code(0).stderr_has("possibly billed");
+    assert_eq!(server.count(), 1 + 40);
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]).len(), 40);
+    // The lost attempt is counted at its worst case.
+    let j = journal(&b);
+    let lost = of_kind(&j, "attempt_finished")
+        .find(|e| e["id"] == "01.1" && e["attempt"] == open["attempt"])
+        .expect("the lost attempt is settled");
+    assert_eq!(lost["outcome"], "unknown");
+    let worst =
+        open["input_tokens"].as_u64().unwrap_or(0) + open["max_tokens"].as_u64().unwrap_or(0);
+    assert_eq!(
+        lost["input_tokens"].as_u64().unwrap_or(0) + lost["output_tokens"].as_u64().unwrap_or(0),
+        worst,
+        "{lost}"
+    );
+    assert_eq!(status["prompts"]["01.1"]["possibly_billed"], 1);
+    assert!(
+        status["prompts"]["01.1"]["tokens_in"].as_u64().unwrap_or(0)
+            + status["prompts"]["01.1"]["tokens_out"]
+                .as_u64()
+                .unwrap_or(0)
+            >= worst + 150
+    );
+}
+
+// ---- 8. Signals ----------------------------------------------------------------------------
+
+#[test]
+fn sigint_sigterm_and_sighup_mid_request_exit_130_and_the_next_run_resumes() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[("llm.idle_timeout", "\"60s\"")]);
+    let hung = ["01.2-dependencies", "01.3-structure", "01.4-database"];
+    for name in hung {
+        server.script_prompt(name, [Action::Hang]);
+    }
+    let mut expected_requests = 0;
+    for (i, (signal, name)) in ["INT", "TERM", "HUP"].iter().zip(hung).enumerate() {
+        let mut child = Running::spawn(&b, &["run"]);
+        // The previous hung prompt is sent again (now answered), then this one hangs.
+        expected_requests += 2;
+        await_requests(&server, expected_requests);
+        assert_eq!(server.seen()[expected_requests - 1].prompt_name(), name);
+        child.signal(signal);
+        let run = child.wait();
+        run.code(130);
+        let status = status_json(&b);
+        let id = &name[..4];
+        let completed = strings(&status["completed"]);
+        assert_eq!(completed.len(), i + 1, "SIG{signal}: {completed:?}");
+        assert!(
+            !completed.iter().any(|c| c == id),
+            "SIG{signal}: {id} completed"
+        );
+        assert_eq!(status["current_prompt"], format!("{name}.md"));
+        serde_json::from_str::<Value>(&b.read("checkpoints/memory.json")).expect("memory.json");
+        let j = journal(&b);
+        assert_eq!(
+            outcomes(&j, id).last().map(String::as_str),
+            Some("interrupted"),
+            "SIG{signal}"
+        );
+        assert_eq!(
+            of_kind(&j, "halted").last().map(|h| h["code"].clone()),
+            Some(json!(130))
+        );
+    }
+    let last = b.run(&["run"]);
+    last.code(0);
+    assert_eq!(server.count(), expected_requests + 37);
+    let counts = per_prompt(&server.seen());
+    for name in hung {
+        assert_eq!(counts[name], 2, "{name} sent again once");
+    }
+    assert_eq!(strings(&status_json(&b)["completed"]).len(), 40);
+}
+
+// ---- 9. Damaged state ----------------------------------------------------------------------
+
+#[test]
+fn a_corrupt_status_json_is_an_error_that_names_it_and_is_left_untouched() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    b.run(&["run", "--until", "01.1"]).code(0);
+    let garbage: &[u8] =
+        b"{\"session_id\": \"20260101_000000\", \"completed\": [\"01.1\" \x00garbage";
+    b.file("checkpoints/status.json", garbage);
+    for args in [
+        &["run"][..],
+        &["status"][..],
+        &["status", "--json"][..],
+        &["rerun", "01.1"][..],
+    ] {
+        let run = b.run(args);
+        run.code(2).stderr_has("checkpoints/status.json");
+        let now = std::fs::read(b.path().join("checkpoints/status.json")).expect("status.json");
+        assert_eq!(now, garbage, "{args:?} changed status.json");
+    }
+    assert_eq!(server.count(), 1, "nothing was sent");
+}
+
+// ---- 10. Changed prompts -------------------------------------------------------------------
+
+#[test]
+fn a_prompt_edited_after_it_ran_is_shown_as_changed_and_warned_about() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    b.run(&["run", "--until", "01.2"]).code(0);
+    let before = b.run(&["status", "--json"]);
+    before.code(0);
+    assert_eq!(before.json()["changed"], json!([]));
+
+    let rel = "prompts/01-foundation/01.1-python-setup.md";
+    let text = b.read(rel);
+    let edited = text.replacen(
+        "## Objective\n",
+        "## Objective\nUse Python 3.12 if it is there.\n",
+        1,
+    );
+    assert_ne!(edited, text);
+    b.file(rel, edited);
+
+    let st = b.run(&["status"]);
+    st.code(0).stdout_has("01.1");
+    let line = st
+        .stdout
+        .lines()
+        .find(|l| l.to_lowercase().contains("changed"))
+        .unwrap_or_else(|| panic!("status does not list changed prompts:\n{}", st.stdout));
+    assert!(line.contains("01.1") && !line.contains("01.2"), "{line}");
+    let js = b.run(&["status", "--json"]);
+    js.code(0);
+    assert_eq!(js.json()["changed"], json!(["01.1"]));
+
+    let run = b.run(&["run", "--until", "01.3"]);
+    run.code(0);
+    let warning = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("01.1") && l.contains("changed"))
+        .unwrap_or_else(|| panic!("run does not warn about 01.1:\n{}", run.stderr));
+    assert!(!warning.contains("01.2"), "{warning}");
+    assert_eq!(
+        server.count(),
+        3,
+        "a changed prompt is not sent again by run"
+    );
+}
+
+// ---- 11. run --json ------------------------------------------------------------------------
+
+#[test]
+fn run_json_prints_one_event_per_line() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    server.script_prompt(
+        "01.2-dependencies",
+        [status(503, "Service unavailable", &[])],
+    );
+    let run = b.run(&["run", "--json", "--until", "01.3"]);
+    run.code(0);
+    let events: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not one JSON event per line ({e}): {l}"))
+        })
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().expect("event key"))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "completed").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "attempt").count(),
+        4,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "retry").count(),
+        1,
+        "{kinds:?}"
+    );
+    for e in &events {
+        if ["attempt", "completed", "retry"].contains(&e["event"].as_str().unwrap_or("")) {
+            for key in [
+                "id",
+                "attempt",
+                "input_tokens",
+                "output_tokens",
+                "estimated",
+            ] {
+                assert!(e.get(key).is_some(), "{key} missing from {e}");
+            }
+            assert!(e["id"].is_string() && e["attempt"].is_u64(), "{e}");
+        }
+    }
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "completed")
+        .collect();
+    let ids: Vec<&str> = done
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["01.1", "01.2", "01.3"]);
+    assert_eq!(done[1]["attempt"], 2);
+    for e in done {
+        assert_eq!(
+            e["input_tokens"], 100,
+            "usage as the server reported it: {e}"
+        );
+        assert_eq!(e["output_tokens"], 50, "{e}");
+        assert_eq!(e["estimated"], false, "{e}");
+    }
+}
+
+// ---- 12. on_failure = "skip" ---------------------------------------------------------------
+
+#[test]
+fn skip_goes_on_without_the_failed_prompt_and_its_dependents_and_exits_1() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[("run.on_failure", "\"skip\"")]);
+    let failing = "02.14";
+    server.script_prompt(
+        "02.14-unit-tests",
+        (0..3).map(|_| status(500, "The server had an error", &[])),
+    );
+    // What depends on 02.14, directly or not (depends_on includes the producers of needs).
+    let prompts = plan_prompts(&b);
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
+    for p in &prompts {
+        let deps = strings(&p["depends_on"]);
+        if deps.iter().any(|d| d == failing || blocked.contains(d)) {
+            blocked.insert(p["id"].as_str().expect("id").to_string());
+        }
+    }
+    assert_eq!(
+        blocked,
+        ["02.15", "03.20"].map(String::from).into_iter().collect(),
+        "the bundled build's dependents of 02.14"
+    );
+
+    let run = b.run(&["run"]);
+    run.code(1).stderr_has("02.14");
+    let status = status_json(&b);
+    assert_eq!(strings(&status["failed"]), [failing]);
+    let skipped: BTreeSet<String> = strings(&status["skipped"]).into_iter().collect();
+    assert_eq!(skipped, blocked);
+    let completed = strings(&status["completed"]);
+    assert_eq!(completed.len(), 40 - 1 - blocked.len(), "{completed:?}");
+    for id in &completed {
+        assert!(id != failing && !blocked.contains(id), "{id} completed");
+    }
+    // The others ran, in order, after the failure too.
+    assert!(completed.iter().any(|c| c == "03.19"));
+    let counts = per_prompt(&server.seen());
+    assert_eq!(counts["02.14-unit-tests"], 3);
+    assert!(!counts.contains_key("02.15-integration-ci"));
+    assert!(!counts.contains_key("03.20-release-check"));
+    assert_eq!(server.count(), completed.len() + 3);
+    let j = journal(&b);
+    let skipped_events: BTreeSet<String> = of_kind(&j, "skipped")
+        .map(|e| e["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(skipped_events, blocked);
+
+    // The next run takes on the failed prompt and what it blocked.
+    let sent = server.count();
+    b.run(&["run"]).code(0);
+    assert_eq!(server.count(), sent + 1 + blocked.len());
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]).len(), 40);
+    assert!(strings(&status["failed"]).is_empty());
+    assert!(
+        strings(&status["skipped"]).is_empty(),
+        "{}",
+        status["skipped"]
+    );
+}
+
+// ---- 13. run --restart ---------------------------------------------------------------------
+
+#[test]
+fn restart_archives_the_old_session_and_starts_a_new_one() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    b.run(&["run", "--until", "01.2"]).code(0);
+    let old = status_json(&b);
+    let old_id = old["session_id"].as_str().expect("session_id").to_string();
+    let old_journal = b.read("checkpoints/journal.jsonl");
+
+    let run = b.run(&["run", "--restart", "--until", "01.1"]);
+    run.code(0);
+    assert_eq!(server.count(), 3, "the new session runs 01.1 again");
+
+    let archive = format!("checkpoints/archive/{old_id}");
+    assert!(b.path().join(&archive).is_dir(), "no {archive}");
+    assert_eq!(b.read(&format!("{archive}/journal.jsonl")), old_journal);
+    let archived: Value =
+        serde_json::from_str(&b.read(&format!("{archive}/status.json"))).expect("archived status");
+    assert_eq!(strings(&archived["completed"]), ["01.1", "01.2"]);
+    assert!(
+        b.path()
+            .join(format!("{archive}/outputs/01.2.md"))
+            .is_file()
+    );
+    assert!(b.path().join(format!("{archive}/memory.json")).is_file());
+
+    let new = status_json(&b);
+    assert_eq!(strings(&new["completed"]), ["01.1"]);
+    assert_ne!(new["started"], old["started"], "a new session");
+    let j = journal(&b);
+    assert_eq!(j[0]["event"], "session_started");
+    assert_eq!(of_kind(&j, "session_started").count(), 1);
+    assert_eq!(of_kind(&j, "completed").count(), 1);
+    assert!(!b.path().join("checkpoints/outputs/01.2.md").exists());
+}
+
+#[test]
+fn restart_gives_the_new_session_an_id_of_its_own() {
+    // Session ids have the seed's one-second resolution; the bug shows when a session is
+    // restarted within the second it started, so restart until two sessions share one.
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    b.run(&["run", "--until", "01.1"]).code(0);
+    let second = |status: &Value| status["started"].as_str().unwrap_or("")[..19].to_string();
+    let mut old = status_json(&b);
+    for _ in 0..10 {
+        b.run(&["run", "--restart", "--until", "01.1"]).code(0);
+        let new = status_json(&b);
+        assert_ne!(new["started"], old["started"], "a new session");
+        if second(&new) == second(&old) {
+            assert_ne!(
+                new["session_id"],
+                old["session_id"],
+                "the restarted session has the archived session's id (both started in {})",
+                second(&new)
+            );
+            return;
+        }
+        old = new;
+    }
+    panic!("no two sessions started within one second in 10 restarts");
+}
+
+// ---- 14. run.max_duration ------------------------------------------------------------------
+
+#[test]
+fn max_duration_halts_between_prompts_with_4() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[("run.max_duration", "\"1ms\"")]);
+    let run = b.run(&["run"]);
+    run.code(4).stderr_has("max_duration");
+    assert!(server.count() <= 1, "{} requests", server.count());
+    let j = journal(&b);
+    assert_eq!(
+        of_kind(&j, "attempt_started").count(),
+        of_kind(&j, "attempt_finished").count(),
+        "halted mid-request"
+    );
+    assert_eq!(
+        of_kind(&j, "halted").last().map(|h| h["code"].clone()),
+        Some(json!(4))
+    );
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]).len(), server.count());
+
+    b.config(&config(&[]));
+    b.run(&["run"]).code(0);
+    assert_eq!(server.count(), 40);
+}
+
+// ---- More recovery rules -------------------------------------------------------------------
+
+#[test]
+fn retry_after_is_waited_for_and_a_longer_wait_fails_the_prompt_without_sleeping() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    server.script_prompt(
+        "01.1-python-setup",
+        [status(
+            429,
+            "Rate limit reached",
+            &[("retry-after-ms", "90")],
+        )],
+    );
+    server.script_prompt(
+        "01.2-dependencies",
+        [status(503, "Service unavailable", &[("retry-after", "30")])],
+    );
+    let t0 = std::time::Instant::now();
+    let run = b.run(&["run"]);
+    let took = t0.elapsed();
+    run.code(1).stderr_has("01.2");
+    assert!(took < Duration::from_secs(20), "it slept: {took:?}");
+    let seen = server.seen();
+    let counts = per_prompt(&seen);
+    assert_eq!(counts["01.1-python-setup"], 2);
+    assert_eq!(
+        counts["01.2-dependencies"], 1,
+        "a wait past max_delay is not slept"
+    );
+    let j = journal(&b);
+    let retry = of_kind(&j, "retry")
+        .find(|e| e["id"] == "01.1")
+        .expect("01.1 retried");
+    assert!(
+        retry["delay_ms"].as_u64().unwrap_or(0) >= 90,
+        "retry-after-ms not honoured: {retry}"
+    );
+    assert_eq!(
+        of_kind(&j, "retry").filter(|e| e["id"] == "01.2").count(),
+        0
+    );
+    let status = status_json(&b);
+    assert_eq!(strings(&status["failed"]), ["01.2"]);
+    let error = status["prompts"]["01.2"]["last_error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(error.contains("max_delay"), "{error}");
+}
+
+#[test]
+fn a_429_that_says_the_quota_is_exhausted_is_not_retried() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    server.script([status(
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+        &[("x-request-id", "req_quota_1")],
+    )]);
+    let run = b.run(&["run"]);
+    run.code(1).stderr_has("quota").stderr_has("req_quota_1");
+    assert_eq!(server.count(), 1);
+    assert_eq!(outcomes(&journal(&b), "01.1"), ["permanent"]);
+}
+
+#[test]
+fn a_torn_last_journal_line_is_dropped_and_a_damaged_one_is_an_error() {
+    let server = FakeLlm::start();
+    let b = build(&server, &[]);
+    b.run(&["run", "--until", "01.1"]).code(0);
+    let path = b.path().join("checkpoints/journal.jsonl");
+    let good = std::fs::read(&path).expect("journal");
+    // A crash mid-append leaves a line without its newline.
+    let mut torn = good.clone();
+    torn.extend_from_slice(b"{\"v\":1,\"at\":\"2026-01-01T00:00:00.000Z\",\"event\":\"attempt_sta");
+    std::fs::write(&path, &torn).expect("write");
+    b.run(&["status"]).code(0);
+    let run = b.run(&["run", "--until", "01.2"]);
+    run.code(0).stderr_has("journal.jsonl");
+    let j = journal(&b);
+    assert_eq!(outcomes(&j, "01.2"), ["ok"]);
+    assert_eq!(strings(&status_json(&b)["completed"]), ["01.1", "01.2"]);
+    assert_eq!(server.count(), 2);
+
+    // A damaged line that is not the last: an error naming the file, which is left as it is.
+    let mut damaged = b"not json at all\n".to_vec();
+    damaged.extend_from_slice(&std::fs::read(&path).expect("journal"));
+    std::fs::write(&path, &damaged).expect("write");
+    for args in [&["run"][..], &["status"][..]] {
+        b.run(args).code(2).stderr_has("journal.jsonl");
+        assert_eq!(std::fs::read(&path).expect("journal"), damaged, "{args:?}");
+    }
+    assert_eq!(server.count(), 2);
+}
+
+#[test]
+fn sigint_during_a_retry_wait_exits_130_and_the_prompt_is_sent_again() {
+    let server = FakeLlm::start();
+    let b = build(
+        &server,
+        &[
+            ("retry.initial_delay", "\"20s\""),
+            ("retry.max_delay", "\"30s\""),
+        ],
+    );
+    server.script_prompt(
+        "01.1-python-setup",
+        [status(503, "Service unavailable", &[("retry-after", "20")])],
+    );
+    let mut child = Running::spawn(&b, &["run"]);
+    await_requests(&server, 1);
+    // Until the retry is journaled the runner is not yet waiting; the journal says when.
+    let t0 = std::time::Instant::now();
+    while !b.path().join("checkpoints/journal.jsonl").exists()
+        || !b
+            .read("checkpoints/journal.jsonl")
+            .contains("\"event\":\"retry\"")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no retry journaled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.signal("INT");
+    let run = child.wait();
+    run.code(130);
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "the wait was not cut short"
+    );
+    assert_eq!(server.count(), 1);
+    assert!(strings(&status_json(&b)["completed"]).is_empty());
+    b.config(&config(&[]));
+    b.run(&["run", "--until", "01.1"]).code(0);
+    assert_eq!(server.count(), 2);
+}
+
+#[test]
+fn on_exceed_warn_sends_with_the_configured_max_tokens_and_records_a_warning() {
+    let server = FakeLlm::start();
+    let b = build(
+        &server,
+        &[
+            ("phases.Foundation", "1300"),
+            ("budget.on_exceed", "\"warn\""),
+        ],
+    );
+    let run = b.run(&["run", "--until", "01.3"]);
+    run.code(0).stderr_has("warning");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    // 01.1 and 01.2 fit (capped); 01.3 does not, and goes with llm.max_tokens.
+    assert!(seen[0].max_tokens() < 2000, "{}", seen[0].max_tokens());
+    assert_eq!(seen[2].prompt_name(), "01.3-structure");
+    assert_eq!(seen[2].max_tokens(), 2000);
+    let status = status_json(&b);
+    let warnings = strings(&status["warnings"]);
+    assert!(
+        warnings.iter().any(|w| w.starts_with("01.3")),
+        "{warnings:?}"
+    );
+    assert_eq!(of_kind(&journal(&b), "warning").count(), warnings.len());
+}
+
+#[test]
+fn max_cost_usd_halts_like_a_budget() {
+    let server = FakeLlm::start();
+    // $1000 per million tokens: a bundled request's worst case (~800 in + 2000 out) is
+    // ~$2.8, and each reply (100 in, 50 out) costs $0.15. With $3, two fit.
+    let b = build(
+        &server,
+        &[
+            ("pricing.input_per_mtok", "1000.0"),
+            ("pricing.output_per_mtok", "1000.0"),
+            ("budget.max_cost_usd", "3.0"),
+        ],
+    );
+    let run = b.run(&["run"]);
+    run.code(3).stderr_has("max_cost_usd");
+    assert_eq!(server.count(), 2);
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]), ["01.1", "01.2"]);
+    let cost = status["totals"]["cost_usd"].as_f64().expect("cost_usd");
+    assert!((cost - 0.30).abs() < 1e-9, "{cost}");
+}
