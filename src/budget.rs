@@ -127,33 +127,37 @@ pub fn estimate(
             })
         })
         .collect();
-    let mut requests = Vec::with_capacity(plan.prompts.len());
-    for i in 0..plan.prompts.len() {
-        let vars = builder.variables_before(i, |j| outputs.get(j));
-        let request = builder.build(i, &vars, None).map_err(|missing| {
-            Error::Usage(format!(
-                "{}: no value for {}",
-                plan.prompts[i].path.display(),
-                missing.join(", ")
-            ))
-        })?;
-        requests.push(request);
-    }
-    let inputs = count_in_parallel(builder, &requests);
+    let counted = count_in_parallel(plan.prompts.len(), &|range: std::ops::Range<usize>| {
+        // Each worker builds its requests in order, extending the variables as it goes,
+        // and keeps only the counts: memory stays flat however long the plan.
+        let mut vars = builder.variables_before(range.start, |j| outputs.get(j));
+        let mut out = Vec::with_capacity(range.len());
+        for i in range {
+            let request = builder.build(i, &vars, None).map_err(|missing| {
+                Error::Usage(format!(
+                    "{}: no value for {}",
+                    plan.prompts[i].path.display(),
+                    missing.join(", ")
+                ))
+            })?;
+            out.push((builder.input_tokens(&request), request.max_tokens));
+            vars.extend(outputs[i].iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(out)
+    })?;
 
     let prompts: Vec<PromptEstimate> = plan
         .prompts
         .iter()
-        .zip(&requests)
-        .zip(&inputs)
+        .zip(&counted)
         .enumerate()
-        .map(|(i, ((p, r), &input))| PromptEstimate {
+        .map(|(i, (p, &(input, max_tokens)))| PromptEstimate {
             id: p.id.to_string(),
             name: p.name.clone(),
             phase: plan.phases[p.phase].name.clone(),
             input_tokens: input,
-            max_tokens: r.max_tokens,
-            worst_case_tokens: input + u64::from(r.max_tokens),
+            max_tokens,
+            worst_case_tokens: input + u64::from(max_tokens),
             over_per_prompt: input > config.budget.per_prompt,
             actual_tokens: spent(i),
             tokens_hint: p.footer.as_ref().and_then(|f| f.tokens),
@@ -213,39 +217,32 @@ pub fn estimate(
     })
 }
 
-/// Token counts of many requests, spread over the machine's cores: counting is the whole
-/// cost of an estimate once the encoding is loaded.
+/// Runs `work` over `0..n` split into one contiguous range per core and joins the results
+/// in order: counting is the whole cost of an estimate once the encoding is loaded.
 fn count_in_parallel(
-    builder: &RequestBuilder<'_>,
-    requests: &[crate::request::Request],
-) -> Vec<u64> {
+    n: usize,
+    work: &(dyn Fn(std::ops::Range<usize>) -> Result<Vec<(u64, u32)>> + Sync),
+) -> Result<Vec<(u64, u32)>> {
     let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+        .map_or(1, |t| t.get())
         .min(8);
-    if threads < 2 || requests.len() < 8 {
-        return requests.iter().map(|r| builder.input_tokens(r)).collect();
+    if threads < 2 || n < 8 {
+        return work(0..n);
     }
-    // Load the encoding once before the threads start.
-    builder.encoding.count("warm up");
-    let chunk = requests.len().div_ceil(threads);
+    let chunk = n.div_ceil(threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = requests
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|r| builder.input_tokens(r))
-                        .collect::<Vec<_>>()
-                })
-            })
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| s.spawn(move || work(start..(start + chunk).min(n))))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
+        let mut all = Vec::with_capacity(n);
+        for h in handles {
+            all.extend(
                 h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
+        }
+        Ok(all)
     })
 }
 
@@ -304,12 +301,8 @@ impl Ledger {
             .iter()
             .map(|o| o.input_tokens + u64::from(o.max_tokens))
             .sum();
-        let reported_cost: f64 = fold.prompts.values().map(|p| p.cost_usd).sum();
-        let cost_usd = if reported_cost > 0.0 {
-            reported_cost
-        } else {
-            config.pricing.map_or(0.0, |p| p.cost(input, output))
-        };
+        // Each attempt records its cost: the agent's own figure, else `[pricing]`'s.
+        let cost_usd = fold.cost_usd;
         Ledger {
             phases,
             total: TotalSpend {

@@ -199,6 +199,18 @@ fn run(cli: Cli) -> Result<i32> {
         return tokens(&settings, files, encoding.as_deref());
     }
     let settings = Settings::from_cli(&cli)?;
+    if matches!(
+        cli.command,
+        Command::Estimate | Command::Run(_) | Command::Rerun { .. }
+    ) {
+        // Loading the encoding (~40 ms for cl100k) overlaps reading the plan and state.
+        let encoding = settings
+            .config
+            .tokenizer
+            .encoding
+            .unwrap_or_else(|| Encoding::for_model(settings.config.llm.model()));
+        std::thread::spawn(move || encoding.count("warm up"));
+    }
     match &cli.command {
         Command::Plan => {
             let plan = settings.load_plan()?;

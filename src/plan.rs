@@ -384,6 +384,8 @@ pub struct Prompt {
     pub template: Template,
     /// Placeholder root names this prompt uses, in order of first use.
     pub needs: Vec<String>,
+    /// The outputs of this prompt that a later prompt uses.
+    pub needed_later: BTreeSet<String>,
     /// Prompts this one depends on: front matter `depends_on` and the producers of its needs.
     pub depends_on: Vec<usize>,
     /// sha256 of the file's bytes, to tell when a prompt changed after it ran.
@@ -547,15 +549,12 @@ impl Plan {
 
         let mut prompts: Vec<Prompt> = Vec::new();
         let mut producer: BTreeMap<String, usize> = BTreeMap::new();
-        let declared_later: BTreeMap<&str, &Path> = raw
+        let declared_later: BTreeMap<String, PathBuf> = raw
             .iter()
-            .flat_map(|(f, r)| {
-                r.produces
-                    .keys()
-                    .map(move |k| (k.as_str(), f.path.as_path()))
-            })
+            .flat_map(|(f, r)| r.produces.keys().map(move |k| (k.clone(), f.path.clone())))
             .collect();
-        for (f, r) in &raw {
+        // Each file's text is dropped once its template is made: one copy in memory.
+        for (f, r) in raw {
             let index = prompts.len();
             let known = |name: &str| {
                 let root = root_name(name);
@@ -634,18 +633,30 @@ impl Plan {
                 name: stem,
                 path: f.path.clone(),
                 phase: f.phase,
-                front: r.front.clone(),
-                footer: r.footer.clone(),
+                front: r.front,
+                footer: r.footer,
                 checkpoint,
                 produces: r.produces.clone(),
                 template,
                 needs,
+                needed_later: BTreeSet::new(),
                 depends_on: depends_on.into_iter().collect(),
-                hash: r.hash.clone(),
+                hash: r.hash,
             });
             for name in r.produces.keys() {
                 producer.insert(name.clone(), index);
             }
+        }
+
+        let mut used_later: BTreeSet<String> = BTreeSet::new();
+        for p in prompts.iter_mut().rev() {
+            p.needed_later = p
+                .produces
+                .keys()
+                .filter(|k| used_later.contains(*k))
+                .cloned()
+                .collect();
+            used_later.extend(p.needs.iter().cloned());
         }
 
         if errors.is_empty() && prompts.is_empty() {

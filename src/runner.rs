@@ -96,6 +96,8 @@ fn execute(
     for r in &records {
         fold.apply(r);
     }
+    restore_outputs(&store, &fold, &records, &out)?;
+    drop(records);
     if restart && !fold.session_id.is_empty() {
         let archived = store.archive(&fold.session_id)?;
         out.note(&format!(
@@ -111,7 +113,10 @@ fn execute(
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let interrupt = Interrupt::install()?;
+        let tally = Tally::new(&fold, plan, &settings.config);
         let mut session = Session {
+            views_written: None,
+            tally,
             settings,
             plan,
             builder,
@@ -125,6 +130,33 @@ fn execute(
         let todo = session.todo(&selection);
         session.run(todo, command).await
     })
+}
+
+/// Rewrites, from the journal, the output of any completed prompt whose file is missing
+/// (outputs are written without fsync; a crash can lose one, never its journal record).
+fn restore_outputs(
+    store: &Store,
+    fold: &Fold,
+    records: &[state::Record],
+    out: &Reporter,
+) -> Result<()> {
+    for id in &fold.completed {
+        let Some(output) = fold.prompts.get(id).and_then(|p| p.output.as_deref()) else {
+            continue;
+        };
+        if store.dir.join(output).is_file() {
+            continue;
+        }
+        let reply = records.iter().rev().find_map(|r| match &r.event {
+            Event::Completed { id: rid, reply, .. } if rid == id => Some(reply),
+            _ => None,
+        });
+        if let Some(reply) = reply {
+            store.write_copy(output, reply.as_bytes())?;
+            out.note(&format!("{output} was missing; rewritten from the journal"));
+        }
+    }
+    Ok(())
 }
 
 pub fn status_command(settings: &Settings) -> Result<i32> {
@@ -333,7 +365,121 @@ enum Step {
     Failed(String),
 }
 
+/// What the loop asks of the fold on every prompt, kept up to date event by event rather
+/// than recomputed over the whole plan: tokens spent per phase and in all, prompts done,
+/// and the variables known before the next prompt.
+struct Tally {
+    phase_of: std::collections::HashMap<String, usize>,
+    phase_spent: Vec<u64>,
+    total_spent: u64,
+    done: usize,
+    /// Config's constants and the outputs of prompts `0..vars_upto`, later ones winning.
+    vars: std::collections::BTreeMap<String, Value>,
+    vars_upto: usize,
+}
+
+impl Tally {
+    fn new(fold: &Fold, plan: &Plan, config: &crate::config::Config) -> Tally {
+        let ledger = Ledger::new(fold, plan, config);
+        Tally {
+            phase_of: plan
+                .prompts
+                .iter()
+                .map(|p| (p.id.to_string(), p.phase))
+                .collect(),
+            phase_spent: ledger.phases.iter().map(|p| p.used).collect(),
+            total_spent: ledger.total.used,
+            done: plan
+                .prompts
+                .iter()
+                .filter(|p| fold.done.contains(p.id.as_str()))
+                .count(),
+            vars: config.variables.clone(),
+            vars_upto: 0,
+        }
+    }
+
+    /// Applies a journaled record to the fold and to the tallies.
+    fn apply(&mut self, fold: &mut Fold, record: &state::Record) {
+        let id = match &record.event {
+            Event::AttemptStarted { id, .. } | Event::AttemptFinished { id, .. } => {
+                Some(id.clone())
+            }
+            _ => None,
+        };
+        let before = id.as_deref().map_or(0, |id| fold.spent(id));
+        let was_done = match &record.event {
+            Event::Completed { id, .. } | Event::Failed { id, .. } => fold.done.contains(id),
+            _ => false,
+        };
+        fold.apply(record);
+        if let Some(id) = id {
+            let after = fold.spent(&id);
+            let delta = |n: u64| n.saturating_add(after).saturating_sub(before);
+            self.total_spent = delta(self.total_spent);
+            if let Some(&p) = self.phase_of.get(&id) {
+                self.phase_spent[p] = delta(self.phase_spent[p]);
+            }
+        }
+        match &record.event {
+            Event::Completed { id, .. } if !was_done && self.phase_of.contains_key(id) => {
+                self.done += 1
+            }
+            Event::Failed { id, .. } if was_done && self.phase_of.contains_key(id) => {
+                self.done = self.done.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+
+    fn remaining(
+        &self,
+        phase: usize,
+        plan: &Plan,
+        config: &crate::config::Config,
+    ) -> budget::Remaining {
+        let ph = &plan.phases[phase];
+        budget::Remaining {
+            phase: ph.budget.map(|b| {
+                (
+                    format!("phase {}", ph.name),
+                    b.saturating_sub(self.phase_spent[phase]),
+                )
+            }),
+            total: config.budget.total.saturating_sub(self.total_spent),
+        }
+    }
+
+    /// Brings `vars` to the variables known before prompt `index`: extended forward as the
+    /// run moves on, rebuilt when it goes back (a rerun).
+    fn variables_up_to(
+        &mut self,
+        index: usize,
+        fold: &Fold,
+        plan: &Plan,
+        config: &crate::config::Config,
+    ) {
+        if index < self.vars_upto {
+            self.vars = config.variables.clone();
+            self.vars_upto = 0;
+        }
+        for p in &plan.prompts[self.vars_upto..index] {
+            if let Some(out) = fold.variables.get(p.id.as_str()) {
+                self.vars
+                    .extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        self.vars_upto = index;
+    }
+}
+
+/// How often the views are rewritten between prompts (see `Session::write_views`).
+const VIEWS_EVERY: Duration = Duration::from_secs(1);
+
 struct Session<'a> {
+    views_written: Option<Instant>,
+    /// Incremental views of the fold, so that each prompt costs the same on long runs.
+    tally: Tally,
     settings: &'a Settings,
     plan: &'a Plan,
     builder: RequestBuilder<'a>,
@@ -366,8 +512,7 @@ impl Session<'_> {
     }
 
     fn is_completed(&self, i: usize) -> bool {
-        let id = self.plan.prompts[i].id.as_str();
-        self.fold.completed.iter().any(|c| c == id)
+        self.fold.done.contains(self.plan.prompts[i].id.as_str())
     }
 
     async fn run(&mut self, todo: Vec<usize>, command: &str) -> Result<i32> {
@@ -398,7 +543,7 @@ impl Session<'_> {
                 "prompt {id} changed since it ran; `orchestrator rerun {id}` runs it again"
             ));
         }
-        self.write_views()?;
+        self.write_views(true)?;
         self.out
             .started(&self.fold.session_id, todo.len(), self.done_count());
 
@@ -447,7 +592,7 @@ impl Session<'_> {
         if current_prompt(&self.fold, self.plan).is_none() {
             self.journal(vec![Event::Finished {}])?;
         }
-        self.write_views()?;
+        self.write_views(true)?;
         let ledger = Ledger::new(&self.fold, self.plan, &self.settings.config);
         self.out.finished(self.done_count(), &ledger, &failed);
         if failed.is_empty() {
@@ -462,9 +607,7 @@ impl Session<'_> {
     }
 
     fn done_count(&self) -> usize {
-        (0..self.plan.prompts.len())
-            .filter(|&i| self.is_completed(i))
-            .count()
+        self.tally.done
     }
 
     /// An attempt journaled as started with no result: the runner died mid-request. It may
@@ -515,17 +658,12 @@ impl Session<'_> {
             })
     }
 
-    fn variables_before(&self, index: usize) -> std::collections::BTreeMap<String, Value> {
-        self.builder.variables_before(index, |j| {
-            self.fold.variables.get(self.plan.prompts[j].id.as_str())
-        })
-    }
-
     /// One prompt, with its retries.
     async fn run_prompt(&mut self, index: usize) -> Result<Step> {
         let config = &self.settings.config;
         let prompt = &self.plan.prompts[index];
-        let vars = self.variables_before(index);
+        self.tally
+            .variables_up_to(index, &self.fold, self.plan, &self.settings.config);
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(config.retry.initial_delay)
             .with_max_delay(config.retry.max_delay)
@@ -534,7 +672,7 @@ impl Session<'_> {
         let mut note: Option<String> = None;
         let mut last_reason = String::new();
         for attempt in 1..=config.retry.max_attempts {
-            let request = match self.builder.build(index, &vars, note.as_deref()) {
+            let request = match self.builder.build(index, &self.tally.vars, note.as_deref()) {
                 Ok(r) => r,
                 Err(missing) => {
                     let reason = format!(
@@ -623,7 +761,6 @@ impl Session<'_> {
                     match self.check_reply(index, &reply, max_tokens) {
                         Ok(cp) => {
                             let output = format!("{}/{}.md", state::OUTPUTS, prompt.id);
-                            self.store.write_file(&output, reply.text.as_bytes())?;
                             let mut events = vec![finished(Outcome::Ok, None)];
                             if let Some(warning) = self.names_other_prompt(index, &cp) {
                                 events.push(Event::Warning {
@@ -639,10 +776,12 @@ impl Session<'_> {
                                 hash: prompt.hash.clone(),
                                 variables: cp.variables,
                                 files_created: cp.files_created,
-                                output,
+                                output: output.clone(),
+                                reply: reply.text.clone(),
                             });
                             self.journal(events)?;
-                            self.write_views()?;
+                            self.store.write_copy(&output, reply.text.as_bytes())?;
+                            self.write_views(false)?;
                             self.out.completed(
                                 prompt,
                                 attempt,
@@ -760,8 +899,8 @@ impl Session<'_> {
     fn allowance(&mut self, index: usize, input: u64, asked: u32) -> Result<Option<u32>> {
         let config = &self.settings.config;
         let prompt = &self.plan.prompts[index];
-        let ledger = Ledger::new(&self.fold, self.plan, config);
-        let remaining = ledger.remaining(prompt.phase);
+        let remaining = self.tally.remaining(prompt.phase, self.plan, config);
+        let spent_usd = self.fold.cost_usd;
         let input = self.fold.calibrated(input);
         let allowance = if self.provider.caps_output() {
             budget::allow(input, asked, config.budget.min_output, &remaining)
@@ -771,19 +910,17 @@ impl Session<'_> {
         };
         if let (Some(max_cost), Some(pricing)) = (config.budget.max_cost_usd, config.pricing) {
             let worst = pricing.cost(input, u64::from(asked));
-            if ledger.total.cost_usd + worst > max_cost {
+            if spent_usd + worst > max_cost {
                 let reason = format!(
-                    "budget.max_cost_usd (${max_cost:.2}) would be exceeded: ${:.4} spent, this request may cost ${worst:.4}; nothing was sent",
-                    ledger.total.cost_usd
+                    "budget.max_cost_usd (${max_cost:.2}) would be exceeded: ${spent_usd:.4} spent, this request may cost ${worst:.4}; nothing was sent"
                 );
                 return self.budget_exceeded(index, reason, asked);
             }
         } else if let Some(max_cost) = config.budget.max_cost_usd
-            && ledger.total.cost_usd >= max_cost
+            && spent_usd >= max_cost
         {
             let reason = format!(
-                "budget.max_cost_usd (${max_cost:.2}) is spent (${:.4}); nothing was sent",
-                ledger.total.cost_usd
+                "budget.max_cost_usd (${max_cost:.2}) is spent (${spent_usd:.4}); nothing was sent"
             );
             return self.budget_exceeded(index, reason, asked);
         }
@@ -865,14 +1002,9 @@ impl Session<'_> {
             return Err(format!("the checkpoint says \"success\": false{why}"));
         }
         let needed: Vec<&str> = prompt
-            .produces
-            .keys()
+            .needed_later
+            .iter()
             .map(String::as_str)
-            .filter(|name| {
-                self.plan.prompts[index + 1..]
-                    .iter()
-                    .any(|later| later.needs.iter().any(|n| n == name))
-            })
             .filter(|name| !cp.variables.contains_key(*name))
             .collect();
         if !needed.is_empty() {
@@ -906,7 +1038,7 @@ impl Session<'_> {
             file: prompt.file.clone(),
             error: reason.clone(),
         }])?;
-        self.write_views()?;
+        self.write_views(true)?;
         self.out.failed(prompt, &reason);
         Ok(Step::Failed(reason))
     }
@@ -917,7 +1049,7 @@ impl Session<'_> {
             reason: reason.clone(),
             code,
         }])?;
-        self.write_views()?;
+        self.write_views(true)?;
         self.out.halted(&reason, code);
         Err(match code {
             exit::BUDGET => Error::Budget(reason),
@@ -931,7 +1063,7 @@ impl Session<'_> {
             reason: "interrupted".into(),
             code: exit::INTERRUPTED,
         }])?;
-        self.write_views()?;
+        self.write_views(true)?;
         self.out.halted(
             "interrupted; state is saved, `orchestrator run` resumes",
             exit::INTERRUPTED,
@@ -942,12 +1074,23 @@ impl Session<'_> {
     fn journal(&mut self, events: Vec<Event>) -> Result<()> {
         let records = self.store.append(&events)?;
         for r in &records {
-            self.fold.apply(r);
+            self.tally.apply(&mut self.fold, r);
         }
         Ok(())
     }
 
-    fn write_views(&self) -> Result<()> {
+    /// Rebuilds `status.json` and `memory.json`. They grow with the run, so between
+    /// prompts they are written at most once a second (`force` writes now: at the start, a
+    /// failure, a halt and the end); the journal, appended per event, is the truth.
+    fn write_views(&mut self, force: bool) -> Result<()> {
+        if !force
+            && self
+                .views_written
+                .is_some_and(|t| t.elapsed() < VIEWS_EVERY)
+        {
+            return Ok(());
+        }
+        self.views_written = Some(Instant::now());
         let ledger = Ledger::new(&self.fold, self.plan, &self.settings.config);
         let current = current_prompt(&self.fold, self.plan);
         let status = state::status_view(&self.fold, self.plan, &ledger, current.as_deref());

@@ -102,7 +102,12 @@ pub enum Event {
         variables: Map<String, Value>,
         #[serde(default)]
         files_created: Vec<String>,
+        /// `outputs/<id>.md`, a copy of `reply` for people and tools.
         output: String,
+        /// The accepted reply: durable with this event, so the output file needs no
+        /// fsync of its own and is rewritten from here if it is missing.
+        #[serde(default)]
+        reply: String,
     },
     Failed {
         id: String,
@@ -188,6 +193,8 @@ pub struct Fold {
     pub started: String,
     pub current_prompt: Option<String>,
     pub completed: Vec<String>,
+    /// The ids in `completed`, for lookups that stay cheap on long runs.
+    pub done: std::collections::HashSet<String>,
     pub failed: Vec<String>,
     pub skipped: Vec<String>,
     pub warnings: Vec<String>,
@@ -205,6 +212,8 @@ pub struct Fold {
     /// (at least 1): endpoints with other tokenizers count more than tiktoken does, and the
     /// budget check scales its count by this so that hard budgets stay hard.
     pub input_ratio: f64,
+    /// Cost of every attempt so far (reported, or from `[pricing]`).
+    pub cost_usd: f64,
 }
 
 const TRAIL: usize = 20;
@@ -284,6 +293,7 @@ impl Fold {
                 p.estimated |= *estimated;
                 p.duration_ms += duration_ms;
                 p.cost_usd += cost_usd;
+                self.cost_usd += cost_usd;
                 p.finish_reason = finish_reason.clone();
                 if *outcome == Outcome::Unknown {
                     p.possibly_billed += 1;
@@ -317,10 +327,16 @@ impl Fold {
                 p.output = Some(output.clone());
                 p.last_error = None;
                 p.completed_at = Some(at.clone());
-                self.completed.retain(|c| c != id);
+                if !self.done.insert(id.clone()) {
+                    self.completed.retain(|c| c != id);
+                }
                 self.completed.push(id.clone());
-                self.failed.retain(|c| c != id);
-                self.skipped.retain(|c| c != id);
+                if !self.failed.is_empty() {
+                    self.failed.retain(|c| c != id);
+                }
+                if !self.skipped.is_empty() {
+                    self.skipped.retain(|c| c != id);
+                }
                 self.variables.insert(id.clone(), variables.clone());
                 self.last_checkpoint = Some(at.clone());
                 if !files_created.is_empty() {
@@ -334,6 +350,10 @@ impl Fold {
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.status = "failed".into();
                 p.last_error = Some(error.clone());
+                // A completed prompt run again that fails needs attention again.
+                if self.done.remove(id) {
+                    self.completed.retain(|c| c != id);
+                }
                 self.failed.retain(|c| c != id);
                 self.failed.push(id.clone());
                 self.current_prompt = Some(file.clone());
@@ -643,6 +663,23 @@ impl Store {
         Ok(target)
     }
 
+    /// Replaces `name` atomically but without fsync: for files whose content the journal
+    /// already holds durably (the outputs).
+    pub fn write_copy(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        refuse_symlink(&path)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
     /// Replaces `name` in the folder atomically and durably.
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.dir.join(name), bytes)
@@ -653,6 +690,15 @@ impl Store {
 /// the target's place is refused rather than followed or replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use atomic_write_file::unix::OpenOptionsExt as _;
+    refuse_symlink(path)?;
+    let mut options = atomic_write_file::AtomicWriteFile::options();
+    options.preserve_mode(false).mode(0o600);
+    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.commit().map_err(|e| Error::io(path, e))
+}
+
+fn refuse_symlink(path: &Path) -> Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path)
         && meta.file_type().is_symlink()
     {
@@ -661,11 +707,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             "is a symbolic link; state files must be regular files inside the checkpoints folder (remove the link)",
         ));
     }
-    let mut options = atomic_write_file::AtomicWriteFile::options();
-    options.preserve_mode(false).mode(0o600);
-    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    file.commit().map_err(|e| Error::io(path, e))
+    Ok(())
 }
 
 /// Temporary files that an atomic write left when the process was killed mid-write
@@ -682,7 +724,8 @@ fn remove_stray_temporaries(dir: &Path) {
             let ours = [STATUS, MEMORY]
                 .iter()
                 .any(|f| name.starts_with(&format!(".{f}.")))
-                || (folder != dir && name.starts_with('.') && name.contains(".md."));
+                || (folder != dir && name.starts_with('.') && name.contains(".md."))
+                || (folder != dir && name.ends_with(".md.tmp"));
             if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -879,6 +922,7 @@ mod tests {
             variables: Map::new(),
             files_created: vec![],
             output: "outputs/02.1.md".into(),
+            reply: String::new(),
         }));
         assert!(f.failed.is_empty());
         assert_eq!(f.completed, ["02.1"]);

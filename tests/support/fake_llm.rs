@@ -159,6 +159,8 @@ impl FakeLlm {
                         let Ok((socket, _)) = listener.accept().await else {
                             continue;
                         };
+                        // Replies go out as soon as they are written (no Nagle delay).
+                        let _ = socket.set_nodelay(true);
                         tokio::spawn(connection(
                             socket,
                             for_thread.clone(),
@@ -395,11 +397,14 @@ async fn write_response(
         Some(b) => head.push_str(&format!("content-length: {}\r\n\r\n", b.len())),
         None => head.push_str("connection: close\r\n\r\n"),
     }
+    if let Some(b) = whole {
+        // Head and body in one write, as a real server's buffered writer sends them.
+        let mut all = head.into_bytes();
+        all.extend_from_slice(&b);
+        return socket.write_all(&all).await.is_ok() && socket.flush().await.is_ok();
+    }
     if socket.write_all(head.as_bytes()).await.is_err() {
         return false;
-    }
-    if let Some(b) = whole {
-        return socket.write_all(&b).await.is_ok() && socket.flush().await.is_ok();
     }
     for piece in body {
         match piece {
