@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::request::RequestBuilder;
+use crate::request::{BuildError, RequestBuilder};
 
 /// What the budgets allow for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,12 +133,13 @@ pub fn estimate(
         let mut vars = builder.variables_before(range.start, |j| outputs.get(j));
         let mut out = Vec::with_capacity(range.len());
         for i in range {
-            let request = builder.build(i, &vars, None).map_err(|missing| {
-                Error::Usage(format!(
+            let request = builder.build(i, &vars, None).map_err(|e| match e {
+                BuildError::Prompt(e) => e,
+                BuildError::Missing(missing) => Error::Usage(format!(
                     "{}: no value for {}",
                     plan.prompts[i].path.display(),
                     missing.join(", ")
-                ))
+                )),
             })?;
             out.push((builder.input_tokens(&request), request.max_tokens));
             vars.extend(outputs[i].iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -108,14 +108,16 @@ pub fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
-/// A piece of a prompt: text sent as written, or a placeholder.
+/// A piece of a prompt: a range of its text, sent as written, or a placeholder.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Segment {
-    Text(String),
+    Text(Range<usize>),
     Var { name: String, line: usize },
 }
 
-/// Prompt text split into text and placeholders, ready to render with variable values.
+/// Where the placeholders are in a text, ready to render it with variable values. It
+/// holds ranges, not the text: a plan of a thousand prompts does not keep their text in
+/// memory; the text is read again when the request is built (see [`Prompt::read_body`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Template {
     pub segments: Vec<Segment>,
@@ -158,14 +160,14 @@ impl Template {
             };
             if before == Some(b'\\') {
                 // `\{{name}}`: the backslash is dropped, the rest is sent as written.
-                push_text(&mut segments, &text[text_start..at - 1]);
+                push_text(&mut segments, text_start..at - 1);
                 text_start = at;
                 from = end;
                 continue;
             }
             let line = first_line + line_of(text, at) - 1;
             if known(name) {
-                push_text(&mut segments, &text[text_start..at]);
+                push_text(&mut segments, text_start..at);
                 segments.push(Segment::Var {
                     name: name.to_string(),
                     line,
@@ -180,7 +182,7 @@ impl Template {
             }
             from = end;
         }
-        push_text(&mut segments, &text[text_start..]);
+        push_text(&mut segments, text_start..text.len());
         (Template { segments }, unknown)
     }
 
@@ -192,16 +194,18 @@ impl Template {
         })
     }
 
-    /// Fills in every placeholder; the error lists the names with no value.
+    /// Fills in every placeholder of `text` (the text it was parsed from); the error lists
+    /// the names with no value.
     pub fn render(
         &self,
+        text: &str,
         vars: &BTreeMap<String, Value>,
     ) -> std::result::Result<String, Vec<String>> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(text.len());
         let mut missing = Vec::new();
         for segment in &self.segments {
             match segment {
-                Segment::Text(t) => out.push_str(t),
+                Segment::Text(r) => out.push_str(text.get(r.clone()).unwrap_or_default()),
                 Segment::Var { name, .. } => match lookup(vars, name) {
                     Some(Value::String(s)) => out.push_str(s),
                     Some(other) => out.push_str(&other.to_string()),
@@ -217,14 +221,9 @@ impl Template {
     }
 }
 
-fn push_text(segments: &mut Vec<Segment>, text: &str) {
-    if text.is_empty() {
-        return;
-    }
-    if let Some(Segment::Text(last)) = segments.last_mut() {
-        last.push_str(text);
-    } else {
-        segments.push(Segment::Text(text.to_string()));
+fn push_text(segments: &mut Vec<Segment>, range: Range<usize>) {
+    if !range.is_empty() {
+        segments.push(Segment::Text(range));
     }
 }
 
@@ -380,8 +379,10 @@ pub struct Prompt {
     pub checkpoint: CheckpointMode,
     /// Declared outputs with the example values shown in the `## Checkpoint` block.
     pub produces: BTreeMap<String, Value>,
-    /// The text to send (front matter removed), split at its placeholders.
+    /// Where the placeholders are in the text to send (front matter removed).
     pub template: Template,
+    /// Where that text starts in the file.
+    pub body_offset: usize,
     /// Placeholder root names this prompt uses, in order of first use.
     pub needs: Vec<String>,
     /// The outputs of this prompt that a later prompt uses.
@@ -390,6 +391,39 @@ pub struct Prompt {
     pub depends_on: Vec<usize>,
     /// sha256 of the file's bytes, to tell when a prompt changed after it ran.
     pub hash: String,
+}
+
+impl Prompt {
+    /// The text to send (front matter removed), read again from the file. An error if the
+    /// file changed since the plan was made: its placeholders may have moved.
+    pub fn read_body(&self) -> Result<String> {
+        let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        if sha256_hex(&bytes) != self.hash {
+            return Err(Error::Usage(format!(
+                "{}: the file changed while orchestrator was running; run the command again to plan it anew",
+                self.path.display()
+            )));
+        }
+        bytes
+            .get(self.body_offset..)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}: cannot read the prompt again",
+                    self.path.display()
+                ))
+            })
+    }
+
+    /// The text to send with its placeholders filled in.
+    pub fn render(
+        &self,
+        vars: &BTreeMap<String, Value>,
+    ) -> Result<std::result::Result<String, Vec<String>>> {
+        let body = self.read_body()?;
+        Ok(self.template.render(&body, vars))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -535,26 +569,21 @@ impl Plan {
             }
         }
 
-        // Parse every file, then resolve placeholders in run order.
-        let mut raw = Vec::new();
-        for f in found {
-            match RawPrompt::read(&f.path) {
-                Ok(r) => raw.push((f, r)),
-                Err(e) => errors.push(e),
-            }
-        }
-        for (f, r) in &raw {
-            notes.extend(r.notes.iter().map(|n| format!("{}: {n}", f.path.display())));
-        }
-
+        // One pass in run order: each file is read, parsed and dropped (the plan keeps no
+        // prompt text). Placeholders nothing earlier declares are judged at the end, once
+        // every declaration is known.
         let mut prompts: Vec<Prompt> = Vec::new();
         let mut producer: BTreeMap<String, usize> = BTreeMap::new();
-        let declared_later: BTreeMap<String, PathBuf> = raw
-            .iter()
-            .flat_map(|(f, r)| r.produces.keys().map(move |k| (k.clone(), f.path.clone())))
-            .collect();
-        // Each file's text is dropped once its template is made: one copy in memory.
-        for (f, r) in raw {
+        let mut unknowns: Vec<(PathBuf, Unknown)> = Vec::new();
+        for f in found {
+            let r = match RawPrompt::read(&f.path) {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            notes.extend(r.notes.iter().map(|n| format!("{}: {n}", f.path.display())));
             let index = prompts.len();
             let known = |name: &str| {
                 let root = root_name(name);
@@ -565,35 +594,7 @@ impl Plan {
             };
             let (template, unknown) =
                 Template::parse(&r.body, &known, &r.code_blocks, r.body_first_line);
-            for u in unknown {
-                if u.in_code && !declared_later.contains_key(root_name(&u.name)) {
-                    notes.push(format!(
-                        "{}:{}: {{{{{}}}}} in a code block is no known variable; it is sent as written",
-                        f.path.display(),
-                        u.line,
-                        u.name
-                    ));
-                    continue;
-                }
-                let message = match declared_later.get(root_name(&u.name)) {
-                    Some(later) => format!(
-                        "placeholder {{{{{}}}}} uses a variable that only a later prompt declares ({}); prompts run in order, so move the prompt or the declaration",
-                        u.name,
-                        later.display()
-                    ),
-                    None => format!(
-                        "placeholder {{{{{}}}}}: no earlier prompt declares `{}` and config's [variables] does not define it; declare it in an earlier prompt's ## Checkpoint outputs, add it to [variables], or write \\{{{{{}}}}} to send it as text",
-                        u.name,
-                        root_name(&u.name),
-                        u.name
-                    ),
-                };
-                errors.push(PlanError {
-                    path: f.path.clone(),
-                    line: Some(u.line),
-                    message,
-                });
-            }
+            unknowns.extend(unknown.into_iter().map(|u| (f.path.clone(), u)));
             let mut needs: Vec<String> = Vec::new();
             for name in template.names() {
                 let root = root_name(name).to_string();
@@ -626,26 +627,59 @@ impl Plan {
                 .checkpoint
                 .or(r.footer.as_ref().and_then(|f| f.checkpoint))
                 .unwrap_or(CheckpointMode::Required);
-            let stem = stem(&f.path).to_string();
+            for name in r.produces.keys() {
+                producer.insert(name.clone(), index);
+            }
             prompts.push(Prompt {
                 id: f.id.clone(),
                 file: file_name(&f.path),
-                name: stem,
-                path: f.path.clone(),
+                name: stem(&f.path).to_string(),
+                path: f.path,
                 phase: f.phase,
                 front: r.front,
                 footer: r.footer,
                 checkpoint,
-                produces: r.produces.clone(),
+                produces: r.produces,
                 template,
+                body_offset: r.body_offset,
                 needs,
                 needed_later: BTreeSet::new(),
                 depends_on: depends_on.into_iter().collect(),
                 hash: r.hash,
             });
-            for name in r.produces.keys() {
-                producer.insert(name.clone(), index);
+        }
+        for (path, u) in unknowns {
+            let later = prompts
+                .iter()
+                .find(|p| p.produces.contains_key(root_name(&u.name)))
+                .map(|p| p.path.clone());
+            if u.in_code && later.is_none() {
+                notes.push(format!(
+                    "{}:{}: {{{{{}}}}} in a code block is no known variable; it is sent as written",
+                    path.display(),
+                    u.line,
+                    u.name
+                ));
+                continue;
             }
+            let message = match later {
+                Some(later) => format!(
+                    "placeholder {{{{{}}}}} uses a variable that only a later prompt declares ({}); prompts run in order, so move the prompt or the declaration",
+                    u.name,
+                    later.display()
+                ),
+                None => format!(
+                    "placeholder {{{{{}}}}}: no earlier prompt declares `{}` and config's [variables] does not define it; declare it in an earlier prompt's ## Checkpoint outputs, add it to [variables], or write \\{{{{{}}}}} to send it as text",
+                    u.name,
+                    root_name(&u.name),
+                    u.name
+                ),
+            };
+            errors.push(PlanError {
+                path,
+                line: Some(u.line),
+                message,
+            });
         }
 
         let mut used_later: BTreeSet<String> = BTreeSet::new();
@@ -718,7 +752,7 @@ pub fn parse_prompt_bytes(bytes: &[u8]) -> std::result::Result<Vec<String>, Plan
     let known = |name: &str| raw.produces.contains_key(root_name(name));
     let (template, unknown) =
         Template::parse(&raw.body, &known, &raw.code_blocks, raw.body_first_line);
-    let _ = template.render(&BTreeMap::new());
+    let _ = template.render(&raw.body, &BTreeMap::new());
     Ok(unknown.into_iter().map(|u| u.name).collect())
 }
 
@@ -728,6 +762,7 @@ struct RawPrompt {
     footer: Option<Footer>,
     produces: BTreeMap<String, Value>,
     body: String,
+    body_offset: usize,
     body_first_line: usize,
     code_blocks: Vec<Range<usize>>,
     hash: String,
@@ -813,6 +848,7 @@ impl RawPrompt {
             front,
             footer,
             produces,
+            body_offset: bytes.len() - body.len(),
             body: body.to_string(),
             body_first_line,
             code_blocks,
@@ -950,7 +986,7 @@ mod tests {
         assert!(unknown.is_empty(), "{unknown:?}");
         assert_eq!(t.names().collect::<Vec<_>>(), ["project_root", "venv_path"]);
         let out = t
-            .render(&vars(&[("project_root", "/p"), ("venv_path", "/v")]))
+            .render(text, &vars(&[("project_root", "/p"), ("venv_path", "/v")]))
             .expect("render");
         assert_eq!(
             out,
@@ -978,7 +1014,7 @@ mod tests {
             ]
         );
         // Unknown names stay in the text as written.
-        assert_eq!(t.render(&BTreeMap::new()).expect("no vars"), text);
+        assert_eq!(t.render(text, &BTreeMap::new()).expect("no vars"), text);
     }
 
     #[test]
@@ -986,9 +1022,9 @@ mod tests {
         let mut v = BTreeMap::new();
         v.insert("paths".to_string(), serde_json::json!({"src": "/s"}));
         let (t, _) = scan("{{paths.src}}", &["paths"]);
-        assert_eq!(t.render(&v).expect("render"), "/s");
+        assert_eq!(t.render("{{paths.src}}", &v).expect("render"), "/s");
         assert_eq!(
-            t.render(&BTreeMap::new()),
+            t.render("{{paths.src}}", &BTreeMap::new()),
             Err(vec!["paths.src".to_string()])
         );
     }
@@ -1049,7 +1085,7 @@ mod tests {
             fn text_without_placeholders_is_sent_as_written(text in "[^{]*(\\{[^{][^{]*)*") {
                 let (t, unknown) = Template::parse(&text, &|_: &str| true, &[], 1);
                 prop_assert!(unknown.is_empty());
-                prop_assert_eq!(t.render(&BTreeMap::new()).expect("no placeholders"), text);
+                prop_assert_eq!(t.render(&text, &BTreeMap::new()).expect("no placeholders"), text);
             }
 
             #[test]
@@ -1065,7 +1101,7 @@ mod tests {
                 let mut vars = BTreeMap::new();
                 vars.insert(name.clone(), Value::from(value.clone()));
                 // The value is inserted as text: braces in it are not expanded again.
-                prop_assert_eq!(t.render(&vars).expect("render"), format!("{before}{value}{after}"));
+                prop_assert_eq!(t.render(&text, &vars).expect("render"), format!("{before}{value}{after}"));
             }
         }
     }

@@ -46,6 +46,15 @@ pub const SYSTEM_TEMPLATE_NAMES: [&str; 7] = [
     "outputs",
 ];
 
+/// Why a request could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Placeholders with no value yet (the prompts that produce them have not completed).
+    Missing(Vec<String>),
+    /// The prompt file cannot be read again, or changed since the plan was made.
+    Prompt(Error),
+}
+
 /// One request, provider-neutral.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -64,6 +73,7 @@ pub struct Request {
 pub struct RequestBuilder<'a> {
     config: &'a Config,
     plan: &'a Plan,
+    system_text: String,
     system: Template,
     pub encoding: Encoding,
 }
@@ -71,8 +81,11 @@ pub struct RequestBuilder<'a> {
 impl<'a> RequestBuilder<'a> {
     /// `config_dir` resolves a relative `system_template` path.
     pub fn new(config: &'a Config, plan: &'a Plan, config_dir: &Path) -> Result<Self> {
-        let system = match &config.llm.system_template {
-            None => system_template(DEFAULT_SYSTEM_TEMPLATE, Path::new("(built-in)"))?,
+        let (system_text, path) = match &config.llm.system_template {
+            None => (
+                DEFAULT_SYSTEM_TEMPLATE.to_string(),
+                Path::new("(built-in)").to_path_buf(),
+            ),
             Some(file) => {
                 let path = config_dir.join(file);
                 let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
@@ -80,9 +93,10 @@ impl<'a> RequestBuilder<'a> {
                     line: None,
                     message: format!("`llm.system_template`: cannot read the template: {e}"),
                 })?;
-                system_template(&text, &path)?
+                (text, path)
             }
         };
+        let system = system_template(&system_text, &path)?;
         let encoding = config
             .tokenizer
             .encoding
@@ -90,6 +104,7 @@ impl<'a> RequestBuilder<'a> {
         Ok(RequestBuilder {
             config,
             plan,
+            system_text,
             system,
             encoding,
         })
@@ -118,9 +133,12 @@ impl<'a> RequestBuilder<'a> {
         index: usize,
         vars: &BTreeMap<String, Value>,
         retry_note: Option<&str>,
-    ) -> std::result::Result<Request, Vec<String>> {
+    ) -> std::result::Result<Request, BuildError> {
         let prompt = &self.plan.prompts[index];
-        let mut user = prompt.template.render(vars)?;
+        let mut user = prompt
+            .render(vars)
+            .map_err(BuildError::Prompt)?
+            .map_err(BuildError::Missing)?;
         if let Some(note) = retry_note {
             user.push_str("\n\n---\n");
             user.push_str(note);
@@ -153,7 +171,7 @@ impl<'a> RequestBuilder<'a> {
         .collect();
         let system = self
             .system
-            .render(&context)
+            .render(&self.system_text, &context)
             .expect("system template names are checked when it is loaded");
         Ok(Request {
             prompt: index,

@@ -22,7 +22,7 @@ use crate::error::{Error, Result, exit};
 use crate::plan::{CheckpointMode, Plan, PromptId};
 use crate::providers::{Failure, FailureKind, Finish, Provider, Reply};
 use crate::report;
-use crate::request::RequestBuilder;
+use crate::request::{BuildError, RequestBuilder};
 use crate::state::{self, Event, Fold, Outcome, Snapshot, Store};
 
 mod output;
@@ -674,7 +674,8 @@ impl Session<'_> {
         for attempt in 1..=config.retry.max_attempts {
             let request = match self.builder.build(index, &self.tally.vars, note.as_deref()) {
                 Ok(r) => r,
-                Err(missing) => {
+                Err(BuildError::Prompt(e)) => return self.halt(exit::USAGE, e.to_string()),
+                Err(BuildError::Missing(missing)) => {
                     let reason = format!(
                         "it needs {} but no completed prompt produced {}; run the prompts that declare {} first",
                         missing
@@ -1053,6 +1054,7 @@ impl Session<'_> {
         self.out.halted(&reason, code);
         Err(match code {
             exit::BUDGET => Error::Budget(reason),
+            exit::USAGE => Error::Usage(reason),
             exit::TIME_LIMIT => Error::TimeLimit(reason),
             _ => Error::PromptFailed(reason),
         })
