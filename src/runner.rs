@@ -198,7 +198,7 @@ pub fn status_command(settings: &Settings) -> Result<i32> {
 fn current_prompt(fold: &Fold, plan: &Plan) -> Option<String> {
     plan.prompts
         .iter()
-        .find(|p| !fold.completed.iter().any(|c| c == p.id.as_str()))
+        .find(|p| !fold.done.contains(p.id.as_str()))
         .map(|p| p.file.clone())
 }
 
@@ -227,7 +227,7 @@ fn criteria(
     let done = plan
         .prompts
         .iter()
-        .filter(|p| fold.completed.iter().any(|c| c == p.id.as_str()))
+        .filter(|p| fold.done.contains(p.id.as_str()))
         .count();
     let biggest = fold
         .prompts
@@ -1095,14 +1095,14 @@ impl Session<'_> {
         self.views_written = Some(Instant::now());
         let ledger = Ledger::new(&self.fold, self.plan, &self.settings.config);
         let current = current_prompt(&self.fold, self.plan);
-        let status = state::status_view(&self.fold, self.plan, &ledger, current.as_deref());
-        let memory = state::memory_view(&self.fold, self.plan, &self.settings.config.variables);
+        let status = state::StatusView::new(&self.fold, self.plan, &ledger, current.as_deref());
+        let memory = state::MemoryView::new(&self.fold, self.plan, &self.settings.config.variables);
         self.store.write_file(state::STATUS, &pretty(&status))?;
         self.store.write_file(state::MEMORY, &pretty(&memory))
     }
 }
 
-fn pretty(v: &Value) -> Vec<u8> {
+fn pretty(v: &impl serde::Serialize) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(v).unwrap_or_default();
     bytes.push(b'\n');
     bytes

@@ -752,59 +752,107 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// `status.json`: the seed's keys with the seed's meaning, and the extensions.
-pub fn status_view(
-    fold: &Fold,
-    plan: &Plan,
-    ledger: &crate::budget::Ledger,
-    current_prompt: Option<&str>,
-) -> Value {
-    let hashes: BTreeMap<&str, &str> = plan
-        .prompts
-        .iter()
-        .map(|p| (p.id.as_str(), p.hash.as_str()))
-        .collect();
-    serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "session_id": fold.session_id,
-        "started": fold.started,
-        "current_prompt": current_prompt,
-        "completed": fold.completed,
-        "failed": fold.failed,
-        "warnings": fold.warnings,
-        "variables": fold.variables,
-        "last_checkpoint": fold.last_checkpoint,
-        "skipped": fold.skipped,
-        "halted": fold.halted.as_ref().map(|(reason, code)| serde_json::json!({"reason": reason, "code": code})),
-        "finished": fold.finished,
-        "prompts": fold.prompts,
-        "plan_hashes": hashes,
-        "phases": ledger.phases,
-        "totals": ledger.total,
-    })
+/// `status.json`: the seed's keys with the seed's meaning, then the extensions. Serialized
+/// straight from the fold (no intermediate JSON tree): it grows with the run.
+#[derive(Serialize)]
+pub struct StatusView<'a> {
+    pub schema_version: u32,
+    pub session_id: &'a str,
+    pub started: &'a str,
+    pub current_prompt: Option<&'a str>,
+    pub completed: &'a [String],
+    pub failed: &'a [String],
+    pub warnings: &'a [String],
+    pub variables: &'a BTreeMap<String, Map<String, Value>>,
+    pub last_checkpoint: Option<&'a str>,
+    pub skipped: &'a [String],
+    pub halted: Option<Halted<'a>>,
+    pub finished: bool,
+    pub prompts: &'a BTreeMap<String, PromptState>,
+    pub plan_hashes: BTreeMap<&'a str, &'a str>,
+    pub phases: &'a [crate::budget::PhaseSpend],
+    pub totals: &'a crate::budget::TotalSpend,
+}
+
+#[derive(Serialize)]
+pub struct Halted<'a> {
+    pub reason: &'a str,
+    pub code: i32,
+}
+
+impl<'a> StatusView<'a> {
+    pub fn new(
+        fold: &'a Fold,
+        plan: &'a Plan,
+        ledger: &'a crate::budget::Ledger,
+        current_prompt: Option<&'a str>,
+    ) -> StatusView<'a> {
+        StatusView {
+            schema_version: SCHEMA_VERSION,
+            session_id: &fold.session_id,
+            started: &fold.started,
+            current_prompt,
+            completed: &fold.completed,
+            failed: &fold.failed,
+            warnings: &fold.warnings,
+            variables: &fold.variables,
+            last_checkpoint: fold.last_checkpoint.as_deref(),
+            skipped: &fold.skipped,
+            halted: fold.halted.as_ref().map(|(reason, code)| Halted {
+                reason,
+                code: *code,
+            }),
+            finished: fold.finished,
+            prompts: &fold.prompts,
+            plan_hashes: plan
+                .prompts
+                .iter()
+                .map(|p| (p.id.as_str(), p.hash.as_str()))
+                .collect(),
+            phases: &ledger.phases,
+            totals: &ledger.total,
+        }
+    }
 }
 
 /// `memory.json`: what outlives a lost conversation.
-pub fn memory_view(fold: &Fold, plan: &Plan, constants: &BTreeMap<String, Value>) -> Value {
-    let mut merged: Map<String, Value> = constants
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for p in &plan.prompts {
-        if let Some(vars) = fold.variables.get(p.id.as_str()) {
-            merged.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+#[derive(Serialize)]
+pub struct MemoryView<'a> {
+    pub schema_version: u32,
+    pub session_id: &'a str,
+    pub constants: &'a BTreeMap<String, Value>,
+    /// The constants and every completed prompt's variables, later prompts winning.
+    pub variables: BTreeMap<&'a str, &'a Value>,
+    pub last_files_created: &'a [String],
+    pub completed: &'a [String],
+    pub breadcrumbs: &'a [String],
+    pub updated: String,
+}
+
+impl<'a> MemoryView<'a> {
+    pub fn new(
+        fold: &'a Fold,
+        plan: &Plan,
+        constants: &'a BTreeMap<String, Value>,
+    ) -> MemoryView<'a> {
+        let mut variables: BTreeMap<&str, &Value> =
+            constants.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        for p in &plan.prompts {
+            if let Some(vars) = fold.variables.get(p.id.as_str()) {
+                variables.extend(vars.iter().map(|(k, v)| (k.as_str(), v)));
+            }
+        }
+        MemoryView {
+            schema_version: SCHEMA_VERSION,
+            session_id: &fold.session_id,
+            constants,
+            variables,
+            last_files_created: &fold.last_files_created,
+            completed: &fold.completed,
+            breadcrumbs: &fold.trail,
+            updated: now(),
         }
     }
-    serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "session_id": fold.session_id,
-        "constants": constants,
-        "variables": merged,
-        "last_files_created": fold.last_files_created,
-        "completed": fold.completed,
-        "breadcrumbs": fold.trail,
-        "updated": now(),
-    })
 }
 
 #[cfg(test)]
