@@ -711,6 +711,12 @@ impl Session<'_> {
             }])?;
             self.out.phase(&self.plan.phases[prompt.phase].name);
             self.out.attempt(prompt, attempt, input, max_tokens);
+            self.out.detail(&format!(
+                "{} attempt {attempt}: sending to {}: model {}, {input} input tokens, max_tokens {max_tokens}",
+                prompt.id,
+                self.provider.describe(),
+                request.model
+            ));
             let t0 = Instant::now();
             let progress_bar = self.out.progress_handle();
             let progress = move |n: u64| progress_bar(n);
@@ -759,6 +765,14 @@ impl Session<'_> {
                         duration_ms,
                         cost_usd,
                     };
+                    self.out.detail(&format!(
+                        "{} attempt {attempt}: {} after {duration_ms} ms, finish {}, {input_tokens} in / {output_tokens} out{}{}",
+                        prompt.id,
+                        if reply.usage.is_some() { "reply" } else { "reply without usage" },
+                        reply.finish.as_str(),
+                        if estimated { " (estimated)" } else { "" },
+                        reply.request_id.as_deref().map(|r| format!(", request id {r}")).unwrap_or_default(),
+                    ));
                     match self.check_reply(index, &reply, max_tokens) {
                         Ok(cp) => {
                             let output = format!("{}/{}.md", state::OUTPUTS, prompt.id);

@@ -29,6 +29,7 @@ struct Bars {
 pub struct Reporter {
     mode: Mode,
     quiet: bool,
+    verbose: u8,
     total: usize,
 }
 
@@ -61,6 +62,7 @@ impl Reporter {
         Reporter {
             mode,
             quiet: output.quiet,
+            verbose: output.verbose,
             total,
         }
     }
@@ -94,6 +96,13 @@ impl Reporter {
     pub fn warn(&self, message: &str) {
         if !self.quiet {
             self.stderr(&format!("warning: {message}"));
+        }
+    }
+
+    /// Detail for `-v`: what is sent and what came back (never the key).
+    pub fn detail(&self, message: &str) {
+        if self.verbose > 0 && !self.quiet {
+            self.stderr(&format!("  {message}"));
         }
     }
 
