@@ -4,7 +4,6 @@
 //! is `input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`. A
 //! streamed request answered with one JSON body (by content type) is accepted too.
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::http::{Clocks, Http, provider_message};
@@ -58,38 +57,20 @@ impl Anthropic {
             .post(&url, builder, clocks.deadline, request.stream)
             .await?;
         let request_id = super::http::request_id(response.headers());
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        if !is_sse {
+        if !super::http::is_event_stream(&response) {
             let bytes = self.http.read_body(response, clocks.deadline).await?;
             return parse_message(&bytes, request_id);
         }
-        let mut events = sse_stream::SseStream::from_bytes_stream(Http::body_stream(response));
+        let mut events = super::http::events(response);
         let mut state = State {
             id: request_id,
             ..State::default()
         };
-        loop {
-            let next = tokio::time::timeout_at(clocks.next_deadline(), events.next()).await;
-            let event = match next {
-                Err(_) => {
-                    return Err(clocks
-                        .expired(self.http.timeout, &state.text)
-                        .with_request_id(state.id.clone()));
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    return Err(self
-                        .http
-                        .stream_failure(&e, &state.text)
-                        .with_request_id(state.id.clone()));
-                }
-                Ok(Some(Ok(event))) => event,
-            };
-            let Some(data) = event.data else { continue };
+        while let Some((name, data)) = self
+            .http
+            .next_data(&mut events, &clocks, &state.text, state.id.as_deref())
+            .await?
+        {
             let v: Value = match serde_json::from_str(&data) {
                 Ok(v) => v,
                 Err(e) => {
@@ -100,8 +81,7 @@ impl Anthropic {
                     );
                 }
             };
-            let kind = event
-                .event
+            let kind = name
                 .as_deref()
                 .or_else(|| v.get("type").and_then(Value::as_str))
                 .unwrap_or("")

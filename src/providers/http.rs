@@ -365,6 +365,56 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Whether a response is an event stream (a streamed request may get one JSON body).
+pub fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
+}
+
+/// A response body as SSE events (bounded by [`MAX_REPLY_BYTES`]).
+pub fn events(
+    response: reqwest::Response,
+) -> impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin {
+    sse_stream::SseStream::from_bytes_stream(Http::body_stream(response))
+}
+
+impl Http {
+    /// The next event that carries data, as (event name, data), within the clocks; `None`
+    /// when the stream ends. `partial` (the text so far) and `id` go into a failure.
+    pub async fn next_data(
+        &self,
+        events: &mut (
+                 impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin
+             ),
+        clocks: &Clocks,
+        partial: &str,
+        id: Option<&str>,
+    ) -> std::result::Result<Option<(Option<String>, String)>, Failure> {
+        loop {
+            let event = match tokio::time::timeout_at(clocks.next_deadline(), events.next()).await {
+                Err(_) => {
+                    return Err(clocks
+                        .expired(self.timeout, partial)
+                        .with_request_id(id.map(str::to_string)));
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(self
+                        .stream_failure(&e, partial)
+                        .with_request_id(id.map(str::to_string)));
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            if let Some(data) = event.data {
+                return Ok(Some((event.event, data)));
+            }
+        }
+    }
+}
+
 /// The attempt's three clocks, for the stream loops.
 pub struct Clocks {
     pub deadline: Instant,

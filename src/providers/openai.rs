@@ -59,36 +59,17 @@ impl OpenAi {
             .post(&url, builder, clocks.deadline, request.stream)
             .await?;
         let request_id = super::http::request_id(response.headers());
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        if !is_sse {
+        if !super::http::is_event_stream(&response) {
             let bytes = self.http.read_body(response, clocks.deadline).await?;
             return parse_json_reply(&bytes, request_id).map_err(|f| self.redacted(f));
         }
-
-        let mut events = sse_stream::SseStream::from_bytes_stream(Http::body_stream(response));
+        let mut events = super::http::events(response);
         let mut stream = StreamState::new(request_id);
-        loop {
-            let next = tokio::time::timeout_at(clocks.next_deadline(), events.next()).await;
-            let event = match next {
-                Err(_) => {
-                    return Err(clocks
-                        .expired(self.http.timeout, &stream.text)
-                        .with_request_id(stream.id.clone()));
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    return Err(self
-                        .http
-                        .stream_failure(&e, &stream.text)
-                        .with_request_id(stream.id.clone()));
-                }
-                Ok(Some(Ok(event))) => event,
-            };
-            let Some(data) = event.data else { continue };
+        while let Some((_, data)) = self
+            .http
+            .next_data(&mut events, &clocks, &stream.text, stream.id.as_deref())
+            .await?
+        {
             if data.trim() == "[DONE]" {
                 stream.done = true;
                 break;
