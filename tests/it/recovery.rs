@@ -625,6 +625,33 @@ fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
     assert_eq!(strings(&status_json(&b)["completed"]).len(), 40);
 }
 
+/// The issue's own figure: a Foundation budget of 600. A bundled prompt is ~800 tokens in,
+/// so not even the first request fits: nothing is sent, the run halts with 3, and it says
+/// what it needed and what was left.
+#[test]
+fn a_phase_budget_of_600_sends_nothing_that_does_not_fit_and_halts_with_3() {
+    let server = FakeLlm::start();
+    let b = build(
+        &server,
+        &[
+            ("phases.Foundation", "600"),
+            ("phases.Core", "1000000"),
+            ("phases.Features", "1000000"),
+            ("budget.total", "1000000"),
+        ],
+    );
+    let run = b.run(&["run"]);
+    run.code(3)
+        .stderr_has("phase Foundation has 600 left; nothing was sent");
+    assert_eq!(server.count(), 0, "no request asked for more than remains");
+    let j = journal(&b);
+    assert_eq!(of_kind(&j, "attempt_started").count(), 0);
+    let halted: Vec<&Value> = of_kind(&j, "halted").collect();
+    assert_eq!(halted.last().expect("halted")["code"], 3);
+    let status = status_json(&b);
+    assert_eq!(status["current_prompt"], "01.1-python-setup.md");
+}
+
 fn completed_before_halt(status: &Value) -> usize {
     status["completed"].as_array().map_or(0, Vec::len)
 }
