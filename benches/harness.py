@@ -94,7 +94,7 @@ def main():
     small, large = (int(x) for x in args.sizes.split(","))
     setup()
     tmp = tempfile.mkdtemp(prefix="orch-bench-")
-    fake = subprocess.Popen([str(FAKE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen([str(FAKE)], stdout=subprocess.PIPE, text=True)
     base_url = fake.stdout.readline().strip()
     try:
         builds = {n: gen(n, tmp) for n in (small, large)}
@@ -132,7 +132,7 @@ def main():
         _, rss = timed([str(BIN), "-q", "run", "--checkpoints", str(Path(tmp) / "ck-rss-s")], env=env, cwd=builds[small], rss=True)
         res["rss_run_s"] = [rss]
     finally:
-        fake.stdin.close()
+        fake.terminate()
         fake.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,6 +1,7 @@
 //! The tests' fake LLM server as a program, for benchmarks and for trying orchestrator
 //! by hand without a model: `cargo run --release --example fake_llm -- [PORT]`.
-//! It answers every prompt like a well-behaved model, with no latency, until killed.
+//! It prints its base URL and answers every prompt like a well-behaved model, with no
+//! latency, until it is killed.
 
 #[path = "../tests/support/fake_llm.rs"]
 #[allow(dead_code, clippy::all)]
@@ -13,14 +14,7 @@ fn main() {
         .unwrap_or(0);
     let server = fake_llm::FakeLlm::start_on(port);
     println!("{}", server.base_url());
-    // Serve until stdin closes (or the process is killed).
-    let mut sink = String::new();
-    while std::io::stdin()
-        .read_line(&mut sink)
-        .map(|n| n > 0)
-        .unwrap_or(false)
-    {
-        sink.clear();
+    loop {
+        std::thread::park();
     }
-    drop(server);
 }
