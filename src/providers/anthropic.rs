@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::http::{Clocks, Http, provider_message};
+use super::http::{Body, Http, provider_message};
 use super::{Failure, Finish, Outcome, Progress, Reply, Usage};
 use crate::config::Config;
 use crate::request::Request;
@@ -51,17 +51,11 @@ impl Anthropic {
         if let Some(key) = self.http.key() {
             builder = builder.header("x-api-key", key);
         }
-        let mut clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
-        let response = self
-            .http
-            .post(&url, builder, clocks.deadline, request.stream)
-            .await?;
-        let request_id = super::http::request_id(response.headers());
-        if !super::http::is_event_stream(&response) {
-            let bytes = self.http.read_body(response, clocks.deadline).await?;
-            return parse_message(&bytes, request_id);
-        }
-        let mut events = super::http::events(response);
+        let (mut clocks, body) = self.http.exchange(&url, builder, request.stream).await?;
+        let (mut events, request_id) = match body {
+            Body::Whole { bytes, request_id } => return parse_message(&bytes, request_id),
+            Body::Events { events, request_id } => (events, request_id),
+        };
         let mut state = State {
             id: request_id,
             ..State::default()

@@ -381,7 +381,52 @@ pub fn events(
     sse_stream::SseStream::from_bytes_stream(Http::body_stream(response))
 }
 
+/// A response to read: one whole body, or a stream of events (by content type: a streamed
+/// request may be answered with one JSON body).
+pub enum Body<S> {
+    Whole {
+        bytes: Vec<u8>,
+        request_id: Option<String>,
+    },
+    Events {
+        events: S,
+        request_id: Option<String>,
+    },
+}
+
 impl Http {
+    /// Starts the attempt's clocks, sends, and sorts the response into a [`Body`]. A non-2xx
+    /// status is a classified failure.
+    pub async fn exchange(
+        &self,
+        url: &str,
+        builder: reqwest::RequestBuilder,
+        streaming: bool,
+    ) -> std::result::Result<
+        (
+            Clocks,
+            Body<
+                impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin,
+            >,
+        ),
+        Failure,
+    > {
+        let clocks = Clocks::start(self.timeout, self.idle_timeout);
+        let response = self.post(url, builder, clocks.deadline, streaming).await?;
+        let request_id = request_id(response.headers());
+        if !is_event_stream(&response) {
+            let bytes = self.read_body(response, clocks.deadline).await?;
+            return Ok((clocks, Body::Whole { bytes, request_id }));
+        }
+        Ok((
+            clocks,
+            Body::Events {
+                events: events(response),
+                request_id,
+            },
+        ))
+    }
+
     /// The next event that carries data, as (event name, data), within the clocks; `None`
     /// when the stream ends. `partial` (the text so far) and `id` go into a failure.
     pub async fn next_data(

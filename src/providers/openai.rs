@@ -11,7 +11,7 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::http::{Clocks, Http, provider_message};
+use super::http::{Body, Http, provider_message};
 use super::{Failure, Finish, Outcome, Progress, Reply, Usage};
 use crate::config::Config;
 use crate::request::Request;
@@ -53,17 +53,13 @@ impl OpenAi {
         if let Some(key) = self.http.key() {
             builder = builder.bearer_auth(key);
         }
-        let mut clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
-        let response = self
-            .http
-            .post(&url, builder, clocks.deadline, request.stream)
-            .await?;
-        let request_id = super::http::request_id(response.headers());
-        if !super::http::is_event_stream(&response) {
-            let bytes = self.http.read_body(response, clocks.deadline).await?;
-            return parse_json_reply(&bytes, request_id).map_err(|f| self.redacted(f));
-        }
-        let mut events = super::http::events(response);
+        let (mut clocks, body) = self.http.exchange(&url, builder, request.stream).await?;
+        let (mut events, request_id) = match body {
+            Body::Whole { bytes, request_id } => {
+                return parse_json_reply(&bytes, request_id).map_err(|f| self.redacted(f));
+            }
+            Body::Events { events, request_id } => (events, request_id),
+        };
         let mut stream = StreamState::new(request_id);
         while let Some((_, data)) = self
             .http
