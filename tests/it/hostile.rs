@@ -212,3 +212,48 @@ fn temporaries_left_by_a_killed_write_are_removed() {
         "other files are left alone"
     );
 }
+
+#[test]
+fn a_prompt_edited_during_the_run_stops_it_before_that_prompt_is_sent() {
+    let server = FakeLlm::start();
+    let reply = fake_llm::checkpoint_text("01.1-first", &serde_json::json!({"greeting": "hi"}));
+    server.script_prompt(
+        "01.1-first",
+        [fake_llm::sse(vec![
+            // The first reply takes a moment: the test edits the next prompt meanwhile.
+            Piece::Wait(std::time::Duration::from_millis(500)),
+            Piece::Data(fake_llm::sse_bytes(&fake_llm::openai_events(
+                &reply,
+                "stop",
+                Some((10, 5)),
+            ))),
+        ])],
+    );
+    let b = two_prompt_build(&server);
+    let child = b
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        server.wait_for(1, std::time::Duration::from_secs(20)),
+        "01.1 was sent"
+    );
+    b.file(
+        "prompts/01-a/01.2-second.md",
+        prompt("01.2-second", "Use {{greeting}} differently.", &[]),
+    );
+    let run = crate::support::Run::from(child.wait_with_output().expect("wait"));
+    run.code(2)
+        .stderr_has("01.2-second.md: the file changed while orchestrator was running");
+    assert_eq!(server.count(), 1, "the edited prompt was not sent");
+    // Run again: the plan is read anew and the edited prompt runs.
+    b.run(&["run"]).code(0);
+    let seen = server.seen();
+    assert!(
+        seen[1].user().contains("Use hi differently."),
+        "{}",
+        seen[1].user()
+    );
+}
