@@ -217,11 +217,12 @@ fn temporaries_left_by_a_killed_write_are_removed() {
 fn a_prompt_edited_during_the_run_stops_it_before_that_prompt_is_sent() {
     let server = FakeLlm::start();
     let reply = fake_llm::checkpoint_text("01.1-first", &serde_json::json!({"greeting": "hi"}));
+    let gate = fake_llm::Gate::new();
     server.script_prompt(
         "01.1-first",
         [fake_llm::sse(vec![
-            // The first reply takes a moment: the test edits the next prompt meanwhile.
-            Piece::Wait(std::time::Duration::from_millis(500)),
+            // The first reply is held back while the test edits the next prompt.
+            Piece::Gate(gate.clone()),
             Piece::Data(fake_llm::sse_bytes(&fake_llm::openai_events(
                 &reply,
                 "stop",
@@ -244,6 +245,7 @@ fn a_prompt_edited_during_the_run_stops_it_before_that_prompt_is_sent() {
         "prompts/01-a/01.2-second.md",
         prompt("01.2-second", "Use {{greeting}} differently.", &[]),
     );
+    gate.open();
     let run = crate::support::Run::from(child.wait_with_output().expect("wait"));
     run.code(2)
         .stderr_has("01.2-second.md: the file changed while orchestrator was running");

@@ -30,6 +30,23 @@ pub enum Piece {
     Reset,
     /// Stop writing and never close (a hung stream).
     Hang,
+    /// Wait until the test opens the gate (a reply held back at a known moment).
+    Gate(Gate),
+}
+
+/// A gate a test opens to let a held-back reply go on.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<tokio::sync::Notify>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets the reply waiting at this gate (or the next one to arrive) go on.
+    pub fn open(&self) {
+        self.0.notify_one();
+    }
 }
 
 /// What the server does with one request.
@@ -419,6 +436,7 @@ async fn write_response(
                 return false;
             }
             Piece::Hang => std::future::pending::<()>().await,
+            Piece::Gate(gate) => gate.0.notified().await,
         }
     }
     let _ = socket.shutdown().await;
