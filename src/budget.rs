@@ -317,17 +317,6 @@ impl Ledger {
             },
         }
     }
-
-    /// What remains for a prompt of phase `phase`.
-    pub fn remaining(&self, phase: usize) -> Remaining {
-        Remaining {
-            phase: self
-                .phases
-                .get(phase)
-                .and_then(|p| p.remaining.map(|r| (format!("phase {}", p.name), r))),
-            total: self.total.remaining,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ fn run(cli: Cli) -> Result<i32> {
 fn estimate(settings: &Settings) -> Result<i32> {
     let plan = settings.load_plan()?;
     let builder = RequestBuilder::new(&settings.config, &plan, &settings.config_dir)?;
-    let state = crate::state::Snapshot::read_if_any(&settings.checkpoints, &plan)?;
+    let state = crate::state::Snapshot::read_if_any(&settings.checkpoints)?;
     let e = budget::estimate(
         &plan,
         &settings.config,

@@ -191,7 +191,6 @@ pub struct OpenAttempt {
 pub struct Fold {
     pub session_id: String,
     pub started: String,
-    pub current_prompt: Option<String>,
     pub completed: Vec<String>,
     /// The ids in `completed`, for lookups that stay cheap on long runs.
     pub done: std::collections::HashSet<String>,
@@ -246,7 +245,6 @@ impl Fold {
                 input_tokens,
                 max_tokens,
             } => {
-                self.current_prompt = Some(file.clone());
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.file = file.clone();
                 p.status = "running".into();
@@ -342,11 +340,8 @@ impl Fold {
                 if !files_created.is_empty() {
                     self.last_files_created = files_created.clone();
                 }
-                if self.current_prompt.as_deref() == Some(file) {
-                    self.current_prompt = None;
-                }
             }
-            Event::Failed { id, file, error } => {
+            Event::Failed { id, error, .. } => {
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.status = "failed".into();
                 p.last_error = Some(error.clone());
@@ -356,7 +351,6 @@ impl Fold {
                 }
                 self.failed.retain(|c| c != id);
                 self.failed.push(id.clone());
-                self.current_prompt = Some(file.clone());
                 self.last_checkpoint = Some(at.clone());
             }
             Event::Skipped { id, reason } => {
@@ -375,7 +369,6 @@ impl Fold {
             Event::Halted { reason, code } => self.halted = Some((reason.clone(), *code)),
             Event::Finished {} => {
                 self.finished = true;
-                self.current_prompt = None;
             }
         }
     }
@@ -470,7 +463,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// `None` when the folder holds no session yet. A `status.json` that cannot be read is
     /// an error (it is a view, but a damaged one means something is wrong).
-    pub fn read_if_any(dir: &Path, _plan: &Plan) -> Result<Option<Snapshot>> {
+    pub fn read_if_any(dir: &Path) -> Result<Option<Snapshot>> {
         check_status_file(dir)?;
         let (records, warning) = read_journal(&dir.join(JOURNAL))?;
         if records.is_empty() {
@@ -909,7 +902,6 @@ mod tests {
             max_tokens: 50,
         }));
         assert_eq!(f.spent("01.1"), 150);
-        assert_eq!(f.current_prompt.as_deref(), Some("01.1-a.md"));
         f.apply(&rec(Event::AttemptFinished {
             id: "01.1".into(),
             attempt: 1,
@@ -974,7 +966,6 @@ mod tests {
         }));
         assert!(f.failed.is_empty());
         assert_eq!(f.completed, ["02.1"]);
-        assert_eq!(f.current_prompt, None);
     }
 
     #[test]

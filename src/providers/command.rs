@@ -50,10 +50,6 @@ impl Command {
         }
     }
 
-    pub fn key_env(&self) -> &str {
-        &self.key_env
-    }
-
     pub fn program(&self) -> &str {
         self.argv.first().map_or("", String::as_str)
     }

@@ -64,10 +64,6 @@ impl Http {
         self.key.as_deref()
     }
 
-    pub fn key_env(&self) -> &str {
-        &self.key_env
-    }
-
     pub fn redact(&self, text: &str) -> String {
         redact(text, self.key())
     }

@@ -193,15 +193,6 @@ impl Provider {
         !matches!(self, Provider::Command(_))
     }
 
-    /// The environment variable that holds the key.
-    pub fn key_env(&self) -> &str {
-        match self {
-            Provider::OpenAi(p) => p.http.key_env(),
-            Provider::Anthropic(p) => p.http.key_env(),
-            Provider::Command(p) => p.key_env(),
-        }
-    }
-
     pub fn describe(&self) -> String {
         match self {
             Provider::OpenAi(p) => format!("openai at {}", p.url()),

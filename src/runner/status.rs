@@ -14,7 +14,7 @@ use crate::state::{Fold, Snapshot};
 
 pub fn status_command(settings: &Settings) -> Result<i32> {
     let plan = settings.load_plan()?;
-    let Some(snapshot) = Snapshot::read_if_any(&settings.checkpoints, &plan)? else {
+    let Some(snapshot) = Snapshot::read_if_any(&settings.checkpoints)? else {
         if settings.output.json {
             print(&json!({"session_id": null, "current_prompt": null, "completed": [], "failed": [], "changed": []}).to_string())?;
         } else {
