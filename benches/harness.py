@@ -15,7 +15,8 @@ contenders round by round, and prints medians:
 3. The floor: one loopback HTTP round trip plus one fsync'd atomic write per prompt
    (examples/floor.rs), on the same machine.
 4. Growth: time per prompt at 1,000 prompts over time per prompt at 200.
-5. Peak RSS of the 1,000-prompt run and of `estimate` (from wait4's rusage).
+5. Peak RSS of the runs and of `estimate` (GNU time), against the floor of a program that
+   only loads the encoding with tiktoken-rs (examples/tokenizer_floor.rs): target floor + 8 MiB.
 
 Needs: cargo, python3, pip (installs tiktoken and openai if missing). Runs offline.
 """
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "orchestrator"
 FAKE = ROOT / "target" / "release" / "examples" / "fake_llm"
 FLOOR = ROOT / "target" / "release" / "examples" / "floor"
+TOKENIZER_FLOOR = ROOT / "target" / "release" / "examples" / "tokenizer_floor"
 
 
 def sh(cmd, **kw):
@@ -64,7 +66,7 @@ def timed(cmd, env=None, cwd=None, rss=False):
 
 
 def setup():
-    sh(["cargo", "build", "--release", "--quiet", "--bin", "orchestrator", "--example", "fake_llm", "--example", "floor"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--quiet", "--bin", "orchestrator", "--example", "fake_llm", "--example", "floor", "--example", "tokenizer_floor"], cwd=ROOT)
     cache = ROOT / "target" / "tiktoken-cache"
     out = subprocess.run(["bash", str(ROOT / "benches" / "tiktoken_offline.sh"), str(cache)], check=True,
                          capture_output=True, text=True).stdout
@@ -131,6 +133,10 @@ def main():
         res["rss_run_l"].append(rss)
         _, rss = timed([str(BIN), "-q", "run", "--checkpoints", str(Path(tmp) / "ck-rss-s")], env=env, cwd=builds[small], rss=True)
         res["rss_run_s"] = [rss]
+        # The memory floor: loading the encoding alone (the builds use cl100k_base).
+        for enc in ("cl100k_base", "o200k_base"):
+            _, rss = timed([str(TOKENIZER_FLOOR), enc], rss=True)
+            res[f"rss_floor_{enc}"] = [rss]
     finally:
         fake.terminate()
         fake.wait()
@@ -154,9 +160,14 @@ def main():
     print(f"| measure | orchestrator | baseline | ratio | target |\n|---|---|---|---|---|")
     for name, a, b, ratio, target in rows:
         print(f"| {name} | {a} | {b} | {ratio:.2f} | {target} |")
-    print(f"| peak RSS, run of {large} | {max(res['rss_run_l']) / 1024:.1f} MiB | | | < 30 MiB |")
-    print(f"| peak RSS, run of {small} | {max(res['rss_run_s']) / 1024:.1f} MiB | | | < 30 MiB |")
-    print(f"| peak RSS, estimate of {small} | {max(res['rss_est']) / 1024:.1f} MiB | | | < 30 MiB |")
+    # Peak RSS against the floor of loading the encoding (tiktoken-rs stays, as the
+    # design card asks): the target is the floor + 8 MiB.
+    floor = max(res["rss_floor_cl100k_base"]) / 1024
+    print(f"| peak RSS floor: tiktoken-rs loads cl100k_base, counts one string | {floor:.1f} MiB | | | |")
+    print(f"| peak RSS floor: tiktoken-rs loads o200k_base, counts one string | {max(res['rss_floor_o200k_base']) / 1024:.1f} MiB | | | |")
+    for name, key in ((f"run of {large}", "rss_run_l"), (f"run of {small}", "rss_run_s"), (f"estimate of {small}", "rss_est")):
+        mib = max(res[key]) / 1024
+        print(f"| peak RSS, {name} | {mib:.1f} MiB | floor {floor:.1f} MiB | +{mib - floor:.1f} MiB | <= floor + 8 MiB |")
 
 
 def platform():

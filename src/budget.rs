@@ -66,6 +66,8 @@ pub struct PromptEstimate {
     pub over_per_prompt: bool,
     /// Tokens an earlier run actually spent on this prompt (in and out).
     pub actual_tokens: Option<u64>,
+    /// Of `actual_tokens`: attempts a crash left without a result, at their worst case.
+    pub possibly_billed_tokens: u64,
     pub tokens_hint: Option<u64>,
     pub minutes_hint: Option<f64>,
 }
@@ -78,6 +80,7 @@ pub struct PhaseEstimate {
     pub input_tokens: u64,
     pub worst_case_tokens: u64,
     pub actual_tokens: Option<u64>,
+    pub possibly_billed_tokens: u64,
     /// Inputs alone exceed the budget.
     pub over_budget: bool,
     /// Inputs fit but the worst case does not.
@@ -90,6 +93,7 @@ pub struct TotalEstimate {
     pub input_tokens: u64,
     pub worst_case_tokens: u64,
     pub actual_tokens: Option<u64>,
+    pub possibly_billed_tokens: u64,
     pub cost_usd_max: Option<f64>,
     pub minutes: f64,
     pub over_budget: bool,
@@ -114,7 +118,7 @@ pub fn estimate(
     config: &Config,
     builder: &RequestBuilder<'_>,
     actual: &dyn Fn(usize) -> Option<Map<String, Value>>,
-    spent: &dyn Fn(usize) -> Option<u64>,
+    spent: &dyn Fn(usize) -> Option<(u64, u64)>,
 ) -> Result<Estimate> {
     let outputs: Vec<Map<String, Value>> = (0..plan.prompts.len())
         .map(|i| {
@@ -160,7 +164,8 @@ pub fn estimate(
             max_tokens,
             worst_case_tokens: input + u64::from(max_tokens),
             over_per_prompt: input > config.budget.per_prompt,
-            actual_tokens: spent(i),
+            actual_tokens: spent(i).map(|s| s.0),
+            possibly_billed_tokens: spent(i).map_or(0, |s| s.1),
             tokens_hint: p.footer.as_ref().and_then(|f| f.tokens),
             minutes_hint: p.footer.as_ref().and_then(|f| f.minutes),
         })
@@ -187,6 +192,7 @@ pub fn estimate(
                 input_tokens: input,
                 worst_case_tokens: worst,
                 actual_tokens: sum_actual(ph.prompts.clone()),
+                possibly_billed_tokens: slice.iter().map(|p| p.possibly_billed_tokens).sum(),
                 over_budget: ph.budget.is_some_and(|b| input > b),
                 worst_case_over: ph.budget.is_some_and(|b| worst > b),
             }
@@ -200,6 +206,7 @@ pub fn estimate(
         input_tokens: input,
         worst_case_tokens: worst,
         actual_tokens: sum_actual(0..prompts.len()),
+        possibly_billed_tokens: prompts.iter().map(|p| p.possibly_billed_tokens).sum(),
         cost_usd_max: config.pricing.map(|p| p.cost(input, max_out)),
         minutes: prompts.iter().filter_map(|p| p.minutes_hint).sum(),
         over_budget: input > config.budget.total,
@@ -261,6 +268,10 @@ pub struct PhaseSpend {
     pub budget: Option<u64>,
     pub used: u64,
     pub remaining: Option<u64>,
+    /// Spent past the budget: an endpoint counted more than was reserved. Always shown.
+    pub over_budget: bool,
+    /// Of `used`: attempts a crash left without a result, at their worst case.
+    pub possibly_billed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -268,6 +279,9 @@ pub struct TotalSpend {
     pub budget: u64,
     pub used: u64,
     pub remaining: u64,
+    pub over_budget: bool,
+    /// Of `used`: attempts a crash left without a result, at their worst case.
+    pub possibly_billed: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     /// Some counts came from the tokenizer rather than the endpoint.
@@ -281,20 +295,24 @@ impl Ledger {
             .phases
             .iter()
             .map(|ph| {
-                let used: u64 = plan.prompts[ph.prompts.clone()]
-                    .iter()
-                    .map(|p| fold.spent(p.id.as_str()))
-                    .sum();
+                let prompts = &plan.prompts[ph.prompts.clone()];
+                let used: u64 = prompts.iter().map(|p| fold.spent(p.id.as_str())).sum();
                 PhaseSpend {
                     name: ph.name.clone(),
                     dir: ph.dir.clone(),
                     budget: ph.budget,
                     used,
                     remaining: ph.budget.map(|b| b.saturating_sub(used)),
+                    over_budget: ph.budget.is_some_and(|b| used > b),
+                    possibly_billed: prompts
+                        .iter()
+                        .map(|p| fold.possibly_billed(p.id.as_str()))
+                        .sum(),
                 }
             })
             .collect();
         let used: u64 = fold.prompts.keys().map(|id| fold.spent(id)).sum();
+        let possibly_billed: u64 = fold.prompts.keys().map(|id| fold.possibly_billed(id)).sum();
         let input: u64 = fold.prompts.values().map(|p| p.tokens_in).sum();
         let output: u64 = fold.prompts.values().map(|p| p.tokens_out).sum();
         let open: u64 = fold
@@ -310,6 +328,8 @@ impl Ledger {
                 budget: config.budget.total,
                 used,
                 remaining: config.budget.total.saturating_sub(used),
+                over_budget: used > config.budget.total,
+                possibly_billed,
                 input_tokens: input + open,
                 output_tokens: output,
                 estimated: open > 0 || fold.prompts.values().any(|p| p.estimated),

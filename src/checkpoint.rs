@@ -4,9 +4,11 @@
 //! Markdown is parsed with `pulldown-cmark`, so fences are found as CommonMark finds them
 //! (backticks or tildes, any length, indented, unclosed at the end of a reply).
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A code block: where it is in the text, its info string (empty for indented blocks) and
@@ -90,7 +92,9 @@ fn heading_level(level: HeadingLevel) -> u8 {
 pub struct Checkpoint {
     /// The prompt the block names (`"prompt"` or `"checkpoint"`), if it names one.
     pub names: Option<String>,
-    pub success: bool,
+    /// The `"success"` key as written (the seed's save block has none: absent means
+    /// success). Kept raw so that `"success": "false"` can be told apart from `false`.
+    pub success: Option<Value>,
     /// `outputs`, or `data.variables`.
     pub variables: Map<String, Value>,
     pub files_created: Vec<String>,
@@ -110,8 +114,6 @@ impl Checkpoint {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             });
-        // The seed's save block has no "success" key: absent means success.
-        let success = !matches!(object.get("success"), Some(Value::Bool(false)));
         let data = object.get("data").and_then(Value::as_object);
         let variables = object
             .get("outputs")
@@ -132,10 +134,30 @@ impl Checkpoint {
             .unwrap_or_default();
         Some(Checkpoint {
             names,
-            success,
+            success: object.get("success").cloned(),
             variables,
             files_created,
         })
+    }
+
+    /// Whether the block reports success: `true`, `false`, or why it says neither.
+    pub fn succeeded(&self) -> Result<bool, String> {
+        match &self.success {
+            None | Some(Value::Bool(true)) => Ok(true),
+            Some(Value::Bool(false)) => Ok(false),
+            Some(other) => Err(format!(
+                "the checkpoint's \"success\" is {other}, not true or false; write it as a JSON boolean"
+            )),
+        }
+    }
+}
+
+/// How deep a value nests: 0 for a scalar, 1 for a flat array or object.
+pub fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -148,27 +170,83 @@ pub fn from_reply(reply: &str) -> Option<Checkpoint> {
         .rev()
         .filter(|b| b.is_json() || b.info.trim().is_empty())
         .find_map(|b| {
-            let value: Value = serde_json::from_str(b.content.trim()).ok()?;
+            let value = parse_exact(b.content.trim()).ok()?;
             Checkpoint::from_value(&value)
         })
+}
+
+/// Blocks larger than this are parsed with doubles only (re-parsing for exact numbers
+/// costs a pass per level of nesting).
+const EXACT_LIMIT: usize = 256 * 1024;
+
+/// Parses JSON, keeping a number that a double cannot hold (an integer beyond 64 bits, a
+/// decimal of more than 17 significant digits) as the string of its digits, so that it is
+/// substituted exactly as written rather than as `1.2345678901234568e+29`.
+pub fn parse_exact(text: &str) -> serde_json::Result<Value> {
+    let value: Value = serde_json::from_str(text)?;
+    if text.len() > EXACT_LIMIT || !has_long_number(text) {
+        return Ok(value);
+    }
+    let raw: Box<RawValue> = serde_json::from_str(text)?;
+    Ok(exact(&raw))
+}
+
+/// Whether `text` holds a run of more than 15 digits (a number a double may not hold).
+fn has_long_number(text: &str) -> bool {
+    let mut run = 0;
+    text.bytes().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run > 15
+    })
+}
+
+fn exact(raw: &RawValue) -> Value {
+    let text = raw.get().trim();
+    let parsed = match text.as_bytes().first() {
+        Some(b'{') => serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(text)
+            .ok()
+            .map(|m| Value::Object(m.iter().map(|(k, v)| (k.clone(), exact(v))).collect())),
+        Some(b'[') => serde_json::from_str::<Vec<Box<RawValue>>>(text)
+            .ok()
+            .map(|items| Value::Array(items.iter().map(|v| exact(v)).collect())),
+        Some(b'-' | b'0'..=b'9') if lossy(text) => Some(Value::String(text.to_string())),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+/// Whether a JSON number lexeme loses digits as a double (or a 64-bit integer).
+fn lossy(lexeme: &str) -> bool {
+    let digits = lexeme.trim_start_matches('-');
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        return lexeme.parse::<i64>().is_err() && lexeme.parse::<u64>().is_err();
+    }
+    let mantissa = digits.split(['e', 'E']).next().unwrap_or("");
+    let significant = mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .count();
+    significant > 17
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn both_seed_shapes_are_read() {
         let a = "done\n```json\n{\"checkpoint\": \"01.2\", \"action\": \"save\", \"data\": {\"files_created\": [\"requirements.txt\"], \"variables\": {\"venv_path\": \"/v\"}}}\n```\n";
         let cp = from_reply(a).expect("seed save shape");
         assert_eq!(cp.names.as_deref(), Some("01.2"));
-        assert!(cp.success);
+        assert_eq!(cp.succeeded(), Ok(true));
         assert_eq!(cp.variables["venv_path"], "/v");
         assert_eq!(cp.files_created, vec!["requirements.txt"]);
 
         let b = "```json\n{\"prompt\": \"01.1-python-setup\", \"success\": false, \"outputs\": {\"x\": 1}}\n```";
         let cp = from_reply(b).expect("prompt shape");
-        assert!(!cp.success);
+        assert_eq!(cp.succeeded(), Ok(false));
         assert_eq!(cp.variables["x"], 1);
     }
 
@@ -194,6 +272,64 @@ mod tests {
     fn tildes_and_long_fences() {
         let reply = "~~~~json\n{\"prompt\": \"a\", \"outputs\": {\"v\": 4}}\n~~~~\n";
         assert_eq!(from_reply(reply).expect("block").variables["v"], 4);
+    }
+
+    #[test]
+    fn success_must_be_a_boolean() {
+        let read = |v: &str| {
+            from_reply(&format!(
+                "```json\n{{\"prompt\": \"a\", \"success\": {v}}}\n```"
+            ))
+            .expect("block")
+            .succeeded()
+        };
+        assert_eq!(read("true"), Ok(true));
+        assert_eq!(read("false"), Ok(false));
+        assert!(read("\"false\"").is_err());
+        assert!(read("null").is_err());
+        assert_eq!(
+            from_reply("```json\n{\"checkpoint\": \"a\"}\n```")
+                .expect("block")
+                .succeeded(),
+            Ok(true),
+            "the seed's save block has no success key"
+        );
+    }
+
+    #[test]
+    fn numbers_a_double_cannot_hold_are_kept_as_written() {
+        for (written, kept) in [
+            (
+                "123456789012345678901234567890",
+                json!("123456789012345678901234567890"),
+            ),
+            (
+                "-123456789012345678901234567890",
+                json!("-123456789012345678901234567890"),
+            ),
+            (
+                "0.12345678901234567890123",
+                json!("0.12345678901234567890123"),
+            ),
+            ("18446744073709551615", json!(18446744073709551615u64)),
+            ("-9223372036854775808", json!(-9223372036854775808i64)),
+            ("1.5", json!(1.5)),
+            ("1e300", json!(1e300)),
+        ] {
+            let v = parse_exact(&format!(
+                "{{\"a\": [{{\"b\": {written}}}], \"c\": 1234567890123456789}}"
+            ))
+            .expect("parses");
+            assert_eq!(v["a"][0]["b"], kept, "{written}");
+            assert_eq!(v["c"], json!(1234567890123456789u64), "{written}");
+        }
+    }
+
+    #[test]
+    fn depth_counts_levels_of_nesting() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!([])), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]})), 4);
     }
 
     mod props {

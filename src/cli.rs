@@ -321,7 +321,12 @@ fn tokens(settings: &Settings, files: &[PathBuf], encoding: Option<&str>) -> Res
                 .map_err(|e| Error::io("<stdin>", e))?;
             ("<stdin>".to_string(), buf)
         } else {
-            let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+            let bytes = std::fs::read(file).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory => Error::Usage(
+                    format!("{}: {e}; give `tokens` files to count", file.display()),
+                ),
+                _ => Error::io(file, e),
+            })?;
             (file.display().to_string(), bytes)
         };
         let text = String::from_utf8(bytes).map_err(|e| {

@@ -11,6 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result, line_of};
+use crate::template::is_identifier;
+
+/// Config's constants may nest this deep (as may prompts' outputs): state files that
+/// hold them must stay readable (serde_json stops at 128 levels).
+pub const MAX_VARIABLE_DEPTH: usize = 32;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,19 +132,21 @@ impl Llm {
         }
     }
 
-    /// The base URL: `OPENAI_BASE_URL` (openai only), then config, then the provider's default.
-    pub fn base_url(&self) -> String {
+    /// The base URL: `OPENAI_BASE_URL` (openai only), then config, then the provider's
+    /// default; checked as [`check_url`] does, the error naming where it came from.
+    pub fn base_url(&self) -> std::result::Result<reqwest::Url, String> {
         if self.provider == ProviderKind::Openai
             && let Ok(url) = std::env::var("OPENAI_BASE_URL")
             && !url.trim().is_empty()
         {
-            return url.trim_end_matches('/').to_string();
+            return check_url(url.trim()).map_err(|e| format!("OPENAI_BASE_URL: {e}"));
         }
-        match (&self.base_url, self.provider) {
-            (Some(u), _) => u.trim_end_matches('/').to_string(),
-            (None, ProviderKind::Anthropic) => "https://api.anthropic.com".into(),
-            (None, _) => "https://api.openai.com/v1".into(),
-        }
+        let text = match (&self.base_url, self.provider) {
+            (Some(u), _) => u.as_str(),
+            (None, ProviderKind::Anthropic) => "https://api.anthropic.com",
+            (None, _) => "https://api.openai.com/v1",
+        };
+        check_url(text).map_err(|e| format!("`llm.base_url`: {e}"))
     }
 }
 
@@ -243,6 +250,43 @@ pub struct PhaseConfig {
     pub budget: Option<u64>,
 }
 
+/// A duration as messages show it: to the millisecond under ten seconds, to the second
+/// above (`300ms`, `5s 90ms`, `1m 30s`), "ever" past a century (a server asking to wait
+/// `1e20` seconds).
+pub fn show_duration(d: Duration) -> String {
+    if d > Duration::from_secs(100 * 365 * 24 * 3600) {
+        return "more than a century".into();
+    }
+    let rounded = if d < Duration::from_secs(10) {
+        Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    } else {
+        Duration::from_secs(d.as_secs())
+    };
+    humantime::format_duration(rounded).to_string()
+}
+
+/// An endpoint's base URL: `http` or `https`, with a host, and no credentials (a key in a
+/// URL would be written to logs and state; it belongs in the environment). The message
+/// never repeats the URL, which may hold a password.
+pub fn check_url(text: &str) -> std::result::Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| {
+        format!("{e}; write a full URL such as \"http://127.0.0.1:4000/v1\" or \"https://api.openai.com/v1\"")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme is {:?}; use http or https",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are refused (they would be written to logs and state); put the key in the environment variable llm.api_key_env names".into());
+    }
+    Ok(url)
+}
+
 /// Durations are strings such as `"90s"`, `"8h"`, `"1h 30m"` (humantime's syntax).
 fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
@@ -335,6 +379,26 @@ impl Config {
         if self.budget.per_prompt == 0 || self.budget.total == 0 {
             return Err(bad("budget", "budgets must be at least 1 token".into()));
         }
+        let money = |key: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(bad(
+                    key,
+                    format!("is {v}; give a number of US dollars, 0 or more"),
+                ))
+            }
+        };
+        if let Some(max) = self.budget.max_cost_usd {
+            money("budget.max_cost_usd", max)?;
+        }
+        if let Some(p) = &self.pricing {
+            money("pricing.input_per_mtok", p.input_per_mtok)?;
+            money("pricing.output_per_mtok", p.output_per_mtok)?;
+        }
+        if let Some(url) = &self.llm.base_url {
+            check_url(url).map_err(|e| bad("llm.base_url", e))?;
+        }
         let mut dirs = std::collections::BTreeSet::new();
         for (i, phase) in self.phases.iter().enumerate() {
             if !dirs.insert(phase.dir.as_str()) {
@@ -343,12 +407,24 @@ impl Config {
                     format!("the folder {:?} is listed twice", phase.dir),
                 ));
             }
+            if phase.budget == Some(0) {
+                return Err(bad(
+                    &format!("phases[{i}].budget"),
+                    "is 0; a phase budget must be at least 1 token (leave it out for none)".into(),
+                ));
+            }
         }
-        for name in self.variables.keys() {
-            if !crate::plan::is_identifier(name) {
+        for (name, value) in &self.variables {
+            if !is_identifier(name) {
                 return Err(bad(
                     &format!("variables.{name}"),
-                    "a variable name is letters, digits, `_` and `.`".into(),
+                    "a variable name is letters, digits and `_`, with `.` only between keys".into(),
+                ));
+            }
+            if crate::checkpoint::depth(value) > MAX_VARIABLE_DEPTH {
+                return Err(bad(
+                    &format!("variables.{name}"),
+                    format!("nests deeper than {MAX_VARIABLE_DEPTH} levels; give a flatter value"),
                 ));
             }
         }
@@ -400,6 +476,42 @@ mod tests {
         let c = parse("[llm]\ntimeout = \"90s\"\nidle_timeout = \"1h 30m\"\n").expect("valid");
         assert_eq!(c.llm.timeout, Duration::from_secs(90));
         assert_eq!(c.llm.idle_timeout, Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn durations_show_rounded() {
+        for (d, shown) in [
+            (Duration::from_millis(300), "300ms"),
+            (Duration::new(5, 90), "5s"),
+            (Duration::new(5, 90_000_000), "5s 90ms"),
+            (Duration::new(90, 123_456_789), "1m 30s"),
+            (Duration::MAX, "more than a century"),
+        ] {
+            assert_eq!(show_duration(d), shown, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn base_urls() {
+        for (url, ok) in [
+            ("http://127.0.0.1:4000/v1", true),
+            ("https://api.openai.com/v1", true),
+            (
+                "https://h/openai/deployments/x?api-version=2024-10-21",
+                true,
+            ),
+            ("127.0.0.1:4341/v1", false),
+            ("", false),
+            ("ftp://h/v1", false),
+            ("http://user:pw@h/v1", false),
+            ("http://user@h/v1", false),
+        ] {
+            let got = check_url(url);
+            assert_eq!(got.is_ok(), ok, "{url:?}: {got:?}");
+            if let Err(e) = got {
+                assert!(!e.contains("pw"), "{e}");
+            }
+        }
     }
 
     #[test]

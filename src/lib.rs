@@ -16,4 +16,5 @@ pub mod report;
 pub mod request;
 pub mod runner;
 pub mod state;
+pub mod template;
 pub mod tokens;

@@ -23,6 +23,15 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `noun` for one, `nouns` otherwise (the nouns here take an s).
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        noun.to_string()
+    } else {
+        format!("{noun}s")
+    }
+}
+
 fn opt(n: Option<u64>) -> String {
     n.map_or_else(|| "-".to_string(), thousands)
 }
@@ -140,9 +149,11 @@ pub fn plan_text(plan: &Plan) -> String {
         out.push_str("\n\n");
     }
     out.push_str(&format!(
-        "{} prompts in {} phases",
+        "{} {} in {} {}",
         plan.prompts.len(),
-        plan.phases.len()
+        plural(plan.prompts.len(), "prompt"),
+        plan.phases.len(),
+        plural(plan.phases.len(), "phase")
     ));
     if !plan.ignored.is_empty() {
         out.push_str(&format!(
@@ -184,6 +195,7 @@ pub fn estimate_json(e: &Estimate) -> Value {
                     "worst_case_tokens": p.worst_case_tokens,
                     "over_per_prompt": p.over_per_prompt,
                     "actual_tokens": p.actual_tokens,
+                    "possibly_billed_tokens": p.possibly_billed_tokens,
                     "tokens_hint": p.tokens_hint, "minutes_hint": p.minutes_hint,
                 })
             })
@@ -196,6 +208,7 @@ pub fn estimate_json(e: &Estimate) -> Value {
                     "name": p.name, "dir": p.dir, "budget": p.budget,
                     "input_tokens": p.input_tokens, "worst_case_tokens": p.worst_case_tokens,
                     "actual_tokens": p.actual_tokens,
+                    "possibly_billed_tokens": p.possibly_billed_tokens,
                     "over_budget": p.over_budget, "worst_case_over": p.worst_case_over,
                 })
             })
@@ -204,6 +217,7 @@ pub fn estimate_json(e: &Estimate) -> Value {
             "budget": e.total.budget, "input_tokens": e.total.input_tokens,
             "worst_case_tokens": e.total.worst_case_tokens,
             "actual_tokens": e.total.actual_tokens,
+            "possibly_billed_tokens": e.total.possibly_billed_tokens,
             "cost_usd_max": e.total.cost_usd_max, "minutes": e.total.minutes,
             "per_prompt": e.per_prompt,
         }),
@@ -243,7 +257,7 @@ pub fn estimate_text(e: &Estimate) -> String {
             "Max out",
             "Worst case",
             "Actual",
-            "",
+            "Note",
         ],
         rows,
         &[3, 4, 5, 6],
@@ -301,8 +315,9 @@ pub fn estimate_text(e: &Estimate) -> String {
     ));
     out.push('\n');
     out.push_str(&format!(
-        "\n{} prompts, encoding {}; time (footers): {}",
+        "\n{} {}, encoding {}; time (footers): {}",
         e.prompts.len(),
+        plural(e.prompts.len(), "prompt"),
         e.encoding,
         minutes(e.total.minutes)
     ));
@@ -310,7 +325,18 @@ pub fn estimate_text(e: &Estimate) -> String {
         out.push_str(&format!("; cost at most ${cost:.4}"));
     }
     out.push('\n');
+    if e.total.possibly_billed_tokens > 0 {
+        out.push_str(&possibly_billed_line(e.total.possibly_billed_tokens));
+    }
     out
+}
+
+/// The line that explains possibly-billed spend, shown wherever spend is.
+fn possibly_billed_line(tokens: u64) -> String {
+    format!(
+        "Of the actual spend, {} tokens are possibly billed: attempts a crash left without a result, counted at their worst case (input + max_tokens).\n",
+        thousands(tokens)
+    )
 }
 
 /// `budget - used`, negative when over.
@@ -351,8 +377,8 @@ impl Status<'_> {
             "completed": self.fold.completed,
             "failed": self.fold.failed,
             "skipped": self.fold.skipped,
-            "phases": l.phases.iter().map(|p| json!({"name": p.name, "budget": p.budget, "used": p.used, "remaining": p.remaining})).collect::<Vec<_>>(),
-            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
+            "phases": l.phases.iter().map(|p| json!({"name": p.name, "budget": p.budget, "used": p.used, "remaining": p.remaining, "over_budget": p.over_budget, "possibly_billed": p.possibly_billed})).collect::<Vec<_>>(),
+            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "over_budget": l.total.over_budget, "possibly_billed": l.total.possibly_billed, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
             "criteria": self.criteria,
             "changed": self.changed,
             "halted": self.fold.halted.as_ref().map(|(r, c)| json!({"reason": r, "code": c})),
@@ -362,47 +388,70 @@ impl Status<'_> {
     pub fn text(&self) -> String {
         let l = self.ledger;
         let f = self.fold;
+        let list = |ids: &[String]| {
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        };
         let mut out = format!(
-            "Session {} (started {})\nCompleted {}/{} prompts; failed: {}; current prompt: {}\n",
+            "Session {} (started {})\nCompleted {}/{} {}; failed: {}; skipped: {}; current prompt: {}\n",
             f.session_id,
             f.started,
             f.completed.len(),
             self.plan.prompts.len(),
-            if f.failed.is_empty() {
-                "none".to_string()
-            } else {
-                f.failed.join(", ")
-            },
+            plural(self.plan.prompts.len(), "prompt"),
+            list(&f.failed),
+            list(&f.skipped),
             self.current_prompt.as_deref().unwrap_or("none (all done)")
         );
         if let Some((reason, code)) = &f.halted {
             out.push_str(&format!("Halted (exit {code}): {reason}\n"));
         }
         out.push('\n');
+        // The seed's table (Phase, Budget, Actual, Remaining), with a column for a budget
+        // spent past (always flagged) and one for possibly-billed spend when there is any.
+        let billed = l.total.possibly_billed > 0;
+        let flag = |over: bool| if over { "OVER budget" } else { "ok" }.to_string();
         let mut rows: Vec<Vec<String>> = l
             .phases
             .iter()
             .map(|p| {
-                vec![
+                let mut row = vec![
                     p.name.clone(),
                     opt(p.budget),
                     thousands(p.used),
                     opt(p.remaining),
-                ]
+                    flag(p.over_budget),
+                ];
+                if billed {
+                    row.push(thousands(p.possibly_billed));
+                }
+                row
             })
             .collect();
-        rows.push(vec![
+        let mut total = vec![
             "Total".into(),
             thousands(l.total.budget),
             thousands(l.total.used),
             thousands(l.total.remaining),
-        ]);
-        out.push_str(&table(
-            &["Phase", "Budget", "Actual", "Remaining"],
-            rows,
-            &[1, 2, 3],
-        ));
+            flag(l.total.over_budget),
+        ];
+        if billed {
+            total.push(thousands(l.total.possibly_billed));
+        }
+        rows.push(total);
+        let mut header = vec!["Phase", "Budget", "Actual", "Remaining", "Status"];
+        if billed {
+            header.push("Possibly billed");
+        }
+        out.push_str(&table(&header, rows, &[1, 2, 3, 5]));
         out.push_str("\n\n");
+        if billed {
+            out.push_str(&possibly_billed_line(l.total.possibly_billed));
+            out.push('\n');
+        }
         for c in &self.criteria {
             out.push_str(&format!(
                 "- [{}] {}: {}\n",

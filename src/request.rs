@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::config::{Config, ContextVariables};
 use crate::error::{Error, Result};
-use crate::plan::{Plan, Template};
+use crate::plan::Plan;
+use crate::template::Template;
 use crate::tokens::{CHAT_OVERHEAD_PER_MESSAGE, CHAT_OVERHEAD_REPLY, Encoding};
 
 /// The built-in context recall. `[llm].system_template` replaces it; the same names are

@@ -1,38 +1,54 @@
 //! The unattended run (spec, "Recovery rules", "State in checkpoints/", "Commands").
 //!
-//! One loop, readable top to bottom: plan → for each prompt left: budget check → journal
-//! the attempt → send → classify → journal the result → save outputs and variables. Every
-//! state change is a journal event, appended and fsynced before it counts; the views
-//! (`status.json`, `memory.json`) are rebuilt from the folded journal once per prompt.
+//! One loop, readable top to bottom: for each prompt left, attempts until one is accepted
+//! or they are used up, each attempt in four steps: **prepare** (build and count the
+//! request, reserve what the budgets allow), **send** (journal the attempt, then send it),
+//! **judge** (what the reply means: [`verdict`], [`accounting`]) and **settle** (journal the
+//! result, save the outputs, or schedule the retry: [`retry`]). Every state change is a
+//! journal event, appended and fsynced before it counts; the views (`status.json`,
+//! `memory.json`) are rebuilt from the folded journal at most once a second between
+//! prompts and always at a failure, a halt and the end.
 //!
 //! The single-threaded runtime only ever has one request in flight, and state is written
-//! between requests, never during one: the blocking fsyncs cannot stall a stream.
+//! between requests (or, for an agent's process group, while it runs), never blocking a
+//! stream for long: the fsyncs are small appends.
 
 use std::time::Duration;
 
-use backon::BackoffBuilder;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::budget::{self, Allowance, Ledger};
-use crate::checkpoint::{self, Checkpoint};
 use crate::cli::{RunArgs, Settings};
-use crate::config::{OnExceed, OnFailure};
+use crate::config::{OnExceed, OnFailure, show_duration};
 use crate::error::{Error, Result, exit};
-use crate::plan::{CheckpointMode, Plan, PromptId};
-use crate::providers::{Failure, FailureKind, Finish, Provider, Reply};
-use crate::request::{BuildError, RequestBuilder};
-use crate::state::{self, Event, Fold, Outcome, Store};
+use crate::plan::Plan;
+use crate::providers::{Count, Failure, FailureKind, Provider, Reply, Update};
+use crate::request::{BuildError, Request, RequestBuilder};
+use crate::state::{self, AttemptResult, Event, Fold, Outcome, Store};
 
+mod accounting;
+mod interrupt;
 mod output;
+mod retry;
 mod status;
+mod tally;
+mod verdict;
+
+use interrupt::Interrupt;
 use output::Reporter;
 pub use status::status_command;
 use status::{changed, current_prompt};
+use tally::{Book, Tally};
+
+/// Before an endpoint whose tokenizer is not tiktoken's has reported any usage (and where
+/// it cannot count for free), requests are counted at this multiple of tiktoken's count:
+/// other tokenizers count up to a third more for English and code (Claude's, Gemma's,
+/// Mistral's); the first reported usage then calibrates the count.
+const UNCALIBRATED_MARGIN: f64 = 1.5;
 
 /// Which prompts a run takes on.
 enum Selection {
-    /// What is left, optionally from/until a prompt.
+    /// What is left, from/until a prompt.
     Resume { from: usize, until: usize },
     /// One prompt (if not completed).
     Only(usize),
@@ -43,22 +59,24 @@ enum Selection {
 pub fn run_command(settings: &Settings, args: &RunArgs) -> Result<i32> {
     let plan = settings.load_plan()?;
     let last = plan.prompts.len() - 1;
+    let resolve = |id: &Option<String>, default: usize| {
+        id.as_deref()
+            .map(|id| plan.resolve(id))
+            .transpose()
+            .map(|i| i.unwrap_or(default))
+    };
     let selection = match &args.only {
         Some(id) => Selection::Only(plan.resolve(id)?),
-        None => Selection::Resume {
-            from: args
-                .from
-                .as_deref()
-                .map(|id| plan.resolve(id))
-                .transpose()?
-                .unwrap_or(0),
-            until: args
-                .until
-                .as_deref()
-                .map(|id| plan.resolve(id))
-                .transpose()?
-                .unwrap_or(last),
-        },
+        None => {
+            let (from, until) = (resolve(&args.from, 0)?, resolve(&args.until, last)?);
+            if from > until {
+                return Err(Error::Usage(format!(
+                    "--from {} comes after --until {}: the range holds no prompt",
+                    plan.prompts[from].id, plan.prompts[until].id
+                )));
+            }
+            Selection::Resume { from, until }
+        }
     };
     execute(settings, &plan, selection, args.restart, "run")
 }
@@ -88,9 +106,17 @@ fn execute(
     command: &str,
 ) -> Result<i32> {
     let builder = RequestBuilder::new(&settings.config, plan, &settings.config_dir)?;
+    // Everything a user can get wrong is found before the state is touched.
+    let provider = Provider::from_config(&settings.config)?;
     let mut store = Store::open(&settings.checkpoints)?;
-    let (records, warning) = store.load()?;
     let out = Reporter::new(settings.output, plan.prompts.len());
+    if restart && let Some(archived) = store.archive()? {
+        out.note(&format!(
+            "the previous session is archived as it was in {}",
+            archived.display()
+        ));
+    }
+    let (records, warning) = store.load()?;
     if let Some(w) = warning {
         out.warn(&w);
     }
@@ -100,15 +126,6 @@ fn execute(
     }
     restore_outputs(&store, &fold, &records, &out)?;
     drop(records);
-    if restart && !fold.session_id.is_empty() {
-        let archived = store.archive(&fold.session_id)?;
-        out.note(&format!(
-            "the previous session is archived in {}",
-            archived.display()
-        ));
-        fold = Fold::default();
-    }
-    let provider = Provider::from_config(&settings.config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,18 +133,21 @@ fn execute(
     runtime.block_on(async {
         let interrupt = Interrupt::install()?;
         let tally = Tally::new(&fold, plan, &settings.config);
+        let tokenizer_exact = provider.caps_output()
+            && crate::tokens::Encoding::knows(settings.config.llm.model())
+            && matches!(provider, Provider::OpenAi(_));
         let mut session = Session {
             views_written: None,
-            tally,
+            book: Book { store, fold, tally },
             settings,
             plan,
             builder,
             provider,
-            store,
-            fold,
             out,
             started: Instant::now(),
             interrupt,
+            tokenizer_exact,
+            endpoint_counts: true,
         };
         let todo = session.todo(&selection);
         session.run(todo, command).await
@@ -161,51 +181,6 @@ fn restore_outputs(
     Ok(())
 }
 
-/// SIGINT, SIGTERM and SIGHUP, as a flag that futures can wait on.
-#[derive(Clone)]
-struct Interrupt {
-    rx: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Interrupt {
-    fn install() -> Result<Interrupt> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut streams = Vec::new();
-        for kind in [
-            SignalKind::interrupt(),
-            SignalKind::terminate(),
-            SignalKind::hangup(),
-        ] {
-            streams.push(
-                signal(kind).map_err(|e| Error::Usage(format!("cannot handle signals: {e}")))?,
-            );
-        }
-        tokio::spawn(async move {
-            let [mut a, mut b, mut c]: [_; 3] = match streams.try_into() {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = a.recv() => {}
-                _ = b.recv() => {}
-                _ = c.recv() => {}
-            }
-            let _ = tx.send(true);
-        });
-        Ok(Interrupt { rx })
-    }
-
-    fn is_set(&self) -> bool {
-        *self.rx.borrow()
-    }
-
-    async fn wait(&self) {
-        let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|set| *set).await;
-    }
-}
-
 /// How a prompt ended.
 enum Step {
     Completed,
@@ -213,112 +188,30 @@ enum Step {
     Failed(String),
 }
 
-/// What the loop asks of the fold on every prompt, kept up to date event by event rather
-/// than recomputed over the whole plan: tokens spent per phase and in all, prompts done,
-/// and the variables known before the next prompt.
-struct Tally {
-    phase_of: std::collections::HashMap<String, usize>,
-    phase_spent: Vec<u64>,
-    total_spent: u64,
-    done: usize,
-    /// Config's constants and the outputs of prompts `0..vars_upto`, later ones winning.
-    vars: std::collections::BTreeMap<String, Value>,
-    vars_upto: usize,
+/// A request ready to send.
+struct Prepared {
+    request: Request,
+    /// The tokenizer's count of its input.
+    counted: u64,
+    /// The input the budgets reserve (the endpoint's count, or a scaled count).
+    reserved: u64,
+    max_tokens: u32,
 }
 
-impl Tally {
-    fn new(fold: &Fold, plan: &Plan, config: &crate::config::Config) -> Tally {
-        let ledger = Ledger::new(fold, plan, config);
-        Tally {
-            phase_of: plan
-                .prompts
-                .iter()
-                .map(|p| (p.id.to_string(), p.phase))
-                .collect(),
-            phase_spent: ledger.phases.iter().map(|p| p.used).collect(),
-            total_spent: ledger.total.used,
-            done: plan
-                .prompts
-                .iter()
-                .filter(|p| fold.done.contains(p.id.as_str()))
-                .count(),
-            vars: config.variables.clone(),
-            vars_upto: 0,
-        }
-    }
-
-    /// Applies a journaled record to the fold and to the tallies.
-    fn apply(&mut self, fold: &mut Fold, record: &state::Record) {
-        let id = match &record.event {
-            Event::AttemptStarted { id, .. } | Event::AttemptFinished { id, .. } => {
-                Some(id.clone())
-            }
-            _ => None,
-        };
-        let before = id.as_deref().map_or(0, |id| fold.spent(id));
-        let was_done = match &record.event {
-            Event::Completed { id, .. } | Event::Failed { id, .. } => fold.done.contains(id),
-            _ => false,
-        };
-        fold.apply(record);
-        if let Some(id) = id {
-            let after = fold.spent(&id);
-            let delta = |n: u64| n.saturating_add(after).saturating_sub(before);
-            self.total_spent = delta(self.total_spent);
-            if let Some(&p) = self.phase_of.get(&id) {
-                self.phase_spent[p] = delta(self.phase_spent[p]);
-            }
-        }
-        match &record.event {
-            Event::Completed { id, .. } if !was_done && self.phase_of.contains_key(id) => {
-                self.done += 1
-            }
-            Event::Failed { id, .. } if was_done && self.phase_of.contains_key(id) => {
-                self.done = self.done.saturating_sub(1);
-            }
-            _ => {}
-        }
-    }
-
-    fn remaining(
-        &self,
-        phase: usize,
-        plan: &Plan,
-        config: &crate::config::Config,
-    ) -> budget::Remaining {
-        let ph = &plan.phases[phase];
-        budget::Remaining {
-            phase: ph.budget.map(|b| {
-                (
-                    format!("phase {}", ph.name),
-                    b.saturating_sub(self.phase_spent[phase]),
-                )
-            }),
-            total: config.budget.total.saturating_sub(self.total_spent),
-        }
-    }
-
-    /// Brings `vars` to the variables known before prompt `index`: extended forward as the
-    /// run moves on, rebuilt when it goes back (a rerun).
-    fn variables_up_to(
-        &mut self,
-        index: usize,
-        fold: &Fold,
-        plan: &Plan,
-        config: &crate::config::Config,
-    ) {
-        if index < self.vars_upto {
-            self.vars = config.variables.clone();
-            self.vars_upto = 0;
-        }
-        for p in &plan.prompts[self.vars_upto..index] {
-            if let Some(out) = fold.variables.get(p.id.as_str()) {
-                self.vars
-                    .extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        }
-        self.vars_upto = index;
-    }
+/// What became of one attempt.
+enum Attempted {
+    Completed,
+    /// Worth another attempt: at once after a content failure (its note says why), after
+    /// backoff and at least what the server `asked` after a transient one.
+    Retry {
+        reason: String,
+        backoff: bool,
+        asked: Option<Duration>,
+        /// What the attempt was counted as: input, output, estimated.
+        tokens: (u64, u64, bool),
+    },
+    /// The prompt fails now (a permanent failure).
+    Fail(String),
 }
 
 /// How often the views are rewritten between prompts (see `Session::write_views`).
@@ -326,17 +219,18 @@ const VIEWS_EVERY: Duration = Duration::from_secs(1);
 
 struct Session<'a> {
     views_written: Option<Instant>,
-    /// Incremental views of the fold, so that each prompt costs the same on long runs.
-    tally: Tally,
+    book: Book,
     settings: &'a Settings,
     plan: &'a Plan,
     builder: RequestBuilder<'a>,
     provider: Provider,
-    store: Store,
-    fold: Fold,
     out: Reporter,
     started: Instant,
     interrupt: Interrupt,
+    /// The tokenizer is the model's own (tiktoken for an OpenAI model): counts are exact.
+    tokenizer_exact: bool,
+    /// Whether to ask the endpoint to count (until it says it cannot).
+    endpoint_counts: bool,
 }
 
 impl Session<'_> {
@@ -360,128 +254,143 @@ impl Session<'_> {
     }
 
     fn is_completed(&self, i: usize) -> bool {
-        self.fold.done.contains(self.plan.prompts[i].id.as_str())
+        self.book
+            .fold
+            .done
+            .contains(self.plan.prompts[i].id.as_str())
+    }
+
+    fn config(&self) -> &crate::config::Config {
+        &self.settings.config
     }
 
     async fn run(&mut self, todo: Vec<usize>, command: &str) -> Result<i32> {
-        if self.fold.session_id.is_empty() {
-            let started = state::now();
-            // The seed's id has one-second resolution: a session restarted within the
-            // second it was archived gets a suffix, so that no two sessions share an id.
-            let base = session_id(&started);
-            let archive = self.store.dir.join(state::ARCHIVE);
-            let mut session_id = base.clone();
-            let mut n = 1;
-            while archive.join(&session_id).exists() {
-                n += 1;
-                session_id = format!("{base}-{n}");
-            }
-            self.journal(vec![Event::SessionStarted {
-                session_id,
-                started,
-            }])?;
+        if self.book.fold.session_id.is_empty() {
+            self.start_session()?;
         }
-        self.journal(vec![Event::RunStarted {
+        self.book.journal(vec![Event::RunStarted {
             pid: std::process::id(),
             command: command.to_string(),
         }])?;
         self.settle_open_attempts()?;
-        for id in changed(&self.fold, self.plan) {
+        for id in changed(&self.book.fold, self.plan) {
             self.out.warn(&format!(
                 "prompt {id} changed since it ran; `orchestrator rerun {id}` runs it again"
             ));
         }
         self.write_views(true)?;
         self.out
-            .started(&self.fold.session_id, todo.len(), self.done_count());
+            .started(&self.book.fold.session_id, todo.len(), self.book.tally.done);
 
-        let mut failed = Vec::new();
+        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
         for index in todo {
             if self.interrupt.is_set() {
                 return self.interrupted();
             }
-            if self.started.elapsed() >= self.settings.config.run.max_duration {
-                let reason = format!(
+            let max_duration = self.config().run.max_duration;
+            if self.started.elapsed() >= max_duration {
+                return self.halt(Error::TimeLimit(format!(
                     "run.max_duration ({}) reached; `orchestrator run` continues",
-                    humantime::format_duration(self.settings.config.run.max_duration)
-                );
-                return self.halt(exit::TIME_LIMIT, reason);
+                    show_duration(max_duration)
+                )));
             }
+            let prompt = &self.plan.prompts[index];
             if let Some(reason) = self.blocked(index) {
-                let prompt = &self.plan.prompts[index];
-                if self.settings.config.run.on_failure == OnFailure::Halt {
-                    let message = format!("{} cannot run: {reason}", prompt.file);
-                    return self.halt(exit::PROMPT_FAILED, message);
+                if self.config().run.on_failure == OnFailure::Halt {
+                    return self.halt(Error::PromptFailed(format!(
+                        "{} cannot run: {reason}",
+                        prompt.file
+                    )));
                 }
-                let id = prompt.id.to_string();
-                self.journal(vec![Event::Skipped {
-                    id: id.clone(),
+                self.book.journal(vec![Event::Skipped {
+                    id: prompt.id.to_string(),
                     reason: reason.clone(),
                 }])?;
-                self.out.skipped(&self.plan.prompts[index], &reason);
-                failed.push(id);
+                self.out.skipped(prompt, &reason);
+                skipped.push(prompt.id.to_string());
                 continue;
             }
-            match self.run_prompt(index).await? {
-                Step::Completed => {}
-                Step::Failed(reason) => {
-                    let prompt = &self.plan.prompts[index];
-                    if self.settings.config.run.on_failure == OnFailure::Halt {
-                        let message = format!(
-                            "{} failed: {reason}. Fix the cause, then `orchestrator rerun {}` (or `orchestrator run`) to go on",
-                            prompt.file, prompt.id
-                        );
-                        return self.halt(exit::PROMPT_FAILED, message);
-                    }
-                    failed.push(prompt.id.to_string());
+            if let Step::Failed(reason) = self.run_prompt(index).await? {
+                if self.config().run.on_failure == OnFailure::Halt {
+                    return self.halt(Error::PromptFailed(format!(
+                        "{} failed: {reason}. Fix the cause, then `orchestrator rerun {}` (or `orchestrator run`) to go on",
+                        prompt.file, prompt.id
+                    )));
                 }
+                failed.push(prompt.id.to_string());
             }
         }
-        if current_prompt(&self.fold, self.plan).is_none() {
-            self.journal(vec![Event::Finished {}])?;
+        if current_prompt(&self.book.fold, self.plan).is_none() {
+            self.book.journal(vec![Event::Finished {}])?;
         }
         self.write_views(true)?;
-        let ledger = Ledger::new(&self.fold, self.plan, &self.settings.config);
-        self.out.finished(self.done_count(), &ledger, &failed);
-        if failed.is_empty() {
-            Ok(exit::OK)
-        } else {
-            Err(Error::PromptFailed(format!(
-                "{} prompt(s) failed or were skipped: {}; `orchestrator status` shows why",
-                failed.len(),
-                failed.join(", ")
-            )))
+        let ledger = Ledger::new(&self.book.fold, self.plan, self.config());
+        self.out
+            .finished(self.book.tally.done, &ledger, &failed, &skipped);
+        if failed.is_empty() && skipped.is_empty() {
+            return Ok(exit::OK);
         }
+        let mut parts = Vec::new();
+        if !failed.is_empty() {
+            parts.push(format!("failed: {}", failed.join(", ")));
+        }
+        if !skipped.is_empty() {
+            parts.push(format!("skipped: {}", skipped.join(", ")));
+        }
+        Err(Error::PromptFailed(format!(
+            "{}; `orchestrator status` shows why",
+            parts.join("; ")
+        )))
     }
 
-    fn done_count(&self) -> usize {
-        self.tally.done
+    fn start_session(&mut self) -> Result<()> {
+        let started = state::now();
+        // The seed's id has one-second resolution: a session restarted within the second
+        // it was archived gets a suffix, so that no two sessions share an id.
+        let base = session_id(&started);
+        let archive = self.book.store.dir.join(state::ARCHIVE);
+        let mut session_id = base.clone();
+        let mut n = 1;
+        while archive.join(&session_id).exists() {
+            n += 1;
+            session_id = format!("{base}-{n}");
+        }
+        self.book.journal(vec![Event::SessionStarted {
+            session_id,
+            started,
+        }])
     }
 
     /// An attempt journaled as started with no result: the runner died mid-request. It may
-    /// have been billed, so it is counted at its worst case, and its prompt is sent again.
+    /// have been billed, so it is counted at its worst case, and its prompt is sent again;
+    /// an agent's process group that outlived the runner is killed first.
     fn settle_open_attempts(&mut self) -> Result<()> {
-        let open = self.fold.open.clone();
+        let open = self.book.fold.open.clone();
         for o in open {
+            if let Some(group) = &o.group
+                && group.kill_if_left()
+            {
+                self.out.warn(&format!(
+                    "{} attempt {}: the agent's process group {} was still running after the runner stopped; it was killed",
+                    o.id, o.attempt, group.pgid
+                ));
+            }
+            let worst = o.input_tokens.saturating_add(u64::from(o.max_tokens));
             self.out.warn(&format!(
-                "{} attempt {}: no result was recorded (the runner stopped mid-request); it is possibly billed and counted at its worst case ({} tokens)",
-                o.id,
-                o.attempt,
-                o.input_tokens + u64::from(o.max_tokens)
+                "{} attempt {}: no result was recorded (the runner stopped mid-request); it is possibly billed and counted at its worst case ({worst} tokens)",
+                o.id, o.attempt
             ));
-            self.journal(vec![Event::AttemptFinished {
-                id: o.id.clone(),
-                attempt: o.attempt,
-                outcome: Outcome::Unknown,
-                input_tokens: o.input_tokens,
-                output_tokens: u64::from(o.max_tokens),
-                estimated: true,
-                finish_reason: None,
-                request_id: None,
-                error: Some("possibly billed: no result was recorded".into()),
-                duration_ms: 0,
-                cost_usd: 0.0,
-            }])?;
+            self.book
+                .journal(vec![Event::AttemptFinished(AttemptResult {
+                    id: o.id.clone(),
+                    attempt: o.attempt,
+                    outcome: Outcome::Unknown,
+                    input_tokens: o.input_tokens,
+                    output_tokens: u64::from(o.max_tokens),
+                    estimated: true,
+                    error: Some("possibly billed: no result was recorded".into()),
+                    ..AttemptResult::default()
+                })])?;
         }
         Ok(())
     }
@@ -489,15 +398,16 @@ impl Session<'_> {
     /// `on_failure = "skip"`: a prompt whose dependency did not complete is skipped.
     fn blocked(&self, index: usize) -> Option<String> {
         let prompt = &self.plan.prompts[index];
+        let fold = &self.book.fold;
         prompt
             .depends_on
             .iter()
             .find(|&&d| !self.is_completed(d))
             .map(|&d| {
                 let dep = &self.plan.prompts[d];
-                let how = if self.fold.failed.iter().any(|f| f == dep.id.as_str()) {
+                let how = if fold.failed.iter().any(|f| f == dep.id.as_str()) {
                     "failed"
-                } else if self.fold.skipped.iter().any(|f| f == dep.id.as_str()) {
+                } else if fold.skipped.iter().any(|f| f == dep.id.as_str()) {
                     "was skipped"
                 } else {
                     "has not completed"
@@ -506,441 +416,533 @@ impl Session<'_> {
             })
     }
 
-    /// One prompt, with its retries.
+    /// One prompt: attempts until one is accepted or `retry.max_attempts` are used (per
+    /// prompt across the session: a run resumed after a crash goes on counting).
     async fn run_prompt(&mut self, index: usize) -> Result<Step> {
-        let config = &self.settings.config;
         let prompt = &self.plan.prompts[index];
-        self.tally
-            .variables_up_to(index, &self.fold, self.plan, &self.settings.config);
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(config.retry.initial_delay)
-            .with_max_delay(config.retry.max_delay)
-            .without_max_times()
-            .build();
-        let mut note: Option<String> = None;
-        let mut last_reason = String::new();
-        for attempt in 1..=config.retry.max_attempts {
-            let request = match self.builder.build(index, &self.tally.vars, note.as_deref()) {
-                Ok(r) => r,
-                Err(BuildError::Prompt(e)) => return self.halt(exit::USAGE, e.to_string()),
-                Err(BuildError::Missing(missing)) => {
-                    let reason = format!(
-                        "it needs {} but no completed prompt produced {}; run the prompts that declare {} first",
-                        missing
-                            .iter()
-                            .map(|m| format!("{{{{{m}}}}}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        if missing.len() == 1 { "it" } else { "them" },
-                        if missing.len() == 1 { "it" } else { "them" },
-                    );
-                    return self.fail(index, reason);
-                }
-            };
-            let input = self.builder.input_tokens(&request);
-            if input > config.budget.per_prompt {
-                let reason = format!(
-                    "{} counts {input} tokens as sent, over budget.per_prompt ({}); nothing was sent. Shorten the prompt or raise budget.per_prompt",
-                    prompt.file, config.budget.per_prompt
+        let id = prompt.id.to_string();
+        self.book
+            .tally
+            .variables_up_to(index, &self.book.fold, self.plan, &self.settings.config);
+        let max_attempts = self.config().retry.max_attempts;
+        let mut backoff = retry::schedule(
+            self.config().retry.initial_delay,
+            self.config().retry.max_delay,
+        );
+        loop {
+            let state = self.book.fold.prompts.get(&id);
+            let used = state.map_or(0, |p| p.attempts_used);
+            if used >= max_attempts {
+                let last = state
+                    .and_then(|p| p.last_error.clone())
+                    .unwrap_or_else(|| "none recorded".into());
+                return self.fail(
+                    index,
+                    format!("all {max_attempts} attempts failed; the last: {last}"),
                 );
-                return self.halt(exit::BUDGET, reason);
             }
-            let max_tokens = match self.allowance(index, input, request.max_tokens)? {
-                Some(m) => m,
-                None => unreachable!("allowance halts when nothing fits"),
-            };
-
-            self.journal(vec![Event::AttemptStarted {
-                id: prompt.id.to_string(),
-                file: prompt.file.clone(),
-                attempt,
-                input_tokens: input,
-                max_tokens,
-            }])?;
-            self.out.phase(&self.plan.phases[prompt.phase].name);
-            self.out.attempt(prompt, attempt, input, max_tokens);
-            self.out.detail(&format!(
-                "{} attempt {attempt}: sending to {}: model {}, {input} input tokens, max_tokens {max_tokens}",
-                prompt.id,
-                self.provider.describe(),
-                request.model
-            ));
-            let t0 = Instant::now();
-            let progress_bar = self.out.progress_handle();
-            let progress = move |n: u64| progress_bar(n);
-            let outcome = tokio::select! {
-                o = self.provider.send(&request, max_tokens, &progress) => Some(o),
-                _ = self.interrupt.wait() => None,
-            };
-            let duration_ms = t0.elapsed().as_millis() as u64;
-            let Some(outcome) = outcome else {
-                self.journal(vec![Event::AttemptFinished {
-                    id: prompt.id.to_string(),
-                    attempt,
-                    outcome: Outcome::Interrupted,
-                    input_tokens: input,
-                    output_tokens: 0,
-                    estimated: true,
-                    finish_reason: None,
-                    request_id: None,
-                    error: Some("interrupted: the request was dropped".into()),
-                    duration_ms,
-                    cost_usd: 0.0,
-                }])?;
-                return self.interrupted();
-            };
-            match outcome {
-                Ok(reply) => {
-                    let (input_tokens, output_tokens, estimated) = match reply.usage {
-                        Some(u) => (u.input, u.output, false),
-                        None => (input, self.builder.encoding.count(&reply.text), true),
-                    };
-                    let cost_usd = reply.cost_usd.unwrap_or_else(|| {
-                        config
-                            .pricing
-                            .map_or(0.0, |p| p.cost(input_tokens, output_tokens))
-                    });
-                    let finished = |outcome, error: Option<String>| Event::AttemptFinished {
-                        id: prompt.id.to_string(),
-                        attempt,
-                        outcome,
-                        input_tokens,
-                        output_tokens,
-                        estimated,
-                        finish_reason: Some(reply.finish.as_str().to_string()),
-                        request_id: reply.request_id.clone(),
-                        error,
-                        duration_ms,
-                        cost_usd,
-                    };
-                    self.out.detail(&format!(
-                        "{} attempt {attempt}: {} after {duration_ms} ms, finish {}, {input_tokens} in / {output_tokens} out{}{}",
-                        prompt.id,
-                        if reply.usage.is_some() { "reply" } else { "reply without usage" },
-                        reply.finish.as_str(),
-                        if estimated { " (estimated)" } else { "" },
-                        reply.request_id.as_deref().map(|r| format!(", request id {r}")).unwrap_or_default(),
-                    ));
-                    match self.check_reply(index, &reply, max_tokens) {
-                        Ok(cp) => {
-                            let output = format!("{}/{}.md", state::OUTPUTS, prompt.id);
-                            let mut events = vec![finished(Outcome::Ok, None)];
-                            if let Some(warning) = self.names_other_prompt(index, &cp) {
-                                events.push(Event::Warning {
-                                    id: Some(prompt.id.to_string()),
-                                    message: warning.clone(),
-                                });
-                                self.out.warn(&format!("{}: {warning}", prompt.id));
-                            }
-                            events.push(Event::Completed {
-                                id: prompt.id.to_string(),
-                                name: prompt.name.clone(),
-                                file: prompt.file.clone(),
-                                hash: prompt.hash.clone(),
-                                variables: cp.variables,
-                                files_created: cp.files_created,
-                                output: output.clone(),
-                                reply: reply.text.clone(),
-                            });
-                            self.journal(events)?;
-                            self.store.write_copy(&output, reply.text.as_bytes())?;
-                            self.write_views(false)?;
-                            self.out.completed(
-                                prompt,
-                                attempt,
-                                input_tokens,
-                                output_tokens,
-                                estimated,
-                                duration_ms,
-                                self.done_count(),
-                            );
-                            return Ok(Step::Completed);
-                        }
-                        Err(reason) => {
-                            self.journal(vec![finished(Outcome::Content, Some(reason.clone()))])?;
-                            last_reason = reason.clone();
-                            if attempt < config.retry.max_attempts {
-                                self.journal(vec![Event::Retry {
-                                    id: prompt.id.to_string(),
-                                    attempt: attempt + 1,
-                                    delay_ms: 0,
-                                    reason: reason.clone(),
-                                }])?;
-                                self.out.retry(
-                                    prompt,
-                                    attempt + 1,
-                                    Duration::ZERO,
-                                    &reason,
-                                    input_tokens,
-                                    output_tokens,
-                                    estimated,
-                                );
-                                note = Some(retry_note(&reason));
-                            }
-                        }
+            let attempt = state.map_or(0, |p| p.last_attempt) + 1;
+            let note = state.and_then(|p| p.retry_note.as_deref()).map(retry_note);
+            let prepared = self.prepare(index, note.as_deref()).await?;
+            match self.attempt(index, attempt, &prepared).await? {
+                Attempted::Completed => return Ok(Step::Completed),
+                Attempted::Fail(reason) => return self.fail(index, reason),
+                Attempted::Retry {
+                    reason,
+                    backoff: with_backoff,
+                    asked,
+                    tokens,
+                } => {
+                    let used = self
+                        .book
+                        .fold
+                        .prompts
+                        .get(&id)
+                        .map_or(0, |p| p.attempts_used);
+                    if used >= max_attempts {
+                        continue;
                     }
-                }
-                Err(failure) => {
-                    let (input_tokens, output_tokens) = if failure.reached_model {
-                        (input, self.builder.encoding.count(&failure.partial))
+                    let max_delay = self.config().retry.max_delay;
+                    let wait = if !with_backoff {
+                        Duration::ZERO
                     } else {
-                        (0, 0)
+                        let exponential = backoff.next().unwrap_or(max_delay);
+                        match retry::wait(exponential, fastrand::f64(), asked, max_delay) {
+                            retry::Wait::Sleep(d) => d,
+                            retry::Wait::TooLong { asked } => {
+                                return self.fail(index, format!(
+                                    "{reason}; the server asks to wait {}, longer than retry.max_delay ({}), so the prompt fails rather than sleeping",
+                                    show_duration(asked),
+                                    show_duration(max_delay)
+                                ));
+                            }
+                        }
                     };
-                    let outcome = match failure.kind {
-                        FailureKind::Transient => Outcome::Transient,
-                        FailureKind::Permanent | FailureKind::Quota => Outcome::Permanent,
-                    };
-                    self.journal(vec![Event::AttemptFinished {
-                        id: prompt.id.to_string(),
-                        attempt,
-                        outcome,
-                        input_tokens,
-                        output_tokens,
-                        estimated: true,
-                        finish_reason: None,
-                        request_id: failure.request_id.clone(),
-                        error: Some(failure.to_string()),
-                        duration_ms,
-                        cost_usd: config
-                            .pricing
-                            .map_or(0.0, |p| p.cost(input_tokens, output_tokens)),
-                    }])?;
-                    last_reason = describe_failure(&failure);
-                    if failure.kind != FailureKind::Transient {
-                        return self.fail(index, last_reason);
-                    }
-                    if attempt == config.retry.max_attempts {
-                        break;
-                    }
-                    if let Some(wait) = failure.retry_after
-                        && wait > config.retry.max_delay
-                    {
-                        let reason = format!(
-                            "{last_reason}; the server asks to wait {}, longer than retry.max_delay ({}), so the prompt fails rather than sleeping",
-                            humantime::format_duration(round(wait)),
-                            humantime::format_duration(config.retry.max_delay)
-                        );
-                        return self.fail(index, reason);
-                    }
-                    let exponential = backoff.next().unwrap_or(config.retry.max_delay);
-                    // Full jitter: anywhere between no wait and the exponential delay, but
-                    // never less than what the server asked for.
-                    let jittered = exponential.mul_f64(fastrand::f64());
-                    let delay = jittered
-                        .max(failure.retry_after.unwrap_or_default())
-                        .min(config.retry.max_delay);
-                    self.journal(vec![Event::Retry {
-                        id: prompt.id.to_string(),
+                    self.book.journal(vec![Event::Retry {
+                        id: id.clone(),
                         attempt: attempt + 1,
-                        delay_ms: delay.as_millis() as u64,
-                        reason: last_reason.clone(),
+                        delay_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        reason: reason.clone(),
                     }])?;
-                    self.out.retry(
-                        prompt,
-                        attempt + 1,
-                        delay,
-                        &last_reason,
-                        input_tokens,
-                        output_tokens,
-                        true,
-                    );
+                    self.out.retry(prompt, attempt + 1, wait, &reason, tokens);
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.interrupt.wait() => return self.interrupted(),
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.interrupt.wait() => return self.interrupted(),
                     }
                 }
             }
         }
-        let reason = format!(
-            "all {} attempts failed; the last: {last_reason}",
-            config.retry.max_attempts
+    }
+
+    /// Step 1: the request, counted, and what the budgets allow it.
+    async fn prepare(&mut self, index: usize, note: Option<&str>) -> Result<Prepared> {
+        let prompt = &self.plan.prompts[index];
+        let request = match self.builder.build(index, &self.book.tally.vars, note) {
+            Ok(r) => r,
+            Err(BuildError::Prompt(e)) => return self.halt(e),
+            Err(BuildError::Missing(missing)) => {
+                let reason = self.missing_reason(&missing);
+                self.fail(index, reason.clone())?;
+                return self.halt(Error::PromptFailed(format!(
+                    "{} cannot run: {reason}",
+                    prompt.file
+                )));
+            }
+        };
+        let counted = self.builder.input_tokens(&request);
+        let per_prompt = self.config().budget.per_prompt;
+        if counted > per_prompt {
+            return self.halt(Error::Budget(format!(
+                "{} counts {counted} tokens as sent, over budget.per_prompt ({per_prompt}); nothing was sent. Shorten the prompt or raise budget.per_prompt",
+                prompt.file
+            )));
+        }
+        let reserved = self.reserved_input(&request, counted).await;
+        let max_tokens = self.allowance(index, reserved, request.max_tokens)?;
+        Ok(Prepared {
+            request,
+            counted,
+            reserved,
+            max_tokens,
+        })
+    }
+
+    /// Why placeholders could not be filled.
+    fn missing_reason(&self, missing: &[String]) -> String {
+        let vars = &self.book.tally.vars;
+        let (present, absent): (Vec<&String>, Vec<&String>) = missing
+            .iter()
+            .partition(|m| vars.contains_key(crate::template::root_name(m)));
+        let mut parts = Vec::new();
+        if !absent.is_empty() {
+            parts.push(format!(
+                "it needs {} but no completed prompt produced {}; run the prompts that declare them first",
+                absent.iter().map(|m| format!("{{{{{m}}}}}")).collect::<Vec<_>>().join(", "),
+                if absent.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        for m in present {
+            let root = crate::template::root_name(m);
+            parts.push(format!(
+                "{{{{{m}}}}}: `{root}` has no such key (its value: {}); rerun the prompt that produces `{root}`",
+                short(&vars[root].to_string(), 200)
+            ));
+        }
+        parts.join("; ")
+    }
+
+    /// The input to reserve for `request`: exact where the tokenizer is the model's or the
+    /// endpoint counts for free; scaled by calibration once the endpoint has reported
+    /// usage; else scaled by a margin.
+    async fn reserved_input(&mut self, request: &Request, counted: u64) -> u64 {
+        if let Some(c) = self.book.fold.calibrated(counted) {
+            return c;
+        }
+        if self.tokenizer_exact {
+            return counted;
+        }
+        if self.endpoint_counts {
+            match self.provider.count(request).await {
+                Count::Exact(n) => return n,
+                Count::Unsupported => self.endpoint_counts = false,
+                Count::Failed(why) => {
+                    self.out.warn(&format!(
+                        "the endpoint could not count the request ({why}); counting it with a margin"
+                    ));
+                }
+            }
+        }
+        (counted as f64 * UNCALIBRATED_MARGIN).ceil() as u64
+    }
+
+    /// Steps 2–4 for one attempt: journal, send, judge, settle.
+    async fn attempt(&mut self, index: usize, attempt: u32, p: &Prepared) -> Result<Attempted> {
+        let prompt = &self.plan.prompts[index];
+        let id = prompt.id.to_string();
+        self.book.journal(vec![Event::AttemptStarted {
+            id: id.clone(),
+            file: prompt.file.clone(),
+            attempt,
+            input_tokens: p.reserved,
+            max_tokens: p.max_tokens,
+            tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
+        }])?;
+        self.out.phase(&self.plan.phases[prompt.phase].name);
+        self.out.attempt(prompt, attempt, p.reserved, p.max_tokens);
+        self.out.detail(&format!(
+            "{id} attempt {attempt}: sending to {}: model {}, {} input tokens (tokenizer {}), max_tokens {}",
+            self.provider.describe(),
+            p.request.model,
+            p.reserved,
+            p.counted,
+            p.max_tokens
+        ));
+        let t0 = Instant::now();
+        let Some(outcome) = self.send(&id, attempt, p).await? else {
+            self.book
+                .journal(vec![Event::AttemptFinished(AttemptResult {
+                    id,
+                    attempt,
+                    outcome: Outcome::Interrupted,
+                    input_tokens: p.counted,
+                    estimated: true,
+                    error: Some("interrupted: the request was dropped".into()),
+                    duration_ms: millis(t0.elapsed()),
+                    by_agent: !self.provider.caps_output(),
+                    ..AttemptResult::default()
+                })])?;
+            return self.interrupted();
+        };
+        let duration_ms = millis(t0.elapsed());
+        match outcome {
+            Ok(reply) => self.settle_reply(index, attempt, p, reply, duration_ms),
+            Err(failure) => self.settle_failure(index, attempt, p, failure, duration_ms),
+        }
+    }
+
+    /// Sends, journaling an agent's process group as soon as it exists; `None` when
+    /// interrupted.
+    async fn send(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        p: &Prepared,
+    ) -> Result<Option<std::result::Result<Reply, Failure>>> {
+        let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel();
+        let bar = self.out.progress_handle();
+        let progress = move |update: Update| match update {
+            Update::Streamed(n) => bar(n),
+            Update::AgentStarted(group) => {
+                let _ = groups_tx.send(group);
+            }
+        };
+        let send = self.provider.send(&p.request, p.max_tokens, &progress);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                outcome = &mut send => return Ok(Some(outcome)),
+                Some(group) = groups.recv() => {
+                    self.book.journal(vec![Event::AgentStarted {
+                        id: id.to_string(),
+                        attempt,
+                        group,
+                    }])?;
+                }
+                () = self.interrupt.wait() => return Ok(None),
+            }
+        }
+    }
+
+    /// Step 4 for a reply: counted, judged, journaled.
+    fn settle_reply(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        p: &Prepared,
+        reply: Reply,
+        duration_ms: u64,
+    ) -> Result<Attempted> {
+        let prompt = &self.plan.prompts[index];
+        let agent = !self.provider.caps_output();
+        let text_tokens = self.builder.encoding.count(&reply.text);
+        let counted = accounting::count(reply.usage.as_ref(), p.counted, text_tokens, agent);
+        let mut events = Vec::new();
+        if let Some((why, _)) = &counted.distrusted {
+            let message = format!(
+                "attempt {attempt}: the endpoint's usage report cannot be true ({why}); it is kept in the journal and the tokenizer's count is used"
+            );
+            self.out.warn(&format!("{}: {message}", prompt.id));
+            events.push(Event::Warning {
+                id: Some(prompt.id.to_string()),
+                message,
+            });
+        }
+        let cost_usd = reply.cost_usd.unwrap_or_else(|| self.priced(&counted));
+        let verdict = verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
+        self.out.detail(&format!(
+            "{} attempt {attempt}: {} after {duration_ms} ms, finish {}, {} in / {} out{}{}",
+            prompt.id,
+            if reply.usage.is_some() {
+                "reply"
+            } else {
+                "reply without usage"
+            },
+            reply.finish.as_str(),
+            counted.input,
+            counted.output,
+            if counted.estimated {
+                " (estimated)"
+            } else {
+                ""
+            },
+            reply
+                .request_id
+                .as_deref()
+                .map(|r| format!(", request id {r}"))
+                .unwrap_or_default(),
+        ));
+        let result = AttemptResult {
+            id: prompt.id.to_string(),
+            attempt,
+            outcome: if verdict.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Content
+            },
+            input_tokens: counted.input,
+            output_tokens: counted.output,
+            cache_read_tokens: counted.cache_read,
+            cache_write_tokens: counted.cache_write,
+            estimated: counted.estimated,
+            reported_usage: counted.distrusted.as_ref().and_then(|d| d.1.clone()),
+            finish_reason: Some(reply.finish.as_str().to_string()),
+            request_id: reply.request_id.clone(),
+            error: verdict.as_ref().err().cloned(),
+            duration_ms,
+            cost_usd,
+            by_agent: agent,
+        };
+        events.insert(0, Event::AttemptFinished(result));
+        let accepted = match verdict {
+            Ok(accepted) => accepted,
+            Err(reason) => {
+                self.book.journal(events)?;
+                return Ok(Attempted::Retry {
+                    reason,
+                    backoff: false,
+                    asked: None,
+                    tokens: (counted.input, counted.output, counted.estimated),
+                });
+            }
+        };
+        if let Some(warning) = &accepted.warning {
+            events.push(Event::Warning {
+                id: Some(prompt.id.to_string()),
+                message: warning.clone(),
+            });
+            self.out.warn(&format!("{}: {warning}", prompt.id));
+        }
+        let output = format!("{}/{}.md", state::OUTPUTS, prompt.id);
+        events.push(Event::Completed {
+            id: prompt.id.to_string(),
+            name: prompt.name.clone(),
+            file: prompt.file.clone(),
+            hash: prompt.hash.clone(),
+            variables: accepted.checkpoint.variables,
+            files_created: accepted.checkpoint.files_created,
+            output: output.clone(),
+            reply: reply.text.clone(),
+        });
+        self.book.journal(events)?;
+        self.book.store.write_copy(&output, reply.text.as_bytes())?;
+        self.write_views(false)?;
+        self.out.completed(
+            prompt,
+            attempt,
+            counted.input,
+            counted.output,
+            counted.estimated,
+            duration_ms,
+            self.book.tally.done,
         );
-        self.fail(index, reason)
+        Ok(Attempted::Completed)
+    }
+
+    /// Step 4 for a failure: journaled with what it may have cost, then retried or not.
+    fn settle_failure(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        p: &Prepared,
+        failure: Failure,
+        duration_ms: u64,
+    ) -> Result<Attempted> {
+        let prompt = &self.plan.prompts[index];
+        let agent = !self.provider.caps_output();
+        // An error status (the request refused) costs nothing: that is exact, not an
+        // estimate. A failure after the request was accepted costs its input and what
+        // streamed, unless the failed call reported its own usage.
+        let counted = if failure.reached_model {
+            let text = self.builder.encoding.count(&failure.partial);
+            accounting::count(failure.usage.as_deref(), p.counted, text, agent)
+        } else {
+            accounting::count(Some(&crate::providers::Usage::default()), 0, 0, agent)
+        };
+        let cost_usd = failure.cost_usd.unwrap_or_else(|| self.priced(&counted));
+        self.book
+            .journal(vec![Event::AttemptFinished(AttemptResult {
+                id: prompt.id.to_string(),
+                attempt,
+                outcome: match failure.kind {
+                    FailureKind::Transient => Outcome::Transient,
+                    _ => Outcome::Permanent,
+                },
+                input_tokens: counted.input,
+                output_tokens: counted.output,
+                cache_read_tokens: counted.cache_read,
+                cache_write_tokens: counted.cache_write,
+                estimated: counted.estimated,
+                request_id: failure.request_id.clone(),
+                error: Some(failure.to_string()),
+                duration_ms,
+                cost_usd,
+                by_agent: agent,
+                ..AttemptResult::default()
+            })])?;
+        let reason = describe_failure(&failure);
+        match failure.kind {
+            FailureKind::Transient => {}
+            FailureKind::Budget => {
+                return self.halt(Error::Budget(format!("{}: {reason}", prompt.id)));
+            }
+            FailureKind::Permanent | FailureKind::Quota => return Ok(Attempted::Fail(reason)),
+        }
+        Ok(Attempted::Retry {
+            reason,
+            backoff: true,
+            asked: failure.retry_after,
+            tokens: (counted.input, counted.output, counted.estimated),
+        })
+    }
+
+    /// Cost from `[pricing]` when the provider did not report one.
+    fn priced(&self, counted: &accounting::Counted) -> f64 {
+        self.config()
+            .pricing
+            .map_or(0.0, |p| p.cost(counted.input, counted.output))
     }
 
     /// The budgets' word on a request: the `max_tokens` to send with, or a halt.
-    fn allowance(&mut self, index: usize, input: u64, asked: u32) -> Result<Option<u32>> {
-        let config = &self.settings.config;
+    fn allowance(&mut self, index: usize, input: u64, asked: u32) -> Result<u32> {
+        let config = self.config();
         let prompt = &self.plan.prompts[index];
-        let remaining = self.tally.remaining(prompt.phase, self.plan, config);
-        let spent_usd = self.fold.cost_usd;
-        let input = self.fold.calibrated(input);
+        let remaining = self.book.tally.remaining(prompt.phase, self.plan, config);
+        let spent_usd = self.book.fold.cost_usd;
         let allowance = if self.provider.caps_output() {
             budget::allow(input, asked, config.budget.min_output, &remaining)
         } else {
             // An agent CLI cannot be capped mid-call: its worst case must fit.
             budget::allow(input, asked, u64::from(asked), &remaining)
         };
-        if let (Some(max_cost), Some(pricing)) = (config.budget.max_cost_usd, config.pricing) {
-            let worst = pricing.cost(input, u64::from(asked));
-            if spent_usd + worst > max_cost {
+        if let Some(max_cost) = config.budget.max_cost_usd {
+            let worst = config
+                .pricing
+                .map_or(0.0, |p| p.cost(input, u64::from(asked)));
+            if spent_usd + worst > max_cost || spent_usd >= max_cost {
                 let reason = format!(
                     "budget.max_cost_usd (${max_cost:.2}) would be exceeded: ${spent_usd:.4} spent, this request may cost ${worst:.4}; nothing was sent"
                 );
                 return self.budget_exceeded(index, reason, asked);
             }
-        } else if let Some(max_cost) = config.budget.max_cost_usd
-            && spent_usd >= max_cost
-        {
-            let reason = format!(
-                "budget.max_cost_usd (${max_cost:.2}) is spent (${spent_usd:.4}); nothing was sent"
-            );
-            return self.budget_exceeded(index, reason, asked);
         }
         match allowance {
-            Allowance::Send { max_tokens } => Ok(Some(max_tokens)),
+            Allowance::Send { max_tokens } => Ok(max_tokens),
             Allowance::DoesNotFit {
                 which,
                 remaining,
                 needed,
             } => {
                 let reason = format!(
-                    "{} needs {needed} tokens (input {input} + {} output) but {which} has {remaining} left; nothing was sent. Raise the budget in config.toml, then `orchestrator run` continues",
+                    "{} needs {needed} tokens (input {input} + {} output) but {which} has {remaining} left; nothing was sent{}. Raise the budget in config.toml, then `orchestrator run` continues",
                     prompt.id,
-                    needed - input
+                    needed.saturating_sub(input),
+                    self.possibly_billed_note(&which, prompt.phase)
                 );
                 self.budget_exceeded(index, reason, asked)
             }
         }
     }
 
-    fn budget_exceeded(&mut self, index: usize, reason: String, asked: u32) -> Result<Option<u32>> {
-        match self.settings.config.budget.on_exceed {
-            OnExceed::Halt => self.halt(exit::BUDGET, reason),
+    /// For a budget halt: how much of what was spent is possibly billed.
+    fn possibly_billed_note(&self, which: &str, phase: usize) -> String {
+        let fold = &self.book.fold;
+        let prompts: Vec<&str> = if which == "total" {
+            fold.prompts.keys().map(String::as_str).collect()
+        } else {
+            self.plan.prompts[self.plan.phases[phase].prompts.clone()]
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect()
+        };
+        let billed: u64 = prompts.iter().map(|id| fold.possibly_billed(id)).sum();
+        if billed == 0 {
+            return String::new();
+        }
+        format!(
+            " (of what {which} has spent, {billed} tokens are possibly billed: attempts a crash left without a result, counted at their worst case, input + max_tokens; `orchestrator status` shows them apart, so that the budget can be raised knowingly)"
+        )
+    }
+
+    fn budget_exceeded(&mut self, index: usize, reason: String, asked: u32) -> Result<u32> {
+        match self.config().budget.on_exceed {
+            OnExceed::Halt => self.halt(Error::Budget(reason)),
             OnExceed::Warn => {
                 let id = self.plan.prompts[index].id.to_string();
                 self.out.warn(&format!(
                     "{id}: {reason} (budget.on_exceed = \"warn\": sending anyway)"
                 ));
-                self.journal(vec![Event::Warning {
+                self.book.journal(vec![Event::Warning {
                     id: Some(id),
                     message: reason,
                 }])?;
-                Ok(Some(asked))
+                Ok(asked)
             }
         }
-    }
-
-    /// Whether a reply passes the checkpoint protocol; the reason it does not, if not.
-    fn check_reply(
-        &self,
-        index: usize,
-        reply: &Reply,
-        max_tokens: u32,
-    ) -> std::result::Result<Checkpoint, String> {
-        let prompt = &self.plan.prompts[index];
-        match reply.finish {
-            Finish::Length => {
-                return Err(format!(
-                    "the reply was cut at the token limit (max_tokens {max_tokens}); answer more briefly so that the checkpoint block fits"
-                ));
-            }
-            Finish::Refusal => {
-                return Err(format!("the model refused: {}", short(&reply.text)));
-            }
-            Finish::ContentFilter => {
-                return Err("the provider's content filter stopped the reply".into());
-            }
-            _ => {}
-        }
-        let Some(cp) = checkpoint::from_reply(&reply.text) else {
-            return match prompt.checkpoint {
-                CheckpointMode::Optional => Ok(Checkpoint {
-                    success: true,
-                    ..Checkpoint::default()
-                }),
-                CheckpointMode::Required => Err(format!(
-                    "the reply has no checkpoint block; end it with a fenced json block {{\"prompt\": \"{}\", \"success\": true, \"outputs\": {{...}}}}",
-                    prompt.name
-                )),
-            };
-        };
-        if !cp.success {
-            let why = cp
-                .variables
-                .get("error")
-                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
-            return Err(format!("the checkpoint says \"success\": false{why}"));
-        }
-        let needed: Vec<&str> = prompt
-            .needed_later
-            .iter()
-            .map(String::as_str)
-            .filter(|name| !cp.variables.contains_key(*name))
-            .collect();
-        if !needed.is_empty() {
-            return Err(format!(
-                "the checkpoint lacks outputs that later prompts need: {}",
-                needed.join(", ")
-            ));
-        }
-        Ok(cp)
-    }
-
-    /// A block that names another prompt is accepted, with a warning.
-    fn names_other_prompt(&self, index: usize, cp: &Checkpoint) -> Option<String> {
-        let prompt = &self.plan.prompts[index];
-        let named = cp.names.as_deref()?.trim();
-        let named = named.strip_suffix(".md").unwrap_or(named);
-        let same = named == prompt.name
-            || PromptId::split_prefix(named).is_some_and(|(id, _)| id == prompt.id);
-        (!same).then(|| {
-            format!(
-                "the checkpoint block names {named:?}, not {}; accepted",
-                prompt.name
-            )
-        })
     }
 
     fn fail(&mut self, index: usize, reason: String) -> Result<Step> {
         let prompt = &self.plan.prompts[index];
-        self.journal(vec![Event::Failed {
+        self.book.journal(vec![Event::Failed {
             id: prompt.id.to_string(),
             file: prompt.file.clone(),
             error: reason.clone(),
         }])?;
         self.write_views(true)?;
-        self.out.failed(prompt, &reason);
+        let state = self.book.fold.prompts.get(prompt.id.as_str());
+        self.out.failed(
+            prompt,
+            &reason,
+            state.map_or(0, |p| p.last_attempt),
+            state.map_or((0, 0), |p| (p.tokens_in, p.tokens_out)),
+            state.is_some_and(|p| p.estimated),
+        );
         Ok(Step::Failed(reason))
     }
 
-    /// Stops the run: journaled, views written, the error that sets the exit code.
-    fn halt<T>(&mut self, code: i32, reason: String) -> Result<T> {
-        self.journal(vec![Event::Halted {
+    /// Stops the run: journaled, views written; the error sets the exit code.
+    fn halt<T>(&mut self, error: Error) -> Result<T> {
+        let reason = error.to_string();
+        self.book.journal(vec![Event::Halted {
             reason: reason.clone(),
-            code,
+            code: error.exit_code(),
         }])?;
         self.write_views(true)?;
-        self.out.halted(&reason, code);
-        Err(match code {
-            exit::BUDGET => Error::Budget(reason),
-            exit::USAGE => Error::Usage(reason),
-            exit::TIME_LIMIT => Error::TimeLimit(reason),
-            _ => Error::PromptFailed(reason),
-        })
+        self.out.halted(&reason, error.exit_code());
+        Err(error)
     }
 
     fn interrupted<T>(&mut self) -> Result<T> {
-        self.journal(vec![Event::Halted {
-            reason: "interrupted".into(),
-            code: exit::INTERRUPTED,
-        }])?;
-        self.write_views(true)?;
-        self.out.halted(
-            "interrupted; state is saved, `orchestrator run` resumes",
-            exit::INTERRUPTED,
-        );
-        Err(Error::Interrupted)
-    }
-
-    fn journal(&mut self, events: Vec<Event>) -> Result<()> {
-        let records = self.store.append(&events)?;
-        for r in &records {
-            self.tally.apply(&mut self.fold, r);
-        }
-        Ok(())
+        self.halt(Error::Interrupted)
     }
 
     /// Rebuilds `status.json` and `memory.json`. They grow with the run, so between
@@ -955,19 +957,32 @@ impl Session<'_> {
             return Ok(());
         }
         self.views_written = Some(Instant::now());
-        let ledger = Ledger::new(&self.fold, self.plan, &self.settings.config);
-        let current = current_prompt(&self.fold, self.plan);
-        let status = state::StatusView::new(&self.fold, self.plan, &ledger, current.as_deref());
-        let memory = state::MemoryView::new(&self.fold, self.plan, &self.settings.config.variables);
-        self.store.write_file(state::STATUS, &pretty(&status))?;
-        self.store.write_file(state::MEMORY, &pretty(&memory))
+        let fold = &self.book.fold;
+        let ledger = Ledger::new(fold, self.plan, self.config());
+        let current = current_prompt(fold, self.plan);
+        let status = state::StatusView::new(fold, self.plan, &ledger, current.as_deref());
+        let memory = state::MemoryView::new(fold, self.plan, &self.settings.config.variables);
+        let status = pretty(&status, state::STATUS, &self.book.store.dir)?;
+        let memory = pretty(&memory, state::MEMORY, &self.book.store.dir)?;
+        self.book.store.write_file(state::STATUS, &status)?;
+        self.book.store.write_file(state::MEMORY, &memory)
     }
 }
 
-fn pretty(v: &impl serde::Serialize) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(v).unwrap_or_default();
+/// A view as pretty JSON; an error naming the file rather than an empty file.
+fn pretty(v: &impl serde::Serialize, name: &str, dir: &std::path::Path) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(v)
+        .map_err(|e| Error::state(dir.join(name), format!("cannot encode: {e}")))?;
     bytes.push(b'\n');
-    bytes
+    Ok(bytes)
+}
+
+fn short(text: &str, max: usize) -> &str {
+    &text[..text.floor_char_boundary(max)]
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The seed's session id format, `%Y%m%d_%H%M%S`, from an RFC 3339 time.
@@ -997,19 +1012,6 @@ fn describe_failure(f: &Failure) -> String {
         _ => "",
     };
     format!("{label}{f}")
-}
-
-fn short(text: &str) -> String {
-    let t = text.trim();
-    let mut end = t.len().min(200);
-    while !t.is_char_boundary(end) {
-        end -= 1;
-    }
-    t[..end].to_string()
-}
-
-fn round(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Prompt};
+use crate::providers::AgentGroup;
 
 pub const SCHEMA_VERSION: u32 = 1;
 pub const JOURNAL: &str = "journal.jsonl";
@@ -31,7 +32,7 @@ pub const OUTPUTS: &str = "outputs";
 pub const ARCHIVE: &str = "archive";
 
 /// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A reply with a valid checkpoint.
@@ -46,7 +47,43 @@ pub enum Outcome {
     /// The runner stopped (signal) while the request was in flight.
     Interrupted,
     /// No result was recorded (the runner died mid-request): possibly billed.
+    #[default]
     Unknown,
+}
+
+/// How an attempt ended, with what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttemptResult {
+    pub id: String,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    /// All input, cache reads and writes included.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Of `input_tokens`: read from and written to the provider's prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cache_read_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cache_write_tokens: u64,
+    /// Counted by the tokenizer, not reported by the endpoint.
+    pub estimated: bool,
+    /// A usage report that could not be trusted (kept as sent; the counts above are
+    /// the tokenizer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_usage: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub cost_usd: f64,
+    /// An agent's call: its usage includes the agent's own prompts and tools, so it
+    /// never calibrates the tokenizer.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub by_agent: bool,
 }
 
 /// One line of the journal.
@@ -66,28 +103,24 @@ pub enum Event {
     AttemptStarted {
         id: String,
         file: String,
+        /// Numbered per prompt across the session.
         attempt: u32,
+        /// The input the budget check reserved: the endpoint's count, the tokenizer's
+        /// count scaled by calibration or a margin, or the tokenizer's count.
         input_tokens: u64,
         max_tokens: u32,
+        /// The tokenizer's count, where `input_tokens` is another figure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokenizer_tokens: Option<u64>,
     },
-    AttemptFinished {
+    /// An agent's process group exists (written while the agent runs): a run resumed
+    /// after a crash kills it if it is still alive.
+    AgentStarted {
         id: String,
         attempt: u32,
-        outcome: Outcome,
-        input_tokens: u64,
-        output_tokens: u64,
-        /// Counted by the tokenizer, not reported by the endpoint.
-        estimated: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        finish_reason: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        request_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-        duration_ms: u64,
-        #[serde(default)]
-        cost_usd: f64,
+        group: AgentGroup,
     },
+    AttemptFinished(AttemptResult),
     Retry {
         id: String,
         attempt: u32,
@@ -143,16 +176,49 @@ pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
+/// Where a prompt stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptStatus {
+    #[default]
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Skipped,
+}
+
 /// Per-prompt facts folded from the journal.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PromptState {
     pub file: String,
-    pub status: String,
+    pub status: PromptStatus,
+    /// Attempts made in the session.
     pub attempts: u32,
+    /// The highest attempt number so far (attempts are numbered per prompt across the
+    /// session).
+    #[serde(skip)]
+    pub last_attempt: u32,
+    /// Attempts that count against `retry.max_attempts`: those with a result since the
+    /// prompt last completed, failed or was skipped. An attempt the runner did not see
+    /// through (interrupted, or cut by a crash) is not the prompt's failure and does not
+    /// count (a crash's is counted against the budget, at its worst case). A run resumed
+    /// after a halt goes on counting; a new `run` after a failure (a decision of the
+    /// user's) starts again.
+    #[serde(skip)]
+    pub attempts_used: u32,
+    /// Why the last attempt failed on content, for the next attempt's note.
+    #[serde(skip)]
+    pub retry_note: Option<String>,
     /// The largest request sent for this prompt (input tokens).
     pub max_input: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// Of `tokens_in`: read from and written to the provider's cache.
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub cache_read: u64,
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub cache_write: u64,
     pub estimated: bool,
     pub duration_ms: u64,
     pub cost_usd: f64,
@@ -169,11 +235,22 @@ pub struct PromptState {
     /// Attempts with no recorded result (the runner died mid-request).
     #[serde(skip_serializing_if = "is_zero", default)]
     pub possibly_billed: u32,
+    /// Their worst case (input + max_tokens), part of `tokens_in` and `tokens_out`.
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub possibly_billed_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -184,6 +261,10 @@ pub struct OpenAttempt {
     pub attempt: u32,
     pub input_tokens: u64,
     pub max_tokens: u32,
+    /// The tokenizer's count of its input, for calibration.
+    pub tokenizer_tokens: u64,
+    /// The agent's process group, once it started.
+    pub group: Option<AgentGroup>,
 }
 
 /// The journal folded: everything the views and the runner need.
@@ -209,8 +290,9 @@ pub struct Fold {
     pub events: u64,
     /// The largest ratio seen of the input the endpoint reported to the input we counted
     /// (at least 1): endpoints with other tokenizers count more than tiktoken does, and the
-    /// budget check scales its count by this so that hard budgets stay hard.
-    pub input_ratio: f64,
+    /// budget check scales its count by this so that hard budgets stay hard. `None` until
+    /// an endpoint has reported usage.
+    pub input_ratio: Option<f64>,
     /// Cost of every attempt so far (reported, or from `[pricing]`).
     pub cost_usd: f64,
 }
@@ -218,9 +300,11 @@ pub struct Fold {
 const TRAIL: usize = 20;
 
 impl Fold {
-    /// Our count of a request's input, scaled by what the endpoint has been reporting.
-    pub fn calibrated(&self, counted: u64) -> u64 {
-        (counted as f64 * self.input_ratio.max(1.0)).ceil() as u64
+    /// Our count of a request's input scaled by what the endpoint has been reporting, if
+    /// it has reported any.
+    pub fn calibrated(&self, counted: u64) -> Option<u64> {
+        self.input_ratio
+            .map(|r| (counted as f64 * r.max(1.0)).ceil() as u64)
     }
 
     pub fn apply(&mut self, record: &Record) {
@@ -244,11 +328,14 @@ impl Fold {
                 attempt,
                 input_tokens,
                 max_tokens,
+                tokenizer_tokens,
             } => {
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.file = file.clone();
-                p.status = "running".into();
+                p.status = PromptStatus::Running;
                 p.attempts += 1;
+                p.attempts_used += 1;
+                p.last_attempt = p.last_attempt.max(*attempt);
                 p.max_input = p.max_input.max(*input_tokens);
                 self.open.retain(|o| o.id != *id);
                 self.open.push(OpenAttempt {
@@ -256,46 +343,76 @@ impl Fold {
                     attempt: *attempt,
                     input_tokens: *input_tokens,
                     max_tokens: *max_tokens,
+                    tokenizer_tokens: tokenizer_tokens.unwrap_or(*input_tokens),
+                    group: None,
                 });
                 self.push_trail(format!("{at} {id} attempt {attempt} sent"));
             }
-            Event::AttemptFinished {
+            Event::AgentStarted { id, attempt, group } => {
+                if let Some(o) = self
+                    .open
+                    .iter_mut()
+                    .find(|o| o.id == *id && o.attempt == *attempt)
+                {
+                    o.group = Some(group.clone());
+                }
+            }
+            Event::AttemptFinished(AttemptResult {
                 id,
                 attempt,
                 outcome,
                 input_tokens,
                 output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
                 estimated,
                 finish_reason,
                 error,
                 duration_ms,
                 cost_usd,
+                by_agent,
                 ..
-            } => {
+            }) => {
                 if let Some(o) = self
                     .open
                     .iter()
                     .find(|o| o.id == *id && o.attempt == *attempt)
+                    && !*by_agent
                     && !*estimated
                     && *outcome == Outcome::Ok
-                    && o.input_tokens > 0
+                    && o.tokenizer_tokens > 0
                 {
-                    let ratio = *input_tokens as f64 / o.input_tokens as f64;
-                    self.input_ratio = self.input_ratio.max(ratio);
+                    let ratio = *input_tokens as f64 / o.tokenizer_tokens as f64;
+                    self.input_ratio = Some(self.input_ratio.map_or(ratio, |r| r.max(ratio)));
                 }
                 self.open
                     .retain(|o| !(o.id == *id && o.attempt == *attempt));
                 let p = self.prompts.entry(id.clone()).or_default();
-                p.tokens_in += input_tokens;
-                p.tokens_out += output_tokens;
+                p.tokens_in = p.tokens_in.saturating_add(*input_tokens);
+                p.tokens_out = p.tokens_out.saturating_add(*output_tokens);
+                p.cache_read = p.cache_read.saturating_add(*cache_read_tokens);
+                p.cache_write = p.cache_write.saturating_add(*cache_write_tokens);
                 p.estimated |= *estimated;
-                p.duration_ms += duration_ms;
-                p.cost_usd += cost_usd;
-                self.cost_usd += cost_usd;
+                p.duration_ms = p.duration_ms.saturating_add(*duration_ms);
+                let cost = if cost_usd.is_finite() { *cost_usd } else { 0.0 };
+                p.cost_usd += cost;
+                self.cost_usd += cost;
                 p.finish_reason = finish_reason.clone();
-                if *outcome == Outcome::Unknown {
-                    p.possibly_billed += 1;
+                match outcome {
+                    Outcome::Unknown => {
+                        p.possibly_billed += 1;
+                        p.possibly_billed_tokens = p
+                            .possibly_billed_tokens
+                            .saturating_add(input_tokens.saturating_add(*output_tokens));
+                        p.attempts_used = p.attempts_used.saturating_sub(1);
+                    }
+                    Outcome::Interrupted => p.attempts_used = p.attempts_used.saturating_sub(1),
+                    _ => {}
                 }
+                p.retry_note = match outcome {
+                    Outcome::Content => error.clone(),
+                    _ => None,
+                };
                 if let Some(e) = error {
                     p.last_error = Some(e.clone());
                 }
@@ -318,7 +435,9 @@ impl Fold {
                 ..
             } => {
                 let p = self.prompts.entry(id.clone()).or_default();
-                p.status = "completed".into();
+                p.status = PromptStatus::Completed;
+                p.attempts_used = 0;
+                p.retry_note = None;
                 p.file = file.clone();
                 p.hash = Some(hash.clone());
                 p.files_created = files_created.clone();
@@ -343,7 +462,9 @@ impl Fold {
             }
             Event::Failed { id, error, .. } => {
                 let p = self.prompts.entry(id.clone()).or_default();
-                p.status = "failed".into();
+                p.status = PromptStatus::Failed;
+                p.attempts_used = 0;
+                p.retry_note = None;
                 p.last_error = Some(error.clone());
                 // A completed prompt run again that fails needs attention again.
                 if self.done.remove(id) {
@@ -355,7 +476,9 @@ impl Fold {
             }
             Event::Skipped { id, reason } => {
                 let p = self.prompts.entry(id.clone()).or_default();
-                p.status = "skipped".into();
+                p.status = PromptStatus::Skipped;
+                p.attempts_used = 0;
+                p.retry_note = None;
                 p.last_error = Some(reason.clone());
                 self.skipped.retain(|c| c != id);
                 self.skipped.push(id.clone());
@@ -384,14 +507,23 @@ impl Fold {
     /// result at its worst case.
     pub fn spent(&self, id: &str) -> u64 {
         let p = self.prompts.get(id);
-        let recorded = p.map_or(0, |p| p.tokens_in + p.tokens_out);
-        let open: u64 = self
-            .open
+        let recorded = p.map_or(0, |p| p.tokens_in.saturating_add(p.tokens_out));
+        recorded.saturating_add(self.open_worst_case(id))
+    }
+
+    /// Of [`Fold::spent`]: attempts a crash left without a result, at their worst case.
+    pub fn possibly_billed(&self, id: &str) -> u64 {
+        let p = self.prompts.get(id);
+        p.map_or(0, |p| p.possibly_billed_tokens)
+            .saturating_add(self.open_worst_case(id))
+    }
+
+    fn open_worst_case(&self, id: &str) -> u64 {
+        self.open
             .iter()
             .filter(|o| o.id == id)
-            .map(|o| o.input_tokens + u64::from(o.max_tokens))
-            .sum();
-        recorded + open
+            .map(|o| o.input_tokens.saturating_add(u64::from(o.max_tokens)))
+            .sum()
     }
 }
 
@@ -443,7 +575,7 @@ pub fn parse_journal(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Option<S
                 return Err(Error::state(
                     path,
                     format!(
-                        "line {} is not a journal event ({e}); the journal was changed by hand or damaged: move the checkpoints folder away (or `run --restart`) to start anew",
+                        "line {} is not a journal event ({e}); the journal was changed by hand or damaged: `orchestrator run --restart` archives the session as it is (under checkpoints/archive/) and starts anew",
                         i + 1
                     ),
                 ));
@@ -481,12 +613,13 @@ impl Snapshot {
         self.fold.variables.get(prompt.id.as_str()).cloned()
     }
 
-    /// Tokens spent on this prompt, if any attempt was made.
-    pub fn spent_on(&self, prompt: &Prompt) -> Option<u64> {
+    /// Tokens spent on this prompt, and of them possibly billed, if any attempt was made.
+    pub fn spent_on(&self, prompt: &Prompt) -> Option<(u64, u64)> {
+        let id = prompt.id.as_str();
         self.fold
             .prompts
-            .contains_key(prompt.id.as_str())
-            .then(|| self.fold.spent(prompt.id.as_str()))
+            .contains_key(id)
+            .then(|| (self.fold.spent(id), self.fold.possibly_billed(id)))
     }
 }
 
@@ -510,7 +643,7 @@ pub fn check_status_file(dir: &Path) -> Result<()> {
             return Err(Error::state(
                 &path,
                 format!(
-                    "cannot be read ({e}); it is left as it is. Move it away and run again: it is rebuilt from journal.jsonl"
+                    "cannot be read ({e}); it is left as it is. Move it away and run again (it is rebuilt from journal.jsonl), or `orchestrator run --restart` to archive the session as it is and start anew"
                 ),
             ));
         }
@@ -543,13 +676,12 @@ impl Store {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
-                let pid = holder.trim();
+                let pid = holder_pid(&lock_path);
                 return Err(Error::state(
                     dir,
                     format!(
                         "another orchestrator (pid {}) is running on this checkpoints folder; wait for it to finish or stop it",
-                        if pid.is_empty() { "unknown" } else { pid }
+                        pid.as_deref().unwrap_or("unknown")
                     ),
                 ));
             }
@@ -557,7 +689,6 @@ impl Store {
         }
         lock.set_len(0).map_err(|e| Error::io(&lock_path, e))?;
         writeln!(lock, "{}", std::process::id()).map_err(|e| Error::io(&lock_path, e))?;
-        check_status_file(dir)?;
         remove_stray_temporaries(dir);
         let journal_path = dir.join(JOURNAL);
         let journal = OpenOptions::new()
@@ -573,9 +704,10 @@ impl Store {
         })
     }
 
-    /// Reads and folds the journal. A torn last line is cut off the file so that the next
-    /// append starts on a line of its own.
+    /// Reads the journal (after checking the views). A torn last line is cut off the file
+    /// so that the next append starts on a line of its own.
     pub fn load(&mut self) -> Result<(Vec<Record>, Option<String>)> {
+        check_status_file(&self.dir)?;
         let path = self.dir.join(JOURNAL);
         let (records, warning) = read_journal(&path)?;
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -624,12 +756,19 @@ impl Store {
         Ok(records)
     }
 
-    /// `run --restart`: moves the session's files to `archive/<session_id>/` and starts
-    /// an empty journal.
-    pub fn archive(&mut self, session_id: &str) -> Result<PathBuf> {
+    /// `run --restart`: moves the session's files, as they are (damaged or not), to
+    /// `archive/<session_id>/` and starts an empty journal. `None` if there was no session.
+    pub fn archive(&mut self) -> Result<Option<PathBuf>> {
+        if ![JOURNAL, STATUS, MEMORY]
+            .iter()
+            .any(|f| self.dir.join(f).exists())
+        {
+            return Ok(None);
+        }
+        let session_id = self.session_id_as_is();
         let archive = self.dir.join(ARCHIVE);
         create_private_dir(&archive)?;
-        let mut target = archive.join(session_id);
+        let mut target = archive.join(&session_id);
         let mut n = 1;
         while target.exists() {
             n += 1;
@@ -653,7 +792,33 @@ impl Store {
             .mode(0o600)
             .open(&journal_path)
             .map_err(|e| Error::io(&journal_path, e))?;
-        Ok(target)
+        Ok(Some(target))
+    }
+
+    /// The session's id for its archive folder, read from the journal's first line even
+    /// if later lines are damaged; else from `status.json`; else one made from the time.
+    fn session_id_as_is(&self) -> String {
+        let from_journal = std::fs::read(self.dir.join(JOURNAL)).ok().and_then(|b| {
+            let first = b.split(|&c| c == b'\n').next()?.to_vec();
+            match serde_json::from_slice::<Record>(&first).ok()?.event {
+                Event::SessionStarted { session_id, .. } => Some(session_id),
+                _ => None,
+            }
+        });
+        let from_status = || {
+            let bytes = std::fs::read(self.dir.join(STATUS)).ok()?;
+            let v: Value = serde_json::from_slice(&bytes).ok()?;
+            v.get("session_id")?.as_str().map(str::to_string)
+        };
+        from_journal
+            .or_else(from_status)
+            .filter(|id| {
+                !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+            .unwrap_or_else(|| format!("unreadable-{}", now().replace([':', '.'], "-")))
     }
 
     /// Replaces `name` atomically but without fsync: for files whose content the journal
@@ -726,7 +891,28 @@ fn remove_stray_temporaries(dir: &Path) {
     }
 }
 
+/// The pid the lock's holder wrote. It writes it just after taking the lock, so a runner
+/// that loses a race at start may read the file before it is written: it looks again for
+/// up to a second.
+fn holder_pid(lock_path: &Path) -> Option<String> {
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(lock_path).unwrap_or_default();
+        let pid = text.trim();
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(pid.to_string());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
 fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::state(
+            dir,
+            "is not a folder; give --checkpoints a folder (it is created if missing)",
+        ));
+    }
     match std::fs::create_dir(dir) {
         Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(dir, e)),
@@ -868,6 +1054,7 @@ mod tests {
             attempt: 1,
             input_tokens: 10,
             max_tokens: 20,
+            tokenizer_tokens: None,
         });
         let line = serde_json::to_string(&r).expect("encode");
         assert!(line.starts_with("{\"v\":1,"), "{line}");
@@ -900,49 +1087,41 @@ mod tests {
             attempt: 1,
             input_tokens: 100,
             max_tokens: 50,
+            tokenizer_tokens: None,
         }));
         assert_eq!(f.spent("01.1"), 150);
-        f.apply(&rec(Event::AttemptFinished {
+        f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
             attempt: 1,
             outcome: Outcome::Ok,
             input_tokens: 100,
             output_tokens: 7,
-            estimated: false,
-            finish_reason: None,
-            request_id: None,
-            error: None,
-            duration_ms: 1,
-            cost_usd: 0.0,
-        }));
+            ..AttemptResult::default()
+        })));
         assert_eq!(f.spent("01.1"), 107);
     }
 
     #[test]
     fn reported_input_above_our_count_calibrates_later_counts() {
         let mut f = Fold::default();
-        assert_eq!(f.calibrated(100), 100);
+        assert_eq!(f.calibrated(100), None);
         f.apply(&rec(Event::AttemptStarted {
             id: "01.1".into(),
             file: "01.1-a.md".into(),
             attempt: 1,
             input_tokens: 100,
             max_tokens: 50,
+            tokenizer_tokens: None,
         }));
-        f.apply(&rec(Event::AttemptFinished {
+        f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
             attempt: 1,
             outcome: Outcome::Ok,
             input_tokens: 150,
             output_tokens: 7,
-            estimated: false,
-            finish_reason: None,
-            request_id: None,
-            error: None,
-            duration_ms: 1,
-            cost_usd: 0.0,
-        }));
-        assert_eq!(f.calibrated(100), 150);
+            ..AttemptResult::default()
+        })));
+        assert_eq!(f.calibrated(100), Some(150));
     }
 
     #[test]

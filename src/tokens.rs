@@ -64,6 +64,12 @@ impl Encoding {
         }
     }
 
+    /// Whether tiktoken knows `model`: then its count is the model's own, not an
+    /// approximation of another tokenizer.
+    pub fn knows(model: &str) -> bool {
+        tiktoken_rs::tokenizer::get_tokenizer(model).is_some()
+    }
+
     fn bpe(self) -> &'static CoreBPE {
         use tiktoken_rs::*;
         match self {

@@ -3,11 +3,15 @@
 //! `message_stop`, `ping` (which does not reset the idle clock) and `error`. Input usage
 //! is `input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`. A
 //! streamed request answered with one JSON body (by content type) is accepted too.
+//!
+//! `POST {base_url}/v1/messages/count_tokens` counts a request's input with Claude's own
+//! tokenizer, for free: the runner asks it before sending, so that a budget stays hard on
+//! the first request, before any reported usage could calibrate tiktoken's count.
 
 use serde_json::{Value, json};
 
 use super::http::{Body, Http, provider_message};
-use super::{Failure, Finish, Outcome, Progress, Reply, Usage};
+use super::{Count, Failure, Finish, Outcome, Progress, Reply, Update, Usage, UsageReader};
 use crate::config::Config;
 use crate::request::Request;
 
@@ -23,8 +27,41 @@ impl Anthropic {
     }
 
     pub fn url(&self) -> String {
-        let base = self.http.base_url.trim_end_matches("/v1");
-        format!("{base}/v1/messages")
+        self.http.endpoint("/v1", "v1/messages")
+    }
+
+    /// Counts the request's input with `count_tokens`.
+    pub async fn count(&self, request: &Request) -> Count {
+        let url = self.http.endpoint("/v1", "v1/messages/count_tokens");
+        let body = json!({
+            "model": request.model,
+            "system": request.system,
+            "messages": [{"role": "user", "content": request.user}],
+        });
+        let mut builder = self
+            .http
+            .client
+            .post(&url)
+            .header("anthropic-version", VERSION)
+            .json(&body);
+        if let Some(key) = self.http.key() {
+            builder = builder.header("x-api-key", key);
+        }
+        let bytes = match self.http.exchange(&url, builder, false).await {
+            Ok((_, Body::Whole { bytes, .. })) => bytes,
+            Ok((_, Body::Events { .. })) => {
+                return Count::Failed("count_tokens answered with an event stream".into());
+            }
+            Err(f) if matches!(f.status, Some(404 | 405 | 501)) => return Count::Unsupported,
+            Err(f) => return Count::Failed(f.message),
+        };
+        let counted = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("input_tokens").and_then(super::tokens));
+        match counted {
+            Some(n) => Count::Exact(n),
+            None => Count::Failed("count_tokens gave no input_tokens".into()),
+        }
     }
 
     pub async fn send(
@@ -87,7 +124,7 @@ impl Anthropic {
                 }
                 Ok(true) => {
                     clocks.content();
-                    progress(state.chunks);
+                    progress(Update::Streamed(state.chunks));
                 }
                 Ok(false) => {}
             }
@@ -103,24 +140,31 @@ impl Anthropic {
 struct State {
     text: String,
     id: Option<String>,
-    input: Option<u64>,
-    output: Option<u64>,
+    /// Usage fields as reported so far: `message_start`'s, then `message_delta`'s on top.
+    usage: serde_json::Map<String, Value>,
     stop_reason: Option<String>,
     chunks: u64,
     stopped: bool,
 }
 
-fn input_usage(u: &Value) -> Option<u64> {
-    let base = u.get("input_tokens").and_then(Value::as_u64)?;
-    let created = u
-        .get("cache_creation_input_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let read = u
-        .get("cache_read_input_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Some(base + created + read)
+/// A Messages API `usage` object: input is `input_tokens` and both cache fields.
+fn read_usage(u: &Value) -> Option<Usage> {
+    u.get("input_tokens")?;
+    let mut r = UsageReader::new(Some(u.clone()));
+    let input = r.count(u, "input_tokens", "usage.input_tokens");
+    let cache_write = r.count(
+        u,
+        "cache_creation_input_tokens",
+        "usage.cache_creation_input_tokens",
+    );
+    let cache_read = r.count(
+        u,
+        "cache_read_input_tokens",
+        "usage.cache_read_input_tokens",
+    );
+    let output = r.count(u, "output_tokens", "usage.output_tokens");
+    r.add(input, output, cache_read, cache_write);
+    Some(r.finish())
 }
 
 impl State {
@@ -131,12 +175,8 @@ impl State {
                 if let Some(id) = m.get("id").and_then(Value::as_str) {
                     self.id = Some(id.to_string());
                 }
-                if let Some(u) = m.get("usage") {
-                    self.input = input_usage(u).or(self.input);
-                    self.output = u
-                        .get("output_tokens")
-                        .and_then(Value::as_u64)
-                        .or(self.output);
+                if let Some(u) = m.get("usage").and_then(Value::as_object) {
+                    self.usage.extend(u.clone());
                 }
                 Ok(false)
             }
@@ -153,12 +193,12 @@ impl State {
                 if let Some(r) = v["delta"].get("stop_reason").and_then(Value::as_str) {
                     self.stop_reason = Some(r.to_string());
                 }
-                if let Some(u) = v.get("usage") {
-                    self.output = u
-                        .get("output_tokens")
-                        .and_then(Value::as_u64)
-                        .or(self.output);
-                    self.input = input_usage(u).or(self.input);
+                if let Some(u) = v.get("usage").and_then(Value::as_object) {
+                    self.usage.extend(
+                        u.iter()
+                            .filter(|(_, v)| !v.is_null())
+                            .map(|(k, v)| (k.clone(), v.clone())),
+                    );
                 }
                 Ok(false)
             }
@@ -193,10 +233,7 @@ impl State {
             .with_partial(&self.text)
             .with_request_id(self.id));
         }
-        let usage = self.input.map(|input| Usage {
-            input,
-            output: self.output.unwrap_or(0),
-        });
+        let usage = read_usage(&Value::Object(self.usage));
         Ok(Reply {
             text: self.text,
             finish: stop(self.stop_reason.as_deref()),
@@ -240,12 +277,7 @@ fn parse_message(bytes: &[u8], request_id: Option<String>) -> Outcome {
                 .collect()
         })
         .unwrap_or_default();
-    let usage = v.get("usage").and_then(|u| {
-        Some(Usage {
-            input: input_usage(u)?,
-            output: u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
-        })
-    });
+    let usage = v.get("usage").and_then(read_usage);
     Ok(Reply {
         text,
         finish: stop(v.get("stop_reason").and_then(Value::as_str)),
@@ -283,12 +315,10 @@ mod tests {
         s.apply("message_stop", &json!({})).expect("stop");
         let r = s.finish().expect("reply");
         assert_eq!(r.text, "Hi");
+        let u = r.usage.expect("usage");
         assert_eq!(
-            r.usage,
-            Some(Usage {
-                input: 17,
-                output: 7
-            })
+            (u.input, u.output, u.cache_read, u.cache_write),
+            (17, 7, 2, 5)
         );
         assert_eq!(r.finish, Finish::Length);
         assert_eq!(r.request_id.as_deref(), Some("msg_1"));
@@ -307,13 +337,8 @@ mod tests {
     fn json_message() {
         let r = parse_message(br#"{"id":"m","type":"message","content":[{"type":"text","text":"ok"}],"stop_reason":"refusal","usage":{"input_tokens":4,"output_tokens":1}}"#, None).expect("reply");
         assert_eq!((r.text.as_str(), r.finish), ("ok", Finish::Refusal));
-        assert_eq!(
-            r.usage,
-            Some(Usage {
-                input: 4,
-                output: 1
-            })
-        );
+        let u = r.usage.expect("usage");
+        assert_eq!((u.input, u.output), (4, 1));
     }
 
     mod props {

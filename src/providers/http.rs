@@ -11,7 +11,7 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 use super::{Failure, FailureKind, redact};
-use crate::config::Config;
+use crate::config::{Config, show_duration};
 use crate::error::{Error, Result};
 
 /// A reply (or a stream of events) larger than this is refused: memory stays bounded
@@ -38,7 +38,8 @@ fn client(connect_timeout: Duration) -> Result<reqwest::Client> {
 /// An HTTP endpoint's settings and key.
 pub struct Http {
     pub client: reqwest::Client,
-    pub base_url: String,
+    /// Checked by [`crate::config::check_url`]: http(s), a host, no credentials.
+    pub base_url: reqwest::Url,
     pub timeout: Duration,
     pub idle_timeout: Duration,
     key_env: String,
@@ -52,7 +53,7 @@ impl Http {
             .filter(|k| !k.trim().is_empty());
         Ok(Http {
             client: client(config.llm.connect_timeout)?,
-            base_url: config.llm.base_url(),
+            base_url: config.llm.base_url().map_err(Error::Usage)?,
             timeout: config.llm.timeout,
             idle_timeout: config.llm.idle_timeout,
             key_env,
@@ -62,6 +63,21 @@ impl Http {
 
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
+    }
+
+    /// The URL of `path` under the base URL (with `strip` taken off the base's path first,
+    /// e.g. Anthropic's `/v1`); a query string in the base URL stays where it belongs.
+    pub fn endpoint(&self, strip: &str, path: &str) -> String {
+        let mut url = self.base_url.clone();
+        let base = url.path().trim_end_matches('/');
+        let base = if strip.is_empty() {
+            base
+        } else {
+            base.strip_suffix(strip).unwrap_or(base)
+        };
+        let joined = format!("{base}/{}", path.trim_start_matches('/'));
+        url.set_path(&joined);
+        url.to_string()
     }
 
     pub fn redact(&self, text: &str) -> String {
@@ -91,7 +107,7 @@ impl Http {
                 };
                 return Err(Failure::transient(format!(
                     "no response from {url} within {} ({clock})",
-                    humantime::format_duration(wait_until - (deadline - self.timeout))
+                    show_duration(wait_until - (deadline - self.timeout))
                 )));
             }
             Ok(Err(e)) => return Err(self.transport_failure(url, &e)),
@@ -277,23 +293,39 @@ async fn read_capped(
 
 /// `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    parse_retry_after(
+        text("retry-after-ms"),
+        text("retry-after"),
+        std::time::SystemTime::now(),
+    )
+}
+
+/// What a server asks to wait, from the values of `retry-after-ms` and `Retry-After`.
+/// Numbers are read with saturation: `1e20` seconds is [`Duration::MAX`], which is longer
+/// than any `retry.max_delay` (the prompt then fails); a negative or unreadable value is
+/// no request to wait.
+pub fn parse_retry_after(
+    ms: Option<&str>,
+    secs: Option<&str>,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    if let Some(ms) = ms
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .filter(|ms| !ms.is_nan() && *ms >= 0.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(saturating_secs(ms / 1000.0));
     }
-    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    let value = secs?.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (!secs.is_nan() && secs >= 0.0).then(|| saturating_secs(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
+    Some(when.duration_since(now).unwrap_or_default())
+}
+
+fn saturating_secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 pub fn request_id(headers: &HeaderMap) -> Option<String> {
@@ -340,11 +372,7 @@ pub fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    format!("{}…", &text[..text.floor_char_boundary(max)])
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -487,12 +515,12 @@ impl Clocks {
         if Instant::now() >= self.deadline {
             Failure::transient(format!(
                 "the attempt took longer than llm.timeout ({})",
-                humantime::format_duration(timeout)
+                show_duration(timeout)
             ))
         } else {
             Failure::transient(format!(
                 "no content for {} (llm.idle_timeout); the stream stalled",
-                humantime::format_duration(self.idle)
+                show_duration(self.idle)
             ))
         }
         .with_partial(partial)
@@ -523,6 +551,48 @@ mod tests {
         );
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn huge_and_odd_waits_saturate() {
+        let now = std::time::SystemTime::now();
+        for (ms, secs, want) in [
+            (None, Some("1e20"), Some(Duration::MAX)),
+            (None, Some("18446744073709551615"), Some(Duration::MAX)),
+            (Some("1e300"), None, Some(Duration::MAX)),
+            (None, Some("inf"), Some(Duration::MAX)),
+            (None, Some("-1"), None),
+            (None, Some("NaN"), None),
+            (Some("-5"), Some("3"), Some(Duration::from_secs(3))),
+            (Some("250"), Some("3"), Some(Duration::from_millis(250))),
+            (None, Some(" 2.5 "), Some(Duration::from_millis(2500))),
+        ] {
+            assert_eq!(parse_retry_after(ms, secs, now), want, "{ms:?} {secs:?}");
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_header_values_give_a_wait_or_none_without_panic(
+                ms in proptest::option::of("\\PC{0,40}"),
+                secs in proptest::option::of("(\\PC{0,40}|[0-9eE+.-]{0,30})"),
+                offset in any::<u32>(),
+            ) {
+                let now = std::time::UNIX_EPOCH + Duration::from_secs(u64::from(offset));
+                let _ = parse_retry_after(ms.as_deref(), secs.as_deref(), now);
+            }
+
+            #[test]
+            fn numeric_seconds_are_never_shorter_than_asked(secs in 0f64..1e30) {
+                let got = parse_retry_after(None, Some(&secs.to_string()), std::time::UNIX_EPOCH)
+                    .expect("a number is a wait");
+                prop_assert!(got == Duration::MAX || got.as_secs_f64() >= secs * (1.0 - 1e-12));
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! the status, the provider's message, `Retry-After`, the request id. Nothing provider-
 //! specific leaks out of this module.
 
+mod agent_output;
 mod anthropic;
 mod command;
 mod http;
@@ -14,11 +15,14 @@ mod openai;
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::config::{Config, ProviderKind};
 use crate::error::Result;
 use crate::request::Request;
 
-pub use http::MAX_REPLY_BYTES;
+pub use command::AgentGroup;
+pub use http::{MAX_REPLY_BYTES, parse_retry_after};
 pub use openai::replay_sse as replay_openai_sse;
 
 /// Why a reply ended.
@@ -52,10 +56,98 @@ impl Finish {
 }
 
 /// Token usage as the provider reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Usage {
+    /// All input tokens, cache reads and writes included.
     pub input: u64,
     pub output: u64,
+    /// Of `input`: read from the provider's prompt cache.
+    pub cache_read: u64,
+    /// Of `input`: written to the prompt cache.
+    pub cache_write: u64,
+    /// A count that was not a whole number of tokens (negative, fractional, not a
+    /// number), named: such a report cannot be trusted.
+    pub malformed: Option<String>,
+    /// The usage as reported, for the journal when it cannot be trusted.
+    pub reported: Option<Value>,
+}
+
+/// Reads token counts from a usage object sent by a server or an agent, with saturation:
+/// a count that is not a whole number of tokens is recorded as malformed, never trusted,
+/// never a panic.
+pub struct UsageReader {
+    usage: Usage,
+    problems: Vec<String>,
+}
+
+impl UsageReader {
+    pub fn new(reported: Option<Value>) -> UsageReader {
+        UsageReader {
+            usage: Usage {
+                reported,
+                ..Usage::default()
+            },
+            problems: Vec::new(),
+        }
+    }
+
+    /// `obj[key]` as a count (0 if absent); `label` names it in the problem list.
+    pub fn count(&mut self, obj: &Value, key: &str, label: &str) -> u64 {
+        match obj.get(key) {
+            None | Some(Value::Null) => 0,
+            Some(v) => match tokens(v) {
+                Some(n) => n,
+                None => {
+                    self.problems.push(format!("{label} = {v}"));
+                    0
+                }
+            },
+        }
+    }
+
+    /// Adds one report whose input does not include the cache figures (Anthropic's shape).
+    pub fn add(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
+        self.add_total(
+            input.saturating_add(cache_read).saturating_add(cache_write),
+            output,
+            cache_read,
+            cache_write,
+        );
+    }
+
+    /// Adds one report whose input includes the cache figures (OpenAI's shape).
+    pub fn add_total(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
+        let u = &mut self.usage;
+        u.input = u.input.saturating_add(input);
+        u.output = u.output.saturating_add(output);
+        u.cache_read = u.cache_read.saturating_add(cache_read);
+        u.cache_write = u.cache_write.saturating_add(cache_write);
+    }
+
+    /// Keeps `v` as the report (when none was given at the start).
+    pub fn keep(&mut self, v: &Value) {
+        if self.usage.reported.is_none() {
+            self.usage.reported = Some(v.clone());
+        }
+    }
+
+    pub fn finish(mut self) -> Usage {
+        if !self.problems.is_empty() {
+            self.usage.malformed = Some(self.problems.join(", "));
+        }
+        self.usage
+    }
+}
+
+/// A count of tokens from outside: a whole number, 0 or more (`100` or `100.0`); `None`
+/// for anything else. Saturates at `u64::MAX`.
+pub fn tokens(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    // `as` saturates for floats out of range.
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0).then_some(f as u64)
 }
 
 /// A reply: the text, why it ended, usage if reported.
@@ -77,6 +169,9 @@ pub enum FailureKind {
     Permanent,
     /// The account's quota or credit is exhausted (a 429 or 402 that says so): permanent.
     Quota,
+    /// The agent stopped at a spending limit it was given (Claude Code's
+    /// `error_max_budget_usd`): a budget halt.
+    Budget,
 }
 
 /// A failed attempt, classified.
@@ -94,6 +189,9 @@ pub struct Failure {
     /// Whether the request may have reached the model (and been billed): false for a
     /// refused connection or an error status, true once a request was in flight.
     pub reached_model: bool,
+    /// What the failed call reported spending (an agent that failed after working).
+    pub usage: Option<Box<Usage>>,
+    pub cost_usd: Option<f64>,
 }
 
 impl Failure {
@@ -114,6 +212,8 @@ impl Failure {
             request_id: None,
             partial: String::new(),
             reached_model: true,
+            usage: None,
+            cost_usd: None,
         }
     }
 
@@ -147,9 +247,28 @@ impl std::fmt::Display for Failure {
 
 pub type Outcome = std::result::Result<Reply, Failure>;
 
-/// Called as a reply streams in, with the number of content chunks so far (about one
-/// token each).
-pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+/// What a provider tells the runner while an attempt is under way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// Content chunks streamed so far (about one token each).
+    Streamed(u64),
+    /// An agent's process group exists: the runner journals it so that a run resumed after
+    /// a crash can kill it if it outlived the runner.
+    AgentStarted(AgentGroup),
+}
+
+pub type Progress<'a> = &'a (dyn Fn(Update) + Send + Sync);
+
+/// What an endpoint said when asked to count a request's input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Count {
+    /// Counted by the endpoint's own tokenizer.
+    Exact(u64),
+    /// The endpoint has no counting route (remembered for the session).
+    Unsupported,
+    /// The count failed this time (the request is still sent, with a margin).
+    Failed(String),
+}
 
 /// The configured provider.
 pub enum Provider {
@@ -191,6 +310,15 @@ impl Provider {
     /// Whether `max_tokens` is honoured: an agent CLI cannot be capped mid-call.
     pub fn caps_output(&self) -> bool {
         !matches!(self, Provider::Command(_))
+    }
+
+    /// Asks the endpoint to count `request`'s input with its own tokenizer, where it can
+    /// for free (Anthropic's `count_tokens`).
+    pub async fn count(&self, request: &Request) -> Count {
+        match self {
+            Provider::Anthropic(p) => p.count(request).await,
+            Provider::OpenAi(_) | Provider::Command(_) => Count::Unsupported,
+        }
     }
 
     pub fn describe(&self) -> String {

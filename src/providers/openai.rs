@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::http::{Body, Http, provider_message};
-use super::{Failure, Finish, Outcome, Progress, Reply, Usage};
+use super::{Failure, Finish, Outcome, Progress, Reply, Update, Usage, UsageReader};
 use crate::config::Config;
 use crate::request::Request;
 
@@ -26,7 +26,7 @@ impl OpenAi {
     }
 
     pub fn url(&self) -> String {
-        format!("{}/chat/completions", self.http.base_url)
+        self.http.endpoint("", "chat/completions")
     }
 
     pub async fn send(
@@ -83,7 +83,7 @@ impl OpenAi {
             };
             if stream.apply(&chunk).map_err(|f| self.redacted(f))? {
                 clocks.content();
-                progress(stream.chunks);
+                progress(Update::Streamed(stream.chunks));
             }
         }
         stream.finish()
@@ -229,14 +229,23 @@ fn finish(reason: &str) -> Finish {
     }
 }
 
+/// `usage` of a chunk or body: `prompt_tokens` includes the cached part
+/// (`prompt_tokens_details.cached_tokens`).
 fn usage(v: &Value) -> Option<Usage> {
     let u = v.get("usage").filter(|u| u.is_object())?;
-    let input = u.get("prompt_tokens").and_then(Value::as_u64)?;
-    let output = u
-        .get("completion_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Some(Usage { input, output })
+    u.get("prompt_tokens")?;
+    let mut r = UsageReader::new(Some(u.clone()));
+    let input = r.count(u, "prompt_tokens", "usage.prompt_tokens");
+    let output = r.count(u, "completion_tokens", "usage.completion_tokens");
+    let cached = u.get("prompt_tokens_details").map_or(0, |d| {
+        r.count(
+            d,
+            "cached_tokens",
+            "usage.prompt_tokens_details.cached_tokens",
+        )
+    });
+    r.add_total(input, output, cached, 0);
+    Some(r.finish())
 }
 
 /// A whole JSON reply (`stream: false`, or a server that ignored `stream: true`).
@@ -288,13 +297,8 @@ mod tests {
         .expect("reply");
         assert_eq!(r.text, "Hello");
         assert_eq!(r.finish, Finish::Length);
-        assert_eq!(
-            r.usage,
-            Some(Usage {
-                input: 9,
-                output: 2
-            })
-        );
+        let u = r.usage.expect("usage");
+        assert_eq!((u.input, u.output, u.malformed), (9, 2, None));
         assert_eq!(r.request_id.as_deref(), Some("c1"));
     }
 
@@ -341,19 +345,57 @@ mod tests {
     }
 
     #[test]
+    fn usage_counts_are_read_with_saturation() {
+        for (usage, input, malformed) in [
+            (
+                json!({"prompt_tokens": 5, "completion_tokens": 1}),
+                5,
+                false,
+            ),
+            (
+                json!({"prompt_tokens": 5.0, "completion_tokens": 1}),
+                5,
+                false,
+            ),
+            (
+                json!({"prompt_tokens": 1e300, "completion_tokens": 1}),
+                u64::MAX,
+                false,
+            ),
+            (
+                json!({"prompt_tokens": -5, "completion_tokens": 1}),
+                0,
+                true,
+            ),
+            (
+                json!({"prompt_tokens": 5.5, "completion_tokens": 1}),
+                0,
+                true,
+            ),
+            (
+                json!({"prompt_tokens": "5", "completion_tokens": 1}),
+                0,
+                true,
+            ),
+            (
+                json!({"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": 4}}),
+                9,
+                false,
+            ),
+        ] {
+            let u = super::usage(&json!({ "usage": usage })).expect("usage");
+            assert_eq!(u.input, input, "{usage}");
+            assert_eq!(u.malformed.is_some(), malformed, "{usage}");
+        }
+    }
+
+    #[test]
     fn json_replies() {
         let body = br#"{"id":"r","choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
         let r = parse_json_reply(body, None).expect("reply");
-        assert_eq!(
-            (r.text.as_str(), r.usage),
-            (
-                "hi",
-                Some(Usage {
-                    input: 3,
-                    output: 1
-                })
-            )
-        );
+        assert_eq!(r.text, "hi");
+        let u = r.usage.expect("usage");
+        assert_eq!((u.input, u.output), (3, 1));
         assert!(parse_json_reply(b"{not json", None).is_err());
     }
 

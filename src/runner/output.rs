@@ -11,8 +11,9 @@ use serde_json::json;
 
 use crate::budget::Ledger;
 use crate::cli::Output;
+use crate::config::show_duration;
 use crate::plan::Prompt;
-use crate::report::thousands;
+use crate::report::{plural, thousands};
 
 enum Mode {
     Json,
@@ -149,24 +150,23 @@ impl Reporter {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Attempt `next` follows in `delay`; `last` is what the failed attempt counted as
+    /// (input, output, estimated).
     pub fn retry(
         &self,
         prompt: &Prompt,
         next: u32,
         delay: Duration,
         reason: &str,
-        input: u64,
-        output: u64,
-        estimated: bool,
+        last: (u64, u64, bool),
     ) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "retry", "id": prompt.id.to_string(), "attempt": next, "delay_ms": delay.as_millis() as u64, "reason": reason, "input_tokens": input, "output_tokens": output, "estimated": estimated}));
+            self.event(json!({"event": "retry", "id": prompt.id.to_string(), "attempt": next, "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reason": reason, "input_tokens": last.0, "output_tokens": last.1, "estimated": last.2}));
         }
         self.line(&format!(
             "{}: retry {next} in {}: {reason}",
             prompt.name,
-            humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+            show_duration(delay)
         ));
     }
 
@@ -205,9 +205,17 @@ impl Reporter {
         }
     }
 
-    pub fn failed(&self, prompt: &Prompt, reason: &str) {
+    /// The prompt failed: `attempt` was its last, `tokens` (in, out) what it spent in all.
+    pub fn failed(
+        &self,
+        prompt: &Prompt,
+        reason: &str,
+        attempt: u32,
+        tokens: (u64, u64),
+        estimated: bool,
+    ) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "failed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": null, "input_tokens": null, "output_tokens": null, "estimated": null, "error": reason}));
+            self.event(json!({"event": "failed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": tokens.0, "output_tokens": tokens.1, "estimated": estimated, "error": reason}));
         }
         // In halt mode the run's final error says it again; here it is one line of the log.
         self.line(&format!("{}: failed: {reason}", prompt.name));
@@ -224,25 +232,32 @@ impl Reporter {
         if let Mode::Json = self.mode {
             self.event(json!({"event": "halted", "reason": reason, "code": code}));
         }
+        self.clear_bars();
+    }
+
+    /// The bars are taken off the screen before the last words, so that nothing is drawn
+    /// below them.
+    fn clear_bars(&self) {
         if let Mode::Terminal(bars) = &self.mode {
             bars.current.finish_and_clear();
-            bars.main.abandon();
+            bars.main.finish_and_clear();
+            let _ = bars.multi.clear();
         }
     }
 
-    pub fn finished(&self, done: usize, ledger: &Ledger, failed: &[String]) {
+    pub fn finished(&self, done: usize, ledger: &Ledger, failed: &[String], skipped: &[String]) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "finished", "completed": done, "prompts": self.total, "failed": failed, "used": ledger.total.used, "remaining": ledger.total.remaining, "estimated": ledger.total.estimated}));
+            self.event(json!({"event": "finished", "completed": done, "prompts": self.total, "failed": failed, "skipped": skipped, "used": ledger.total.used, "remaining": ledger.total.remaining, "possibly_billed": ledger.total.possibly_billed, "estimated": ledger.total.estimated}));
         }
-        if let Mode::Terminal(bars) = &self.mode {
-            bars.current.finish_and_clear();
-            bars.main.finish();
+        self.clear_bars();
+        if !self.quiet && !matches!(self.mode, Mode::Json) {
+            eprintln!(
+                "{done}/{} {} completed; {} tokens used, {} left of the total budget",
+                self.total,
+                plural(self.total, "prompt"),
+                thousands(ledger.total.used),
+                thousands(ledger.total.remaining)
+            );
         }
-        self.line(&format!(
-            "{done}/{} prompts completed; {} tokens used, {} left of the total budget",
-            self.total,
-            thousands(ledger.total.used),
-            thousands(ledger.total.remaining)
-        ));
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod fake;
 mod foundation;
+mod hardening;
 mod hostile;
 mod providers;
 mod recovery;

@@ -125,7 +125,20 @@ fn message(body: &Value, role: &str) -> String {
 
 type Responder = dyn Fn(&Seen) -> Action + Send + Sync;
 
+/// How the fake answers Anthropic's `count_tokens` (apart from the script: a count is not a
+/// model request, and is not in [`FakeLlm::seen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountTokens {
+    /// `{"input_tokens": N}`.
+    Answer(u64),
+    /// 404, as an endpoint without the route.
+    NotFound,
+}
+
 struct Shared {
+    count_tokens: CountTokens,
+    /// `count_tokens` requests, in order.
+    counted: Vec<Seen>,
     script: VecDeque<Action>,
     /// Scripts per prompt name, used before the general script.
     per_prompt: Vec<(String, VecDeque<Action>)>,
@@ -150,6 +163,9 @@ impl FakeLlm {
 
     pub fn start_on(port: u16) -> FakeLlm {
         let shared = Arc::new(Mutex::new(Shared {
+            // What the default reply reports as input.
+            count_tokens: CountTokens::Answer(100),
+            counted: Vec::new(),
             script: VecDeque::new(),
             per_prompt: Vec::new(),
             seen: Vec::new(),
@@ -241,6 +257,17 @@ impl FakeLlm {
         self
     }
 
+    /// How `count_tokens` is answered from now on.
+    pub fn count_tokens(&self, answer: CountTokens) -> &Self {
+        self.lock().count_tokens = answer;
+        self
+    }
+
+    /// The `count_tokens` requests seen so far.
+    pub fn counted(&self) -> Vec<Seen> {
+        self.lock().counted.clone()
+    }
+
     /// The requests seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
@@ -288,6 +315,25 @@ async fn connection(
         let Some(seen) = read_request(&mut socket, &mut buf).await else {
             return;
         };
+        if seen.path.ends_with("/count_tokens") {
+            let answer = {
+                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                s.counted.push(seen.clone());
+                s.count_tokens
+            };
+            let (code, body) = match answer {
+                CountTokens::Answer(n) => (200, json!({"input_tokens": n})),
+                CountTokens::NotFound => (
+                    404,
+                    json!({"type": "error", "error": {"type": "not_found_error", "message": "Not found"}}),
+                ),
+            };
+            let body = vec![Piece::Data(body.to_string().into_bytes())];
+            if !write_response(&mut socket, code, &[], body).await {
+                return;
+            }
+            continue;
+        }
         let (action, latency) = {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             s.seen.push(seen.clone());

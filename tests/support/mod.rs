@@ -195,3 +195,178 @@ pub fn prompt(stem: &str, body: &str, outputs: &[&str]) -> String {
         outs.join(",\n")
     )
 }
+
+// ---- Reading state -----------------------------------------------------------------------
+
+/// Every journal line, parsed (a line that is not JSON is a test failure).
+pub fn journal(b: &Build) -> Vec<serde_json::Value> {
+    b.read("checkpoints/journal.jsonl")
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("journal line {} is not JSON ({e}): {l}", i + 1))
+        })
+        .collect()
+}
+
+/// The journal events of one kind (`attempt_finished`, `retry`...), in order.
+pub fn events(b: &Build, kind: &str) -> Vec<serde_json::Value> {
+    journal(b)
+        .into_iter()
+        .filter(|e| e["event"] == kind)
+        .collect()
+}
+
+/// The `attempt_finished` events of prompt `id`, in order.
+pub fn attempts(b: &Build, id: &str) -> Vec<serde_json::Value> {
+    events(b, "attempt_finished")
+        .into_iter()
+        .filter(|e| e["id"] == id)
+        .collect()
+}
+
+pub fn status_json(b: &Build) -> serde_json::Value {
+    serde_json::from_str(&b.read("checkpoints/status.json")).expect("status.json parses")
+}
+
+// ---- Config ------------------------------------------------------------------------------
+
+/// `base` (TOML) with `sets` applied: each `("section.key", value)` sets a key, creating
+/// the section if needed. A config is edited as a table, not as text.
+pub fn config_with(base: &str, sets: &[(&str, toml::Value)]) -> String {
+    let mut table: toml::Table = base.parse().expect("base config parses");
+    for (path, value) in sets {
+        let (section, key) = path.split_once('.').expect("section.key");
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        entry
+            .as_table_mut()
+            .unwrap_or_else(|| panic!("{section} is not a table"))
+            .insert(key.to_string(), value.clone());
+    }
+    toml::to_string(&table).expect("config serializes")
+}
+
+// ---- Processes ---------------------------------------------------------------------------
+
+/// A spawned run, killed (SIGKILL) if the test ends before it does.
+pub struct Running(Option<std::process::Child>);
+
+impl Running {
+    pub fn spawn(b: &Build, args: &[&str]) -> Running {
+        let child = b
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn orchestrator");
+        Running(Some(child))
+    }
+
+    /// Output not read (for runs that are only killed).
+    pub fn spawn_quiet(b: &Build, args: &[&str]) -> Running {
+        let child = b
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn orchestrator");
+        Running(Some(child))
+    }
+
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running")
+    }
+
+    pub fn pid(&mut self) -> u32 {
+        self.child().id()
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`, `HUP`) with kill(1).
+    pub fn signal(&mut self, name: &str) {
+        let pid = self.pid().to_string();
+        let ok = Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .expect("kill(1)")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(mut self) {
+        let mut child = self.0.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    pub fn wait(mut self) -> Run {
+        let child = self.0.take().expect("running");
+        Run::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Whether it exited on its own (reaped if so).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child().try_wait().expect("try_wait")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes an executable `#!/bin/sh` script into the build; its absolute path.
+pub fn agent_script(b: &Build, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = b.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write agent");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// Whether process `pid` is alive (a zombie is not).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            // pid (comm) STATE ...; comm may hold spaces, so read after the last ')'.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+    }
+}
+
+/// Polls `condition` until it holds (true) or `limit` passes (false): for moments that
+/// another process brings about (a file written, a process gone), never for a fixed wait.
+pub fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// Kills `pid` (SIGKILL) if it is still alive: cleanup after a test that found it alive.
+pub fn kill_pid(pid: u32) {
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+}
+
+/// A pid an agent script wrote into a file.
+pub fn read_pid(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: not a pid: {e}", path.display()))
+}

@@ -1,0 +1,449 @@
+//! What an agent CLI printed (spec, "Agent output"), recognised by its shape:
+//!
+//! - Claude Code `--output-format json`: one object with `type: "result"`; `result` is the
+//!   reply; usage is `modelUsage` summed over models (the whole call: its `usage` covers
+//!   the main loop only), else `usage`; `is_error` fails the attempt whatever the exit
+//!   status (Claude Code exits 1 with the JSON on stdout), classified by `subtype` and
+//!   `api_error_status`.
+//! - Codex `exec --json`: JSON lines; the last `agent_message` item is the reply,
+//!   `turn.completed` usage is summed, `turn.failed` or `error` fail.
+//! - Gemini CLI `--output-format json`: `response`, `stats.models.*.tokens`, `error`.
+//! - Anything else: stdout is the reply, with no usage.
+//!
+//! Formats change between releases, so every field is optional and unknown ones are
+//! ignored. Numbers from outside are read with [`super::tokens`]: never a panic, never a
+//! wrapped-around count.
+
+use serde_json::Value;
+
+use super::{FailureKind, Usage, UsageReader};
+
+/// An agent's output, read.
+#[derive(Debug, Default, PartialEq)]
+pub struct Parsed {
+    pub text: String,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub session_id: Option<String>,
+    /// The agent said it failed (with exit status 0 or not).
+    pub error: Option<AgentError>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+pub fn parse(stdout: &str) -> Parsed {
+    let trimmed = stdout.trim();
+    if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
+        if value.get("type").and_then(Value::as_str) == Some("result")
+            || value.get("is_error").is_some()
+            || value.get("modelUsage").is_some()
+        {
+            return claude_code(&value);
+        }
+        if value.get("response").is_some()
+            || (value.get("stats").is_some() && value.get("session_id").is_some())
+            || value.get("error").is_some_and(Value::is_object)
+        {
+            return gemini(&value);
+        }
+    }
+    if let Some(parsed) = codex(trimmed) {
+        return parsed;
+    }
+    Parsed {
+        text: stdout.to_string(),
+        ..Parsed::default()
+    }
+}
+
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn claude_code(obj: &Value) -> Parsed {
+    let usage = claude_usage(obj);
+    let cost_usd = obj
+        .get("modelUsage")
+        .and_then(Value::as_object)
+        .map(|models| {
+            models
+                .values()
+                .filter_map(|m| m.get("costUSD").and_then(Value::as_f64))
+                .sum::<f64>()
+        })
+        .or_else(|| obj.get("total_cost_usd").and_then(Value::as_f64))
+        .filter(|c| c.is_finite() && *c >= 0.0);
+    let mut text = text_of(obj.get("result"));
+    let is_error = obj
+        .get("is_error")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let error = is_error.then(|| {
+        let subtype = obj.get("subtype").and_then(Value::as_str).unwrap_or("");
+        let errors: Vec<String> = obj
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|e| e.iter().map(|m| text_of(Some(m))).collect())
+            .unwrap_or_default();
+        let detail = if errors.is_empty() {
+            text.clone()
+        } else {
+            errors.join("; ")
+        };
+        let status = obj
+            .get("api_error_status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok());
+        let kind = match (subtype, status) {
+            ("error_max_budget_usd", _) => FailureKind::Budget,
+            ("error_max_turns" | "error_max_structured_output_retries", _) => {
+                FailureKind::Permanent
+            }
+            (_, Some(402)) => FailureKind::Quota,
+            (_, Some(408 | 409 | 429 | 500..=599)) => FailureKind::Transient,
+            (_, Some(_)) => FailureKind::Permanent,
+            _ => FailureKind::Transient,
+        };
+        let mut message = match status {
+            Some(s) => format!("API error {s}: {detail}"),
+            None => detail,
+        };
+        if !subtype.is_empty() && subtype != "success" {
+            message = format!("{subtype}: {message}");
+        }
+        AgentError { kind, message }
+    });
+    if error.is_some() {
+        text.clear();
+    }
+    Parsed {
+        text,
+        usage,
+        cost_usd,
+        session_id: obj
+            .get("session_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        error,
+    }
+}
+
+/// `modelUsage` summed over models (the whole call), else the top-level `usage`.
+fn claude_usage(obj: &Value) -> Option<Usage> {
+    if let Some(models) = obj.get("modelUsage").and_then(Value::as_object)
+        && !models.is_empty()
+    {
+        let mut reader = UsageReader::new(obj.get("modelUsage").cloned());
+        for (name, m) in models {
+            let at = |key: &str| format!("modelUsage.{name}.{key}");
+            let input = reader.count(m, "inputTokens", &at("inputTokens"));
+            let cache_read = reader.count(m, "cacheReadInputTokens", &at("cacheReadInputTokens"));
+            let cache_write = reader.count(
+                m,
+                "cacheCreationInputTokens",
+                &at("cacheCreationInputTokens"),
+            );
+            let output = reader.count(m, "outputTokens", &at("outputTokens"));
+            reader.add(input, output, cache_read, cache_write);
+        }
+        return Some(reader.finish());
+    }
+    let u = obj.get("usage").filter(|u| u.is_object())?;
+    u.get("input_tokens")?;
+    let mut reader = UsageReader::new(Some(u.clone()));
+    let input = reader.count(u, "input_tokens", "usage.input_tokens");
+    let cache_read = reader.count(
+        u,
+        "cache_read_input_tokens",
+        "usage.cache_read_input_tokens",
+    );
+    let cache_write = reader.count(
+        u,
+        "cache_creation_input_tokens",
+        "usage.cache_creation_input_tokens",
+    );
+    let output = reader.count(u, "output_tokens", "usage.output_tokens");
+    reader.add(input, output, cache_read, cache_write);
+    Some(reader.finish())
+}
+
+fn gemini(obj: &Value) -> Parsed {
+    let usage = obj
+        .get("stats")
+        .and_then(|s| s.get("models"))
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+        .map(|models| {
+            let mut reader = UsageReader::new(obj.get("stats").cloned());
+            for (name, m) in models {
+                let Some(t) = m.get("tokens") else { continue };
+                let at = |key: &str| format!("stats.models.{name}.tokens.{key}");
+                // `prompt` is the whole input; `cached` is the part read from cache.
+                let prompt = reader.count(t, "prompt", &at("prompt"));
+                let cached = reader.count(t, "cached", &at("cached"));
+                let output = reader
+                    .count(t, "candidates", &at("candidates"))
+                    .saturating_add(reader.count(t, "thoughts", &at("thoughts")));
+                reader.add(prompt.saturating_sub(cached), output, cached, 0);
+            }
+            reader.finish()
+        });
+    let error = obj.get("error").filter(|e| e.is_object()).map(|e| {
+        let message = text_of(e.get("message"));
+        let code = e.get("code").and_then(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+        });
+        let kind = match code {
+            Some(402) => FailureKind::Quota,
+            Some(408 | 409 | 429 | 500..=599) | None => FailureKind::Transient,
+            Some(_) => FailureKind::Permanent,
+        };
+        AgentError {
+            kind,
+            message: match code {
+                Some(c) => format!("{message} (code {c})"),
+                None => message,
+            },
+        }
+    });
+    Parsed {
+        text: if error.is_some() {
+            String::new()
+        } else {
+            text_of(obj.get("response"))
+        },
+        usage,
+        cost_usd: None,
+        session_id: obj
+            .get("session_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        error,
+    }
+}
+
+/// Codex `exec --json`: `None` unless the lines are Codex events.
+fn codex(stdout: &str) -> Option<Parsed> {
+    let events: Vec<Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("type").and_then(Value::as_str).is_some())
+        .collect();
+    let is_codex = events.iter().any(|e| {
+        matches!(
+            e.get("type").and_then(Value::as_str),
+            Some("thread.started" | "turn.started" | "turn.completed" | "turn.failed")
+        )
+    });
+    if !is_codex {
+        return None;
+    }
+    let mut parsed = Parsed::default();
+    let mut reader: Option<UsageReader> = None;
+    for e in &events {
+        match e.get("type").and_then(Value::as_str).unwrap_or("") {
+            "thread.started" => {
+                parsed.session_id = e
+                    .get("thread_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            "item.completed" => {
+                let item = e.get("item");
+                if item.and_then(|i| i.get("type")).and_then(Value::as_str) == Some("agent_message")
+                {
+                    parsed.text = text_of(item.and_then(|i| i.get("text")));
+                }
+            }
+            "turn.completed" => {
+                if let Some(u) = e.get("usage") {
+                    let r = reader.get_or_insert_with(|| UsageReader::new(None));
+                    // `input_tokens` includes the cached part.
+                    let input = r.count(u, "input_tokens", "usage.input_tokens");
+                    let cache_read = r.count(u, "cached_input_tokens", "usage.cached_input_tokens");
+                    let cache_write = r.count(
+                        u,
+                        "cache_write_input_tokens",
+                        "usage.cache_write_input_tokens",
+                    );
+                    let output = r.count(u, "output_tokens", "usage.output_tokens");
+                    r.add_total(input, output, cache_read, cache_write);
+                    r.keep(u);
+                }
+            }
+            "turn.failed" | "error" => {
+                let message = e
+                    .get("error")
+                    .and_then(|x| x.get("message"))
+                    .or_else(|| e.get("message"));
+                let message = text_of(message);
+                let lower = message.to_ascii_lowercase();
+                let kind = if lower.contains("401")
+                    || lower.contains("403")
+                    || lower.contains("missing environment variable")
+                {
+                    FailureKind::Permanent
+                } else if lower.contains("quota") || lower.contains("402") {
+                    FailureKind::Quota
+                } else {
+                    FailureKind::Transient
+                };
+                if parsed.error.is_none() {
+                    parsed.error = Some(AgentError { kind, message });
+                }
+            }
+            _ => {}
+        }
+    }
+    parsed.usage = reader.map(UsageReader::finish);
+    if parsed.error.is_some() {
+        parsed.text.clear();
+    }
+    Some(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Input (cache included), output, cache read, cache write.
+    type Figures = (u64, u64, u64, u64);
+
+    /// (name, stdout, reply text, usage, cost, error kind)
+    type Case = (
+        &'static str,
+        String,
+        &'static str,
+        Option<Figures>,
+        Option<f64>,
+        Option<FailureKind>,
+    );
+
+    fn usage(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Option<Figures> {
+        Some((input, output, cache_read, cache_write))
+    }
+
+    fn figures(p: &Parsed) -> Option<Figures> {
+        p.usage
+            .as_ref()
+            .map(|u| (u.input, u.output, u.cache_read, u.cache_write))
+    }
+
+    #[test]
+    fn agent_outputs_and_what_they_mean() {
+        let cases: Vec<Case> = vec![
+            (
+                "Claude Code success with modelUsage over two models",
+                r#"{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"s","total_cost_usd":0.011,"usage":{"input_tokens":11,"output_tokens":7},"modelUsage":{"claude-sonnet":{"inputTokens":300,"outputTokens":200,"cacheReadInputTokens":100,"cacheCreationInputTokens":50,"costUSD":0.01},"claude-haiku":{"inputTokens":150,"outputTokens":20,"costUSD":0.001}}}"#.into(),
+                "done", usage(600, 220, 100, 50), Some(0.011), None,
+            ),
+            (
+                "Claude Code success with usage only",
+                r#"{"type":"result","subtype":"success","is_error":false,"result":"done","total_cost_usd":0.01,"usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":3}}"#.into(),
+                "done", usage(15, 3, 5, 0), Some(0.01), None,
+            ),
+            (
+                "Claude Code API error 500 (exit 1)",
+                r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":500,"result":"API Error: 500 boom"}"#.into(),
+                "", None, None, Some(FailureKind::Transient),
+            ),
+            (
+                "Claude Code API error 401",
+                r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":401,"result":"Invalid API key"}"#.into(),
+                "", None, None, Some(FailureKind::Permanent),
+            ),
+            (
+                "Claude Code not logged in (no status)",
+                r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":null,"result":"Not logged in"}"#.into(),
+                "", None, None, Some(FailureKind::Transient),
+            ),
+            (
+                "Claude Code max turns",
+                r#"{"type":"result","subtype":"error_max_turns","is_error":true,"errors":["Reached maximum number of turns (2)"],"modelUsage":{"m":{"inputTokens":10,"outputTokens":1,"costUSD":0.001}}}"#.into(),
+                "", usage(10, 1, 0, 0), Some(0.001), Some(FailureKind::Permanent),
+            ),
+            (
+                "Claude Code max budget",
+                r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true,"errors":["Reached maximum budget ($0.002)"],"total_cost_usd":0.0024}"#.into(),
+                "", None, Some(0.0024), Some(FailureKind::Budget),
+            ),
+            (
+                "Codex JSON lines, two turns summed",
+                [
+                    r#"{"type":"thread.started","thread_id":"t1"}"#,
+                    r#"{"type":"item.completed","item":{"id":"item_0","type":"error","message":"Model metadata not found"}}"#,
+                    r#"{"type":"turn.started"}"#,
+                    r#"{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"first"}}"#,
+                    r#"{"type":"turn.completed","usage":{"input_tokens":200,"cached_input_tokens":20,"output_tokens":40}}"#,
+                    r#"{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"DONE"}}"#,
+                    r#"{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"cache_write_input_tokens":5,"output_tokens":10}}"#,
+                ].join("\n"),
+                "DONE", usage(300, 50, 20, 5), None, None,
+            ),
+            (
+                "Codex turn failed",
+                [
+                    r#"{"type":"turn.started"}"#,
+                    r#"{"type":"error","message":"unexpected status 401 Unauthorized: bad key"}"#,
+                    r#"{"type":"turn.failed","error":{"message":"unexpected status 401 Unauthorized: bad key"}}"#,
+                ].join("\n"),
+                "", None, None, Some(FailureKind::Permanent),
+            ),
+            (
+                "Gemini CLI success",
+                r#"{"session_id":"g","response":"hello","stats":{"models":{"gemini-2.5-pro":{"tokens":{"input":13745,"prompt":24401,"candidates":215,"total":24719,"cached":10656,"thoughts":103,"tool":0}}}}}"#.into(),
+                "hello", usage(24401, 318, 10656, 0), None, None,
+            ),
+            (
+                "Gemini CLI error",
+                r#"{"session_id":"g","error":{"type":"Error","message":"Something went wrong","code":500}}"#.into(),
+                "", None, None, Some(FailureKind::Transient),
+            ),
+            (
+                "plain text",
+                "just text\n".into(),
+                "just text\n", None, None, None,
+            ),
+            (
+                "JSON that is no agent's",
+                r#"{"other": 1}"#.into(),
+                r#"{"other": 1}"#, None, None, None,
+            ),
+        ];
+        for (name, stdout, text, want_usage, cost, kind) in cases {
+            let p = parse(&stdout);
+            assert_eq!(p.text, text, "{name}");
+            assert_eq!(figures(&p), want_usage, "{name}");
+            match (cost, p.cost_usd) {
+                (None, None) => {}
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{name}: cost {b}"),
+                (a, b) => panic!("{name}: cost {b:?}, wanted {a:?}"),
+            }
+            assert_eq!(
+                p.error.as_ref().map(|e| e.kind),
+                kind,
+                "{name}: {:?}",
+                p.error
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_usage_is_flagged_not_trusted() {
+        let p = parse(
+            r#"{"type":"result","is_error":false,"result":"x","modelUsage":{"m":{"inputTokens":-5,"outputTokens":1.5}}}"#,
+        );
+        let u = p.usage.expect("usage");
+        assert!(u.malformed.is_some(), "{u:?}");
+    }
+}

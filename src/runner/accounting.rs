@@ -1,0 +1,201 @@
+//! What an attempt is counted as (spec, "Budgets and tokens"): the usage the endpoint
+//! reported where it is given and believable, else the tokenizer's count, marked estimated.
+//!
+//! A report is not believed when it cannot be true: a count that is not a whole number of
+//! tokens, input above any model's context, input far above what was sent, output far
+//! above the text that came back. Such a report is kept (for the journal) but counted as
+//! the tokenizer's estimate and never used to calibrate later counts, so one absurd number
+//! cannot make every later prompt "need" a quadrillion tokens. An agent's report is judged
+//! more loosely: its own prompts and tools make its input far larger than ours.
+
+use serde_json::Value;
+
+use crate::providers::Usage;
+
+/// No model reads more than this many tokens in one request.
+const MAX_CONTEXT: u64 = 10_000_000;
+/// An agent's call over many turns may read more, but not this much.
+const MAX_AGENT_CALL: u64 = 1_000_000_000;
+
+/// What an attempt is counted as.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Counted {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    /// The tokenizer's counts, not the endpoint's.
+    pub estimated: bool,
+    /// Why the report was not believed (for a warning), with the report as sent.
+    pub distrusted: Option<(String, Option<Value>)>,
+}
+
+/// `usage` as reported, judged against what was sent: `sent` tokens of input by the
+/// tokenizer's count, `text` tokens of reply text.
+pub(crate) fn count(usage: Option<&Usage>, sent: u64, text: u64, agent: bool) -> Counted {
+    let estimate = |distrusted| Counted {
+        input: sent,
+        output: text,
+        cache_read: 0,
+        cache_write: 0,
+        estimated: true,
+        distrusted,
+    };
+    let Some(u) = usage else {
+        return estimate(None);
+    };
+    let why = if let Some(m) = &u.malformed {
+        Some(format!("counts that are not whole numbers of tokens ({m})"))
+    } else if agent {
+        (u.input > MAX_AGENT_CALL || u.output > MAX_AGENT_CALL).then(|| {
+            format!(
+                "{} in / {} out, more than any agent call",
+                u.input, u.output
+            )
+        })
+    } else if u.input > MAX_CONTEXT {
+        Some(format!(
+            "{} input tokens, above any model's context",
+            u.input
+        ))
+    } else if u.input > sent.saturating_mul(8).saturating_add(1000) {
+        Some(format!(
+            "{} input tokens for a request the tokenizer counts as {sent}",
+            u.input
+        ))
+    } else if u.output > text.saturating_mul(8).saturating_add(1000) {
+        Some(format!(
+            "{} output tokens for a reply the tokenizer counts as {text}",
+            u.output
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => estimate(Some((why, u.reported.clone()))),
+        None => Counted {
+            input: u.input,
+            output: u.output,
+            cache_read: u.cache_read.min(u.input),
+            cache_write: u.cache_write.min(u.input),
+            estimated: false,
+            distrusted: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(input: u64, output: u64) -> Usage {
+        Usage {
+            input,
+            output,
+            ..Usage::default()
+        }
+    }
+
+    #[test]
+    fn reports_and_whether_they_are_believed() {
+        let malformed = Usage {
+            malformed: Some("usage.prompt_tokens = -5".into()),
+            ..usage(0, 5)
+        };
+        /// (input, output, estimated, distrusted)
+        type Want = (u64, u64, bool, bool);
+        /// (name, usage, sent, text, agent) -> want
+        type Case = (&'static str, Option<Usage>, u64, u64, bool, Want);
+        let cases: Vec<Case> = vec![
+            ("no report", None, 800, 50, false, (800, 50, true, false)),
+            (
+                "a plain report",
+                Some(usage(820, 60)),
+                800,
+                50,
+                false,
+                (820, 60, false, false),
+            ),
+            (
+                "another tokenizer counts 2.6 times more",
+                Some(usage(2095, 503)),
+                800,
+                500,
+                false,
+                (2095, 503, false, false),
+            ),
+            (
+                "a quadrillion in",
+                Some(usage(1_000_000_000_000_000, 50)),
+                800,
+                50,
+                false,
+                (800, 50, true, true),
+            ),
+            (
+                "above any context",
+                Some(usage(20_000_000, 50)),
+                3_000_000,
+                50,
+                false,
+                (3_000_000, 50, true, true),
+            ),
+            (
+                "far above what was sent",
+                Some(usage(50_000, 50)),
+                800,
+                50,
+                false,
+                (800, 50, true, true),
+            ),
+            (
+                "a billion out for 50 tokens of text",
+                Some(usage(100, 1_000_000_000)),
+                800,
+                50,
+                false,
+                (800, 50, true, true),
+            ),
+            (
+                "counts that are not whole numbers",
+                Some(malformed.clone()),
+                800,
+                50,
+                false,
+                (800, 50, true, true),
+            ),
+            (
+                "an agent reads 18k cached tokens for a 1k prompt",
+                Some(usage(19_000, 400)),
+                1000,
+                50,
+                true,
+                (19_000, 400, false, false),
+            ),
+            (
+                "an agent's malformed report",
+                Some(malformed),
+                1000,
+                50,
+                true,
+                (1000, 50, true, true),
+            ),
+            (
+                "an agent's impossible report",
+                Some(usage(u64::MAX, 1)),
+                1000,
+                50,
+                true,
+                (1000, 50, true, true),
+            ),
+        ];
+        for (name, u, sent, text, agent, want) in cases {
+            let c = count(u.as_ref(), sent, text, agent);
+            assert_eq!(
+                (c.input, c.output, c.estimated, c.distrusted.is_some()),
+                want,
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The run's book: the store it journals to, the journal folded, and tallies kept up to
+//! date event by event (tokens per phase and in all, prompts done, the variables so far)
+//! rather than recomputed over the whole plan for each prompt, so that a prompt costs the
+//! same at the end of a long run as at its start.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::budget;
+use crate::config::Config;
+use crate::error::Result;
+use crate::plan::Plan;
+use crate::state::{Event, Fold, Record, Store};
+
+/// Where a run's events go, and what they add up to.
+pub(crate) struct Book {
+    pub store: Store,
+    pub fold: Fold,
+    pub tally: Tally,
+}
+
+impl Book {
+    /// Appends `events` to the journal (fsynced) and applies them.
+    pub fn journal(&mut self, events: Vec<Event>) -> Result<()> {
+        let records = self.store.append(&events)?;
+        for r in &records {
+            self.tally.apply(&mut self.fold, r);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Tally {
+    phase_of: HashMap<String, usize>,
+    phase_spent: Vec<u64>,
+    total_spent: u64,
+    pub done: usize,
+    /// Config's constants and the outputs of prompts `0..vars_upto`, later ones winning.
+    pub vars: BTreeMap<String, Value>,
+    vars_upto: usize,
+}
+
+impl Tally {
+    pub fn new(fold: &Fold, plan: &Plan, config: &Config) -> Tally {
+        let ledger = budget::Ledger::new(fold, plan, config);
+        Tally {
+            phase_of: plan
+                .prompts
+                .iter()
+                .map(|p| (p.id.to_string(), p.phase))
+                .collect(),
+            phase_spent: ledger.phases.iter().map(|p| p.used).collect(),
+            total_spent: ledger.total.used,
+            done: plan
+                .prompts
+                .iter()
+                .filter(|p| fold.done.contains(p.id.as_str()))
+                .count(),
+            vars: config.variables.clone(),
+            vars_upto: 0,
+        }
+    }
+
+    /// Applies a journaled record to the fold and to the tallies.
+    pub fn apply(&mut self, fold: &mut Fold, record: &Record) {
+        let id = match &record.event {
+            Event::AttemptStarted { id, .. } => Some(id.clone()),
+            Event::AttemptFinished(r) => Some(r.id.clone()),
+            _ => None,
+        };
+        let before = id.as_deref().map_or(0, |id| fold.spent(id));
+        let was_done = match &record.event {
+            Event::Completed { id, .. } | Event::Failed { id, .. } => fold.done.contains(id),
+            _ => false,
+        };
+        fold.apply(record);
+        if let Some(id) = id {
+            let after = fold.spent(&id);
+            let delta = |n: u64| n.saturating_add(after).saturating_sub(before);
+            self.total_spent = delta(self.total_spent);
+            if let Some(&p) = self.phase_of.get(&id) {
+                self.phase_spent[p] = delta(self.phase_spent[p]);
+            }
+        }
+        match &record.event {
+            Event::Completed { id, .. } if !was_done && self.phase_of.contains_key(id) => {
+                self.done += 1
+            }
+            Event::Failed { id, .. } if was_done && self.phase_of.contains_key(id) => {
+                self.done = self.done.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+
+    /// What remains of prompt's phase budget (if it has one) and of the total.
+    pub fn remaining(&self, phase: usize, plan: &Plan, config: &Config) -> budget::Remaining {
+        let ph = &plan.phases[phase];
+        budget::Remaining {
+            phase: ph.budget.map(|b| {
+                (
+                    format!("phase {}", ph.name),
+                    b.saturating_sub(self.phase_spent[phase]),
+                )
+            }),
+            total: config.budget.total.saturating_sub(self.total_spent),
+        }
+    }
+
+    /// Brings `vars` to the variables known before prompt `index`: extended forward as the
+    /// run moves on, rebuilt when it goes back (a rerun).
+    pub fn variables_up_to(&mut self, index: usize, fold: &Fold, plan: &Plan, config: &Config) {
+        if index < self.vars_upto {
+            self.vars = config.variables.clone();
+            self.vars_upto = 0;
+        }
+        for p in &plan.prompts[self.vars_upto..index] {
+            if let Some(out) = fold.variables.get(p.id.as_str()) {
+                self.vars
+                    .extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        self.vars_upto = index;
+    }
+}
