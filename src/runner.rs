@@ -962,19 +962,9 @@ impl Session<'_> {
         let current = current_prompt(fold, self.plan);
         let status = state::StatusView::new(fold, self.plan, &ledger, current.as_deref());
         let memory = state::MemoryView::new(fold, self.plan, &self.settings.config.variables);
-        let status = pretty(&status, state::STATUS, &self.book.store.dir)?;
-        let memory = pretty(&memory, state::MEMORY, &self.book.store.dir)?;
-        self.book.store.write_file(state::STATUS, &status)?;
-        self.book.store.write_file(state::MEMORY, &memory)
+        self.book.store.write_json(state::STATUS, &status)?;
+        self.book.store.write_json(state::MEMORY, &memory)
     }
-}
-
-/// A view as pretty JSON; an error naming the file rather than an empty file.
-fn pretty(v: &impl serde::Serialize, name: &str, dir: &std::path::Path) -> Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec_pretty(v)
-        .map_err(|e| Error::state(dir.join(name), format!("cannot encode: {e}")))?;
-    bytes.push(b'\n');
-    Ok(bytes)
 }
 
 fn short(text: &str, max: usize) -> &str {

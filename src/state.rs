@@ -838,21 +838,32 @@ impl Store {
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
 
-    /// Replaces `name` in the folder atomically and durably.
-    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        write_atomic(&self.dir.join(name), bytes)
+    /// Replaces `name` with `value` as pretty JSON, atomically and durably. The JSON is
+    /// written straight into the file: a view of a long run is never held whole in memory.
+    pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        write_atomic(&self.dir.join(name), |w| {
+            serde_json::to_writer_pretty(&mut *w, value).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")
+        })
     }
 }
 
 /// Temporary file, fsync, rename, fsync of the folder; created 0600. A symbolic link in
 /// the target's place is refused rather than followed or replaced.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     use atomic_write_file::unix::OpenOptionsExt as _;
     refuse_symlink(path)?;
     let mut options = atomic_write_file::AtomicWriteFile::options();
     options.preserve_mode(false).mode(0o600);
     let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    let mut buffered = std::io::BufWriter::new(&mut file);
+    fill(&mut buffered)
+        .and_then(|()| buffered.flush())
+        .map_err(|e| Error::io(path, e))?;
+    drop(buffered);
     file.commit().map_err(|e| Error::io(path, e))
 }
 
