@@ -14,14 +14,14 @@ use serde_json::{Map, Value};
 /// A code block: where it is in the text, its info string (empty for indented blocks) and
 /// the text between its fences.
 #[derive(Debug, Clone)]
-pub struct CodeBlock {
-    pub range: Range<usize>,
-    pub info: String,
-    pub content: String,
+pub(crate) struct CodeBlock {
+    pub(crate) range: Range<usize>,
+    pub(crate) info: String,
+    pub(crate) content: String,
 }
 
 impl CodeBlock {
-    pub fn is_json(&self) -> bool {
+    pub(crate) fn is_json(&self) -> bool {
         let lang = self.info.split_whitespace().next().unwrap_or("");
         lang.eq_ignore_ascii_case("json") || lang.eq_ignore_ascii_case("jsonc")
     }
@@ -29,14 +29,14 @@ impl CodeBlock {
 
 /// A heading: level 1–6, its text, where it starts.
 #[derive(Debug, Clone)]
-pub struct Heading {
-    pub level: u8,
-    pub text: String,
-    pub start: usize,
+pub(crate) struct Heading {
+    pub(crate) level: u8,
+    pub(crate) text: String,
+    pub(crate) start: usize,
 }
 
 /// The code blocks and headings of a markdown text, in order.
-pub fn outline(markdown: &str) -> (Vec<CodeBlock>, Vec<Heading>) {
+pub(crate) fn outline(markdown: &str) -> (Vec<CodeBlock>, Vec<Heading>) {
     let mut blocks = Vec::new();
     let mut headings = Vec::new();
     let mut open_block: Option<CodeBlock> = None;
@@ -89,20 +89,20 @@ fn heading_level(level: HeadingLevel) -> u8 {
 
 /// A checkpoint block, as a reply returns it or a prompt shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// The prompt the block names (`"prompt"` or `"checkpoint"`), if it names one.
-    pub names: Option<String>,
+    pub(crate) names: Option<String>,
     /// The `"success"` key as written (the seed's save block has none: absent means
     /// success). Kept raw so that `"success": "false"` can be told apart from `false`.
-    pub success: Option<Value>,
+    pub(crate) success: Option<Value>,
     /// `outputs`, or `data.variables`.
-    pub variables: Map<String, Value>,
-    pub files_created: Vec<String>,
+    pub(crate) variables: Map<String, Value>,
+    pub(crate) files_created: Vec<String>,
 }
 
 impl Checkpoint {
     /// Reads a JSON object in either seed shape; `None` if it is neither.
-    pub fn from_value(value: &Value) -> Option<Checkpoint> {
+    pub(crate) fn from_value(value: &Value) -> Option<Checkpoint> {
         let object = value.as_object()?;
         if !object.contains_key("prompt") && !object.contains_key("checkpoint") {
             return None;
@@ -141,7 +141,7 @@ impl Checkpoint {
     }
 
     /// Whether the block reports success: `true`, `false`, or why it says neither.
-    pub fn succeeded(&self) -> Result<bool, String> {
+    pub(crate) fn succeeded(&self) -> Result<bool, String> {
         match &self.success {
             None | Some(Value::Bool(true)) => Ok(true),
             Some(Value::Bool(false)) => Ok(false),
@@ -153,7 +153,7 @@ impl Checkpoint {
 }
 
 /// How deep a value nests: 0 for a scalar, 1 for a flat array or object.
-pub fn depth(value: &Value) -> usize {
+pub(crate) fn depth(value: &Value) -> usize {
     match value {
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
         Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
@@ -163,7 +163,7 @@ pub fn depth(value: &Value) -> usize {
 
 /// The checkpoint block of a reply: the last fenced block that parses as a JSON object with
 /// a `checkpoint` or `prompt` key. Blocks marked `json` are tried, then unmarked ones.
-pub fn from_reply(reply: &str) -> Option<Checkpoint> {
+pub(crate) fn from_reply(reply: &str) -> Option<Checkpoint> {
     let (blocks, _) = outline(reply);
     blocks
         .iter()
@@ -182,7 +182,7 @@ const EXACT_LIMIT: usize = 256 * 1024;
 /// Parses JSON, keeping a number that a double cannot hold (an integer beyond 64 bits, a
 /// decimal of more than 17 significant digits) as the string of its digits, so that it is
 /// substituted exactly as written rather than as `1.2345678901234568e+29`.
-pub fn parse_exact(text: &str) -> serde_json::Result<Value> {
+pub(crate) fn parse_exact(text: &str) -> serde_json::Result<Value> {
     let value: Value = serde_json::from_str(text)?;
     if text.len() > EXACT_LIMIT || !has_long_number(text) {
         return Ok(value);

@@ -15,27 +15,27 @@ use crate::template::is_identifier;
 
 /// Config's constants may nest this deep (as may prompts' outputs): state files that
 /// hold them must stay readable (serde_json stops at 128 levels).
-pub const MAX_VARIABLE_DEPTH: usize = 32;
+pub(crate) const MAX_VARIABLE_DEPTH: usize = 32;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {
-    pub project: Project,
-    pub llm: Llm,
-    pub tokenizer: TokenizerConfig,
-    pub budget: Budget,
-    pub pricing: Option<Pricing>,
-    pub retry: Retry,
-    pub run: Run,
+pub(crate) struct Config {
+    pub(crate) project: Project,
+    pub(crate) llm: Llm,
+    pub(crate) tokenizer: TokenizerConfig,
+    pub(crate) budget: Budget,
+    pub(crate) pricing: Option<Pricing>,
+    pub(crate) retry: Retry,
+    pub(crate) run: Run,
     /// Constants usable as `{{name}}` in every prompt.
-    pub variables: BTreeMap<String, serde_json::Value>,
-    pub phases: Vec<PhaseConfig>,
+    pub(crate) variables: BTreeMap<String, serde_json::Value>,
+    pub(crate) phases: Vec<PhaseConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Project {
-    pub name: String,
+pub(crate) struct Project {
+    pub(crate) name: String,
 }
 
 impl Default for Project {
@@ -48,7 +48,7 @@ impl Default for Project {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
+pub(crate) enum ProviderKind {
     Openai,
     Anthropic,
     Command,
@@ -59,33 +59,33 @@ pub enum ProviderKind {
 /// which leaves the Features phase no room for output), or every variable known so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ContextVariables {
+pub(crate) enum ContextVariables {
     Used,
     All,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Llm {
-    pub provider: ProviderKind,
+pub(crate) struct Llm {
+    pub(crate) provider: ProviderKind,
     /// Defaults per provider; `OPENAI_BASE_URL` overrides it for `openai`.
-    pub base_url: Option<String>,
-    pub model: Option<String>,
-    pub api_key_env: Option<String>,
-    pub max_tokens: u32,
-    pub temperature: f64,
-    pub stream: bool,
+    pub(crate) base_url: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) api_key_env: Option<String>,
+    pub(crate) max_tokens: u32,
+    pub(crate) temperature: f64,
+    pub(crate) stream: bool,
     #[serde(deserialize_with = "duration")]
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     #[serde(deserialize_with = "duration")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     #[serde(deserialize_with = "duration")]
-    pub idle_timeout: Duration,
-    pub system_template: Option<PathBuf>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) system_template: Option<PathBuf>,
     /// Which variables the context recall lists as JSON.
-    pub context_variables: ContextVariables,
-    pub command: Vec<String>,
-    pub env: Vec<String>,
+    pub(crate) context_variables: ContextVariables,
+    pub(crate) command: Vec<String>,
+    pub(crate) env: Vec<String>,
 }
 
 impl Default for Llm {
@@ -115,7 +115,7 @@ impl Default for Llm {
 }
 
 impl Llm {
-    pub fn model(&self) -> &str {
+    pub(crate) fn model(&self) -> &str {
         match (&self.model, self.provider) {
             (Some(m), _) => m,
             (None, ProviderKind::Anthropic) => "claude-3-5-haiku-latest",
@@ -123,7 +123,7 @@ impl Llm {
         }
     }
 
-    pub fn api_key_env(&self) -> &str {
+    pub(crate) fn api_key_env(&self) -> &str {
         match (&self.api_key_env, self.provider) {
             (Some(k), _) => k,
             (None, ProviderKind::Anthropic) => "ANTHROPIC_API_KEY",
@@ -134,7 +134,7 @@ impl Llm {
 
     /// The base URL: `OPENAI_BASE_URL` (openai only), then config, then the provider's
     /// default; checked as [`check_url`] does, the error naming where it came from.
-    pub fn base_url(&self) -> std::result::Result<reqwest::Url, String> {
+    pub(crate) fn base_url(&self) -> std::result::Result<reqwest::Url, String> {
         if self.provider == ProviderKind::Openai
             && let Ok(url) = std::env::var("OPENAI_BASE_URL")
             && !url.trim().is_empty()
@@ -152,25 +152,25 @@ impl Llm {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TokenizerConfig {
-    pub encoding: Option<crate::tokens::Encoding>,
+pub(crate) struct TokenizerConfig {
+    pub(crate) encoding: Option<crate::tokens::Encoding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OnExceed {
+pub(crate) enum OnExceed {
     Halt,
     Warn,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Budget {
-    pub total: u64,
-    pub per_prompt: u64,
-    pub min_output: u64,
-    pub on_exceed: OnExceed,
-    pub max_cost_usd: Option<f64>,
+pub(crate) struct Budget {
+    pub(crate) total: u64,
+    pub(crate) per_prompt: u64,
+    pub(crate) min_output: u64,
+    pub(crate) on_exceed: OnExceed,
+    pub(crate) max_cost_usd: Option<f64>,
 }
 
 impl Default for Budget {
@@ -187,25 +187,25 @@ impl Default for Budget {
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Pricing {
-    pub input_per_mtok: f64,
-    pub output_per_mtok: f64,
+pub(crate) struct Pricing {
+    pub(crate) input_per_mtok: f64,
+    pub(crate) output_per_mtok: f64,
 }
 
 impl Pricing {
-    pub fn cost(&self, input: u64, output: u64) -> f64 {
+    pub(crate) fn cost(&self, input: u64, output: u64) -> f64 {
         (input as f64 * self.input_per_mtok + output as f64 * self.output_per_mtok) / 1e6
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Retry {
-    pub max_attempts: u32,
+pub(crate) struct Retry {
+    pub(crate) max_attempts: u32,
     #[serde(deserialize_with = "duration")]
-    pub initial_delay: Duration,
+    pub(crate) initial_delay: Duration,
     #[serde(deserialize_with = "duration")]
-    pub max_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 impl Default for Retry {
@@ -220,17 +220,17 @@ impl Default for Retry {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OnFailure {
+pub(crate) enum OnFailure {
     Halt,
     Skip,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Run {
-    pub on_failure: OnFailure,
+pub(crate) struct Run {
+    pub(crate) on_failure: OnFailure,
     #[serde(deserialize_with = "duration")]
-    pub max_duration: Duration,
+    pub(crate) max_duration: Duration,
 }
 
 impl Default for Run {
@@ -244,16 +244,16 @@ impl Default for Run {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PhaseConfig {
-    pub dir: String,
-    pub name: Option<String>,
-    pub budget: Option<u64>,
+pub(crate) struct PhaseConfig {
+    pub(crate) dir: String,
+    pub(crate) name: Option<String>,
+    pub(crate) budget: Option<u64>,
 }
 
 /// A duration as messages show it: to the millisecond under ten seconds, to the second
 /// above (`300ms`, `5s 90ms`, `1m 30s`), "ever" past a century (a server asking to wait
 /// `1e20` seconds).
-pub fn show_duration(d: Duration) -> String {
+pub(crate) fn show_duration(d: Duration) -> String {
     if d > Duration::from_secs(100 * 365 * 24 * 3600) {
         return "more than a century".into();
     }
@@ -268,7 +268,7 @@ pub fn show_duration(d: Duration) -> String {
 /// An endpoint's base URL: `http` or `https`, with a host, and no credentials (a key in a
 /// URL would be written to logs and state; it belongs in the environment). The message
 /// never repeats the URL, which may hold a password.
-pub fn check_url(text: &str) -> std::result::Result<reqwest::Url, String> {
+pub(crate) fn check_url(text: &str) -> std::result::Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|e| {
         format!("{e}; write a full URL such as \"http://127.0.0.1:4000/v1\" or \"https://api.openai.com/v1\"")
     })?;
@@ -299,7 +299,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
 
 impl Config {
     /// Parses config text; `path` is only used in messages.
-    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: e.span().map(|s| line_of(text, s.start)),
@@ -314,7 +314,7 @@ impl Config {
 
     /// Loads `path`. A missing file is an error only when the user named it (`explicit`);
     /// otherwise every key takes its default.
-    pub fn load(path: &Path, explicit: bool) -> Result<Config> {
+    pub(crate) fn load(path: &Path, explicit: bool) -> Result<Config> {
         match std::fs::read(path) {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes).map_err(|e| Error::Config {
@@ -431,7 +431,7 @@ impl Config {
         Ok(())
     }
 
-    pub fn phase(&self, dir: &str) -> Option<&PhaseConfig> {
+    pub(crate) fn phase(&self, dir: &str) -> Option<&PhaseConfig> {
         self.phases.iter().find(|p| p.dir == dir)
     }
 }

@@ -6,17 +6,17 @@
 use std::path::PathBuf;
 
 /// Process exit codes (spec, "Commands").
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const PROMPT_FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const BUDGET: i32 = 3;
-    pub const TIME_LIMIT: i32 = 4;
-    pub const INTERRUPTED: i32 = 130;
+pub(crate) mod exit {
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const PROMPT_FAILED: i32 = 1;
+    pub(crate) const USAGE: i32 = 2;
+    pub(crate) const BUDGET: i32 = 3;
+    pub(crate) const TIME_LIMIT: i32 = 4;
+    pub(crate) const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -68,10 +68,10 @@ pub enum Error {
 
 /// One problem found while building the plan, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanError {
-    pub path: PathBuf,
-    pub line: Option<usize>,
-    pub message: String,
+pub(crate) struct PlanError {
+    pub(crate) path: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for PlanError {
@@ -96,7 +96,7 @@ fn plan_errors(errors: &[PlanError]) -> String {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             Error::Io { .. } | Error::DiskFull { .. } => exit::PROMPT_FAILED,
             Error::Config { .. } | Error::Plan(_) | Error::State { .. } | Error::Usage(_) => {
@@ -110,7 +110,7 @@ impl Error {
     }
 
     /// An I/O error on `path`, told apart when it means the disk is full.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         if source.kind() == std::io::ErrorKind::StorageFull
             || source.raw_os_error() == Some(libc::ENOSPC)
@@ -122,7 +122,7 @@ impl Error {
         }
     }
 
-    pub fn state(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub(crate) fn state(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::State {
             path: path.into(),
             message: message.into(),
@@ -130,10 +130,10 @@ impl Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// 1-based line number of byte `offset` in `text`.
-pub fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()

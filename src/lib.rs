@@ -1,20 +1,47 @@
 //! `orchestrator`: runs a chain of LLM prompt files unattended, inside hard token budgets,
-//! with a checkpoint after every prompt. See README.md and the spec for the contract.
+//! with a checkpoint after every prompt. README.md is the user's guide; this is the map.
 //!
-//! Data flows one way: [`plan`] reads the build, [`request`] turns a prompt into what is
-//! sent, [`providers`] send it, [`state`] records what came back; [`runner`] drives that
-//! loop, [`budget`] decides what may be spent, [`report`] prints, [`cli`] is the edge.
+//! The house, in layers: each module uses only those above it in this list, and no two
+//! modules use each other (`tests/it/architecture.rs` checks both).
+//!
+//! 1. Leaves: [`error`] (errors and exit codes), [`tokens`] (tiktoken counts),
+//!    [`template`] (the placeholder engine), [`checkpoint`] (the protocol's json blocks).
+//! 2. [`config`], then [`plan`] (the build on disk: ids, prompt files, discovery, checks).
+//! 3. [`request`] (what is sent, built in one place), then [`providers`] (sending it:
+//!    OpenAI-compatible, Anthropic, an agent CLI).
+//! 4. [`state`] (the journal, folded; the folder a runner writes; the lock).
+//! 5. [`budget`] (the check and the ledger), [`estimate`] (the dry run), then [`views`]
+//!    (`status.json` and `memory.json`, above both state and budget).
+//! 6. [`runner`] (the run loop and its pure pieces: retry, verdict, accounting, tally),
+//!    reporting through its own event type.
+//! 7. [`report`] (tables and `--json` documents) and [`printer`] (stdout and stderr), then
+//!    [`settings`] (what commands work from), [`commands`] (one file per command), and
+//!    [`cli`] (clap only), which `main` calls.
+//!
+//! Everything is `pub(crate)`: outside the crate there is the binary (through
+//! [`main_entry`]) and the fuzz targets (through [`fuzzing`]).
 
-pub mod budget;
-pub mod checkpoint;
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod plan;
-pub mod providers;
-pub mod report;
-pub mod request;
-pub mod runner;
-pub mod state;
-pub mod template;
-pub mod tokens;
+mod budget;
+mod checkpoint;
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod estimate;
+pub mod fuzzing;
+mod plan;
+mod printer;
+mod providers;
+mod report;
+mod request;
+mod runner;
+mod settings;
+mod state;
+mod template;
+mod tokens;
+mod views;
+
+/// Parses the arguments, runs the command, prints any error; the process's exit code.
+pub fn main_entry() -> i32 {
+    cli::main_entry()
+}

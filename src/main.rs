@@ -1,5 +1,5 @@
-//! The `orchestrator` binary: everything is in the library; see `cli::main_entry`.
+//! The `orchestrator` binary: everything is in the library; see `orchestrator::main_entry`.
 
 fn main() {
-    std::process::exit(orchestrator::cli::main_entry());
+    std::process::exit(orchestrator::main_entry());
 }

@@ -7,11 +7,11 @@ use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::budget::Estimate;
+use crate::estimate::Estimate;
 use crate::plan::{CheckpointMode, Plan};
 
 /// `12345` as `12,345`.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -24,7 +24,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// `noun` for one, `nouns` otherwise (the nouns here take an s).
-pub fn plural(n: usize, noun: &str) -> String {
+pub(crate) fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
         noun.to_string()
     } else {
@@ -46,7 +46,7 @@ fn minutes(m: f64) -> String {
 }
 
 /// A markdown-style table (the seed's tables are markdown), numbers right-aligned.
-pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
     let mut t = Table::new();
     t.load_style(presets::ASCII_MARKDOWN);
     t.set_header(header.iter().copied());
@@ -61,7 +61,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
     t.to_string()
 }
 
-pub fn plan_json(plan: &Plan) -> Value {
+pub(crate) fn plan_json(plan: &Plan) -> Value {
     let phases: Vec<Value> = plan
         .phases
         .iter()
@@ -100,7 +100,7 @@ pub fn plan_json(plan: &Plan) -> Value {
     })
 }
 
-pub fn plan_text(plan: &Plan) -> String {
+pub(crate) fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
     for ph in &plan.phases {
         let budget = ph.budget.map_or_else(
@@ -173,60 +173,7 @@ pub fn plan_text(plan: &Plan) -> String {
     out
 }
 
-#[derive(Serialize)]
-struct EstimateJson<'a> {
-    encoding: &'a str,
-    prompts: Vec<Value>,
-    phases: Vec<Value>,
-    total: Value,
-    over_budget: bool,
-}
-
-pub fn estimate_json(e: &Estimate) -> Value {
-    serde_json::to_value(EstimateJson {
-        encoding: &e.encoding,
-        prompts: e
-            .prompts
-            .iter()
-            .map(|p| {
-                json!({
-                    "id": p.id, "name": p.name, "phase": p.phase,
-                    "input_tokens": p.input_tokens, "max_tokens": p.max_tokens,
-                    "worst_case_tokens": p.worst_case_tokens,
-                    "over_per_prompt": p.over_per_prompt,
-                    "actual_tokens": p.actual_tokens,
-                    "possibly_billed_tokens": p.possibly_billed_tokens,
-                    "tokens_hint": p.tokens_hint, "minutes_hint": p.minutes_hint,
-                })
-            })
-            .collect(),
-        phases: e
-            .phases
-            .iter()
-            .map(|p| {
-                json!({
-                    "name": p.name, "dir": p.dir, "budget": p.budget,
-                    "input_tokens": p.input_tokens, "worst_case_tokens": p.worst_case_tokens,
-                    "actual_tokens": p.actual_tokens,
-                    "possibly_billed_tokens": p.possibly_billed_tokens,
-                    "over_budget": p.over_budget, "worst_case_over": p.worst_case_over,
-                })
-            })
-            .collect(),
-        total: json!({
-            "budget": e.total.budget, "input_tokens": e.total.input_tokens,
-            "worst_case_tokens": e.total.worst_case_tokens,
-            "actual_tokens": e.total.actual_tokens,
-            "possibly_billed_tokens": e.total.possibly_billed_tokens,
-            "cost_usd_max": e.total.cost_usd_max, "minutes": e.total.minutes,
-            "per_prompt": e.per_prompt,
-        }),
-        over_budget: e.over_budget,
-    })
-    .unwrap_or(Value::Null)
-}
-
-pub fn estimate_text(e: &Estimate) -> String {
+pub(crate) fn estimate_text(e: &Estimate) -> String {
     let mut out = String::new();
     let rows = e
         .prompts
@@ -241,7 +188,7 @@ pub fn estimate_text(e: &Estimate) -> String {
                 thousands(p.worst_case_tokens),
                 opt(p.actual_tokens),
                 if p.over_per_prompt {
-                    format!("OVER per_prompt {}", thousands(e.per_prompt))
+                    format!("OVER per_prompt {}", thousands(e.total.per_prompt))
                 } else {
                     String::new()
                 },
@@ -350,25 +297,25 @@ fn signed(budget: u64, used: u64) -> String {
 
 /// One of the seed's success criteria, measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct Criterion {
-    pub name: String,
-    pub passed: bool,
-    pub value: String,
+pub(crate) struct Criterion {
+    pub(crate) name: String,
+    pub(crate) passed: bool,
+    pub(crate) value: String,
 }
 
 /// What `status` shows.
-pub struct Status<'a> {
-    pub fold: &'a crate::state::Fold,
-    pub plan: &'a Plan,
-    pub ledger: &'a crate::budget::Ledger,
-    pub current_prompt: Option<String>,
-    pub changed: Vec<String>,
-    pub criteria: Vec<Criterion>,
-    pub cost_usd: f64,
+pub(crate) struct Status<'a> {
+    pub(crate) fold: &'a crate::state::Fold,
+    pub(crate) plan: &'a Plan,
+    pub(crate) ledger: &'a crate::budget::Ledger,
+    pub(crate) current_prompt: Option<String>,
+    pub(crate) changed: Vec<String>,
+    pub(crate) criteria: Vec<Criterion>,
+    pub(crate) cost_usd: f64,
 }
 
 impl Status<'_> {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let l = self.ledger;
         json!({
             "session_id": self.fold.session_id,
@@ -385,7 +332,7 @@ impl Status<'_> {
         })
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let l = self.ledger;
         let f = self.fold;
         let list = |ids: &[String]| {

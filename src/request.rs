@@ -18,7 +18,7 @@ use crate::tokens::{CHAT_OVERHEAD_PER_MESSAGE, CHAT_OVERHEAD_REPLY, Encoding};
 
 /// The built-in context recall. `[llm].system_template` replaces it; the same names are
 /// available there.
-pub const DEFAULT_SYSTEM_TEMPLATE: &str = "\
+pub(crate) const DEFAULT_SYSTEM_TEMPLATE: &str = "\
 You are an expert software engineer building the project {{project}}, one prompt at a time, \
 unattended. There is no chat history: this message is your memory of the build so far.
 
@@ -37,7 +37,7 @@ in \"outputs\".
 ";
 
 /// The names a system template may use.
-pub const SYSTEM_TEMPLATE_NAMES: [&str; 7] = [
+pub(crate) const SYSTEM_TEMPLATE_NAMES: [&str; 7] = [
     "project",
     "phase",
     "prompt",
@@ -49,7 +49,7 @@ pub const SYSTEM_TEMPLATE_NAMES: [&str; 7] = [
 
 /// Why a request could not be built.
 #[derive(Debug)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     /// Placeholders with no value yet (the prompts that produce them have not completed).
     Missing(Vec<String>),
     /// The prompt file cannot be read again, or changed since the plan was made.
@@ -58,30 +58,30 @@ pub enum BuildError {
 
 /// One request, provider-neutral.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Request {
+pub(crate) struct Request {
     /// Index into the plan's prompts.
-    pub prompt: usize,
-    pub model: String,
-    pub system: String,
-    pub user: String,
+    pub(crate) prompt: usize,
+    pub(crate) model: String,
+    pub(crate) system: String,
+    pub(crate) user: String,
     /// What config or front matter asks for; the runner caps it to the budgets.
-    pub max_tokens: u32,
-    pub temperature: f64,
-    pub stream: bool,
+    pub(crate) max_tokens: u32,
+    pub(crate) temperature: f64,
+    pub(crate) stream: bool,
 }
 
 /// Builds requests for one plan under one config.
-pub struct RequestBuilder<'a> {
+pub(crate) struct RequestBuilder<'a> {
     config: &'a Config,
     plan: &'a Plan,
     system_text: String,
     system: Template,
-    pub encoding: Encoding,
+    pub(crate) encoding: Encoding,
 }
 
 impl<'a> RequestBuilder<'a> {
     /// `config_dir` resolves a relative `system_template` path.
-    pub fn new(config: &'a Config, plan: &'a Plan, config_dir: &Path) -> Result<Self> {
+    pub(crate) fn new(config: &'a Config, plan: &'a Plan, config_dir: &Path) -> Result<Self> {
         let (system_text, path) = match &config.llm.system_template {
             None => (
                 DEFAULT_SYSTEM_TEMPLATE.to_string(),
@@ -113,7 +113,7 @@ impl<'a> RequestBuilder<'a> {
 
     /// Config's constants merged with each earlier prompt's variables, later ones winning.
     /// `outputs(i)` gives the variables prompt `i` produced (or, for an estimate, declared).
-    pub fn variables_before<'v>(
+    pub(crate) fn variables_before<'v>(
         &self,
         index: usize,
         outputs: impl Fn(usize) -> Option<&'v serde_json::Map<String, Value>>,
@@ -129,7 +129,7 @@ impl<'a> RequestBuilder<'a> {
 
     /// The request for prompt `index` given the variables known before it. `retry_note`
     /// (why the last attempt failed) is appended to the user message on a retry.
-    pub fn build(
+    pub(crate) fn build(
         &self,
         index: usize,
         vars: &BTreeMap<String, Value>,
@@ -208,7 +208,7 @@ impl<'a> RequestBuilder<'a> {
     }
 
     /// Input tokens of a request: both messages and the chat format's overhead.
-    pub fn input_tokens(&self, request: &Request) -> u64 {
+    pub(crate) fn input_tokens(&self, request: &Request) -> u64 {
         self.encoding.count(&request.system)
             + self.encoding.count(&request.user)
             + 2 * CHAT_OVERHEAD_PER_MESSAGE

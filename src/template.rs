@@ -20,7 +20,7 @@ use crate::error::line_of;
 
 /// `true` for a variable name: letters, digits and `_`, not starting with a digit, with
 /// `.` between keys (`paths.src`; not `a.` or `a..b`).
-pub fn is_identifier(name: &str) -> bool {
+pub(crate) fn is_identifier(name: &str) -> bool {
     matches!(name.chars().next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && name.split('.').all(|key| {
             !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -38,7 +38,7 @@ fn is_name_like(name: &str) -> bool {
 
 /// A piece of a prompt: a range of its text, sent as written, or a placeholder.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Segment {
+pub(crate) enum Segment {
     Text(Range<usize>),
     Var { name: String, line: usize },
 }
@@ -47,18 +47,18 @@ pub enum Segment {
 /// holds ranges, not the text: a plan of a thousand prompts does not keep their text in
 /// memory; the text is read again when the request is built (see [`Prompt::read_body`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Template {
-    pub segments: Vec<Segment>,
+pub(crate) struct Template {
+    pub(crate) segments: Vec<Segment>,
 }
 
 /// Something the placeholder scan found that is not a plain known placeholder.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Unknown {
-    pub name: String,
-    pub line: usize,
-    pub in_code: bool,
+pub(crate) struct Unknown {
+    pub(crate) name: String,
+    pub(crate) line: usize,
+    pub(crate) in_code: bool,
     /// Not a variable name at all (`{{a.}}`), rather than a name nothing defines.
-    pub malformed: bool,
+    pub(crate) malformed: bool,
 }
 
 impl Template {
@@ -66,7 +66,7 @@ impl Template {
     /// `code` holds the byte ranges of code blocks; `first_line` is the line of `text`'s
     /// first byte in its file. Unknown names are returned beside the template: outside
     /// code they are errors for the caller to report, inside code they stay text.
-    pub fn parse(
+    pub(crate) fn parse(
         text: &str,
         known: &dyn Fn(&str) -> bool,
         code: &[Range<usize>],
@@ -118,7 +118,7 @@ impl Template {
     }
 
     /// The placeholder names, in order of first use.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
             Segment::Var { name, .. } => Some(name.as_str()),
             Segment::Text(_) => None,
@@ -127,7 +127,7 @@ impl Template {
 
     /// Fills in every placeholder of `text` (the text it was parsed from); the error lists
     /// the names with no value.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         text: &str,
         vars: &BTreeMap<String, Value>,
@@ -181,7 +181,7 @@ fn placeholder_at(text: &str, at: usize) -> Option<(&str, usize)> {
 /// A variable's value, `get` giving variables by name: the whole dotted name first, else a
 /// path into an object variable (`{{paths.src}}` reads key `src` of variable `paths`;
 /// arrays are not indexed).
-pub fn lookup<'a>(get: impl Fn(&str) -> Option<&'a Value>, name: &str) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(get: impl Fn(&str) -> Option<&'a Value>, name: &str) -> Option<&'a Value> {
     if let Some(v) = get(name) {
         return Some(v);
     }
@@ -194,7 +194,7 @@ pub fn lookup<'a>(get: impl Fn(&str) -> Option<&'a Value>, name: &str) -> Option
 }
 
 /// The root name a placeholder depends on (`paths` for `paths.src`).
-pub fn root_name(name: &str) -> &str {
+pub(crate) fn root_name(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 

@@ -10,7 +10,7 @@ use tiktoken_rs::CoreBPE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Encoding {
+pub(crate) enum Encoding {
     #[serde(rename = "cl100k_base")]
     Cl100kBase,
     #[serde(rename = "o200k_base")]
@@ -26,7 +26,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    pub const ALL: [Encoding; 6] = [
+    pub(crate) const ALL: [Encoding; 6] = [
         Encoding::Cl100kBase,
         Encoding::O200kBase,
         Encoding::O200kHarmony,
@@ -35,7 +35,7 @@ impl Encoding {
         Encoding::R50kBase,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Encoding::Cl100kBase => "cl100k_base",
             Encoding::O200kBase => "o200k_base",
@@ -46,13 +46,13 @@ impl Encoding {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Encoding> {
+    pub(crate) fn from_name(name: &str) -> Option<Encoding> {
         Encoding::ALL.into_iter().find(|e| e.name() == name)
     }
 
     /// The encoding tiktoken uses for `model`, `cl100k_base` when the model is unknown
     /// (Claude, Llama and other non-OpenAI models: the count is then an approximation).
-    pub fn for_model(model: &str) -> Encoding {
+    pub(crate) fn for_model(model: &str) -> Encoding {
         use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
         match get_tokenizer(model) {
             Some(Tokenizer::O200kBase) => Encoding::O200kBase,
@@ -66,7 +66,7 @@ impl Encoding {
 
     /// Whether tiktoken knows `model`: then its count is the model's own, not an
     /// approximation of another tokenizer.
-    pub fn knows(model: &str) -> bool {
+    pub(crate) fn knows(model: &str) -> bool {
         tiktoken_rs::tokenizer::get_tokenizer(model).is_some()
     }
 
@@ -83,7 +83,7 @@ impl Encoding {
     }
 
     /// Tokens in `text`, special-token text counted as ordinary text.
-    pub fn count(self, text: &str) -> u64 {
+    pub(crate) fn count(self, text: &str) -> u64 {
         if text.is_empty() {
             return 0;
         }
@@ -100,8 +100,8 @@ impl std::fmt::Display for Encoding {
 /// Tokens a chat request adds around its messages: 3 per message and 3 to prime the reply,
 /// as in OpenAI's `num_tokens_from_messages` recipe. Endpoints that report usage are exact;
 /// this only makes the estimate of a two-message request match what they report.
-pub const CHAT_OVERHEAD_PER_MESSAGE: u64 = 3;
-pub const CHAT_OVERHEAD_REPLY: u64 = 3;
+pub(crate) const CHAT_OVERHEAD_PER_MESSAGE: u64 = 3;
+pub(crate) const CHAT_OVERHEAD_REPLY: u64 = 3;
 
 #[cfg(test)]
 mod tests {

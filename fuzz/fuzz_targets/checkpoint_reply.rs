@@ -2,6 +2,6 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = orchestrator::checkpoint::from_reply(text);
+        let _ = orchestrator::fuzzing::checkpoint_reply(text);
     }
 });

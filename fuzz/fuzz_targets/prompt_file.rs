@@ -1,5 +1,5 @@
 //! A prompt file's bytes: front matter, footer, checkpoint section, placeholders.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = orchestrator::plan::parse_prompt_bytes(data);
+    let _ = orchestrator::fuzzing::prompt_file(data);
 });

@@ -20,22 +20,22 @@ use super::{FailureKind, Usage, UsageReader};
 
 /// An agent's output, read.
 #[derive(Debug, Default, PartialEq)]
-pub struct Parsed {
-    pub text: String,
-    pub usage: Option<Usage>,
-    pub cost_usd: Option<f64>,
-    pub session_id: Option<String>,
+pub(crate) struct Parsed {
+    pub(crate) text: String,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) cost_usd: Option<f64>,
+    pub(crate) session_id: Option<String>,
     /// The agent said it failed (with exit status 0 or not).
-    pub error: Option<AgentError>,
+    pub(crate) error: Option<AgentError>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct AgentError {
-    pub kind: FailureKind,
-    pub message: String,
+pub(crate) struct AgentError {
+    pub(crate) kind: FailureKind,
+    pub(crate) message: String,
 }
 
-pub fn parse(stdout: &str) -> Parsed {
+pub(crate) fn parse(stdout: &str) -> Parsed {
     let trimmed = stdout.trim();
     if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
         if value.get("type").and_then(Value::as_str) == Some("result")

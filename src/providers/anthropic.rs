@@ -15,23 +15,23 @@ use super::{Count, Failure, Finish, Outcome, Progress, Reply, Update, Usage, Usa
 use crate::config::Config;
 use crate::request::Request;
 
-pub const VERSION: &str = "2023-06-01";
+pub(crate) const VERSION: &str = "2023-06-01";
 
-pub struct Anthropic {
-    pub http: Http,
+pub(crate) struct Anthropic {
+    pub(crate) http: Http,
 }
 
 impl Anthropic {
-    pub fn new(http: Http, _config: &Config) -> Anthropic {
+    pub(crate) fn new(http: Http, _config: &Config) -> Anthropic {
         Anthropic { http }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.http.endpoint("/v1", "v1/messages")
     }
 
     /// Counts the request's input with `count_tokens`.
-    pub async fn count(&self, request: &Request) -> Count {
+    pub(crate) async fn count(&self, request: &Request) -> Count {
         let url = self.http.endpoint("/v1", "v1/messages/count_tokens");
         let body = json!({
             "model": request.model,
@@ -64,7 +64,7 @@ impl Anthropic {
         }
     }
 
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: &Request,
         max_tokens: u32,

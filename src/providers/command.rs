@@ -34,7 +34,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How much of stderr is kept (the end) for messages.
 const STDERR_KEPT: usize = 64 * 1024;
 
-pub struct Command {
+pub(crate) struct Command {
     argv: Vec<String>,
     key_env: String,
     pass_env: Vec<String>,
@@ -44,14 +44,14 @@ pub struct Command {
 /// An agent's process group as the journal keeps it: enough to tell, after a crash,
 /// whether a live group is still the one we started.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AgentGroup {
-    pub pgid: i32,
+pub(crate) struct AgentGroup {
+    pub(crate) pgid: i32,
     /// `/proc/sys/kernel/random/boot_id`: a group id from another boot is someone else's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
+    pub(crate) boot_id: Option<String>,
     /// The leader's start time (clock ticks since boot, `/proc/PID/stat` field 22).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started: Option<u64>,
+    pub(crate) started: Option<u64>,
 }
 
 impl AgentGroup {
@@ -68,7 +68,7 @@ impl AgentGroup {
     /// A process group id cannot be handed out again while any process is in the group,
     /// so a live group whose leader is gone is still ours; a live leader must have the
     /// start time we recorded.
-    pub fn kill_if_left(&self) -> bool {
+    pub(crate) fn kill_if_left(&self) -> bool {
         if self.boot_id.is_some() && self.boot_id != boot_id() {
             return false;
         }
@@ -134,7 +134,7 @@ fn die_with_parent(cmd: &mut tokio::process::Command) {
 }
 
 impl Command {
-    pub fn new(config: &Config, key_env: String) -> Command {
+    pub(crate) fn new(config: &Config, key_env: String) -> Command {
         Command {
             argv: config.llm.command.clone(),
             key_env,
@@ -143,16 +143,16 @@ impl Command {
         }
     }
 
-    pub fn program(&self) -> &str {
+    pub(crate) fn program(&self) -> &str {
         self.argv.first().map_or("", String::as_str)
     }
 
     /// The prompt as the agent gets it on stdin.
-    pub fn stdin_text(request: &Request) -> String {
+    pub(crate) fn stdin_text(request: &Request) -> String {
         format!("{}\n\n---\n\n{}", request.system, request.user)
     }
 
-    pub async fn send(&self, request: &Request, progress: Progress<'_>) -> Outcome {
+    pub(crate) async fn send(&self, request: &Request, progress: Progress<'_>) -> Outcome {
         let Some((program, args)) = self.argv.split_first() else {
             return Err(Failure::permanent("llm.command is empty"));
         };

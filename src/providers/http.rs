@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 /// A reply (or a stream of events) larger than this is refused: memory stays bounded
 /// whatever a server sends.
-pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The process's one client. Built on first use; `connect_timeout` is the first caller's.
 fn client(connect_timeout: Duration) -> Result<reqwest::Client> {
@@ -36,18 +36,18 @@ fn client(connect_timeout: Duration) -> Result<reqwest::Client> {
 }
 
 /// An HTTP endpoint's settings and key.
-pub struct Http {
-    pub client: reqwest::Client,
+pub(crate) struct Http {
+    pub(crate) client: reqwest::Client,
     /// Checked by [`crate::config::check_url`]: http(s), a host, no credentials.
-    pub base_url: reqwest::Url,
-    pub timeout: Duration,
-    pub idle_timeout: Duration,
+    pub(crate) base_url: reqwest::Url,
+    pub(crate) timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     key_env: String,
     key: Option<String>,
 }
 
 impl Http {
-    pub fn new(config: &Config, key_env: String) -> Result<Http> {
+    pub(crate) fn new(config: &Config, key_env: String) -> Result<Http> {
         let key = std::env::var(&key_env)
             .ok()
             .filter(|k| !k.trim().is_empty());
@@ -61,13 +61,13 @@ impl Http {
         })
     }
 
-    pub fn key(&self) -> Option<&str> {
+    pub(crate) fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
 
     /// The URL of `path` under the base URL (with `strip` taken off the base's path first,
     /// e.g. Anthropic's `/v1`); a query string in the base URL stays where it belongs.
-    pub fn endpoint(&self, strip: &str, path: &str) -> String {
+    pub(crate) fn endpoint(&self, strip: &str, path: &str) -> String {
         let mut url = self.base_url.clone();
         let base = url.path().trim_end_matches('/');
         let base = if strip.is_empty() {
@@ -80,13 +80,13 @@ impl Http {
         url.to_string()
     }
 
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         redact(text, self.key())
     }
 
     /// Sends `body` to `url` and waits for the response headers, within the attempt's
     /// deadline (and, for a stream, the idle clock). A non-2xx status is classified.
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         url: &str,
         builder: reqwest::RequestBuilder,
@@ -141,7 +141,7 @@ impl Http {
     }
 
     /// Classifies an HTTP error status (spec, "Recovery rules").
-    pub fn status_failure(&self, status: u16, headers: &HeaderMap, body: &str) -> Failure {
+    pub(crate) fn status_failure(&self, status: u16, headers: &HeaderMap, body: &str) -> Failure {
         let message = provider_message(body);
         let lower = message.to_ascii_lowercase();
         let quota = (status == 429 || status == 402 || status == 403)
@@ -201,7 +201,7 @@ impl Http {
     }
 
     /// The body as a stream of bytes, cut with an error past [`MAX_REPLY_BYTES`].
-    pub fn body_stream(
+    pub(crate) fn body_stream(
         response: reqwest::Response,
     ) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Unpin {
         let mut total = 0usize;
@@ -225,7 +225,7 @@ impl Http {
     }
 
     /// A whole (non-streamed) body, within the deadline and the byte limit.
-    pub async fn read_body(
+    pub(crate) async fn read_body(
         &self,
         response: reqwest::Response,
         deadline: Instant,
@@ -237,7 +237,7 @@ impl Http {
     }
 
     /// The failure for a stream error (the SSE parser wraps the body's errors).
-    pub fn stream_failure(&self, e: &sse_stream::Error, partial: &str) -> Failure {
+    pub(crate) fn stream_failure(&self, e: &sse_stream::Error, partial: &str) -> Failure {
         if let sse_stream::Error::Body(inner) = e
             && let Some(io) = inner
                 .source()
@@ -292,7 +292,7 @@ async fn read_capped(
 }
 
 /// `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     parse_retry_after(
         text("retry-after-ms"),
@@ -305,7 +305,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// Numbers are read with saturation: `1e20` seconds is [`Duration::MAX`], which is longer
 /// than any `retry.max_delay` (the prompt then fails); a negative or unreadable value is
 /// no request to wait.
-pub fn parse_retry_after(
+pub(crate) fn parse_retry_after(
     ms: Option<&str>,
     secs: Option<&str>,
     now: std::time::SystemTime,
@@ -328,7 +328,7 @@ fn saturating_secs(secs: f64) -> Duration {
     Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
-pub fn request_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     ["x-request-id", "request-id", "openai-request-id", "cf-ray"]
         .iter()
         .find_map(|h| {
@@ -340,7 +340,7 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The provider's own words from an error body: `error.message`, `message`, or the text.
-pub fn provider_message(body: &str) -> String {
+pub(crate) fn provider_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let from_json = parsed.as_ref().and_then(|v| {
         let err = v.get("error").unwrap_or(v);
@@ -368,7 +368,7 @@ pub fn provider_message(body: &str) -> String {
     truncate(&text, 500)
 }
 
-pub fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
@@ -390,7 +390,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Whether a response is an event stream (a streamed request may get one JSON body).
-pub fn is_event_stream(response: &reqwest::Response) -> bool {
+pub(crate) fn is_event_stream(response: &reqwest::Response) -> bool {
     response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -399,7 +399,7 @@ pub fn is_event_stream(response: &reqwest::Response) -> bool {
 }
 
 /// A response body as SSE events (bounded by [`MAX_REPLY_BYTES`]).
-pub fn events(
+pub(crate) fn events(
     response: reqwest::Response,
 ) -> impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin {
     sse_stream::SseStream::from_bytes_stream(Http::body_stream(response))
@@ -407,7 +407,7 @@ pub fn events(
 
 /// A response to read: one whole body, or a stream of events (by content type: a streamed
 /// request may be answered with one JSON body).
-pub enum Body<S> {
+pub(crate) enum Body<S> {
     Whole {
         bytes: Vec<u8>,
         request_id: Option<String>,
@@ -421,7 +421,7 @@ pub enum Body<S> {
 impl Http {
     /// Starts the attempt's clocks, sends, and sorts the response into a [`Body`]. A non-2xx
     /// status is a classified failure.
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         url: &str,
         builder: reqwest::RequestBuilder,
@@ -453,7 +453,7 @@ impl Http {
 
     /// The next event that carries data, as (event name, data), within the clocks; `None`
     /// when the stream ends. `partial` (the text so far) and `id` go into a failure.
-    pub async fn next_data(
+    pub(crate) async fn next_data(
         &self,
         events: &mut (
                  impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin
@@ -485,14 +485,14 @@ impl Http {
 }
 
 /// The attempt's three clocks, for the stream loops.
-pub struct Clocks {
-    pub deadline: Instant,
-    pub idle: Duration,
-    pub idle_deadline: Instant,
+pub(crate) struct Clocks {
+    pub(crate) deadline: Instant,
+    pub(crate) idle: Duration,
+    pub(crate) idle_deadline: Instant,
 }
 
 impl Clocks {
-    pub fn start(timeout: Duration, idle: Duration) -> Clocks {
+    pub(crate) fn start(timeout: Duration, idle: Duration) -> Clocks {
         let now = Instant::now();
         Clocks {
             deadline: now + timeout,
@@ -502,16 +502,16 @@ impl Clocks {
     }
 
     /// Content arrived: the idle clock starts again.
-    pub fn content(&mut self) {
+    pub(crate) fn content(&mut self) {
         self.idle_deadline = Instant::now() + self.idle;
     }
 
-    pub fn next_deadline(&self) -> Instant {
+    pub(crate) fn next_deadline(&self) -> Instant {
         self.deadline.min(self.idle_deadline)
     }
 
     /// The failure when a clock ran out.
-    pub fn expired(&self, timeout: Duration, partial: &str) -> Failure {
+    pub(crate) fn expired(&self, timeout: Duration, partial: &str) -> Failure {
         if Instant::now() >= self.deadline {
             Failure::transient(format!(
                 "the attempt took longer than llm.timeout ({})",

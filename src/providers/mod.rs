@@ -21,13 +21,13 @@ use crate::config::{Config, ProviderKind};
 use crate::error::Result;
 use crate::request::Request;
 
-pub use command::AgentGroup;
-pub use http::{MAX_REPLY_BYTES, parse_retry_after};
-pub use openai::replay_sse as replay_openai_sse;
+pub(crate) use command::AgentGroup;
+pub(crate) use http::{MAX_REPLY_BYTES, parse_retry_after};
+pub(crate) use openai::replay_sse as replay_openai_sse;
 
 /// Why a reply ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finish {
+pub(crate) enum Finish {
     /// A natural end (`stop`, `end_turn`, `stop_sequence`).
     Stop,
     /// Cut at the token limit (`length`, `max_tokens`).
@@ -43,7 +43,7 @@ pub enum Finish {
 }
 
 impl Finish {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Finish::Stop => "stop",
             Finish::Length => "length",
@@ -57,31 +57,31 @@ impl Finish {
 
 /// Token usage as the provider reported it.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// All input tokens, cache reads and writes included.
-    pub input: u64,
-    pub output: u64,
+    pub(crate) input: u64,
+    pub(crate) output: u64,
     /// Of `input`: read from the provider's prompt cache.
-    pub cache_read: u64,
+    pub(crate) cache_read: u64,
     /// Of `input`: written to the prompt cache.
-    pub cache_write: u64,
+    pub(crate) cache_write: u64,
     /// A count that was not a whole number of tokens (negative, fractional, not a
     /// number), named: such a report cannot be trusted.
-    pub malformed: Option<String>,
+    pub(crate) malformed: Option<String>,
     /// The usage as reported, for the journal when it cannot be trusted.
-    pub reported: Option<Value>,
+    pub(crate) reported: Option<Value>,
 }
 
 /// Reads token counts from a usage object sent by a server or an agent, with saturation:
 /// a count that is not a whole number of tokens is recorded as malformed, never trusted,
 /// never a panic.
-pub struct UsageReader {
+pub(crate) struct UsageReader {
     usage: Usage,
     problems: Vec<String>,
 }
 
 impl UsageReader {
-    pub fn new(reported: Option<Value>) -> UsageReader {
+    pub(crate) fn new(reported: Option<Value>) -> UsageReader {
         UsageReader {
             usage: Usage {
                 reported,
@@ -92,7 +92,7 @@ impl UsageReader {
     }
 
     /// `obj[key]` as a count (0 if absent); `label` names it in the problem list.
-    pub fn count(&mut self, obj: &Value, key: &str, label: &str) -> u64 {
+    pub(crate) fn count(&mut self, obj: &Value, key: &str, label: &str) -> u64 {
         match obj.get(key) {
             None | Some(Value::Null) => 0,
             Some(v) => match tokens(v) {
@@ -106,7 +106,7 @@ impl UsageReader {
     }
 
     /// Adds one report whose input does not include the cache figures (Anthropic's shape).
-    pub fn add(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
+    pub(crate) fn add(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
         self.add_total(
             input.saturating_add(cache_read).saturating_add(cache_write),
             output,
@@ -116,7 +116,7 @@ impl UsageReader {
     }
 
     /// Adds one report whose input includes the cache figures (OpenAI's shape).
-    pub fn add_total(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
+    pub(crate) fn add_total(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
         let u = &mut self.usage;
         u.input = u.input.saturating_add(input);
         u.output = u.output.saturating_add(output);
@@ -125,13 +125,13 @@ impl UsageReader {
     }
 
     /// Keeps `v` as the report (when none was given at the start).
-    pub fn keep(&mut self, v: &Value) {
+    pub(crate) fn keep(&mut self, v: &Value) {
         if self.usage.reported.is_none() {
             self.usage.reported = Some(v.clone());
         }
     }
 
-    pub fn finish(mut self) -> Usage {
+    pub(crate) fn finish(mut self) -> Usage {
         if !self.problems.is_empty() {
             self.usage.malformed = Some(self.problems.join(", "));
         }
@@ -141,7 +141,7 @@ impl UsageReader {
 
 /// A count of tokens from outside: a whole number, 0 or more (`100` or `100.0`); `None`
 /// for anything else. Saturates at `u64::MAX`.
-pub fn tokens(v: &Value) -> Option<u64> {
+pub(crate) fn tokens(v: &Value) -> Option<u64> {
     if let Some(n) = v.as_u64() {
         return Some(n);
     }
@@ -152,17 +152,17 @@ pub fn tokens(v: &Value) -> Option<u64> {
 
 /// A reply: the text, why it ended, usage if reported.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub text: String,
-    pub finish: Finish,
-    pub usage: Option<Usage>,
-    pub request_id: Option<String>,
+pub(crate) struct Reply {
+    pub(crate) text: String,
+    pub(crate) finish: Finish,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) request_id: Option<String>,
     /// Cost the provider reported (agent CLIs' `total_cost_usd`).
-    pub cost_usd: Option<f64>,
+    pub(crate) cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// Worth retrying: connection, timeout, 408/409/429/5xx, a stream cut short.
     Transient,
     /// Not worth retrying: 4xx, a context-length error, an agent that cannot start.
@@ -176,30 +176,30 @@ pub enum FailureKind {
 
 /// A failed attempt, classified.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    pub kind: FailureKind,
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
     /// What happened and, where useful, what to do. Never contains the API key.
-    pub message: String,
-    pub status: Option<u16>,
+    pub(crate) message: String,
+    pub(crate) status: Option<u16>,
     /// What the server asked us to wait (`retry-after-ms`, `Retry-After`).
-    pub retry_after: Option<Duration>,
-    pub request_id: Option<String>,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) request_id: Option<String>,
     /// Text streamed before the failure, for counting the tokens it cost.
-    pub partial: String,
+    pub(crate) partial: String,
     /// Whether the request may have reached the model (and been billed): false for a
     /// refused connection or an error status, true once a request was in flight.
-    pub reached_model: bool,
+    pub(crate) reached_model: bool,
     /// What the failed call reported spending (an agent that failed after working).
-    pub usage: Option<Box<Usage>>,
-    pub cost_usd: Option<f64>,
+    pub(crate) usage: Option<Box<Usage>>,
+    pub(crate) cost_usd: Option<f64>,
 }
 
 impl Failure {
-    pub fn transient(message: impl Into<String>) -> Failure {
+    pub(crate) fn transient(message: impl Into<String>) -> Failure {
         Failure::new(FailureKind::Transient, message)
     }
 
-    pub fn permanent(message: impl Into<String>) -> Failure {
+    pub(crate) fn permanent(message: impl Into<String>) -> Failure {
         Failure::new(FailureKind::Permanent, message)
     }
 
@@ -245,11 +245,11 @@ impl std::fmt::Display for Failure {
     }
 }
 
-pub type Outcome = std::result::Result<Reply, Failure>;
+pub(crate) type Outcome = std::result::Result<Reply, Failure>;
 
 /// What a provider tells the runner while an attempt is under way.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Update {
+pub(crate) enum Update {
     /// Content chunks streamed so far (about one token each).
     Streamed(u64),
     /// An agent's process group exists: the runner journals it so that a run resumed after
@@ -257,11 +257,11 @@ pub enum Update {
     AgentStarted(AgentGroup),
 }
 
-pub type Progress<'a> = &'a (dyn Fn(Update) + Send + Sync);
+pub(crate) type Progress<'a> = &'a (dyn Fn(Update) + Send + Sync);
 
 /// What an endpoint said when asked to count a request's input.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Count {
+pub(crate) enum Count {
     /// Counted by the endpoint's own tokenizer.
     Exact(u64),
     /// The endpoint has no counting route (remembered for the session).
@@ -271,14 +271,14 @@ pub enum Count {
 }
 
 /// The configured provider.
-pub enum Provider {
+pub(crate) enum Provider {
     OpenAi(openai::OpenAi),
     Anthropic(anthropic::Anthropic),
     Command(command::Command),
 }
 
 impl Provider {
-    pub fn from_config(config: &Config) -> Result<Provider> {
+    pub(crate) fn from_config(config: &Config) -> Result<Provider> {
         let key_env = config.llm.api_key_env().to_string();
         Ok(match config.llm.provider {
             ProviderKind::Openai => Provider::OpenAi(openai::OpenAi::new(
@@ -294,7 +294,7 @@ impl Provider {
     }
 
     /// Sends one request asking for at most `max_tokens` output tokens.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: &Request,
         max_tokens: u32,
@@ -308,20 +308,20 @@ impl Provider {
     }
 
     /// Whether `max_tokens` is honoured: an agent CLI cannot be capped mid-call.
-    pub fn caps_output(&self) -> bool {
+    pub(crate) fn caps_output(&self) -> bool {
         !matches!(self, Provider::Command(_))
     }
 
     /// Asks the endpoint to count `request`'s input with its own tokenizer, where it can
     /// for free (Anthropic's `count_tokens`).
-    pub async fn count(&self, request: &Request) -> Count {
+    pub(crate) async fn count(&self, request: &Request) -> Count {
         match self {
             Provider::Anthropic(p) => p.count(request).await,
             Provider::OpenAi(_) | Provider::Command(_) => Count::Unsupported,
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Provider::OpenAi(p) => format!("openai at {}", p.url()),
             Provider::Anthropic(p) => format!("anthropic at {}", p.url()),
@@ -331,7 +331,7 @@ impl Provider {
 }
 
 /// Removes `secret` from `text` (a server may echo a key back in an error).
-pub fn redact(text: &str, secret: Option<&str>) -> String {
+pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
     match secret {
         Some(s) if s.len() >= 4 => text.replace(s, "[redacted]"),
         _ => text.to_string(),

@@ -16,20 +16,20 @@ use super::{Failure, Finish, Outcome, Progress, Reply, Update, Usage, UsageReade
 use crate::config::Config;
 use crate::request::Request;
 
-pub struct OpenAi {
-    pub http: Http,
+pub(crate) struct OpenAi {
+    pub(crate) http: Http,
 }
 
 impl OpenAi {
-    pub fn new(http: Http, _config: &Config) -> OpenAi {
+    pub(crate) fn new(http: Http, _config: &Config) -> OpenAi {
         OpenAi { http }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.http.endpoint("", "chat/completions")
     }
 
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: &Request,
         max_tokens: u32,
@@ -97,7 +97,7 @@ impl OpenAi {
 
 /// Parses an SSE body given as the reads it arrived in, without a network: what `send`
 /// does with a stream, minus the clocks. For property tests and fuzzing.
-pub fn replay_sse(reads: Vec<Vec<u8>>) -> Outcome {
+pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Failure::permanent(e.to_string()))?;

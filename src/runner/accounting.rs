@@ -20,14 +20,14 @@ const MAX_AGENT_CALL: u64 = 1_000_000_000;
 /// What an attempt is counted as.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Counted {
-    pub input: u64,
-    pub output: u64,
-    pub cache_read: u64,
-    pub cache_write: u64,
+    pub(crate) input: u64,
+    pub(crate) output: u64,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_write: u64,
     /// The tokenizer's counts, not the endpoint's.
-    pub estimated: bool,
+    pub(crate) estimated: bool,
     /// Why the report was not believed (for a warning), with the report as sent.
-    pub distrusted: Option<(String, Option<Value>)>,
+    pub(crate) distrusted: Option<(String, Option<Value>)>,
 }
 
 /// `usage` as reported, judged against what was sent: `sent` tokens of input by the

@@ -15,14 +15,14 @@ use crate::state::{Event, Fold, Record, Store};
 
 /// Where a run's events go, and what they add up to.
 pub(crate) struct Book {
-    pub store: Store,
-    pub fold: Fold,
-    pub tally: Tally,
+    pub(crate) store: Store,
+    pub(crate) fold: Fold,
+    pub(crate) tally: Tally,
 }
 
 impl Book {
     /// Appends `events` to the journal (fsynced) and applies them.
-    pub fn journal(&mut self, events: Vec<Event>) -> Result<()> {
+    pub(crate) fn journal(&mut self, events: Vec<Event>) -> Result<()> {
         let records = self.store.append(&events)?;
         for r in &records {
             self.tally.apply(&mut self.fold, r);
@@ -35,14 +35,14 @@ pub(crate) struct Tally {
     phase_of: HashMap<String, usize>,
     phase_spent: Vec<u64>,
     total_spent: u64,
-    pub done: usize,
+    pub(crate) done: usize,
     /// Config's constants and the outputs of prompts `0..vars_upto`, later ones winning.
-    pub vars: BTreeMap<String, Value>,
+    pub(crate) vars: BTreeMap<String, Value>,
     vars_upto: usize,
 }
 
 impl Tally {
-    pub fn new(fold: &Fold, plan: &Plan, config: &Config) -> Tally {
+    pub(crate) fn new(fold: &Fold, plan: &Plan, config: &Config) -> Tally {
         let ledger = budget::Ledger::new(fold, plan, config);
         Tally {
             phase_of: plan
@@ -63,7 +63,7 @@ impl Tally {
     }
 
     /// Applies a journaled record to the fold and to the tallies.
-    pub fn apply(&mut self, fold: &mut Fold, record: &Record) {
+    pub(crate) fn apply(&mut self, fold: &mut Fold, record: &Record) {
         let id = match &record.event {
             Event::AttemptStarted { id, .. } => Some(id.clone()),
             Event::AttemptFinished(r) => Some(r.id.clone()),
@@ -95,7 +95,12 @@ impl Tally {
     }
 
     /// What remains of prompt's phase budget (if it has one) and of the total.
-    pub fn remaining(&self, phase: usize, plan: &Plan, config: &Config) -> budget::Remaining {
+    pub(crate) fn remaining(
+        &self,
+        phase: usize,
+        plan: &Plan,
+        config: &Config,
+    ) -> budget::Remaining {
         let ph = &plan.phases[phase];
         budget::Remaining {
             phase: ph.budget.map(|b| {
@@ -110,7 +115,13 @@ impl Tally {
 
     /// Brings `vars` to the variables known before prompt `index`: extended forward as the
     /// run moves on, rebuilt when it goes back (a rerun).
-    pub fn variables_up_to(&mut self, index: usize, fold: &Fold, plan: &Plan, config: &Config) {
+    pub(crate) fn variables_up_to(
+        &mut self,
+        index: usize,
+        fold: &Fold,
+        plan: &Plan,
+        config: &Config,
+    ) {
         if index < self.vars_upto {
             self.vars = config.variables.clone();
             self.vars_upto = 0;

@@ -15,20 +15,20 @@ use crate::providers::Finish;
 use crate::template::lookup;
 
 /// Outputs may nest this deep (a list of objects of lists is 3).
-pub const MAX_OUTPUT_DEPTH: usize = 32;
+pub(crate) const MAX_OUTPUT_DEPTH: usize = 32;
 /// A prompt's outputs, serialized, may take this many bytes.
-pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 
 /// A reply the protocol accepts: its checkpoint, and anything worth a warning.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Accepted {
-    pub checkpoint: Checkpoint,
-    pub warning: Option<String>,
+pub(crate) struct Accepted {
+    pub(crate) checkpoint: Checkpoint,
+    pub(crate) warning: Option<String>,
 }
 
 /// Judges the reply `text` (ended by `finish`, asked for at most `max_tokens`) to prompt
 /// `index` of `plan`. `Err` is a content failure: the reason, worded for the retry's note.
-pub fn judge(
+pub(crate) fn judge(
     plan: &Plan,
     index: usize,
     text: &str,

@@ -5,28 +5,28 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::Settings;
 use crate::budget::Ledger;
-use crate::cli::{Settings, print};
-use crate::error::{Result, exit};
+use crate::error::Result;
 use crate::plan::Plan;
 use crate::report;
 use crate::state::{Fold, Snapshot};
+use crate::views::{changed, current_prompt};
 
-pub fn status_command(settings: &Settings) -> Result<i32> {
+pub(crate) fn status(settings: &Settings) -> Result<()> {
     let plan = settings.load_plan()?;
+    let printer = settings.printer;
     let Some(snapshot) = Snapshot::read_if_any(&settings.checkpoints)? else {
-        if settings.output.json {
-            print(&json!({"session_id": null, "current_prompt": null, "completed": [], "failed": [], "changed": []}).to_string())?;
-        } else {
-            print(&format!(
-                "No session in {} yet: `orchestrator run` starts one.",
-                settings.checkpoints.display()
-            ))?;
+        if printer.json {
+            return printer.json(&json!({"session_id": null, "current_prompt": null, "completed": [], "failed": [], "changed": []}));
         }
-        return Ok(exit::OK);
+        return printer.data(&format!(
+            "No session in {} yet: `orchestrator run` starts one.",
+            settings.checkpoints.display()
+        ));
     };
     if let Some(w) = &snapshot.warning {
-        settings.output.warn(w);
+        printer.warn(w);
     }
     let fold = &snapshot.fold;
     let ledger = Ledger::new(fold, &plan, &settings.config);
@@ -39,34 +39,11 @@ pub fn status_command(settings: &Settings) -> Result<i32> {
         criteria: criteria(fold, &plan, &ledger, settings),
         cost_usd: ledger.total.cost_usd,
     };
-    if settings.output.json {
-        print(&serde_json::to_string_pretty(&status.json()).unwrap_or_default())?;
+    if printer.json {
+        printer.json(&status.json())
     } else {
-        print(&status.text())?;
+        printer.data(&status.text())
     }
-    Ok(exit::OK)
-}
-
-/// The seed's `current_prompt`: the file of the first prompt not completed; null when all are.
-pub(super) fn current_prompt(fold: &Fold, plan: &Plan) -> Option<String> {
-    plan.prompts
-        .iter()
-        .find(|p| !fold.done.contains(p.id.as_str()))
-        .map(|p| p.file.clone())
-}
-
-/// Completed prompts whose file changed since they ran.
-pub(super) fn changed(fold: &Fold, plan: &Plan) -> Vec<String> {
-    plan.prompts
-        .iter()
-        .filter(|p| {
-            fold.prompts
-                .get(p.id.as_str())
-                .and_then(|s| s.hash.as_deref())
-                .is_some_and(|h| h != p.hash)
-        })
-        .map(|p| p.id.to_string())
-        .collect()
 }
 
 /// The seed's five success criteria, measured.

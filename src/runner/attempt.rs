@@ -1,192 +1,25 @@
-//! The unattended run (spec, "Recovery rules", "State in checkpoints/", "Commands").
-//!
-//! One loop, readable top to bottom: for each prompt left, attempts until one is accepted
-//! or they are used up, each attempt in four steps: **prepare** (build and count the
-//! request, reserve what the budgets allow), **send** (journal the attempt, then send it),
-//! **judge** (what the reply means: [`verdict`], [`accounting`]) and **settle** (journal the
-//! result, save the outputs, or schedule the retry: [`retry`]). Every state change is a
-//! journal event, appended and fsynced before it counts; the views (`status.json`,
-//! `memory.json`) are rebuilt from the folded journal at most once a second between
-//! prompts and always at a failure, a halt and the end.
-//!
-//! The single-threaded runtime only ever has one request in flight, and state is written
-//! between requests (or, for an agent's process group, while it runs), never blocking a
-//! stream for long: the fsyncs are small appends.
+//! One prompt's attempts, each in four steps: prepare (the request, counted, and what the
+//! budgets allow), send (journaled first; an agent's process group journaled as it starts),
+//! judge and settle (journal the result; save the outputs, or say when to try again).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::budget::{self, Allowance, Ledger};
-use crate::cli::{RunArgs, Settings};
-use crate::config::{OnExceed, OnFailure, show_duration};
-use crate::error::{Error, Result, exit};
-use crate::plan::Plan;
-use crate::providers::{Count, Failure, FailureKind, Provider, Reply, Update};
-use crate::request::{BuildError, Request, RequestBuilder};
-use crate::state::{self, AttemptResult, Event, Fold, Outcome, Store};
-
-mod accounting;
-mod interrupt;
-mod output;
-mod retry;
-mod status;
-mod tally;
-mod verdict;
-
-use interrupt::Interrupt;
-use output::Reporter;
-pub use status::status_command;
-use status::{changed, current_prompt};
-use tally::{Book, Tally};
+use super::{Session, Step, accounting, retry, verdict};
+use crate::budget::{self, Allowance};
+use crate::config::{OnExceed, show_duration};
+use crate::error::{Error, Result};
+use crate::providers::{Count, Failure, FailureKind, Reply, Update};
+use crate::request::{BuildError, Request};
+use crate::runner::RunEvent;
+use crate::state::{self, AttemptResult, Event, Outcome};
 
 /// Before an endpoint whose tokenizer is not tiktoken's has reported any usage (and where
 /// it cannot count for free), requests are counted at this multiple of tiktoken's count:
 /// other tokenizers count up to a third more for English and code (Claude's, Gemma's,
 /// Mistral's); the first reported usage then calibrates the count.
 const UNCALIBRATED_MARGIN: f64 = 1.5;
-
-/// Which prompts a run takes on.
-enum Selection {
-    /// What is left, from/until a prompt.
-    Resume { from: usize, until: usize },
-    /// One prompt (if not completed).
-    Only(usize),
-    /// Prompts run again whatever their state (`rerun`).
-    Again { from: usize, until: usize },
-}
-
-pub fn run_command(settings: &Settings, args: &RunArgs) -> Result<i32> {
-    let plan = settings.load_plan()?;
-    let last = plan.prompts.len() - 1;
-    let resolve = |id: &Option<String>, default: usize| {
-        id.as_deref()
-            .map(|id| plan.resolve(id))
-            .transpose()
-            .map(|i| i.unwrap_or(default))
-    };
-    let selection = match &args.only {
-        Some(id) => Selection::Only(plan.resolve(id)?),
-        None => {
-            let (from, until) = (resolve(&args.from, 0)?, resolve(&args.until, last)?);
-            if from > until {
-                return Err(Error::Usage(format!(
-                    "--from {} comes after --until {}: the range holds no prompt",
-                    plan.prompts[from].id, plan.prompts[until].id
-                )));
-            }
-            Selection::Resume { from, until }
-        }
-    };
-    execute(settings, &plan, selection, args.restart, "run")
-}
-
-pub fn rerun_command(settings: &Settings, id: &str, and_after: bool) -> Result<i32> {
-    let plan = settings.load_plan()?;
-    let start = plan.resolve(id)?;
-    let until = if and_after {
-        plan.prompts.len() - 1
-    } else {
-        start
-    };
-    execute(
-        settings,
-        &plan,
-        Selection::Again { from: start, until },
-        false,
-        "rerun",
-    )
-}
-
-fn execute(
-    settings: &Settings,
-    plan: &Plan,
-    selection: Selection,
-    restart: bool,
-    command: &str,
-) -> Result<i32> {
-    let builder = RequestBuilder::new(&settings.config, plan, &settings.config_dir)?;
-    // Everything a user can get wrong is found before the state is touched.
-    let provider = Provider::from_config(&settings.config)?;
-    let mut store = Store::open(&settings.checkpoints)?;
-    let out = Reporter::new(settings.output, plan.prompts.len());
-    if restart && let Some(archived) = store.archive()? {
-        out.note(&format!(
-            "the previous session is archived as it was in {}",
-            archived.display()
-        ));
-    }
-    let (records, warning) = store.load()?;
-    if let Some(w) = warning {
-        out.warn(&w);
-    }
-    let mut fold = Fold::default();
-    for r in &records {
-        fold.apply(r);
-    }
-    restore_outputs(&store, &fold, &records, &out)?;
-    drop(records);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
-        let interrupt = Interrupt::install()?;
-        let tally = Tally::new(&fold, plan, &settings.config);
-        let tokenizer_exact = provider.caps_output()
-            && crate::tokens::Encoding::knows(settings.config.llm.model())
-            && matches!(provider, Provider::OpenAi(_));
-        let mut session = Session {
-            views_written: None,
-            book: Book { store, fold, tally },
-            settings,
-            plan,
-            builder,
-            provider,
-            out,
-            started: Instant::now(),
-            interrupt,
-            tokenizer_exact,
-            endpoint_counts: true,
-        };
-        let todo = session.todo(&selection);
-        session.run(todo, command).await
-    })
-}
-
-/// Rewrites, from the journal, the output of any completed prompt whose file is missing
-/// (outputs are written without fsync; a crash can lose one, never its journal record).
-fn restore_outputs(
-    store: &Store,
-    fold: &Fold,
-    records: &[state::Record],
-    out: &Reporter,
-) -> Result<()> {
-    for id in &fold.completed {
-        let Some(output) = fold.prompts.get(id).and_then(|p| p.output.as_deref()) else {
-            continue;
-        };
-        if store.dir.join(output).is_file() {
-            continue;
-        }
-        let reply = records.iter().rev().find_map(|r| match &r.event {
-            Event::Completed { id: rid, reply, .. } if rid == id => Some(reply),
-            _ => None,
-        });
-        if let Some(reply) = reply {
-            store.write_copy(output, reply.as_bytes())?;
-            out.note(&format!("{output} was missing; rewritten from the journal"));
-        }
-    }
-    Ok(())
-}
-
-/// How a prompt ended.
-enum Step {
-    Completed,
-    /// Its attempts are used up, or it failed permanently.
-    Failed(String),
-}
 
 /// A request ready to send.
 struct Prepared {
@@ -214,216 +47,15 @@ enum Attempted {
     Fail(String),
 }
 
-/// How often the views are rewritten between prompts (see `Session::write_views`).
-const VIEWS_EVERY: Duration = Duration::from_secs(1);
-
-struct Session<'a> {
-    views_written: Option<Instant>,
-    book: Book,
-    settings: &'a Settings,
-    plan: &'a Plan,
-    builder: RequestBuilder<'a>,
-    provider: Provider,
-    out: Reporter,
-    started: Instant,
-    interrupt: Interrupt,
-    /// The tokenizer is the model's own (tiktoken for an OpenAI model): counts are exact.
-    tokenizer_exact: bool,
-    /// Whether to ask the endpoint to count (until it says it cannot).
-    endpoint_counts: bool,
-}
-
 impl Session<'_> {
-    fn todo(&self, selection: &Selection) -> Vec<usize> {
-        let done = |i: usize| self.is_completed(i);
-        match *selection {
-            Selection::Resume { from, until } => (from..=until).filter(|&i| !done(i)).collect(),
-            Selection::Only(i) => {
-                if done(i) {
-                    self.out.note(&format!(
-                        "{} is already completed; `orchestrator rerun {}` runs it again",
-                        self.plan.prompts[i].id, self.plan.prompts[i].id
-                    ));
-                    Vec::new()
-                } else {
-                    vec![i]
-                }
-            }
-            Selection::Again { from, until } => (from..=until).collect(),
-        }
-    }
-
-    fn is_completed(&self, i: usize) -> bool {
-        self.book
-            .fold
-            .done
-            .contains(self.plan.prompts[i].id.as_str())
-    }
-
-    fn config(&self) -> &crate::config::Config {
-        &self.settings.config
-    }
-
-    async fn run(&mut self, todo: Vec<usize>, command: &str) -> Result<i32> {
-        if self.book.fold.session_id.is_empty() {
-            self.start_session()?;
-        }
-        self.book.journal(vec![Event::RunStarted {
-            pid: std::process::id(),
-            command: command.to_string(),
-        }])?;
-        self.settle_open_attempts()?;
-        for id in changed(&self.book.fold, self.plan) {
-            self.out.warn(&format!(
-                "prompt {id} changed since it ran; `orchestrator rerun {id}` runs it again"
-            ));
-        }
-        self.write_views(true)?;
-        self.out
-            .started(&self.book.fold.session_id, todo.len(), self.book.tally.done);
-
-        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
-        for index in todo {
-            if self.interrupt.is_set() {
-                return self.interrupted();
-            }
-            let max_duration = self.config().run.max_duration;
-            if self.started.elapsed() >= max_duration {
-                return self.halt(Error::TimeLimit(format!(
-                    "run.max_duration ({}) reached; `orchestrator run` continues",
-                    show_duration(max_duration)
-                )));
-            }
-            let prompt = &self.plan.prompts[index];
-            if let Some(reason) = self.blocked(index) {
-                if self.config().run.on_failure == OnFailure::Halt {
-                    return self.halt(Error::PromptFailed(format!(
-                        "{} cannot run: {reason}",
-                        prompt.file
-                    )));
-                }
-                self.book.journal(vec![Event::Skipped {
-                    id: prompt.id.to_string(),
-                    reason: reason.clone(),
-                }])?;
-                self.out.skipped(prompt, &reason);
-                skipped.push(prompt.id.to_string());
-                continue;
-            }
-            if let Step::Failed(reason) = self.run_prompt(index).await? {
-                if self.config().run.on_failure == OnFailure::Halt {
-                    return self.halt(Error::PromptFailed(format!(
-                        "{} failed: {reason}. Fix the cause, then `orchestrator rerun {}` (or `orchestrator run`) to go on",
-                        prompt.file, prompt.id
-                    )));
-                }
-                failed.push(prompt.id.to_string());
-            }
-        }
-        if current_prompt(&self.book.fold, self.plan).is_none() {
-            self.book.journal(vec![Event::Finished {}])?;
-        }
-        self.write_views(true)?;
-        let ledger = Ledger::new(&self.book.fold, self.plan, self.config());
-        self.out
-            .finished(self.book.tally.done, &ledger, &failed, &skipped);
-        if failed.is_empty() && skipped.is_empty() {
-            return Ok(exit::OK);
-        }
-        let mut parts = Vec::new();
-        if !failed.is_empty() {
-            parts.push(format!("failed: {}", failed.join(", ")));
-        }
-        if !skipped.is_empty() {
-            parts.push(format!("skipped: {}", skipped.join(", ")));
-        }
-        Err(Error::PromptFailed(format!(
-            "{}; `orchestrator status` shows why",
-            parts.join("; ")
-        )))
-    }
-
-    fn start_session(&mut self) -> Result<()> {
-        let started = state::now();
-        // The seed's id has one-second resolution: a session restarted within the second
-        // it was archived gets a suffix, so that no two sessions share an id.
-        let base = session_id(&started);
-        let archive = self.book.store.dir.join(state::ARCHIVE);
-        let mut session_id = base.clone();
-        let mut n = 1;
-        while archive.join(&session_id).exists() {
-            n += 1;
-            session_id = format!("{base}-{n}");
-        }
-        self.book.journal(vec![Event::SessionStarted {
-            session_id,
-            started,
-        }])
-    }
-
-    /// An attempt journaled as started with no result: the runner died mid-request. It may
-    /// have been billed, so it is counted at its worst case, and its prompt is sent again;
-    /// an agent's process group that outlived the runner is killed first.
-    fn settle_open_attempts(&mut self) -> Result<()> {
-        let open = self.book.fold.open.clone();
-        for o in open {
-            if let Some(group) = &o.group
-                && group.kill_if_left()
-            {
-                self.out.warn(&format!(
-                    "{} attempt {}: the agent's process group {} was still running after the runner stopped; it was killed",
-                    o.id, o.attempt, group.pgid
-                ));
-            }
-            let worst = o.input_tokens.saturating_add(u64::from(o.max_tokens));
-            self.out.warn(&format!(
-                "{} attempt {}: no result was recorded (the runner stopped mid-request); it is possibly billed and counted at its worst case ({worst} tokens)",
-                o.id, o.attempt
-            ));
-            self.book
-                .journal(vec![Event::AttemptFinished(AttemptResult {
-                    id: o.id.clone(),
-                    attempt: o.attempt,
-                    outcome: Outcome::Unknown,
-                    input_tokens: o.input_tokens,
-                    output_tokens: u64::from(o.max_tokens),
-                    estimated: true,
-                    error: Some("possibly billed: no result was recorded".into()),
-                    ..AttemptResult::default()
-                })])?;
-        }
-        Ok(())
-    }
-
-    /// `on_failure = "skip"`: a prompt whose dependency did not complete is skipped.
-    fn blocked(&self, index: usize) -> Option<String> {
-        let prompt = &self.plan.prompts[index];
-        let fold = &self.book.fold;
-        prompt
-            .depends_on
-            .iter()
-            .find(|&&d| !self.is_completed(d))
-            .map(|&d| {
-                let dep = &self.plan.prompts[d];
-                let how = if fold.failed.iter().any(|f| f == dep.id.as_str()) {
-                    "failed"
-                } else if fold.skipped.iter().any(|f| f == dep.id.as_str()) {
-                    "was skipped"
-                } else {
-                    "has not completed"
-                };
-                format!("it depends on {} ({}), which {how}", dep.id, dep.name)
-            })
-    }
-
     /// One prompt: attempts until one is accepted or `retry.max_attempts` are used (per
     /// prompt across the session: a run resumed after a crash goes on counting).
-    async fn run_prompt(&mut self, index: usize) -> Result<Step> {
+    pub(super) async fn run_prompt(&mut self, index: usize) -> Result<Step> {
         let prompt = &self.plan.prompts[index];
         let id = prompt.id.to_string();
         self.book
             .tally
-            .variables_up_to(index, &self.book.fold, self.plan, &self.settings.config);
+            .variables_up_to(index, &self.book.fold, self.plan, self.ctx.config);
         let max_attempts = self.config().retry.max_attempts;
         let mut backoff = retry::schedule(
             self.config().retry.initial_delay,
@@ -484,7 +116,15 @@ impl Session<'_> {
                         delay_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                         reason: reason.clone(),
                     }])?;
-                    self.out.retry(prompt, attempt + 1, wait, &reason, tokens);
+                    self.tell(RunEvent::Retry {
+                        prompt,
+                        attempt: attempt + 1,
+                        delay: wait,
+                        reason: &reason,
+                        input_tokens: tokens.0,
+                        output_tokens: tokens.1,
+                        estimated: tokens.2,
+                    });
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = self.interrupt.wait() => return self.interrupted(),
@@ -566,7 +206,7 @@ impl Session<'_> {
                 Count::Exact(n) => return n,
                 Count::Unsupported => self.endpoint_counts = false,
                 Count::Failed(why) => {
-                    self.out.warn(&format!(
+                    self.warn(&format!(
                         "the endpoint could not count the request ({why}); counting it with a margin"
                     ));
                 }
@@ -587,9 +227,14 @@ impl Session<'_> {
             max_tokens: p.max_tokens,
             tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
         }])?;
-        self.out.phase(&self.plan.phases[prompt.phase].name);
-        self.out.attempt(prompt, attempt, p.reserved, p.max_tokens);
-        self.out.detail(&format!(
+        self.tell(RunEvent::Attempt {
+            prompt,
+            phase: &self.plan.phases[prompt.phase].name,
+            attempt,
+            input_tokens: p.reserved,
+            max_tokens: p.max_tokens,
+        });
+        self.detail(&format!(
             "{id} attempt {attempt}: sending to {}: model {}, {} input tokens (tokenizer {}), max_tokens {}",
             self.provider.describe(),
             p.request.model,
@@ -629,9 +274,9 @@ impl Session<'_> {
         p: &Prepared,
     ) -> Result<Option<std::result::Result<Reply, Failure>>> {
         let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel();
-        let bar = self.out.progress_handle();
+        let observer = self.observer;
         let progress = move |update: Update| match update {
-            Update::Streamed(n) => bar(n),
+            Update::Streamed(n) => observer.event(RunEvent::Streamed(n)),
             Update::AgentStarted(group) => {
                 let _ = groups_tx.send(group);
             }
@@ -671,7 +316,7 @@ impl Session<'_> {
             let message = format!(
                 "attempt {attempt}: the endpoint's usage report cannot be true ({why}); it is kept in the journal and the tokenizer's count is used"
             );
-            self.out.warn(&format!("{}: {message}", prompt.id));
+            self.warn(&format!("{}: {message}", prompt.id));
             events.push(Event::Warning {
                 id: Some(prompt.id.to_string()),
                 message,
@@ -679,7 +324,7 @@ impl Session<'_> {
         }
         let cost_usd = reply.cost_usd.unwrap_or_else(|| self.priced(&counted));
         let verdict = verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
-        self.out.detail(&format!(
+        self.detail(&format!(
             "{} attempt {attempt}: {} after {duration_ms} ms, finish {}, {} in / {} out{}{}",
             prompt.id,
             if reply.usage.is_some() {
@@ -740,7 +385,7 @@ impl Session<'_> {
                 id: Some(prompt.id.to_string()),
                 message: warning.clone(),
             });
-            self.out.warn(&format!("{}: {warning}", prompt.id));
+            self.warn(&format!("{}: {warning}", prompt.id));
         }
         let output = format!("{}/{}.md", state::OUTPUTS, prompt.id);
         events.push(Event::Completed {
@@ -756,15 +401,15 @@ impl Session<'_> {
         self.book.journal(events)?;
         self.book.store.write_copy(&output, reply.text.as_bytes())?;
         self.write_views(false)?;
-        self.out.completed(
+        self.tell(RunEvent::Completed {
             prompt,
             attempt,
-            counted.input,
-            counted.output,
-            counted.estimated,
+            input_tokens: counted.input,
+            output_tokens: counted.output,
+            estimated: counted.estimated,
             duration_ms,
-            self.book.tally.done,
-        );
+            completed: self.book.tally.done,
+        });
         Ok(Attempted::Completed)
     }
 
@@ -898,7 +543,7 @@ impl Session<'_> {
             OnExceed::Halt => self.halt(Error::Budget(reason)),
             OnExceed::Warn => {
                 let id = self.plan.prompts[index].id.to_string();
-                self.out.warn(&format!(
+                self.warn(&format!(
                     "{id}: {reason} (budget.on_exceed = \"warn\": sending anyway)"
                 ));
                 self.book.journal(vec![Event::Warning {
@@ -908,84 +553,6 @@ impl Session<'_> {
                 Ok(asked)
             }
         }
-    }
-
-    fn fail(&mut self, index: usize, reason: String) -> Result<Step> {
-        let prompt = &self.plan.prompts[index];
-        self.book.journal(vec![Event::Failed {
-            id: prompt.id.to_string(),
-            file: prompt.file.clone(),
-            error: reason.clone(),
-        }])?;
-        self.write_views(true)?;
-        let state = self.book.fold.prompts.get(prompt.id.as_str());
-        self.out.failed(
-            prompt,
-            &reason,
-            state.map_or(0, |p| p.last_attempt),
-            state.map_or((0, 0), |p| (p.tokens_in, p.tokens_out)),
-            state.is_some_and(|p| p.estimated),
-        );
-        Ok(Step::Failed(reason))
-    }
-
-    /// Stops the run: journaled, views written; the error sets the exit code.
-    fn halt<T>(&mut self, error: Error) -> Result<T> {
-        let reason = error.to_string();
-        self.book.journal(vec![Event::Halted {
-            reason: reason.clone(),
-            code: error.exit_code(),
-        }])?;
-        self.write_views(true)?;
-        self.out.halted(&reason, error.exit_code());
-        Err(error)
-    }
-
-    fn interrupted<T>(&mut self) -> Result<T> {
-        self.halt(Error::Interrupted)
-    }
-
-    /// Rebuilds `status.json` and `memory.json`. They grow with the run, so between
-    /// prompts they are written at most once a second (`force` writes now: at the start, a
-    /// failure, a halt and the end); the journal, appended per event, is the truth.
-    fn write_views(&mut self, force: bool) -> Result<()> {
-        if !force
-            && self
-                .views_written
-                .is_some_and(|t| t.elapsed() < VIEWS_EVERY)
-        {
-            return Ok(());
-        }
-        self.views_written = Some(Instant::now());
-        let fold = &self.book.fold;
-        let ledger = Ledger::new(fold, self.plan, self.config());
-        let current = current_prompt(fold, self.plan);
-        let status = state::StatusView::new(fold, self.plan, &ledger, current.as_deref());
-        let memory = state::MemoryView::new(fold, self.plan, &self.settings.config.variables);
-        self.book.store.write_json(state::STATUS, &status)?;
-        self.book.store.write_json(state::MEMORY, &memory)
-    }
-}
-
-fn short(text: &str, max: usize) -> &str {
-    &text[..text.floor_char_boundary(max)]
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The seed's session id format, `%Y%m%d_%H%M%S`, from an RFC 3339 time.
-fn session_id(rfc3339: &str) -> String {
-    let digits: String = rfc3339
-        .chars()
-        .filter(char::is_ascii_digit)
-        .take(14)
-        .collect();
-    if digits.len() == 14 {
-        format!("{}_{}", &digits[..8], &digits[8..])
-    } else {
-        digits
     }
 }
 
@@ -1004,12 +571,10 @@ fn describe_failure(f: &Failure) -> String {
     format!("{label}{f}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn short(text: &str, max: usize) -> &str {
+    &text[..text.floor_char_boundary(max)]
+}
 
-    #[test]
-    fn session_ids_use_the_seed_format() {
-        assert_eq!(session_id("2026-11-25T08:44:09.123Z"), "20261125_084409");
-    }
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

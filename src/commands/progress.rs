@@ -1,7 +1,8 @@
-//! What a run tells the user as it goes: `indicatif` bars on a terminal (prompts done of
-//! total with the phase, the current prompt's streamed tokens and elapsed time), one plain
-//! line per event elsewhere, or with `--json` one JSON event per line on stdout. Warnings
-//! and errors go to stderr in every mode.
+//! How a run looks as it goes: `indicatif` bars on a terminal (prompts done of total with
+//! the phase, the current prompt's streamed tokens and elapsed time), one plain line per
+//! event elsewhere, or with `--json` one JSON event per line on stdout. Warnings and errors
+//! go to stderr in every mode. This is the runner's [`Observer`]; the runner knows none of
+//! it.
 
 use std::io::Write;
 use std::time::Duration;
@@ -10,10 +11,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::budget::Ledger;
-use crate::cli::Output;
 use crate::config::show_duration;
 use crate::plan::Prompt;
+use crate::printer::Printer;
 use crate::report::{plural, thousands};
+use crate::runner::{Observer, RunEvent};
 
 enum Mode {
     Json,
@@ -27,15 +29,15 @@ struct Bars {
     current: ProgressBar,
 }
 
-pub struct Reporter {
+pub(crate) struct Progress {
     mode: Mode,
     quiet: bool,
     verbose: u8,
     total: usize,
 }
 
-impl Reporter {
-    pub fn new(output: Output, total: usize) -> Reporter {
+impl Progress {
+    pub(crate) fn new(output: Printer, total: usize) -> Progress {
         let mode = if output.json {
             Mode::Json
         } else if output.terminal && !output.quiet {
@@ -60,7 +62,7 @@ impl Reporter {
         } else {
             Mode::Plain
         };
-        Reporter {
+        Progress {
             mode,
             quiet: output.quiet,
             verbose: output.verbose,
@@ -68,7 +70,7 @@ impl Reporter {
         }
     }
 
-    fn event(&self, value: serde_json::Value) {
+    fn emit(&self, value: serde_json::Value) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{value}");
         let _ = out.flush();
@@ -94,28 +96,28 @@ impl Reporter {
         }
     }
 
-    pub fn warn(&self, message: &str) {
+    fn warn(&self, message: &str) {
         if !self.quiet {
             self.stderr(&format!("warning: {message}"));
         }
     }
 
     /// Detail for `-v`: what is sent and what came back (never the key).
-    pub fn detail(&self, message: &str) {
+    fn detail(&self, message: &str) {
         if self.verbose > 0 && !self.quiet {
             self.stderr(&format!("  {message}"));
         }
     }
 
-    pub fn note(&self, message: &str) {
+    fn note(&self, message: &str) {
         if !self.quiet {
             self.stderr(&format!("note: {message}"));
         }
     }
 
-    pub fn started(&self, session_id: &str, todo: usize, done: usize) {
+    fn started(&self, session_id: &str, todo: usize, done: usize) {
         match &self.mode {
-            Mode::Json => self.event(json!({"event": "started", "session_id": session_id, "prompts": self.total, "to_run": todo, "completed": done})),
+            Mode::Json => self.emit(json!({"event": "started", "session_id": session_id, "prompts": self.total, "to_run": todo, "completed": done})),
             Mode::Terminal(bars) => bars.main.set_position(done as u64),
             Mode::Plain => {}
         }
@@ -125,9 +127,9 @@ impl Reporter {
         ));
     }
 
-    pub fn attempt(&self, prompt: &Prompt, attempt: u32, input: u64, max_tokens: u32) {
+    fn attempt(&self, prompt: &Prompt, attempt: u32, input: u64, max_tokens: u32) {
         match &self.mode {
-            Mode::Json => self.event(json!({"event": "attempt", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": 0, "estimated": false, "max_tokens": max_tokens})),
+            Mode::Json => self.emit(json!({"event": "attempt", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": 0, "estimated": false, "max_tokens": max_tokens})),
             Mode::Terminal(bars) => {
                 bars.current.set_prefix(format!("{} (attempt {attempt})", prompt.name));
                 bars.current.set_message(format!("sending {} tokens", thousands(input)));
@@ -137,22 +139,16 @@ impl Reporter {
         }
     }
 
-    /// The callback a provider calls as a reply streams in.
-    pub fn progress_handle(&self) -> impl Fn(u64) + Send + Sync + 'static {
-        let bar = match &self.mode {
-            Mode::Terminal(bars) => Some(bars.current.clone()),
-            _ => None,
-        };
-        move |n| {
-            if let Some(bar) = &bar {
-                bar.set_message(format!("~{n} tokens streamed"));
-            }
+    /// A reply streaming in: the current prompt's bar shows how much.
+    fn streamed(&self, n: u64) {
+        if let Mode::Terminal(bars) = &self.mode {
+            bars.current.set_message(format!("~{n} tokens streamed"));
         }
     }
 
     /// Attempt `next` follows in `delay`; `last` is what the failed attempt counted as
     /// (input, output, estimated).
-    pub fn retry(
+    fn retry(
         &self,
         prompt: &Prompt,
         next: u32,
@@ -161,7 +157,7 @@ impl Reporter {
         last: (u64, u64, bool),
     ) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "retry", "id": prompt.id.to_string(), "attempt": next, "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reason": reason, "input_tokens": last.0, "output_tokens": last.1, "estimated": last.2}));
+            self.emit(json!({"event": "retry", "id": prompt.id.to_string(), "attempt": next, "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reason": reason, "input_tokens": last.0, "output_tokens": last.1, "estimated": last.2}));
         }
         self.line(&format!(
             "{}: retry {next} in {}: {reason}",
@@ -171,7 +167,7 @@ impl Reporter {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn completed(
+    fn completed(
         &self,
         prompt: &Prompt,
         attempt: u32,
@@ -182,7 +178,7 @@ impl Reporter {
         done: usize,
     ) {
         match &self.mode {
-            Mode::Json => self.event(json!({"event": "completed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": output, "estimated": estimated, "duration_ms": ms})),
+            Mode::Json => self.emit(json!({"event": "completed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": output, "estimated": estimated, "duration_ms": ms})),
             Mode::Terminal(bars) => {
                 bars.main.set_position(done as u64);
             }
@@ -199,14 +195,14 @@ impl Reporter {
         ));
     }
 
-    pub fn phase(&self, name: &str) {
+    fn phase(&self, name: &str) {
         if let Mode::Terminal(bars) = &self.mode {
             bars.main.set_prefix(name.to_string());
         }
     }
 
     /// The prompt failed: `attempt` was its last, `tokens` (in, out) what it spent in all.
-    pub fn failed(
+    fn failed(
         &self,
         prompt: &Prompt,
         reason: &str,
@@ -215,22 +211,22 @@ impl Reporter {
         estimated: bool,
     ) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "failed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": tokens.0, "output_tokens": tokens.1, "estimated": estimated, "error": reason}));
+            self.emit(json!({"event": "failed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": tokens.0, "output_tokens": tokens.1, "estimated": estimated, "error": reason}));
         }
         // In halt mode the run's final error says it again; here it is one line of the log.
         self.line(&format!("{}: failed: {reason}", prompt.name));
     }
 
-    pub fn skipped(&self, prompt: &Prompt, reason: &str) {
+    fn skipped(&self, prompt: &Prompt, reason: &str) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "skipped", "id": prompt.id.to_string(), "name": prompt.name, "reason": reason}));
+            self.emit(json!({"event": "skipped", "id": prompt.id.to_string(), "name": prompt.name, "reason": reason}));
         }
         self.line(&format!("{}: skipped: {reason}", prompt.name));
     }
 
-    pub fn halted(&self, reason: &str, code: i32) {
+    fn halted(&self, reason: &str, code: i32) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "halted", "reason": reason, "code": code}));
+            self.emit(json!({"event": "halted", "reason": reason, "code": code}));
         }
         self.clear_bars();
     }
@@ -245,9 +241,9 @@ impl Reporter {
         }
     }
 
-    pub fn finished(&self, done: usize, ledger: &Ledger, failed: &[String], skipped: &[String]) {
+    fn finished(&self, done: usize, ledger: &Ledger, failed: &[String], skipped: &[String]) {
         if let Mode::Json = self.mode {
-            self.event(json!({"event": "finished", "completed": done, "prompts": self.total, "failed": failed, "skipped": skipped, "used": ledger.total.used, "remaining": ledger.total.remaining, "possibly_billed": ledger.total.possibly_billed, "estimated": ledger.total.estimated}));
+            self.emit(json!({"event": "finished", "completed": done, "prompts": self.total, "failed": failed, "skipped": skipped, "used": ledger.total.used, "remaining": ledger.total.remaining, "possibly_billed": ledger.total.possibly_billed, "estimated": ledger.total.estimated}));
         }
         self.clear_bars();
         if !self.quiet && !matches!(self.mode, Mode::Json) {
@@ -258,6 +254,86 @@ impl Reporter {
                 thousands(ledger.total.used),
                 thousands(ledger.total.remaining)
             );
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&self, event: RunEvent<'_>) {
+        match event {
+            RunEvent::Warning(m) => self.warn(m),
+            RunEvent::Note(m) => self.note(m),
+            RunEvent::Detail(m) => self.detail(m),
+            RunEvent::Started {
+                session_id,
+                to_run,
+                completed,
+            } => self.started(session_id, to_run, completed),
+            RunEvent::Attempt {
+                prompt,
+                phase,
+                attempt,
+                input_tokens,
+                max_tokens,
+            } => {
+                self.phase(phase);
+                self.attempt(prompt, attempt, input_tokens, max_tokens);
+            }
+            RunEvent::Streamed(n) => self.streamed(n),
+            RunEvent::Retry {
+                prompt,
+                attempt,
+                delay,
+                reason,
+                input_tokens,
+                output_tokens,
+                estimated,
+            } => self.retry(
+                prompt,
+                attempt,
+                delay,
+                reason,
+                (input_tokens, output_tokens, estimated),
+            ),
+            RunEvent::Completed {
+                prompt,
+                attempt,
+                input_tokens,
+                output_tokens,
+                estimated,
+                duration_ms,
+                completed,
+            } => self.completed(
+                prompt,
+                attempt,
+                input_tokens,
+                output_tokens,
+                estimated,
+                duration_ms,
+                completed,
+            ),
+            RunEvent::Failed {
+                prompt,
+                reason,
+                attempt,
+                input_tokens,
+                output_tokens,
+                estimated,
+            } => self.failed(
+                prompt,
+                reason,
+                attempt,
+                (input_tokens, output_tokens),
+                estimated,
+            ),
+            RunEvent::Skipped { prompt, reason } => self.skipped(prompt, reason),
+            RunEvent::Halted { reason, code } => self.halted(reason, code),
+            RunEvent::Finished {
+                completed,
+                ledger,
+                failed,
+                skipped,
+            } => self.finished(completed, ledger, failed, skipped),
         }
     }
 }

@@ -1,0 +1,77 @@
+//! `estimate` (and `run --dry-run`): every request counted as `run` builds it, against the
+//! budgets; sends nothing. Exit 3 when a prompt is over `per_prompt` or inputs alone are
+//! over a budget; a worst case over a budget is a warning.
+
+use super::Settings;
+use crate::error::{Error, Result};
+use crate::estimate::Estimate;
+use crate::report;
+use crate::request::RequestBuilder;
+use crate::state::Snapshot;
+
+pub(crate) fn estimate(settings: &Settings) -> Result<()> {
+    let plan = settings.load_plan()?;
+    let builder = RequestBuilder::new(&settings.config, &plan, &settings.config_dir)?;
+    let state = Snapshot::read_if_any(&settings.checkpoints)?;
+    let e = crate::estimate::estimate(
+        &plan,
+        &settings.config,
+        &builder,
+        &|i| {
+            state
+                .as_ref()
+                .and_then(|s| s.variables_of(&plan.prompts[i]))
+        },
+        &|i| state.as_ref().and_then(|s| s.spent_on(&plan.prompts[i])),
+    )?;
+    if settings.printer.json {
+        settings.printer.json(&e)?;
+    } else {
+        settings.printer.data(&report::estimate_text(&e))?;
+    }
+    for p in e
+        .phases
+        .iter()
+        .filter(|p| p.worst_case_over && !p.over_budget)
+    {
+        settings.printer.warn(&format!(
+            "phase {}: the worst case ({} tokens) is over its budget ({}); the run caps max_tokens to what remains",
+            p.name,
+            p.worst_case_tokens,
+            p.budget.unwrap_or_default()
+        ));
+    }
+    if e.over_budget {
+        return Err(Error::Budget(format!(
+            "over budget:\n  {}",
+            over_budget(&e).join("\n  ")
+        )));
+    }
+    Ok(())
+}
+
+/// Why an estimate is over budget, one line per reason.
+fn over_budget(e: &Estimate) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for p in e.prompts.iter().filter(|p| p.over_per_prompt) {
+        reasons.push(format!(
+            "prompt {} counts {} tokens, over budget.per_prompt {}",
+            p.id, p.input_tokens, e.total.per_prompt
+        ));
+    }
+    for p in e.phases.iter().filter(|p| p.over_budget) {
+        reasons.push(format!(
+            "phase {}: inputs alone count {} tokens, over its budget {}",
+            p.name,
+            p.input_tokens,
+            p.budget.unwrap_or_default()
+        ));
+    }
+    if e.total.over_budget {
+        reasons.push(format!(
+            "inputs alone count {} tokens, over budget.total {}",
+            e.total.input_tokens, e.total.budget
+        ));
+    }
+    reasons
+}

@@ -1,0 +1,18 @@
+//! The commands, one file each and thin: each takes the [`Settings`], calls the layers
+//! below, and says the result through the printer ([`crate::printer`]) and the report
+//! ([`crate::report`]). `Ok` is exit 0; an error carries its exit code.
+
+mod estimate;
+mod plan;
+mod progress;
+mod run;
+mod status;
+mod tokens;
+
+pub(crate) use estimate::estimate;
+pub(crate) use plan::plan;
+pub(crate) use run::{RunRange, rerun, run};
+pub(crate) use status::status;
+pub(crate) use tokens::tokens;
+
+use crate::settings::Settings;

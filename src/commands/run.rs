@@ -1,0 +1,79 @@
+//! `run` and `rerun`: the prompts to take on, resolved against the plan, handed to the
+//! runner with the progress display as its observer.
+
+use super::Settings;
+use super::progress::Progress;
+use crate::error::{Error, Result};
+use crate::runner::{self, Context, Options, Selection};
+
+/// Which prompts `run` takes on, as ids (or names) the user gave.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunRange {
+    pub(crate) from: Option<String>,
+    pub(crate) until: Option<String>,
+    pub(crate) only: Option<String>,
+}
+
+pub(crate) fn run(settings: &Settings, range: &RunRange, restart: bool) -> Result<()> {
+    let plan = settings.load_plan()?;
+    let last = plan.prompts.len() - 1;
+    let resolve = |id: &Option<String>, default: usize| {
+        id.as_deref()
+            .map(|id| plan.resolve(id))
+            .transpose()
+            .map(|i| i.unwrap_or(default))
+    };
+    let selection = match &range.only {
+        Some(id) => Selection::Only(plan.resolve(id)?),
+        None => {
+            let (from, until) = (resolve(&range.from, 0)?, resolve(&range.until, last)?);
+            if from > until {
+                return Err(Error::Usage(format!(
+                    "--from {} comes after --until {}: the range holds no prompt",
+                    plan.prompts[from].id, plan.prompts[until].id
+                )));
+            }
+            Selection::Resume { from, until }
+        }
+    };
+    go(settings, &plan, selection, restart, "run")
+}
+
+pub(crate) fn rerun(settings: &Settings, id: &str, and_after: bool) -> Result<()> {
+    let plan = settings.load_plan()?;
+    let from = plan.resolve(id)?;
+    let until = if and_after {
+        plan.prompts.len() - 1
+    } else {
+        from
+    };
+    go(
+        settings,
+        &plan,
+        Selection::Again { from, until },
+        false,
+        "rerun",
+    )
+}
+
+fn go(
+    settings: &Settings,
+    plan: &crate::plan::Plan,
+    selection: Selection,
+    restart: bool,
+    command: &'static str,
+) -> Result<()> {
+    let progress = Progress::new(settings.printer, plan.prompts.len());
+    let ctx = Context {
+        config: &settings.config,
+        config_dir: &settings.config_dir,
+        plan,
+        checkpoints: &settings.checkpoints,
+    };
+    let options = Options {
+        selection,
+        restart,
+        command,
+    };
+    runner::run(ctx, options, &progress)
+}

@@ -1,0 +1,188 @@
+//! The plan: a build's prompt files, in run order, each parsed once.
+//!
+//! Everything that can be wrong with a build on disk is found here, before anything is
+//! sent, and all of it (not just the first) is reported with path and line: the layout
+//! ([`discover`]: a prompt outside a phase folder, two files with one id), each file on its
+//! own ([`prompt_file`]: not UTF-8, bad front matter, an empty prompt), and each prompt
+//! against the rest ([`checks`]: placeholders, `depends_on`). Ids are in [`id`].
+//!
+//! The plan keeps no prompt text: templates hold ranges, and a prompt's file is read again
+//! (and checked against its hash) when its request is built, so that a plan of a thousand
+//! prompts stays small.
+
+mod checks;
+mod discover;
+mod id;
+mod prompt_file;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub(crate) use id::PromptId;
+pub(crate) use prompt_file::{CheckpointMode, Footer, FrontMatter, parse_prompt_bytes};
+
+use crate::config::Config;
+use crate::error::{Error, PlanError, Result};
+use crate::template::Template;
+
+/// One prompt file, parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Prompt {
+    pub(crate) id: PromptId,
+    /// The file stem, `01.1-python-setup`.
+    pub(crate) name: String,
+    /// The file name, `01.1-python-setup.md`.
+    pub(crate) file: String,
+    pub(crate) path: PathBuf,
+    /// Index into [`Plan::phases`].
+    pub(crate) phase: usize,
+    pub(crate) front: FrontMatter,
+    pub(crate) footer: Option<Footer>,
+    pub(crate) checkpoint: CheckpointMode,
+    /// Declared outputs with the example values shown in the `## Checkpoint` block.
+    pub(crate) produces: BTreeMap<String, Value>,
+    /// Where the placeholders are in the text to send (front matter removed).
+    pub(crate) template: Template,
+    /// Where that text starts in the file.
+    pub(crate) body_offset: usize,
+    /// Placeholder root names this prompt uses, in order of first use.
+    pub(crate) needs: Vec<String>,
+    /// The outputs of this prompt that a later prompt uses.
+    pub(crate) needed_later: BTreeSet<String>,
+    /// Prompts this one depends on: front matter `depends_on` and the producers of its needs.
+    pub(crate) depends_on: Vec<usize>,
+    /// sha256 of the file's bytes, to tell when a prompt changed after it ran.
+    pub(crate) hash: String,
+}
+
+impl Prompt {
+    /// The text to send (front matter removed), read again from the file. An error if the
+    /// file changed since the plan was made: its placeholders may have moved.
+    pub(crate) fn read_body(&self) -> Result<String> {
+        let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        if prompt_file::sha256_hex(&bytes) != self.hash {
+            return Err(Error::Usage(format!(
+                "{}: the file changed while orchestrator was running; run the command again to plan it anew",
+                self.path.display()
+            )));
+        }
+        bytes
+            .get(self.body_offset..)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}: cannot read the prompt again",
+                    self.path.display()
+                ))
+            })
+    }
+
+    /// The text to send with its placeholders filled in.
+    pub(crate) fn render(
+        &self,
+        vars: &BTreeMap<String, Value>,
+    ) -> Result<std::result::Result<String, Vec<String>>> {
+        let body = self.read_body()?;
+        Ok(self.template.render(&body, vars))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Phase {
+    pub(crate) dir: String,
+    pub(crate) name: String,
+    pub(crate) budget: Option<u64>,
+    /// Whether config lists this folder in `[[phases]]`.
+    pub(crate) configured: bool,
+    /// The phase's prompts, as a range of [`Plan::prompts`].
+    pub(crate) prompts: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) root: PathBuf,
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) prompts: Vec<Prompt>,
+    /// `.md` files and folders that are not prompts or phases.
+    pub(crate) ignored: Vec<PathBuf>,
+    /// Things worth saying that are not errors.
+    pub(crate) notes: Vec<String>,
+}
+
+impl Plan {
+    /// Reads the prompts folder `root` under `config`.
+    pub(crate) fn load(root: &Path, config: &Config) -> Result<Plan> {
+        let found = discover::discover(root, config)?;
+        let (mut phases, ignored) = (found.phases, found.ignored);
+        let (mut errors, mut notes) = (found.errors, found.notes);
+        // One pass in run order: each file is read, parsed and dropped.
+        let mut linker = checks::Linker::new(config);
+        let mut prompts: Vec<Prompt> = Vec::new();
+        for f in found.found {
+            match prompt_file::RawPrompt::read(&f.path) {
+                Err(e) => errors.push(e),
+                Ok(raw) => {
+                    notes.extend(
+                        raw.notes
+                            .iter()
+                            .map(|n| format!("{}: {n}", f.path.display())),
+                    );
+                    let prompt = linker.link(f, raw, &prompts, &mut errors);
+                    prompts.push(prompt);
+                }
+            }
+        }
+        linker.finish(&prompts, &mut errors, &mut notes);
+        checks::mark_needed_later(&mut prompts);
+        if errors.is_empty() && prompts.is_empty() {
+            errors.push(PlanError {
+                path: root.to_path_buf(),
+                line: None,
+                message: "no prompt files found; a build is prompts/NN-phase/NN.M-name.md (e.g. prompts/01-foundation/01.1-setup.md)".into(),
+            });
+        }
+        if !errors.is_empty() {
+            errors.sort_by(|a, b| a.path.cmp(&b.path).then(a.line.cmp(&b.line)));
+            return Err(Error::Plan(errors));
+        }
+        for (i, phase) in phases.iter_mut().enumerate() {
+            let start = prompts.iter().position(|p| p.phase == i).unwrap_or(0);
+            let len = prompts.iter().filter(|p| p.phase == i).count();
+            phase.prompts = if len == 0 { 0..0 } else { start..start + len };
+            if len == 0 {
+                notes.push(format!("phase folder {}/ has no prompts", phase.dir));
+            }
+        }
+        Ok(Plan {
+            root: root.to_path_buf(),
+            phases,
+            prompts,
+            ignored,
+            notes,
+        })
+    }
+    /// Finds a prompt by id (`02.3`, `2.3`), name (`02.3-name`) or file name.
+    pub(crate) fn find(&self, key: &str) -> Option<usize> {
+        let key = key.trim();
+        let key = key.strip_suffix(".md").unwrap_or(key);
+        let id = PromptId::split_prefix(key).map(|(id, _)| id);
+        self.prompts.iter().position(|p| {
+            p.name == key || (PromptId::parse(key).is_some() && Some(&p.id) == id.as_ref())
+        })
+    }
+
+    /// Like [`Plan::find`], as a usage error that lists what exists.
+    pub(crate) fn resolve(&self, key: &str) -> Result<usize> {
+        self.find(key).ok_or_else(|| {
+            Error::Usage(format!(
+                "no prompt has the id {key:?}; `orchestrator plan` lists them ({} … {})",
+                self.prompts.first().map_or("", |p| p.id.as_str()),
+                self.prompts.last().map_or("", |p| p.id.as_str())
+            ))
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! All output goes through here: data to stdout (a closed pipe, as in
+//! `orchestrator plan | head`, is not an error), notes, warnings and errors to stderr, and
+//! nothing but errors and the data asked for with `-q`. A script can pipe `--json` safely.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// How to talk to the user.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Printer {
+    /// `--json`: one JSON document on stdout (`run`: one event per line).
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    pub(crate) verbose: u8,
+    /// stderr is a terminal (progress bars) rather than a log.
+    pub(crate) terminal: bool,
+}
+
+impl Printer {
+    /// A warning, on stderr, unless quiet.
+    pub(crate) fn warn(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("warning: {message}");
+        }
+    }
+
+    pub(crate) fn note(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("note: {message}");
+        }
+    }
+
+    /// Data on stdout, ending with a newline.
+    pub(crate) fn data(&self, text: &str) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        let result = out
+            .write_all(text.as_bytes())
+            .and_then(|()| {
+                if text.ends_with('\n') {
+                    Ok(())
+                } else {
+                    out.write_all(b"\n")
+                }
+            })
+            .and_then(|()| out.flush());
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Error::io("<stdout>", e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// A document as pretty JSON on stdout.
+    pub(crate) fn json(&self, value: &impl Serialize) -> Result<()> {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| Error::Usage(format!("cannot encode the output as JSON: {e}")))?;
+        self.data(&text)
+    }
+}

@@ -1,0 +1,433 @@
+//! The journal folded: where each prompt stands, what it spent, the variables so far, the
+//! attempts still open. Everything the views and the runner need, rebuilt from the journal
+//! alone.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::journal::{AttemptResult, Event, Outcome, Record, is_zero, is_zero_u64};
+use crate::providers::AgentGroup;
+
+/// Where a prompt stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PromptStatus {
+    #[default]
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Skipped,
+}
+
+/// Per-prompt facts folded from the journal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct PromptState {
+    pub(crate) file: String,
+    pub(crate) status: PromptStatus,
+    /// Attempts made in the session.
+    pub(crate) attempts: u32,
+    /// The highest attempt number so far (attempts are numbered per prompt across the
+    /// session).
+    #[serde(skip)]
+    pub(crate) last_attempt: u32,
+    /// Attempts that count against `retry.max_attempts`: those with a result since the
+    /// prompt last completed, failed or was skipped. An attempt the runner did not see
+    /// through (interrupted, or cut by a crash) is not the prompt's failure and does not
+    /// count (a crash's is counted against the budget, at its worst case). A run resumed
+    /// after a halt goes on counting; a new `run` after a failure (a decision of the
+    /// user's) starts again.
+    #[serde(skip)]
+    pub(crate) attempts_used: u32,
+    /// Why the last attempt failed on content, for the next attempt's note.
+    #[serde(skip)]
+    pub(crate) retry_note: Option<String>,
+    /// The largest request sent for this prompt (input tokens).
+    pub(crate) max_input: u64,
+    pub(crate) tokens_in: u64,
+    pub(crate) tokens_out: u64,
+    /// Of `tokens_in`: read from and written to the provider's cache.
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub(crate) cache_read: u64,
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub(crate) cache_write: u64,
+    pub(crate) estimated: bool,
+    pub(crate) duration_ms: u64,
+    pub(crate) cost_usd: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) finish_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hash: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub(crate) files_created: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) output: Option<String>,
+    /// Attempts with no recorded result (the runner died mid-request).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub(crate) possibly_billed: u32,
+    /// Their worst case (input + max_tokens), part of `tokens_in` and `tokens_out`.
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub(crate) possibly_billed_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) completed_at: Option<String>,
+}
+
+/// An attempt journaled as started with no result yet.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OpenAttempt {
+    pub(crate) id: String,
+    pub(crate) attempt: u32,
+    pub(crate) input_tokens: u64,
+    pub(crate) max_tokens: u32,
+    /// The tokenizer's count of its input, for calibration.
+    pub(crate) tokenizer_tokens: u64,
+    /// The agent's process group, once it started.
+    pub(crate) group: Option<AgentGroup>,
+}
+
+/// The journal folded: everything the views and the runner need.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fold {
+    pub(crate) session_id: String,
+    pub(crate) started: String,
+    pub(crate) completed: Vec<String>,
+    /// The ids in `completed`, for lookups that stay cheap on long runs.
+    pub(crate) done: std::collections::HashSet<String>,
+    pub(crate) failed: Vec<String>,
+    pub(crate) skipped: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) variables: BTreeMap<String, Map<String, Value>>,
+    pub(crate) last_checkpoint: Option<String>,
+    pub(crate) prompts: BTreeMap<String, PromptState>,
+    pub(crate) open: Vec<OpenAttempt>,
+    pub(crate) halted: Option<(String, i32)>,
+    pub(crate) finished: bool,
+    /// The last attempts, newest last (memory.json's breadcrumb trail).
+    pub(crate) trail: Vec<String>,
+    pub(crate) last_files_created: Vec<String>,
+    pub(crate) events: u64,
+    /// The largest ratio seen of the input the endpoint reported to the input we counted
+    /// (at least 1): endpoints with other tokenizers count more than tiktoken does, and the
+    /// budget check scales its count by this so that hard budgets stay hard. `None` until
+    /// an endpoint has reported usage.
+    pub(crate) input_ratio: Option<f64>,
+    /// Cost of every attempt so far (reported, or from `[pricing]`).
+    pub(crate) cost_usd: f64,
+}
+
+const TRAIL: usize = 20;
+
+impl Fold {
+    /// Our count of a request's input scaled by what the endpoint has been reporting, if
+    /// it has reported any.
+    pub(crate) fn calibrated(&self, counted: u64) -> Option<u64> {
+        self.input_ratio
+            .map(|r| (counted as f64 * r.max(1.0)).ceil() as u64)
+    }
+
+    pub(crate) fn apply(&mut self, record: &Record) {
+        self.events += 1;
+        let at = &record.at;
+        match &record.event {
+            Event::SessionStarted {
+                session_id,
+                started,
+            } => {
+                self.session_id = session_id.clone();
+                self.started = started.clone();
+            }
+            Event::RunStarted { .. } => {
+                self.halted = None;
+                self.finished = false;
+            }
+            Event::AttemptStarted {
+                id,
+                file,
+                attempt,
+                input_tokens,
+                max_tokens,
+                tokenizer_tokens,
+            } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.file = file.clone();
+                p.status = PromptStatus::Running;
+                p.attempts += 1;
+                p.attempts_used += 1;
+                p.last_attempt = p.last_attempt.max(*attempt);
+                p.max_input = p.max_input.max(*input_tokens);
+                self.open.retain(|o| o.id != *id);
+                self.open.push(OpenAttempt {
+                    id: id.clone(),
+                    attempt: *attempt,
+                    input_tokens: *input_tokens,
+                    max_tokens: *max_tokens,
+                    tokenizer_tokens: tokenizer_tokens.unwrap_or(*input_tokens),
+                    group: None,
+                });
+                self.push_trail(format!("{at} {id} attempt {attempt} sent"));
+            }
+            Event::AgentStarted { id, attempt, group } => {
+                if let Some(o) = self
+                    .open
+                    .iter_mut()
+                    .find(|o| o.id == *id && o.attempt == *attempt)
+                {
+                    o.group = Some(group.clone());
+                }
+            }
+            Event::AttemptFinished(AttemptResult {
+                id,
+                attempt,
+                outcome,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+                estimated,
+                finish_reason,
+                error,
+                duration_ms,
+                cost_usd,
+                by_agent,
+                ..
+            }) => {
+                if let Some(o) = self
+                    .open
+                    .iter()
+                    .find(|o| o.id == *id && o.attempt == *attempt)
+                    && !*by_agent
+                    && !*estimated
+                    && *outcome == Outcome::Ok
+                    && o.tokenizer_tokens > 0
+                {
+                    let ratio = *input_tokens as f64 / o.tokenizer_tokens as f64;
+                    self.input_ratio = Some(self.input_ratio.map_or(ratio, |r| r.max(ratio)));
+                }
+                self.open
+                    .retain(|o| !(o.id == *id && o.attempt == *attempt));
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.tokens_in = p.tokens_in.saturating_add(*input_tokens);
+                p.tokens_out = p.tokens_out.saturating_add(*output_tokens);
+                p.cache_read = p.cache_read.saturating_add(*cache_read_tokens);
+                p.cache_write = p.cache_write.saturating_add(*cache_write_tokens);
+                p.estimated |= *estimated;
+                p.duration_ms = p.duration_ms.saturating_add(*duration_ms);
+                let cost = if cost_usd.is_finite() { *cost_usd } else { 0.0 };
+                p.cost_usd += cost;
+                self.cost_usd += cost;
+                p.finish_reason = finish_reason.clone();
+                match outcome {
+                    Outcome::Unknown => {
+                        p.possibly_billed += 1;
+                        p.possibly_billed_tokens = p
+                            .possibly_billed_tokens
+                            .saturating_add(input_tokens.saturating_add(*output_tokens));
+                        p.attempts_used = p.attempts_used.saturating_sub(1);
+                    }
+                    Outcome::Interrupted => p.attempts_used = p.attempts_used.saturating_sub(1),
+                    _ => {}
+                }
+                p.retry_note = match outcome {
+                    Outcome::Content => error.clone(),
+                    _ => None,
+                };
+                if let Some(e) = error {
+                    p.last_error = Some(e.clone());
+                }
+                self.push_trail(format!(
+                    "{at} {id} attempt {attempt}: {outcome:?}{}",
+                    error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ));
+            }
+            Event::Retry { .. } => {}
+            Event::Completed {
+                id,
+                file,
+                hash,
+                variables,
+                files_created,
+                output,
+                ..
+            } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.status = PromptStatus::Completed;
+                p.attempts_used = 0;
+                p.retry_note = None;
+                p.file = file.clone();
+                p.hash = Some(hash.clone());
+                p.files_created = files_created.clone();
+                p.output = Some(output.clone());
+                p.last_error = None;
+                p.completed_at = Some(at.clone());
+                if !self.done.insert(id.clone()) {
+                    self.completed.retain(|c| c != id);
+                }
+                self.completed.push(id.clone());
+                if !self.failed.is_empty() {
+                    self.failed.retain(|c| c != id);
+                }
+                if !self.skipped.is_empty() {
+                    self.skipped.retain(|c| c != id);
+                }
+                self.variables.insert(id.clone(), variables.clone());
+                self.last_checkpoint = Some(at.clone());
+                if !files_created.is_empty() {
+                    self.last_files_created = files_created.clone();
+                }
+            }
+            Event::Failed { id, error, .. } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.status = PromptStatus::Failed;
+                p.attempts_used = 0;
+                p.retry_note = None;
+                p.last_error = Some(error.clone());
+                // A completed prompt run again that fails needs attention again.
+                if self.done.remove(id) {
+                    self.completed.retain(|c| c != id);
+                }
+                self.failed.retain(|c| c != id);
+                self.failed.push(id.clone());
+                self.last_checkpoint = Some(at.clone());
+            }
+            Event::Skipped { id, reason } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.status = PromptStatus::Skipped;
+                p.attempts_used = 0;
+                p.retry_note = None;
+                p.last_error = Some(reason.clone());
+                self.skipped.retain(|c| c != id);
+                self.skipped.push(id.clone());
+            }
+            Event::Warning { id, message } => {
+                self.warnings.push(match id {
+                    Some(id) => format!("{id}: {message}"),
+                    None => message.clone(),
+                });
+            }
+            Event::Halted { reason, code } => self.halted = Some((reason.clone(), *code)),
+            Event::Finished {} => {
+                self.finished = true;
+            }
+        }
+    }
+
+    fn push_trail(&mut self, line: String) {
+        self.trail.push(line);
+        if self.trail.len() > TRAIL {
+            self.trail.remove(0);
+        }
+    }
+
+    /// Tokens spent on a prompt (in and out, every attempt), counting an attempt with no
+    /// result at its worst case.
+    pub(crate) fn spent(&self, id: &str) -> u64 {
+        let p = self.prompts.get(id);
+        let recorded = p.map_or(0, |p| p.tokens_in.saturating_add(p.tokens_out));
+        recorded.saturating_add(self.open_worst_case(id))
+    }
+
+    /// Of [`Fold::spent`]: attempts a crash left without a result, at their worst case.
+    pub(crate) fn possibly_billed(&self, id: &str) -> u64 {
+        let p = self.prompts.get(id);
+        p.map_or(0, |p| p.possibly_billed_tokens)
+            .saturating_add(self.open_worst_case(id))
+    }
+
+    fn open_worst_case(&self, id: &str) -> u64 {
+        self.open
+            .iter()
+            .filter(|o| o.id == id)
+            .map(|o| o.input_tokens.saturating_add(u64::from(o.max_tokens)))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SCHEMA_VERSION;
+
+    fn rec(event: Event) -> Record {
+        Record {
+            v: SCHEMA_VERSION,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            event,
+        }
+    }
+
+    #[test]
+    fn an_unfinished_attempt_counts_at_its_worst_case() {
+        let mut f = Fold::default();
+        f.apply(&rec(Event::AttemptStarted {
+            id: "01.1".into(),
+            file: "01.1-a.md".into(),
+            attempt: 1,
+            input_tokens: 100,
+            max_tokens: 50,
+            tokenizer_tokens: None,
+        }));
+        assert_eq!(f.spent("01.1"), 150);
+        f.apply(&rec(Event::AttemptFinished(AttemptResult {
+            id: "01.1".into(),
+            attempt: 1,
+            outcome: Outcome::Ok,
+            input_tokens: 100,
+            output_tokens: 7,
+            ..AttemptResult::default()
+        })));
+        assert_eq!(f.spent("01.1"), 107);
+    }
+
+    #[test]
+    fn reported_input_above_our_count_calibrates_later_counts() {
+        let mut f = Fold::default();
+        assert_eq!(f.calibrated(100), None);
+        f.apply(&rec(Event::AttemptStarted {
+            id: "01.1".into(),
+            file: "01.1-a.md".into(),
+            attempt: 1,
+            input_tokens: 100,
+            max_tokens: 50,
+            tokenizer_tokens: None,
+        }));
+        f.apply(&rec(Event::AttemptFinished(AttemptResult {
+            id: "01.1".into(),
+            attempt: 1,
+            outcome: Outcome::Ok,
+            input_tokens: 150,
+            output_tokens: 7,
+            ..AttemptResult::default()
+        })));
+        assert_eq!(f.calibrated(100), Some(150));
+    }
+
+    #[test]
+    fn completion_moves_a_prompt_from_failed_to_completed() {
+        let mut f = Fold::default();
+        f.apply(&rec(Event::Failed {
+            id: "02.1".into(),
+            file: "02.1-x.md".into(),
+            error: "boom".into(),
+        }));
+        assert_eq!(f.failed, ["02.1"]);
+        f.apply(&rec(Event::Completed {
+            id: "02.1".into(),
+            name: "02.1-x".into(),
+            file: "02.1-x.md".into(),
+            hash: "h".into(),
+            variables: Map::new(),
+            files_created: vec![],
+            output: "outputs/02.1.md".into(),
+            reply: String::new(),
+        }));
+        assert!(f.failed.is_empty());
+        assert_eq!(f.completed, ["02.1"]);
+    }
+}

@@ -1,0 +1,329 @@
+//! `journal.jsonl`, the truth: one JSON event per line, each with a schema version and a
+//! time, appended and fsynced (by [`super::Store`]) before the step it records counts as
+//! done. A torn last line, which a crash mid-write leaves, is dropped with a warning; any
+//! other unreadable line is an error that names it, and the file is never overwritten.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::SCHEMA_VERSION;
+use crate::error::{Error, Result};
+use crate::providers::AgentGroup;
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Outcome {
+    /// A reply with a valid checkpoint.
+    Ok,
+    /// Connection, timeout, 429/5xx, a cut stream: retried.
+    Transient,
+    /// 4xx, quota, context length: not retried.
+    Permanent,
+    /// A reply that fails the checkpoint protocol (no block, `success: false`, truncated,
+    /// refusal, a needed variable missing): retried with a note.
+    Content,
+    /// The runner stopped (signal) while the request was in flight.
+    Interrupted,
+    /// No result was recorded (the runner died mid-request): possibly billed.
+    #[default]
+    Unknown,
+}
+
+/// How an attempt ended, with what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct AttemptResult {
+    pub(crate) id: String,
+    pub(crate) attempt: u32,
+    pub(crate) outcome: Outcome,
+    /// All input, cache reads and writes included.
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    /// Of `input_tokens`: read from and written to the provider's prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub(crate) cache_read_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub(crate) cache_write_tokens: u64,
+    /// Counted by the tokenizer, not reported by the endpoint.
+    pub(crate) estimated: bool,
+    /// A usage report that could not be trusted (kept as sent; the counts above are
+    /// the tokenizer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reported_usage: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) finish_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: u64,
+    #[serde(default)]
+    pub(crate) cost_usd: f64,
+    /// An agent's call: its usage includes the agent's own prompts and tools, so it
+    /// never calibrates the tokenizer.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) by_agent: bool,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum Event {
+    SessionStarted {
+        session_id: String,
+        started: String,
+    },
+    /// A run (or rerun) began in this session, by process `pid`.
+    RunStarted {
+        pid: u32,
+        command: String,
+    },
+    /// Written before the request is sent.
+    AttemptStarted {
+        id: String,
+        file: String,
+        /// Numbered per prompt across the session.
+        attempt: u32,
+        /// The input the budget check reserved: the endpoint's count, the tokenizer's
+        /// count scaled by calibration or a margin, or the tokenizer's count.
+        input_tokens: u64,
+        max_tokens: u32,
+        /// The tokenizer's count, where `input_tokens` is another figure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokenizer_tokens: Option<u64>,
+    },
+    /// An agent's process group exists (written while the agent runs): a run resumed
+    /// after a crash kills it if it is still alive.
+    AgentStarted {
+        id: String,
+        attempt: u32,
+        group: AgentGroup,
+    },
+    AttemptFinished(AttemptResult),
+    Retry {
+        id: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    Completed {
+        id: String,
+        name: String,
+        file: String,
+        hash: String,
+        variables: Map<String, Value>,
+        #[serde(default)]
+        files_created: Vec<String>,
+        /// `outputs/<id>.md`, a copy of `reply` for people and tools.
+        output: String,
+        /// The accepted reply: durable with this event, so the output file needs no
+        /// fsync of its own and is rewritten from here if it is missing.
+        #[serde(default)]
+        reply: String,
+    },
+    Failed {
+        id: String,
+        file: String,
+        error: String,
+    },
+    Skipped {
+        id: String,
+        reason: String,
+    },
+    Warning {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        message: String,
+    },
+    Halted {
+        reason: String,
+        code: i32,
+    },
+    Finished {},
+}
+
+/// A journal line: schema version, time, event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) v: u32,
+    pub(crate) at: String,
+    #[serde(flatten)]
+    pub(crate) event: Event,
+}
+
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+pub(super) fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+pub(super) fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+pub(super) fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Reads `journal.jsonl`: the records, and a warning if a torn last line was dropped.
+pub(crate) fn read_journal(path: &Path) -> Result<(Vec<Record>, Option<String>)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    parse_journal(&bytes, path)
+}
+
+/// Parses journal bytes (see [`read_journal`]); `path` names the file in messages.
+pub(crate) fn parse_journal(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Option<String>)> {
+    let mut records = Vec::new();
+    let mut warning = None;
+    let ends_with_newline = bytes.last() == Some(&b'\n');
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let count = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
+        let last = i + 1 == count;
+        if line.is_empty() && last {
+            break;
+        }
+        let parsed = std::str::from_utf8(line)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str::<Record>(s).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(r) if r.v > SCHEMA_VERSION => {
+                return Err(Error::state(
+                    path,
+                    format!(
+                        "line {} has schema version {}, newer than this orchestrator ({SCHEMA_VERSION}); upgrade orchestrator",
+                        i + 1,
+                        r.v
+                    ),
+                ));
+            }
+            Ok(r) => records.push(r),
+            Err(_) if last && !ends_with_newline => {
+                warning = Some(format!(
+                    "{}: the last line ({} bytes) was cut short by a crash mid-write; it is ignored",
+                    path.display(),
+                    line.len()
+                ));
+            }
+            Err(e) => {
+                return Err(Error::state(
+                    path,
+                    format!(
+                        "line {} is not a journal event ({e}); the journal was changed by hand or damaged: `orchestrator run --restart` archives the session as it is (under checkpoints/archive/) and starts anew",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((records, warning))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::JOURNAL;
+
+    fn rec(event: Event) -> Record {
+        Record {
+            v: SCHEMA_VERSION,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            event,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_as_one_line_each() {
+        let r = rec(Event::AttemptStarted {
+            id: "01.1".into(),
+            file: "01.1-a.md".into(),
+            attempt: 1,
+            input_tokens: 10,
+            max_tokens: 20,
+            tokenizer_tokens: None,
+        });
+        let line = serde_json::to_string(&r).expect("encode");
+        assert!(line.starts_with("{\"v\":1,"), "{line}");
+        assert!(line.contains("\"event\":\"attempt_started\""), "{line}");
+        let back: Record = serde_json::from_str(&line).expect("decode");
+        assert_eq!(back.event, r.event);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_others_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(JOURNAL);
+        let good = serde_json::to_string(&rec(Event::Finished {})).expect("encode");
+        std::fs::write(&path, format!("{good}\n{{\"v\":1,\"at\":\"x\",\"ev")).expect("write");
+        let (records, warning) = read_journal(&path).expect("torn tail is tolerated");
+        assert_eq!(records.len(), 1);
+        assert!(warning.expect("warned").contains("cut short"));
+
+        std::fs::write(&path, format!("garbage\n{good}\n")).expect("write");
+        let err = read_journal(&path).expect_err("a bad middle line is an error");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn event(i: u32) -> Event {
+            match i % 3 {
+                0 => Event::Retry {
+                    id: format!("01.{i}"),
+                    attempt: i,
+                    delay_ms: 5,
+                    reason: "é ✓ \"quoted\"\nline".into(),
+                },
+                1 => Event::Warning {
+                    id: None,
+                    message: format!("warning {i}"),
+                },
+                _ => Event::Skipped {
+                    id: format!("02.{i}"),
+                    reason: "x".into(),
+                },
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_give_records_or_a_named_error(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+                if let Err(e) = parse_journal(&bytes, Path::new("journal.jsonl")) {
+                    prop_assert!(e.to_string().contains("journal.jsonl"));
+                }
+            }
+
+            #[test]
+            fn a_journal_cut_anywhere_keeps_every_whole_line(n in 1u32..12, cut in any::<prop::sample::Index>()) {
+                let mut bytes = Vec::new();
+                let mut ends = Vec::new();
+                for i in 0..n {
+                    let r = Record { v: SCHEMA_VERSION, at: "t".into(), event: event(i) };
+                    bytes.extend(serde_json::to_vec(&r).expect("encode"));
+                    bytes.push(b'\n');
+                    ends.push(bytes.len());
+                }
+                let at = cut.index(bytes.len() + 1);
+                let (records, warning) = parse_journal(&bytes[..at], Path::new("j")).expect("a cut journal reads");
+                // A line is whole once its JSON is complete, newline or not.
+                let whole = ends.iter().filter(|&&e| e - 1 <= at).count();
+                prop_assert_eq!(records.len(), whole);
+                for (i, r) in records.iter().enumerate() {
+                    prop_assert_eq!(&r.event, &event(i as u32));
+                }
+                let torn = at > 0 && !ends.iter().any(|&e| e == at || e - 1 == at);
+                prop_assert_eq!(warning.is_some(), torn);
+            }
+        }
+    }
+}
