@@ -1,4 +1,4 @@
-//! `config.toml`: the build's settings (spec, "Configuration reference").
+//! `config.toml`: the build's settings (README, "Configuration reference").
 //!
 //! Every key has a default, so an empty file is valid, and every table rejects unknown keys
 //! so that a misspelt key is an error naming it rather than a setting silently ignored.

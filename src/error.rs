@@ -1,11 +1,11 @@
-//! The library's error type and the exit codes the spec assigns to each kind of failure.
+//! The library's error type and the exit codes README.md lists to each kind of failure.
 //!
 //! Every error a user can cause carries the file, line or key it is about and says what
 //! to do; `main` prints it once and turns [`Error::exit_code`] into the process status.
 
 use std::path::PathBuf;
 
-/// Process exit codes (spec, "Commands").
+/// Process exit codes (README, "Exit codes").
 pub(crate) mod exit {
     pub(crate) const OK: i32 = 0;
     pub(crate) const PROMPT_FAILED: i32 = 1;
@@ -112,10 +112,11 @@ impl Error {
     /// An I/O error on `path`, told apart when it means the disk is full.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
-        if source.kind() == std::io::ErrorKind::StorageFull
-            || source.raw_os_error() == Some(libc::ENOSPC)
-            || source.raw_os_error() == Some(libc::EDQUOT)
-        {
+        // ENOSPC and EDQUOT.
+        if matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) {
             Error::DiskFull { path, source }
         } else {
             Error::Io { path, source }

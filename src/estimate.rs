@@ -1,4 +1,4 @@
-//! The dry run (spec, "`estimate`"): every request counted exactly as `run` builds it, per
+//! The dry run (README, "What is estimated, and what is exact"): every request counted exactly as `run` builds it, per
 //! prompt, phase and total, against the budgets, with what an earlier run actually spent.
 //! Sends nothing. The structs serialize as `estimate --json` (stable keys).
 
@@ -127,15 +127,28 @@ pub(crate) fn estimate(
         })
         .collect();
 
-    let sum_actual = |range: std::ops::Range<usize>| {
-        let spent: Vec<u64> = prompts[range]
-            .iter()
-            .filter_map(|p| p.actual_tokens)
-            .collect();
-        (!spent.is_empty()).then(|| spent.iter().sum())
-    };
-    let phases: Vec<PhaseEstimate> = plan
-        .phases
+    let phases = phase_estimates(plan, &prompts);
+    let total = total_estimate(config, &prompts);
+    let over_budget = total.over_budget
+        || phases.iter().any(|p| p.over_budget)
+        || prompts.iter().any(|p| p.over_per_prompt);
+    Ok(Estimate {
+        encoding: builder.encoding.to_string(),
+        prompts,
+        phases,
+        total,
+        over_budget,
+    })
+}
+
+/// Tokens an earlier run spent on `prompts`, if it spent any.
+fn sum_actual(prompts: &[PromptEstimate]) -> Option<u64> {
+    let spent: Vec<u64> = prompts.iter().filter_map(|p| p.actual_tokens).collect();
+    (!spent.is_empty()).then(|| spent.iter().sum())
+}
+
+fn phase_estimates(plan: &Plan, prompts: &[PromptEstimate]) -> Vec<PhaseEstimate> {
+    plan.phases
         .iter()
         .map(|ph| {
             let slice = &prompts[ph.prompts.clone()];
@@ -147,38 +160,31 @@ pub(crate) fn estimate(
                 budget: ph.budget,
                 input_tokens: input,
                 worst_case_tokens: worst,
-                actual_tokens: sum_actual(ph.prompts.clone()),
+                actual_tokens: sum_actual(slice),
                 possibly_billed_tokens: slice.iter().map(|p| p.possibly_billed_tokens).sum(),
                 over_budget: ph.budget.is_some_and(|b| input > b),
                 worst_case_over: ph.budget.is_some_and(|b| worst > b),
             }
         })
-        .collect();
+        .collect()
+}
+
+fn total_estimate(config: &Config, prompts: &[PromptEstimate]) -> TotalEstimate {
     let input: u64 = prompts.iter().map(|p| p.input_tokens).sum();
     let worst: u64 = prompts.iter().map(|p| p.worst_case_tokens).sum();
     let max_out: u64 = prompts.iter().map(|p| u64::from(p.max_tokens)).sum();
-    let total = TotalEstimate {
+    TotalEstimate {
         budget: config.budget.total,
         per_prompt: config.budget.per_prompt,
         input_tokens: input,
         worst_case_tokens: worst,
-        actual_tokens: sum_actual(0..prompts.len()),
+        actual_tokens: sum_actual(prompts),
         possibly_billed_tokens: prompts.iter().map(|p| p.possibly_billed_tokens).sum(),
         cost_usd_max: config.pricing.map(|p| p.cost(input, max_out)),
         minutes: prompts.iter().filter_map(|p| p.minutes_hint).sum(),
         over_budget: input > config.budget.total,
         worst_case_over: worst > config.budget.total,
-    };
-    let over_budget = total.over_budget
-        || phases.iter().any(|p| p.over_budget)
-        || prompts.iter().any(|p| p.over_per_prompt);
-    Ok(Estimate {
-        encoding: builder.encoding.to_string(),
-        prompts,
-        phases,
-        total,
-        over_budget,
-    })
+    }
 }
 
 /// Runs `work` over `0..n` split into one contiguous range per core and joins the results

@@ -1,4 +1,4 @@
-//! What users see: human tables and `--json` documents (spec, "Machine-readable output").
+//! What users see: human tables and `--json` documents (README, "What you see").
 //!
 //! Functions here turn data into text and never print; `cli` writes the text to stdout
 //! (data) or stderr (warnings), so `--json` output can be piped safely.
@@ -7,6 +7,7 @@ use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::budget::Ledger;
 use crate::estimate::Estimate;
 use crate::plan::{CheckpointMode, Plan};
 
@@ -210,6 +211,35 @@ pub(crate) fn estimate_text(e: &Estimate) -> String {
         &[3, 4, 5, 6],
     ));
     out.push_str("\n\n");
+    out.push_str(&estimate_phases(e));
+    out.push('\n');
+    out.push_str(&format!(
+        "\n{} {}, encoding {}; time (footers): {}",
+        e.prompts.len(),
+        plural(e.prompts.len(), "prompt"),
+        e.encoding,
+        minutes(e.total.minutes)
+    ));
+    if let Some(cost) = e.total.cost_usd_max {
+        out.push_str(&format!("; cost at most ${cost:.4}"));
+    }
+    out.push('\n');
+    if e.total.possibly_billed_tokens > 0 {
+        out.push_str(&possibly_billed_line(e.total.possibly_billed_tokens));
+    }
+    out
+}
+
+/// The line that explains possibly-billed spend, shown wherever spend is.
+fn possibly_billed_line(tokens: u64) -> String {
+    format!(
+        "Of the actual spend, {} tokens are possibly billed: attempts a crash left without a result, counted at their worst case (input + max_tokens).\n",
+        thousands(tokens)
+    )
+}
+
+/// `estimate`'s second table: phases and the total against their budgets.
+fn estimate_phases(e: &Estimate) -> String {
     let mut rows: Vec<Vec<String>> = e
         .phases
         .iter()
@@ -247,7 +277,7 @@ pub(crate) fn estimate_text(e: &Estimate) -> String {
             "ok".into()
         },
     ]);
-    out.push_str(&table(
+    table(
         &[
             "Phase",
             "Budget",
@@ -259,30 +289,6 @@ pub(crate) fn estimate_text(e: &Estimate) -> String {
         ],
         rows,
         &[1, 2, 3, 4, 5],
-    ));
-    out.push('\n');
-    out.push_str(&format!(
-        "\n{} {}, encoding {}; time (footers): {}",
-        e.prompts.len(),
-        plural(e.prompts.len(), "prompt"),
-        e.encoding,
-        minutes(e.total.minutes)
-    ));
-    if let Some(cost) = e.total.cost_usd_max {
-        out.push_str(&format!("; cost at most ${cost:.4}"));
-    }
-    out.push('\n');
-    if e.total.possibly_billed_tokens > 0 {
-        out.push_str(&possibly_billed_line(e.total.possibly_billed_tokens));
-    }
-    out
-}
-
-/// The line that explains possibly-billed spend, shown wherever spend is.
-fn possibly_billed_line(tokens: u64) -> String {
-    format!(
-        "Of the actual spend, {} tokens are possibly billed: attempts a crash left without a result, counted at their worst case (input + max_tokens).\n",
-        thousands(tokens)
     )
 }
 
@@ -293,6 +299,46 @@ fn signed(budget: u64, used: u64) -> String {
     } else {
         thousands(budget - used)
     }
+}
+
+/// The seed's budget table (Phase, Budget, Actual, Remaining), with a column for a budget
+/// spent past (always flagged) and one for possibly-billed spend when there is any.
+fn budget_table(l: &Ledger) -> String {
+    let billed = l.total.possibly_billed > 0;
+    let flag = |over: bool| if over { "OVER budget" } else { "ok" }.to_string();
+    let mut rows: Vec<Vec<String>> = l
+        .phases
+        .iter()
+        .map(|p| {
+            let mut row = vec![
+                p.name.clone(),
+                opt(p.budget),
+                thousands(p.used),
+                opt(p.remaining),
+                flag(p.over_budget),
+            ];
+            if billed {
+                row.push(thousands(p.possibly_billed));
+            }
+            row
+        })
+        .collect();
+    let mut total = vec![
+        "Total".into(),
+        thousands(l.total.budget),
+        thousands(l.total.used),
+        thousands(l.total.remaining),
+        flag(l.total.over_budget),
+    ];
+    if billed {
+        total.push(thousands(l.total.possibly_billed));
+    }
+    rows.push(total);
+    let mut header = vec!["Phase", "Budget", "Actual", "Remaining", "Status"];
+    if billed {
+        header.push("Possibly billed");
+    }
+    table(&header, rows, &[1, 2, 3, 5])
 }
 
 /// One of the seed's success criteria, measured.
@@ -307,7 +353,7 @@ pub(crate) struct Criterion {
 pub(crate) struct Status<'a> {
     pub(crate) fold: &'a crate::state::Fold,
     pub(crate) plan: &'a Plan,
-    pub(crate) ledger: &'a crate::budget::Ledger,
+    pub(crate) ledger: &'a Ledger,
     pub(crate) current_prompt: Option<String>,
     pub(crate) changed: Vec<String>,
     pub(crate) criteria: Vec<Criterion>,
@@ -357,45 +403,9 @@ impl Status<'_> {
             out.push_str(&format!("Halted (exit {code}): {reason}\n"));
         }
         out.push('\n');
-        // The seed's table (Phase, Budget, Actual, Remaining), with a column for a budget
-        // spent past (always flagged) and one for possibly-billed spend when there is any.
-        let billed = l.total.possibly_billed > 0;
-        let flag = |over: bool| if over { "OVER budget" } else { "ok" }.to_string();
-        let mut rows: Vec<Vec<String>> = l
-            .phases
-            .iter()
-            .map(|p| {
-                let mut row = vec![
-                    p.name.clone(),
-                    opt(p.budget),
-                    thousands(p.used),
-                    opt(p.remaining),
-                    flag(p.over_budget),
-                ];
-                if billed {
-                    row.push(thousands(p.possibly_billed));
-                }
-                row
-            })
-            .collect();
-        let mut total = vec![
-            "Total".into(),
-            thousands(l.total.budget),
-            thousands(l.total.used),
-            thousands(l.total.remaining),
-            flag(l.total.over_budget),
-        ];
-        if billed {
-            total.push(thousands(l.total.possibly_billed));
-        }
-        rows.push(total);
-        let mut header = vec!["Phase", "Budget", "Actual", "Remaining", "Status"];
-        if billed {
-            header.push("Possibly billed");
-        }
-        out.push_str(&table(&header, rows, &[1, 2, 3, 5]));
+        out.push_str(&budget_table(self.ledger));
         out.push_str("\n\n");
-        if billed {
+        if l.total.possibly_billed > 0 {
             out.push_str(&possibly_billed_line(l.total.possibly_billed));
             out.push('\n');
         }

@@ -11,7 +11,8 @@
 use serde_json::{Value, json};
 
 use super::http::{Body, Http, provider_message};
-use super::{Count, Failure, Finish, Outcome, Progress, Reply, Update, Usage, UsageReader};
+use super::stream::{self, Clocks, Decoder};
+use super::{Count, Failure, Finish, Outcome, Progress, Reply, Usage, UsageReader};
 use crate::config::Config;
 use crate::request::Request;
 
@@ -47,9 +48,10 @@ impl Anthropic {
         if let Some(key) = self.http.key() {
             builder = builder.header("x-api-key", key);
         }
-        let bytes = match self.http.exchange(&url, builder, false).await {
-            Ok((_, Body::Whole { bytes, .. })) => bytes,
-            Ok((_, Body::Events { .. })) => {
+        let deadline = tokio::time::Instant::now() + self.http.timeout;
+        let bytes = match self.http.exchange(&url, builder, false, deadline).await {
+            Ok(Body::Whole { bytes, .. }) => bytes,
+            Ok(Body::Events { .. }) => {
                 return Count::Failed("count_tokens answered with an event stream".into());
             }
             Err(f) if matches!(f.status, Some(404 | 405 | 501)) => return Count::Unsupported,
@@ -88,51 +90,23 @@ impl Anthropic {
         if let Some(key) = self.http.key() {
             builder = builder.header("x-api-key", key);
         }
-        let (mut clocks, body) = self.http.exchange(&url, builder, request.stream).await?;
-        let (mut events, request_id) = match body {
-            Body::Whole { bytes, request_id } => return parse_message(&bytes, request_id),
-            Body::Events { events, request_id } => (events, request_id),
-        };
-        let mut state = State {
-            id: request_id,
-            ..State::default()
-        };
-        while let Some((name, data)) = self
-            .http
-            .next_data(&mut events, &clocks, &state.text, state.id.as_deref())
-            .await?
-        {
-            let v: Value = match serde_json::from_str(&data) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Err(
-                        Failure::transient(format!("a stream event is not JSON ({e})"))
-                            .with_partial(&state.text)
-                            .with_request_id(state.id.clone()),
-                    );
-                }
-            };
-            let kind = name
-                .as_deref()
-                .or_else(|| v.get("type").and_then(Value::as_str))
-                .unwrap_or("")
-                .to_string();
-            match state.apply(&kind, &v) {
-                Err(mut f) => {
-                    f.message = self.http.redact(&f.message);
-                    return Err(f);
-                }
-                Ok(true) => {
-                    clocks.content();
-                    progress(Update::Streamed(state.chunks));
-                }
-                Ok(false) => {}
-            }
-            if state.stopped {
-                break;
+        let clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
+        let body = (self.http)
+            .exchange(&url, builder, request.stream, clocks.deadline)
+            .await?;
+        match body {
+            Body::Whole { bytes, request_id } => parse_message(&bytes, request_id),
+            Body::Events {
+                mut events,
+                request_id,
+            } => {
+                let decoder = State {
+                    id: request_id,
+                    ..State::default()
+                };
+                stream::decode(&self.http, &mut events, clocks, decoder, progress).await
             }
         }
-        state.finish()
     }
 }
 
@@ -165,6 +139,37 @@ fn read_usage(u: &Value) -> Option<Usage> {
     let output = r.count(u, "output_tokens", "usage.output_tokens");
     r.add(input, output, cache_read, cache_write);
     Some(r.finish())
+}
+
+impl Decoder for State {
+    fn event(&mut self, name: Option<&str>, data: &str) -> Result<bool, Failure> {
+        let v: Value = serde_json::from_str(data).map_err(|e| {
+            Failure::transient(format!("a stream event is not JSON ({e})"))
+                .with_partial(&self.text)
+                .with_request_id(self.id.clone())
+        })?;
+        let kind = name
+            .or_else(|| v.get("type").and_then(Value::as_str))
+            .unwrap_or("")
+            .to_string();
+        self.apply(&kind, &v)
+    }
+
+    fn ended(&self) -> bool {
+        self.stopped
+    }
+
+    fn partial(&self) -> (&str, Option<&str>) {
+        (&self.text, self.id.as_deref())
+    }
+
+    fn chunks(&self) -> u64 {
+        self.chunks
+    }
+
+    fn finish(self) -> Outcome {
+        State::finish(self)
+    }
 }
 
 impl State {

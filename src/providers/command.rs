@@ -153,95 +153,16 @@ impl Command {
     }
 
     pub(crate) async fn send(&self, request: &Request, progress: Progress<'_>) -> Outcome {
-        let Some((program, args)) = self.argv.split_first() else {
-            return Err(Failure::permanent("llm.command is empty"));
-        };
-        let key = std::env::var(&self.key_env).ok();
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut cmd);
-        for name in ["PATH", "HOME"]
-            .into_iter()
-            .chain(std::iter::once(self.key_env.as_str()))
-            .chain(self.pass_env.iter().map(String::as_str))
-        {
-            if let Some(value) = std::env::var_os(name) {
-                cmd.env(name, value);
-            }
-        }
-        let mut child = cmd.spawn().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Failure::permanent(format!(
-                    "llm.command: `{program}` was not found; install it or give its full path"
-                ))
-            } else {
-                Failure::permanent(format!("llm.command: cannot start `{program}`: {e}"))
-            }
-            .not_billed()
-        })?;
+        let mut child = self.spawn()?;
         let pid = child.id();
         let _group = GroupGuard(pid.and_then(|id| i32::try_from(id).ok()));
         if let Some(group) = pid.and_then(AgentGroup::of) {
             progress(Update::AgentStarted(group));
         }
         let input = Command::stdin_text(request);
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let ended = {
-            let write = async {
-                if let Some(mut s) = stdin {
-                    // An agent that exits without reading its input is not our failure.
-                    let _ = s.write_all(input.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                }
-            };
-            let read_out = read_capped(stdout, &mut out, super::MAX_REPLY_BYTES);
-            let read_err = read_tail(stderr, &mut err, STDERR_KEPT);
-            tokio::pin!(write, read_out, read_err);
-            let (mut wrote, mut out_done, mut err_done) = (false, false, false);
-            let deadline = Instant::now() + self.timeout;
-            let status = loop {
-                tokio::select! {
-                    () = &mut write, if !wrote => wrote = true,
-                    r = &mut read_out, if !out_done => {
-                        out_done = true;
-                        if r.is_err() {
-                            break Ended::TooLarge;
-                        }
-                    }
-                    () = &mut read_err, if !err_done => err_done = true,
-                    status = child.wait() => break Ended::Exited(status),
-                    () = tokio::time::sleep_until(deadline) => break Ended::TimedOut,
-                }
-            };
-            if let Ended::Exited(_) = status {
-                // Output still in the pipe; a background process left holding it open
-                // must not turn a finished agent into a timeout.
-                let grace = deadline.min(Instant::now() + EXIT_GRACE);
-                loop {
-                    tokio::select! {
-                        r = &mut read_out, if !out_done => {
-                            out_done = true;
-                            if r.is_err() {
-                                break;
-                            }
-                        }
-                        () = &mut read_err, if !err_done => err_done = true,
-                        () = tokio::time::sleep_until(grace) => break,
-                        else => break,
-                    }
-                }
-            }
-            status
-        };
+        let (ended, out, err) = talk(&mut child, input.as_bytes(), self.timeout).await;
+        let program = self.program();
+        let key = std::env::var(&self.key_env).ok();
         progress(Update::Streamed(1));
         let stderr_tail = redact(&tail(&String::from_utf8_lossy(&err)), key.as_deref());
         let status = match ended {
@@ -268,15 +189,14 @@ impl Command {
             )));
         }
         let stdout = String::from_utf8_lossy(&out);
-        let parsed = agent_output::parse(&stdout);
-        if let Some(error) = &parsed.error {
-            return Err(self.agent_failure(
-                program,
-                error,
-                &stderr_tail,
-                key.as_deref(),
-                parsed.text,
-            ));
+        let mut parsed = agent_output::parse(&stdout);
+        if let Some(error) = parsed.error.take() {
+            // A failed call may still have worked, and been billed, for a while.
+            let mut f = agent_failure(program, &error, &stderr_tail, key.as_deref());
+            f.partial = parsed.text;
+            f.usage = parsed.usage.map(Box::new);
+            f.cost_usd = parsed.cost_usd;
+            return Err(f);
         }
         if !status.success() {
             let mut message = format!("`{program}` exited with {status}");
@@ -302,23 +222,117 @@ impl Command {
         })
     }
 
-    fn agent_failure(
-        &self,
-        program: &str,
-        error: &AgentError,
-        stderr_tail: &str,
-        key: Option<&str>,
-        partial: String,
-    ) -> Failure {
-        let mut message = format!("`{program}` reported an error: {}", error.message);
-        if !stderr_tail.is_empty() {
-            message.push_str(&format!("; stderr: {stderr_tail}"));
+    /// Starts the agent: its own process group, a scrubbed environment, killed by the
+    /// kernel if the runner dies.
+    fn spawn(&self) -> Result<tokio::process::Child, Failure> {
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err(Failure::permanent("llm.command is empty"));
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        die_with_parent(&mut cmd);
+        for name in ["PATH", "HOME"]
+            .into_iter()
+            .chain(std::iter::once(self.key_env.as_str()))
+            .chain(self.pass_env.iter().map(String::as_str))
+        {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
         }
-        let mut f = Failure::transient(redact(&message, key));
-        f.kind = error.kind;
-        f.partial = partial;
-        f
+        cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Failure::permanent(format!(
+                    "llm.command: `{program}` was not found; install it or give its full path"
+                ))
+            } else {
+                Failure::permanent(format!("llm.command: cannot start `{program}`: {e}"))
+            }
+            .not_billed()
+        })
     }
+}
+
+fn agent_failure(
+    program: &str,
+    error: &AgentError,
+    stderr_tail: &str,
+    key: Option<&str>,
+) -> Failure {
+    let mut message = format!("`{program}` reported an error: {}", error.message);
+    if !stderr_tail.is_empty() {
+        message.push_str(&format!("; stderr: {stderr_tail}"));
+    }
+    let mut f = Failure::transient(redact(&message, key));
+    f.kind = error.kind;
+    f
+}
+
+/// Writes `input` to the agent and reads what it prints, until it exits (then a grace for
+/// what is still in the pipe), prints too much, or `timeout` passes: how it ended, stdout,
+/// and the end of stderr.
+async fn talk(
+    child: &mut tokio::process::Child,
+    input: &[u8],
+    timeout: Duration,
+) -> (Ended, Vec<u8>, Vec<u8>) {
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let ended = {
+        let write = async {
+            if let Some(mut s) = stdin {
+                // An agent that exits without reading its input is not our failure.
+                let _ = s.write_all(input).await;
+                let _ = s.shutdown().await;
+            }
+        };
+        let read_out = read_capped(stdout, &mut out, super::MAX_REPLY_BYTES);
+        let read_err = read_tail(stderr, &mut err, STDERR_KEPT);
+        tokio::pin!(write, read_out, read_err);
+        let (mut wrote, mut out_done, mut err_done) = (false, false, false);
+        let deadline = Instant::now() + timeout;
+        let ended = loop {
+            tokio::select! {
+                () = &mut write, if !wrote => wrote = true,
+                r = &mut read_out, if !out_done => {
+                    out_done = true;
+                    if r.is_err() {
+                        break Ended::TooLarge;
+                    }
+                }
+                () = &mut read_err, if !err_done => err_done = true,
+                status = child.wait() => break Ended::Exited(status),
+                () = tokio::time::sleep_until(deadline) => break Ended::TimedOut,
+            }
+        };
+        if let Ended::Exited(_) = ended {
+            // Output still in the pipe; a background process left holding it open must not
+            // turn a finished agent into a timeout.
+            let grace = deadline.min(Instant::now() + EXIT_GRACE);
+            loop {
+                tokio::select! {
+                    r = &mut read_out, if !out_done => {
+                        out_done = true;
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    () = &mut read_err, if !err_done => err_done = true,
+                    () = tokio::time::sleep_until(grace) => break,
+                    else => break,
+                }
+            }
+        }
+        ended
+    };
+    (ended, out, err)
 }
 
 /// How the agent's process ended, as far as waiting for it goes.

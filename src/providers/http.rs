@@ -140,7 +140,7 @@ impl Http {
         if e.is_connect() { f.not_billed() } else { f }
     }
 
-    /// Classifies an HTTP error status (spec, "Recovery rules").
+    /// Classifies an HTTP error status (README, "Recovery rules").
     pub(crate) fn status_failure(&self, status: u16, headers: &HeaderMap, body: &str) -> Failure {
         let message = provider_message(body);
         let lower = message.to_ascii_lowercase();
@@ -419,111 +419,29 @@ pub(crate) enum Body<S> {
 }
 
 impl Http {
-    /// Starts the attempt's clocks, sends, and sorts the response into a [`Body`]. A non-2xx
-    /// status is a classified failure.
+    /// Sends, and sorts the response into a [`Body`], within the attempt's `deadline` (a
+    /// stream also within `llm.idle_timeout` until its headers come). A non-2xx status is a
+    /// classified failure.
     pub(crate) async fn exchange(
         &self,
         url: &str,
         builder: reqwest::RequestBuilder,
         streaming: bool,
+        deadline: Instant,
     ) -> std::result::Result<
-        (
-            Clocks,
-            Body<
-                impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin,
-            >,
-        ),
+        Body<impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin>,
         Failure,
     > {
-        let clocks = Clocks::start(self.timeout, self.idle_timeout);
-        let response = self.post(url, builder, clocks.deadline, streaming).await?;
+        let response = self.post(url, builder, deadline, streaming).await?;
         let request_id = request_id(response.headers());
         if !is_event_stream(&response) {
-            let bytes = self.read_body(response, clocks.deadline).await?;
-            return Ok((clocks, Body::Whole { bytes, request_id }));
+            let bytes = self.read_body(response, deadline).await?;
+            return Ok(Body::Whole { bytes, request_id });
         }
-        Ok((
-            clocks,
-            Body::Events {
-                events: events(response),
-                request_id,
-            },
-        ))
-    }
-
-    /// The next event that carries data, as (event name, data), within the clocks; `None`
-    /// when the stream ends. `partial` (the text so far) and `id` go into a failure.
-    pub(crate) async fn next_data(
-        &self,
-        events: &mut (
-                 impl Stream<Item = std::result::Result<sse_stream::Sse, sse_stream::Error>> + Unpin
-             ),
-        clocks: &Clocks,
-        partial: &str,
-        id: Option<&str>,
-    ) -> std::result::Result<Option<(Option<String>, String)>, Failure> {
-        loop {
-            let event = match tokio::time::timeout_at(clocks.next_deadline(), events.next()).await {
-                Err(_) => {
-                    return Err(clocks
-                        .expired(self.timeout, partial)
-                        .with_request_id(id.map(str::to_string)));
-                }
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
-                    return Err(self
-                        .stream_failure(&e, partial)
-                        .with_request_id(id.map(str::to_string)));
-                }
-                Ok(Some(Ok(event))) => event,
-            };
-            if let Some(data) = event.data {
-                return Ok(Some((event.event, data)));
-            }
-        }
-    }
-}
-
-/// The attempt's three clocks, for the stream loops.
-pub(crate) struct Clocks {
-    pub(crate) deadline: Instant,
-    pub(crate) idle: Duration,
-    pub(crate) idle_deadline: Instant,
-}
-
-impl Clocks {
-    pub(crate) fn start(timeout: Duration, idle: Duration) -> Clocks {
-        let now = Instant::now();
-        Clocks {
-            deadline: now + timeout,
-            idle,
-            idle_deadline: now + idle,
-        }
-    }
-
-    /// Content arrived: the idle clock starts again.
-    pub(crate) fn content(&mut self) {
-        self.idle_deadline = Instant::now() + self.idle;
-    }
-
-    pub(crate) fn next_deadline(&self) -> Instant {
-        self.deadline.min(self.idle_deadline)
-    }
-
-    /// The failure when a clock ran out.
-    pub(crate) fn expired(&self, timeout: Duration, partial: &str) -> Failure {
-        if Instant::now() >= self.deadline {
-            Failure::transient(format!(
-                "the attempt took longer than llm.timeout ({})",
-                show_duration(timeout)
-            ))
-        } else {
-            Failure::transient(format!(
-                "no content for {} (llm.idle_timeout); the stream stalled",
-                show_duration(self.idle)
-            ))
-        }
-        .with_partial(partial)
+        Ok(Body::Events {
+            events: events(response),
+            request_id,
+        })
     }
 }
 

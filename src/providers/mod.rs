@@ -1,4 +1,4 @@
-//! Providers (spec, "Providers"): one interface, `send(request) -> outcome`, over an
+//! Providers (README, "Providers"): one interface, `send(request) -> outcome`, over an
 //! OpenAI-compatible endpoint, Anthropic's Messages API, and an agent CLI.
 //!
 //! A provider sends exactly once: it never retries (the runner owns the one retry layer)
@@ -12,6 +12,7 @@ mod anthropic;
 mod command;
 mod http;
 mod openai;
+mod stream;
 
 use std::time::Duration;
 

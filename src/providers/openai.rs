@@ -8,11 +8,11 @@
 //! streamed request answered with one JSON body, and a stream that ends without `[DONE]`
 //! (complete if a `finish_reason` came, else cut short and transient).
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::http::{Body, Http, provider_message};
-use super::{Failure, Finish, Outcome, Progress, Reply, Update, Usage, UsageReader};
+use super::stream::{self, Clocks, Decoder};
+use super::{Failure, Finish, Outcome, Progress, Reply, Usage, UsageReader};
 use crate::config::Config;
 use crate::request::Request;
 
@@ -53,40 +53,22 @@ impl OpenAi {
         if let Some(key) = self.http.key() {
             builder = builder.bearer_auth(key);
         }
-        let (mut clocks, body) = self.http.exchange(&url, builder, request.stream).await?;
-        let (mut events, request_id) = match body {
+        let clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
+        let body = (self.http)
+            .exchange(&url, builder, request.stream, clocks.deadline)
+            .await?;
+        match body {
             Body::Whole { bytes, request_id } => {
-                return parse_json_reply(&bytes, request_id).map_err(|f| self.redacted(f));
+                parse_json_reply(&bytes, request_id).map_err(|f| self.redacted(f))
             }
-            Body::Events { events, request_id } => (events, request_id),
-        };
-        let mut stream = StreamState::new(request_id);
-        while let Some((_, data)) = self
-            .http
-            .next_data(&mut events, &clocks, &stream.text, stream.id.as_deref())
-            .await?
-        {
-            if data.trim() == "[DONE]" {
-                stream.done = true;
-                break;
-            }
-            let chunk: Value = match serde_json::from_str(&data) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Err(Failure::transient(format!(
-                        "a stream event is not JSON ({e}): {}",
-                        super::http::truncate(&data, 200)
-                    ))
-                    .with_partial(&stream.text)
-                    .with_request_id(stream.id.clone()));
-                }
-            };
-            if stream.apply(&chunk).map_err(|f| self.redacted(f))? {
-                clocks.content();
-                progress(Update::Streamed(stream.chunks));
+            Body::Events {
+                mut events,
+                request_id,
+            } => {
+                let decoder = StreamState::new(request_id);
+                stream::decode(&self.http, &mut events, clocks, decoder, progress).await
             }
         }
-        stream.finish()
     }
 
     fn redacted(&self, mut f: Failure) -> Failure {
@@ -98,30 +80,7 @@ impl OpenAi {
 /// Parses an SSE body given as the reads it arrived in, without a network: what `send`
 /// does with a stream, minus the clocks. For property tests and fuzzing.
 pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Outcome {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| Failure::permanent(e.to_string()))?;
-    runtime.block_on(async {
-        let body = futures_util::stream::iter(
-            reads
-                .into_iter()
-                .map(|r| Ok::<_, std::io::Error>(bytes::Bytes::from(r))),
-        );
-        let mut events = sse_stream::SseStream::from_bytes_stream(body);
-        let mut stream = StreamState::new(None);
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|e| Failure::transient(format!("malformed: {e}")))?;
-            let Some(data) = event.data else { continue };
-            if data.trim() == "[DONE]" {
-                stream.done = true;
-                break;
-            }
-            let chunk: Value = serde_json::from_str(&data)
-                .map_err(|e| Failure::transient(format!("not JSON: {e}")))?;
-            stream.apply(&chunk)?;
-        }
-        stream.finish()
-    })
+    stream::replay(reads, StreamState::new(None))
 }
 
 /// What a stream has said so far.
@@ -133,6 +92,40 @@ struct StreamState {
     id: Option<String>,
     chunks: u64,
     done: bool,
+}
+
+impl Decoder for StreamState {
+    fn event(&mut self, _name: Option<&str>, data: &str) -> Result<bool, Failure> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(false);
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+            Failure::transient(format!(
+                "a stream event is not JSON ({e}): {}",
+                &data[..data.floor_char_boundary(200)]
+            ))
+            .with_partial(&self.text)
+            .with_request_id(self.id.clone())
+        })?;
+        self.apply(&chunk)
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn partial(&self) -> (&str, Option<&str>) {
+        (&self.text, self.id.as_deref())
+    }
+
+    fn chunks(&self) -> u64 {
+        self.chunks
+    }
+
+    fn finish(self) -> Outcome {
+        StreamState::finish(self)
+    }
 }
 
 impl StreamState {

@@ -7,19 +7,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Session, Step, accounting, retry, verdict};
-use crate::budget::{self, Allowance};
-use crate::config::{OnExceed, show_duration};
+use crate::config::show_duration;
 use crate::error::{Error, Result};
-use crate::providers::{Count, Failure, FailureKind, Reply, Update};
+use crate::providers::{Failure, FailureKind, Reply, Update};
 use crate::request::{BuildError, Request};
 use crate::runner::RunEvent;
 use crate::state::{self, AttemptResult, Event, Outcome};
-
-/// Before an endpoint whose tokenizer is not tiktoken's has reported any usage (and where
-/// it cannot count for free), requests are counted at this multiple of tiktoken's count:
-/// other tokenizers count up to a third more for English and code (Claude's, Gemma's,
-/// Mistral's); the first reported usage then calibrates the count.
-const UNCALIBRATED_MARGIN: f64 = 1.5;
 
 /// A request ready to send.
 struct Prepared {
@@ -191,30 +184,6 @@ impl Session<'_> {
         parts.join("; ")
     }
 
-    /// The input to reserve for `request`: exact where the tokenizer is the model's or the
-    /// endpoint counts for free; scaled by calibration once the endpoint has reported
-    /// usage; else scaled by a margin.
-    async fn reserved_input(&mut self, request: &Request, counted: u64) -> u64 {
-        if let Some(c) = self.book.fold.calibrated(counted) {
-            return c;
-        }
-        if self.tokenizer_exact {
-            return counted;
-        }
-        if self.endpoint_counts {
-            match self.provider.count(request).await {
-                Count::Exact(n) => return n,
-                Count::Unsupported => self.endpoint_counts = false,
-                Count::Failed(why) => {
-                    self.warn(&format!(
-                        "the endpoint could not count the request ({why}); counting it with a margin"
-                    ));
-                }
-            }
-        }
-        (counted as f64 * UNCALIBRATED_MARGIN).ceil() as u64
-    }
-
     /// Steps 2–4 for one attempt: journal, send, judge, settle.
     async fn attempt(&mut self, index: usize, attempt: u32, p: &Prepared) -> Result<Attempted> {
         let prompt = &self.plan.prompts[index];
@@ -322,29 +291,13 @@ impl Session<'_> {
                 message,
             });
         }
-        let cost_usd = reply.cost_usd.unwrap_or_else(|| self.priced(&counted));
         let verdict = verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
-        self.detail(&format!(
-            "{} attempt {attempt}: {} after {duration_ms} ms, finish {}, {} in / {} out{}{}",
-            prompt.id,
-            if reply.usage.is_some() {
-                "reply"
-            } else {
-                "reply without usage"
-            },
-            reply.finish.as_str(),
-            counted.input,
-            counted.output,
-            if counted.estimated {
-                " (estimated)"
-            } else {
-                ""
-            },
-            reply
-                .request_id
-                .as_deref()
-                .map(|r| format!(", request id {r}"))
-                .unwrap_or_default(),
+        self.detail(&reply_detail(
+            &prompt.id.to_string(),
+            attempt,
+            &reply,
+            &counted,
+            duration_ms,
         ));
         let result = AttemptResult {
             id: prompt.id.to_string(),
@@ -364,22 +317,46 @@ impl Session<'_> {
             request_id: reply.request_id.clone(),
             error: verdict.as_ref().err().cloned(),
             duration_ms,
-            cost_usd,
+            cost_usd: reply.cost_usd.unwrap_or_else(|| self.priced(&counted)),
             by_agent: agent,
         };
         events.insert(0, Event::AttemptFinished(result));
-        let accepted = match verdict {
-            Ok(accepted) => accepted,
+        match verdict {
+            Ok(accepted) => self.complete(
+                index,
+                attempt,
+                accepted,
+                reply,
+                events,
+                &counted,
+                duration_ms,
+            ),
             Err(reason) => {
                 self.book.journal(events)?;
-                return Ok(Attempted::Retry {
+                Ok(Attempted::Retry {
                     reason,
                     backoff: false,
                     asked: None,
                     tokens: (counted.input, counted.output, counted.estimated),
-                });
+                })
             }
-        };
+        }
+    }
+
+    /// An accepted reply: `events` (its attempt's) with the completion, journaled; the
+    /// output saved.
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        accepted: verdict::Accepted,
+        reply: Reply,
+        mut events: Vec<Event>,
+        counted: &accounting::Counted,
+        duration_ms: u64,
+    ) -> Result<Attempted> {
+        let prompt = &self.plan.prompts[index];
         if let Some(warning) = &accepted.warning {
             events.push(Event::Warning {
                 id: Some(prompt.id.to_string()),
@@ -476,84 +453,37 @@ impl Session<'_> {
             .pricing
             .map_or(0.0, |p| p.cost(counted.input, counted.output))
     }
+}
 
-    /// The budgets' word on a request: the `max_tokens` to send with, or a halt.
-    fn allowance(&mut self, index: usize, input: u64, asked: u32) -> Result<u32> {
-        let config = self.config();
-        let prompt = &self.plan.prompts[index];
-        let remaining = self.book.tally.remaining(prompt.phase, self.plan, config);
-        let spent_usd = self.book.fold.cost_usd;
-        let allowance = if self.provider.caps_output() {
-            budget::allow(input, asked, config.budget.min_output, &remaining)
+/// For `-v`: what came back.
+fn reply_detail(
+    id: &str,
+    attempt: u32,
+    reply: &Reply,
+    counted: &accounting::Counted,
+    duration_ms: u64,
+) -> String {
+    format!(
+        "{id} attempt {attempt}: {} after {duration_ms} ms, finish {}, {} in / {} out{}{}",
+        if reply.usage.is_some() {
+            "reply"
         } else {
-            // An agent CLI cannot be capped mid-call: its worst case must fit.
-            budget::allow(input, asked, u64::from(asked), &remaining)
-        };
-        if let Some(max_cost) = config.budget.max_cost_usd {
-            let worst = config
-                .pricing
-                .map_or(0.0, |p| p.cost(input, u64::from(asked)));
-            if spent_usd + worst > max_cost || spent_usd >= max_cost {
-                let reason = format!(
-                    "budget.max_cost_usd (${max_cost:.2}) would be exceeded: ${spent_usd:.4} spent, this request may cost ${worst:.4}; nothing was sent"
-                );
-                return self.budget_exceeded(index, reason, asked);
-            }
-        }
-        match allowance {
-            Allowance::Send { max_tokens } => Ok(max_tokens),
-            Allowance::DoesNotFit {
-                which,
-                remaining,
-                needed,
-            } => {
-                let reason = format!(
-                    "{} needs {needed} tokens (input {input} + {} output) but {which} has {remaining} left; nothing was sent{}. Raise the budget in config.toml, then `orchestrator run` continues",
-                    prompt.id,
-                    needed.saturating_sub(input),
-                    self.possibly_billed_note(&which, prompt.phase)
-                );
-                self.budget_exceeded(index, reason, asked)
-            }
-        }
-    }
-
-    /// For a budget halt: how much of what was spent is possibly billed.
-    fn possibly_billed_note(&self, which: &str, phase: usize) -> String {
-        let fold = &self.book.fold;
-        let prompts: Vec<&str> = if which == "total" {
-            fold.prompts.keys().map(String::as_str).collect()
+            "reply without usage"
+        },
+        reply.finish.as_str(),
+        counted.input,
+        counted.output,
+        if counted.estimated {
+            " (estimated)"
         } else {
-            self.plan.prompts[self.plan.phases[phase].prompts.clone()]
-                .iter()
-                .map(|p| p.id.as_str())
-                .collect()
-        };
-        let billed: u64 = prompts.iter().map(|id| fold.possibly_billed(id)).sum();
-        if billed == 0 {
-            return String::new();
-        }
-        format!(
-            " (of what {which} has spent, {billed} tokens are possibly billed: attempts a crash left without a result, counted at their worst case, input + max_tokens; `orchestrator status` shows them apart, so that the budget can be raised knowingly)"
-        )
-    }
-
-    fn budget_exceeded(&mut self, index: usize, reason: String, asked: u32) -> Result<u32> {
-        match self.config().budget.on_exceed {
-            OnExceed::Halt => self.halt(Error::Budget(reason)),
-            OnExceed::Warn => {
-                let id = self.plan.prompts[index].id.to_string();
-                self.warn(&format!(
-                    "{id}: {reason} (budget.on_exceed = \"warn\": sending anyway)"
-                ));
-                self.book.journal(vec![Event::Warning {
-                    id: Some(id),
-                    message: reason,
-                }])?;
-                Ok(asked)
-            }
-        }
-    }
+            ""
+        },
+        reply
+            .request_id
+            .as_deref()
+            .map(|r| format!(", request id {r}"))
+            .unwrap_or_default(),
+    )
 }
 
 /// The note a retry after a content failure carries, in the spirit of the seed's recovery.

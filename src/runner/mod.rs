@@ -30,6 +30,7 @@ mod accounting;
 mod attempt;
 mod events;
 mod interrupt;
+mod reserve;
 mod retry;
 mod tally;
 mod verdict;

@@ -179,115 +179,11 @@ impl Fold {
                     o.group = Some(group.clone());
                 }
             }
-            Event::AttemptFinished(AttemptResult {
-                id,
-                attempt,
-                outcome,
-                input_tokens,
-                output_tokens,
-                cache_read_tokens,
-                cache_write_tokens,
-                estimated,
-                finish_reason,
-                error,
-                duration_ms,
-                cost_usd,
-                by_agent,
-                ..
-            }) => {
-                if let Some(o) = self
-                    .open
-                    .iter()
-                    .find(|o| o.id == *id && o.attempt == *attempt)
-                    && !*by_agent
-                    && !*estimated
-                    && *outcome == Outcome::Ok
-                    && o.tokenizer_tokens > 0
-                {
-                    let ratio = *input_tokens as f64 / o.tokenizer_tokens as f64;
-                    self.input_ratio = Some(self.input_ratio.map_or(ratio, |r| r.max(ratio)));
-                }
-                self.open
-                    .retain(|o| !(o.id == *id && o.attempt == *attempt));
-                let p = self.prompts.entry(id.clone()).or_default();
-                p.tokens_in = p.tokens_in.saturating_add(*input_tokens);
-                p.tokens_out = p.tokens_out.saturating_add(*output_tokens);
-                p.cache_read = p.cache_read.saturating_add(*cache_read_tokens);
-                p.cache_write = p.cache_write.saturating_add(*cache_write_tokens);
-                p.estimated |= *estimated;
-                p.duration_ms = p.duration_ms.saturating_add(*duration_ms);
-                let cost = if cost_usd.is_finite() { *cost_usd } else { 0.0 };
-                p.cost_usd += cost;
-                self.cost_usd += cost;
-                p.finish_reason = finish_reason.clone();
-                match outcome {
-                    Outcome::Unknown => {
-                        p.possibly_billed += 1;
-                        p.possibly_billed_tokens = p
-                            .possibly_billed_tokens
-                            .saturating_add(input_tokens.saturating_add(*output_tokens));
-                        p.attempts_used = p.attempts_used.saturating_sub(1);
-                    }
-                    Outcome::Interrupted => p.attempts_used = p.attempts_used.saturating_sub(1),
-                    _ => {}
-                }
-                p.retry_note = match outcome {
-                    Outcome::Content => error.clone(),
-                    _ => None,
-                };
-                if let Some(e) = error {
-                    p.last_error = Some(e.clone());
-                }
-                self.push_trail(format!(
-                    "{at} {id} attempt {attempt}: {outcome:?}{}",
-                    error
-                        .as_ref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
-                ));
-            }
+            Event::AttemptFinished(result) => self.attempt_finished(result, at),
             Event::Retry { .. } => {}
-            Event::Completed {
-                id,
-                file,
-                hash,
-                variables,
-                files_created,
-                output,
-                ..
-            } => {
-                let p = self.prompts.entry(id.clone()).or_default();
-                p.status = PromptStatus::Completed;
-                p.attempts_used = 0;
-                p.retry_note = None;
-                p.file = file.clone();
-                p.hash = Some(hash.clone());
-                p.files_created = files_created.clone();
-                p.output = Some(output.clone());
-                p.last_error = None;
-                p.completed_at = Some(at.clone());
-                if !self.done.insert(id.clone()) {
-                    self.completed.retain(|c| c != id);
-                }
-                self.completed.push(id.clone());
-                if !self.failed.is_empty() {
-                    self.failed.retain(|c| c != id);
-                }
-                if !self.skipped.is_empty() {
-                    self.skipped.retain(|c| c != id);
-                }
-                self.variables.insert(id.clone(), variables.clone());
-                self.last_checkpoint = Some(at.clone());
-                if !files_created.is_empty() {
-                    self.last_files_created = files_created.clone();
-                }
-            }
+            Event::Completed { .. } => self.completed(&record.event, at),
             Event::Failed { id, error, .. } => {
-                let p = self.prompts.entry(id.clone()).or_default();
-                p.status = PromptStatus::Failed;
-                p.attempts_used = 0;
-                p.retry_note = None;
-                p.last_error = Some(error.clone());
+                self.settle(id, PromptStatus::Failed, error);
                 // A completed prompt run again that fails needs attention again.
                 if self.done.remove(id) {
                     self.completed.retain(|c| c != id);
@@ -297,11 +193,7 @@ impl Fold {
                 self.last_checkpoint = Some(at.clone());
             }
             Event::Skipped { id, reason } => {
-                let p = self.prompts.entry(id.clone()).or_default();
-                p.status = PromptStatus::Skipped;
-                p.attempts_used = 0;
-                p.retry_note = None;
-                p.last_error = Some(reason.clone());
+                self.settle(id, PromptStatus::Skipped, reason);
                 self.skipped.retain(|c| c != id);
                 self.skipped.push(id.clone());
             }
@@ -315,6 +207,109 @@ impl Fold {
             Event::Finished {} => {
                 self.finished = true;
             }
+        }
+    }
+
+    /// A prompt failed or was skipped: the next run gives it its attempts again.
+    fn settle(&mut self, id: &str, status: PromptStatus, why: &str) {
+        let p = self.prompts.entry(id.to_string()).or_default();
+        p.status = status;
+        p.attempts_used = 0;
+        p.retry_note = None;
+        p.last_error = Some(why.to_string());
+    }
+
+    fn attempt_finished(&mut self, r: &AttemptResult, at: &str) {
+        // Only an endpoint's own report of a good reply calibrates the tokenizer.
+        if let Some(o) = self
+            .open
+            .iter()
+            .find(|o| o.id == r.id && o.attempt == r.attempt)
+            && !r.by_agent
+            && !r.estimated
+            && r.outcome == Outcome::Ok
+            && o.tokenizer_tokens > 0
+        {
+            let ratio = r.input_tokens as f64 / o.tokenizer_tokens as f64;
+            self.input_ratio = Some(self.input_ratio.map_or(ratio, |x| x.max(ratio)));
+        }
+        self.open
+            .retain(|o| !(o.id == r.id && o.attempt == r.attempt));
+        let p = self.prompts.entry(r.id.clone()).or_default();
+        p.tokens_in = p.tokens_in.saturating_add(r.input_tokens);
+        p.tokens_out = p.tokens_out.saturating_add(r.output_tokens);
+        p.cache_read = p.cache_read.saturating_add(r.cache_read_tokens);
+        p.cache_write = p.cache_write.saturating_add(r.cache_write_tokens);
+        p.estimated |= r.estimated;
+        p.duration_ms = p.duration_ms.saturating_add(r.duration_ms);
+        let cost = if r.cost_usd.is_finite() {
+            r.cost_usd
+        } else {
+            0.0
+        };
+        p.cost_usd += cost;
+        self.cost_usd += cost;
+        p.finish_reason = r.finish_reason.clone();
+        match r.outcome {
+            Outcome::Unknown => {
+                p.possibly_billed += 1;
+                p.possibly_billed_tokens = p
+                    .possibly_billed_tokens
+                    .saturating_add(r.input_tokens.saturating_add(r.output_tokens));
+                p.attempts_used = p.attempts_used.saturating_sub(1);
+            }
+            Outcome::Interrupted => p.attempts_used = p.attempts_used.saturating_sub(1),
+            _ => {}
+        }
+        p.retry_note = match r.outcome {
+            Outcome::Content => r.error.clone(),
+            _ => None,
+        };
+        if let Some(e) = &r.error {
+            p.last_error = Some(e.clone());
+        }
+        let (id, attempt, outcome) = (&r.id, r.attempt, r.outcome);
+        let why = r
+            .error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        self.push_trail(format!("{at} {id} attempt {attempt}: {outcome:?}{why}"));
+    }
+
+    fn completed(&mut self, event: &Event, at: &str) {
+        let Event::Completed {
+            id,
+            file,
+            hash,
+            variables,
+            files_created,
+            output,
+            ..
+        } = event
+        else {
+            return;
+        };
+        let p = self.prompts.entry(id.clone()).or_default();
+        p.status = PromptStatus::Completed;
+        p.attempts_used = 0;
+        p.retry_note = None;
+        p.file = file.clone();
+        p.hash = Some(hash.clone());
+        p.files_created = files_created.clone();
+        p.output = Some(output.clone());
+        p.last_error = None;
+        p.completed_at = Some(at.to_string());
+        if !self.done.insert(id.clone()) {
+            self.completed.retain(|c| c != id);
+        }
+        self.completed.push(id.clone());
+        self.failed.retain(|c| c != id);
+        self.skipped.retain(|c| c != id);
+        self.variables.insert(id.clone(), variables.clone());
+        self.last_checkpoint = Some(at.to_string());
+        if !files_created.is_empty() {
+            self.last_files_created = files_created.clone();
         }
     }
 

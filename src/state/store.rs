@@ -167,7 +167,16 @@ impl Store {
     /// already holds durably (the outputs).
     pub(crate) fn write_copy(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
+        // Named as `atomic-write-file` names its temporaries where it must name them
+        // (`.<file>.<random>`), so that one rule finds the strays a kill leaves.
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let suffix: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(6)
+            .collect();
+        let tmp = path.with_file_name(format!(".{file_name}.{suffix}"));
         refuse_symlink(&path)?;
         let mut file = OpenOptions::new()
             .write(true)
@@ -232,11 +241,12 @@ fn remove_stray_temporaries(dir: &Path) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let ours = [STATUS, MEMORY]
-                .iter()
-                .any(|f| name.starts_with(&format!(".{f}.")))
-                || (folder != dir && name.starts_with('.') && name.contains(".md."))
-                || (folder != dir && name.ends_with(".md.tmp"));
+            // `.<file>.<random>`, for the files the runner replaces.
+            let ours = match name.strip_prefix('.').and_then(|n| n.rsplit_once('.')) {
+                Some((target, _)) if folder == dir => [STATUS, MEMORY].contains(&target),
+                Some((target, _)) => target.ends_with(".md"),
+                None => false,
+            };
             if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -254,7 +264,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(dir, e)),
-        // The runner owns the folder (spec: "written by the runner alone"), so one made
+        // The runner owns the folder (README: "written by the runner alone"), so one made
         // by someone else, or checked out by git as 0755, is made private too.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
