@@ -77,6 +77,9 @@ pub(crate) struct PhaseSpend {
     pub(crate) over_budget: bool,
     /// Of `used`: attempts a crash left without a result, at their worst case.
     pub(crate) possibly_billed: u64,
+    /// Input read from a prompt cache: shown and priced, but not in `used` when an agent
+    /// read it (its own prompts and tools, read again on every turn).
+    pub(crate) cache_read: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +90,8 @@ pub(crate) struct TotalSpend {
     pub(crate) over_budget: bool,
     /// Of `used`: attempts a crash left without a result, at their worst case.
     pub(crate) possibly_billed: u64,
+    /// Input read from a prompt cache (see [`PhaseSpend::cache_read`]).
+    pub(crate) cache_read: u64,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
     /// Some counts came from the tokenizer rather than the endpoint.
@@ -113,6 +118,11 @@ impl Ledger {
                         .iter()
                         .map(|p| fold.possibly_billed(p.id.as_str()))
                         .sum(),
+                    cache_read: prompts
+                        .iter()
+                        .filter_map(|p| fold.prompts.get(p.id.as_str()))
+                        .map(|p| p.cache_read)
+                        .sum(),
                 }
             })
             .collect();
@@ -135,6 +145,7 @@ impl Ledger {
                 remaining: config.budget.total.saturating_sub(used),
                 over_budget: used > config.budget.total,
                 possibly_billed,
+                cache_read: fold.prompts.values().map(|p| p.cache_read).sum(),
                 input_tokens: input + open,
                 output_tokens: output,
                 estimated: open > 0 || fold.prompts.values().any(|p| p.estimated),

@@ -76,6 +76,46 @@ pub(crate) fn outline(markdown: &str) -> (Vec<CodeBlock>, Vec<Heading>) {
     (blocks, headings)
 }
 
+/// The byte range of the first section whose heading starts with `title` (any case): from
+/// its heading to the next heading of the same or a higher level.
+pub(crate) fn section(markdown: &str, title: &str) -> Option<Range<usize>> {
+    let (_, headings) = outline(markdown);
+    section_of(markdown, &headings, title)
+}
+
+fn section_of(markdown: &str, headings: &[Heading], title: &str) -> Option<Range<usize>> {
+    let title = title.to_ascii_lowercase();
+    let at = headings
+        .iter()
+        .position(|h| h.text.trim().to_ascii_lowercase().starts_with(&title))?;
+    let heading = &headings[at];
+    let end = headings[at + 1..]
+        .iter()
+        .find(|n| n.level <= heading.level)
+        .map_or(markdown.len(), |n| n.start);
+    Some(heading.start..end)
+}
+
+/// The shell blocks (`bash`, `sh`, `shell`) of the section headed `title`: a prompt's
+/// `## Validation` checks or its `## Execute` steps.
+pub(crate) fn shell_blocks(markdown: &str, title: &str) -> Vec<String> {
+    let (blocks, headings) = outline(markdown);
+    let Some(range) = section_of(markdown, &headings, title) else {
+        return Vec::new();
+    };
+    blocks
+        .into_iter()
+        .filter(|b| range.contains(&b.range.start))
+        .filter(|b| {
+            let lang = b.info.split_whitespace().next().unwrap_or("");
+            ["bash", "sh", "shell"]
+                .iter()
+                .any(|l| lang.eq_ignore_ascii_case(l))
+        })
+        .map(|b| b.content)
+        .collect()
+}
+
 fn heading_level(level: HeadingLevel) -> u8 {
     match level {
         HeadingLevel::H1 => 1,
@@ -323,6 +363,19 @@ mod tests {
             assert_eq!(v["a"][0]["b"], kept, "{written}");
             assert_eq!(v["c"], json!(1234567890123456789u64), "{written}");
         }
+    }
+
+    #[test]
+    fn sections_and_their_shell_blocks() {
+        let md = "# P\n\n## Execute\n```bash\nmake\n```\n\n## Validation\n- [ ] a checklist\n```bash\ntest -f a\n```\n```python\nprint(1)\n```\n### Sub\n```sh\ntest -f b\n```\n## If Failed\nTry again.\n";
+        assert_eq!(
+            shell_blocks(md, "validation"),
+            ["test -f a\n", "test -f b\n"]
+        );
+        assert_eq!(shell_blocks(md, "execute"), ["make\n"]);
+        assert!(shell_blocks(md, "nothing").is_empty());
+        let failed = section(md, "if failed").expect("section");
+        assert_eq!(md[failed].trim(), "## If Failed\nTry again.");
     }
 
     #[test]

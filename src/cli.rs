@@ -57,6 +57,9 @@ pub(crate) enum Command {
         /// Also re-run every prompt after it.
         #[arg(long)]
         and_after: bool,
+        /// Take changes found in the workspace into a commit rather than refuse to start.
+        #[arg(long)]
+        allow_dirty: bool,
     },
     /// Progress, the token budget table and the success criteria.
     Status,
@@ -88,6 +91,9 @@ pub(crate) struct RunArgs {
     /// Estimate only: the same as `orchestrator estimate`.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Take changes found in the workspace into a commit rather than refuse to start.
+    #[arg(long)]
+    pub(crate) allow_dirty: bool,
 }
 
 /// Parses the arguments, runs the command, prints any error; returns the exit code.
@@ -148,9 +154,13 @@ fn run(cli: Cli) -> Result<()> {
                 until: args.until,
                 only: args.only,
             };
-            commands::run(&settings, &range, args.restart)
+            commands::run(&settings, &range, args.restart, args.allow_dirty)
         }
-        Command::Rerun { id, and_after } => commands::rerun(&settings, &id, and_after),
+        Command::Rerun {
+            id,
+            and_after,
+            allow_dirty,
+        } => commands::rerun(&settings, &id, and_after, allow_dirty),
         Command::Status => commands::status(&settings),
         Command::Tokens { files, encoding } => {
             commands::tokens(&settings, &files, encoding.as_deref())

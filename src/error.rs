@@ -49,6 +49,13 @@ pub(crate) enum Error {
     /// A state file in `checkpoints/` cannot be read, or another runner holds the lock.
     #[error("{}: {message}", path.display())]
     State { path: PathBuf, message: String },
+    /// The workspace cannot be used as it is (changes the runner did not make, a runner's
+    /// file tracked by its repository, no `git`): the message says what to do.
+    #[error("{}: {message}", dir.display())]
+    Workspace { dir: PathBuf, message: String },
+    /// A `git` command in the workspace failed while the run was going.
+    #[error("{}: {message}", dir.display())]
+    Git { dir: PathBuf, message: String },
     /// Bad command-line usage that clap cannot catch (an unknown prompt id, say).
     #[error("{0}")]
     Usage(String),
@@ -98,10 +105,12 @@ fn plan_errors(errors: &[PlanError]) -> String {
 impl Error {
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
-            Error::Io { .. } | Error::DiskFull { .. } => exit::PROMPT_FAILED,
-            Error::Config { .. } | Error::Plan(_) | Error::State { .. } | Error::Usage(_) => {
-                exit::USAGE
-            }
+            Error::Io { .. } | Error::DiskFull { .. } | Error::Git { .. } => exit::PROMPT_FAILED,
+            Error::Config { .. }
+            | Error::Plan(_)
+            | Error::State { .. }
+            | Error::Workspace { .. }
+            | Error::Usage(_) => exit::USAGE,
             Error::Budget(_) => exit::BUDGET,
             Error::PromptFailed(_) => exit::PROMPT_FAILED,
             Error::TimeLimit(_) => exit::TIME_LIMIT,

@@ -180,7 +180,7 @@ fn total_estimate(config: &Config, prompts: &[PromptEstimate]) -> TotalEstimate 
         worst_case_tokens: worst,
         actual_tokens: sum_actual(prompts),
         possibly_billed_tokens: prompts.iter().map(|p| p.possibly_billed_tokens).sum(),
-        cost_usd_max: config.pricing.map(|p| p.cost(input, max_out)),
+        cost_usd_max: config.pricing.map(|p| p.cost(input, max_out, 0, 0)),
         minutes: prompts.iter().filter_map(|p| p.minutes_hint).sum(),
         over_budget: input > config.budget.total,
         worst_case_over: worst > config.budget.total,

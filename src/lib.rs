@@ -5,10 +5,13 @@
 //! modules use each other (`tests/it/architecture.rs` checks both).
 //!
 //! 1. Leaves: [`error`] (errors and exit codes), [`tokens`] (tiktoken counts),
-//!    [`template`] (the placeholder engine), [`checkpoint`] (the protocol's json blocks).
-//! 2. [`config`], then [`plan`] (the build on disk: ids, prompt files, discovery, checks).
-//! 3. [`request`] (what is sent, built in one place), then [`providers`] (sending it:
-//!    OpenAI-compatible, Anthropic, an agent CLI).
+//!    [`template`] (the placeholder engine), [`checkpoint`] (the protocol's json blocks),
+//!    [`process`] (children in process groups that die with the runner).
+//! 2. [`config`], then [`plan`] (the build on disk: ids, prompt files, discovery, checks)
+//!    and [`workspace`] (the folder an agent builds in, snapshotted with git).
+//! 3. [`request`] (what is sent, built in one place) and [`verify`] (the checks that
+//!    decide a prompt), then [`providers`] (sending it: OpenAI-compatible, Anthropic, an
+//!    agent CLI).
 //! 4. [`state`] (the journal, folded; the folder a runner writes; the lock).
 //! 5. [`budget`] (the check and the ledger), [`estimate`] (the dry run), then [`views`]
 //!    (`status.json` and `memory.json`, above both state and budget).
@@ -31,6 +34,7 @@ mod estimate;
 pub mod fuzzing;
 mod plan;
 mod printer;
+mod process;
 mod providers;
 mod report;
 mod request;
@@ -39,7 +43,9 @@ mod settings;
 mod state;
 mod template;
 mod tokens;
+mod verify;
 mod views;
+mod workspace;
 
 /// Parses the arguments, runs the command, prints any error; the process's exit code.
 pub fn main_entry() -> i32 {

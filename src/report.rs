@@ -3,6 +3,8 @@
 //! Functions here turn data into text and never print; `cli` writes the text to stdout
 //! (data) or stderr (warnings), so `--json` output can be piped safely.
 
+use std::collections::BTreeMap;
+
 use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 use crate::budget::Ledger;
 use crate::estimate::Estimate;
 use crate::plan::{CheckpointMode, Plan};
+use crate::verify::Check;
 
 /// `12345` as `12,345`.
 pub(crate) fn thousands(n: u64) -> String {
@@ -62,14 +65,16 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) ->
     t.to_string()
 }
 
-pub(crate) fn plan_json(plan: &Plan) -> Value {
+/// `plan --json`; `checks[i]` are prompt `i`'s checks.
+pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
     let phases: Vec<Value> = plan
         .phases
         .iter()
         .map(|ph| {
             let prompts: Vec<Value> = plan.prompts[ph.prompts.clone()]
                 .iter()
-                .map(|p| {
+                .zip(&checks[ph.prompts.clone()])
+                .map(|(p, checks)| {
                     json!({
                         "id": p.id.to_string(),
                         "name": p.name,
@@ -82,6 +87,7 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
                         "depends_on": p.depends_on.iter().map(|&d| plan.prompts[d].id.to_string()).collect::<Vec<_>>(),
                         "produces": p.produces.keys().collect::<Vec<_>>(),
                         "needs": p.needs,
+                        "checks": checks,
                     })
                 })
                 .collect();
@@ -101,7 +107,8 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
     })
 }
 
-pub(crate) fn plan_text(plan: &Plan) -> String {
+/// `plan`; `checks[i]` are prompt `i`'s checks.
+pub(crate) fn plan_text(plan: &Plan, checks: &[Vec<Check>]) -> String {
     let mut out = String::new();
     for ph in &plan.phases {
         let budget = ph.budget.map_or_else(
@@ -149,6 +156,7 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
         ));
         out.push_str("\n\n");
     }
+    out.push_str(&checks_text(plan, checks));
     out.push_str(&format!(
         "{} {} in {} {}",
         plan.prompts.len(),
@@ -172,6 +180,38 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
     }
     out.push('\n');
     out
+}
+
+/// The checks each prompt runs after its reply, if any prompt has one.
+fn checks_text(plan: &Plan, checks: &[Vec<Check>]) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .prompts
+        .iter()
+        .zip(checks)
+        .flat_map(|(p, checks)| {
+            checks.iter().map(|c| {
+                let mut lines = c.script.trim().lines();
+                let first = lines.next().unwrap_or("").to_string();
+                let more = lines.count();
+                vec![
+                    p.id.to_string(),
+                    c.from.as_str().to_string(),
+                    if more > 0 {
+                        format!("{first} (+{more} {})", plural(more, "line"))
+                    } else {
+                        first
+                    },
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "Checks, run in the workspace after each reply (a failure is a content failure):\n{}\n\n",
+        table(&["Id", "From", "Check"], rows, &[])
+    )
 }
 
 pub(crate) fn estimate_text(e: &Estimate) -> String {
@@ -305,40 +345,95 @@ fn signed(budget: u64, used: u64) -> String {
 /// spent past (always flagged) and one for possibly-billed spend when there is any.
 fn budget_table(l: &Ledger) -> String {
     let billed = l.total.possibly_billed > 0;
+    let cached = l.total.cache_read > 0;
     let flag = |over: bool| if over { "OVER budget" } else { "ok" }.to_string();
+    let row = |name: &str, budget: String, used, remaining: String, over, pb, cr| {
+        let mut row = vec![
+            name.to_string(),
+            budget,
+            thousands(used),
+            remaining,
+            flag(over),
+        ];
+        if billed {
+            row.push(thousands(pb));
+        }
+        if cached {
+            row.push(thousands(cr));
+        }
+        row
+    };
     let mut rows: Vec<Vec<String>> = l
         .phases
         .iter()
         .map(|p| {
-            let mut row = vec![
-                p.name.clone(),
-                opt(p.budget),
-                thousands(p.used),
-                opt(p.remaining),
-                flag(p.over_budget),
-            ];
-            if billed {
-                row.push(thousands(p.possibly_billed));
-            }
-            row
+            let (budget, remaining) = (opt(p.budget), opt(p.remaining));
+            row(
+                &p.name,
+                budget,
+                p.used,
+                remaining,
+                p.over_budget,
+                p.possibly_billed,
+                p.cache_read,
+            )
         })
         .collect();
-    let mut total = vec![
-        "Total".into(),
-        thousands(l.total.budget),
-        thousands(l.total.used),
-        thousands(l.total.remaining),
-        flag(l.total.over_budget),
-    ];
-    if billed {
-        total.push(thousands(l.total.possibly_billed));
-    }
-    rows.push(total);
+    let t = &l.total;
+    rows.push(row(
+        "Total",
+        thousands(t.budget),
+        t.used,
+        thousands(t.remaining),
+        t.over_budget,
+        t.possibly_billed,
+        t.cache_read,
+    ));
     let mut header = vec!["Phase", "Budget", "Actual", "Remaining", "Status"];
     if billed {
         header.push("Possibly billed");
     }
-    table(&header, rows, &[1, 2, 3, 5])
+    if cached {
+        header.push("Cache reads (apart)");
+    }
+    let right: Vec<usize> = [1, 2, 3].into_iter().chain(5..header.len()).collect();
+    table(&header, rows, &right)
+}
+
+/// Each prompt's workspace commit and checks, for an agent build.
+fn prompts_table(fold: &crate::state::Fold, plan: &Plan) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .prompts
+        .iter()
+        .filter_map(|p| fold.prompts.get(p.id.as_str()).map(|s| (p, s)))
+        .filter(|(_, s)| s.commit.is_some() || !s.checks.is_empty())
+        .map(|(p, s)| {
+            let failed: Vec<&str> = s
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.check.lines().next().unwrap_or(""))
+                .collect();
+            let checks = if s.checks.is_empty() {
+                "-".to_string()
+            } else if failed.is_empty() {
+                format!("{} passed", s.checks.len())
+            } else {
+                format!("failed: {}", failed.join("; "))
+            };
+            vec![
+                p.id.to_string(),
+                s.commit
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), |c| c[..c.len().min(10)].to_string()),
+                checks,
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("{}\n\n", table(&["Id", "Commit", "Checks"], rows, &[]))
 }
 
 /// One of the seed's success criteria, measured.
@@ -370,11 +465,14 @@ impl Status<'_> {
             "completed": self.fold.completed,
             "failed": self.fold.failed,
             "skipped": self.fold.skipped,
-            "phases": l.phases.iter().map(|p| json!({"name": p.name, "budget": p.budget, "used": p.used, "remaining": p.remaining, "over_budget": p.over_budget, "possibly_billed": p.possibly_billed})).collect::<Vec<_>>(),
-            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "over_budget": l.total.over_budget, "possibly_billed": l.total.possibly_billed, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
+            "phases": l.phases.iter().map(|p| json!({"name": p.name, "budget": p.budget, "used": p.used, "remaining": p.remaining, "over_budget": p.over_budget, "possibly_billed": p.possibly_billed, "cache_read": p.cache_read})).collect::<Vec<_>>(),
+            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "over_budget": l.total.over_budget, "possibly_billed": l.total.possibly_billed, "cache_read": l.total.cache_read, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
             "criteria": self.criteria,
             "changed": self.changed,
             "halted": self.fold.halted.as_ref().map(|(r, c)| json!({"reason": r, "code": c})),
+            "baseline": self.fold.baseline,
+            "commits": self.fold.prompts.iter().filter_map(|(id, p)| p.commit.as_ref().map(|c| (id.clone(), c.clone()))).collect::<BTreeMap<_, _>>(),
+            "checks": self.fold.prompts.iter().filter(|(_, p)| !p.checks.is_empty()).map(|(id, p)| (id.clone(), p.checks.clone())).collect::<BTreeMap<_, _>>(),
         })
     }
 
@@ -405,6 +503,7 @@ impl Status<'_> {
         out.push('\n');
         out.push_str(&budget_table(self.ledger));
         out.push_str("\n\n");
+        out.push_str(&prompts_table(self.fold, self.plan));
         if l.total.possibly_billed > 0 {
             out.push_str(&possibly_billed_line(l.total.possibly_billed));
             out.push('\n');

@@ -64,6 +64,8 @@ pub(crate) struct Request {
     pub(crate) model: String,
     pub(crate) system: String,
     pub(crate) user: String,
+    /// Where a retry's note starts in `user`: before it, the prompt as rendered.
+    pub(crate) note_at: usize,
     /// What config or front matter asks for; the runner caps it to the budgets.
     pub(crate) max_tokens: u32,
     pub(crate) temperature: f64,
@@ -77,6 +79,13 @@ pub(crate) struct RequestBuilder<'a> {
     system_text: String,
     system: Template,
     pub(crate) encoding: Encoding,
+}
+
+impl Request {
+    /// The prompt as rendered, without a retry's note: where checks are taken from.
+    pub(crate) fn prompt_text(&self) -> &str {
+        self.user.get(..self.note_at).unwrap_or(&self.user)
+    }
 }
 
 impl<'a> RequestBuilder<'a> {
@@ -140,6 +149,7 @@ impl<'a> RequestBuilder<'a> {
             .render(vars)
             .map_err(BuildError::Prompt)?
             .map_err(BuildError::Missing)?;
+        let note_at = user.len();
         if let Some(note) = retry_note {
             user.push_str("\n\n---\n");
             user.push_str(note);
@@ -175,6 +185,7 @@ impl<'a> RequestBuilder<'a> {
             .render(&self.system_text, &context)
             .expect("system template names are checked when it is loaded");
         Ok(Request {
+            note_at,
             prompt: index,
             model: prompt
                 .front

@@ -12,6 +12,7 @@ use crate::printer::Printer;
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) config: Config,
+    pub(crate) config_path: PathBuf,
     pub(crate) config_dir: PathBuf,
     pub(crate) prompts: PathBuf,
     pub(crate) checkpoints: PathBuf,
@@ -42,6 +43,7 @@ impl Settings {
                 .checkpoints
                 .unwrap_or_else(|| config_dir.join("checkpoints")),
             config,
+            config_path,
             config_dir,
             printer,
         })

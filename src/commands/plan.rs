@@ -4,12 +4,16 @@
 use super::Settings;
 use crate::error::Result;
 use crate::report;
+use crate::verify;
 
 pub(crate) fn plan(settings: &Settings) -> Result<()> {
     let plan = settings.load_plan()?;
+    let checks: Vec<_> = (0..plan.prompts.len())
+        .map(|i| verify::planned(&settings.config, &plan, i))
+        .collect();
     if settings.printer.json {
-        settings.printer.json(&report::plan_json(&plan))
+        settings.printer.json(&report::plan_json(&plan, &checks))
     } else {
-        settings.printer.data(&report::plan_text(&plan))
+        settings.printer.data(&report::plan_text(&plan, &checks))
     }
 }

@@ -14,7 +14,12 @@ pub(crate) struct RunRange {
     pub(crate) only: Option<String>,
 }
 
-pub(crate) fn run(settings: &Settings, range: &RunRange, restart: bool) -> Result<()> {
+pub(crate) fn run(
+    settings: &Settings,
+    range: &RunRange,
+    restart: bool,
+    allow_dirty: bool,
+) -> Result<()> {
     let plan = settings.load_plan()?;
     let last = plan.prompts.len() - 1;
     let resolve = |id: &Option<String>, default: usize| {
@@ -36,10 +41,15 @@ pub(crate) fn run(settings: &Settings, range: &RunRange, restart: bool) -> Resul
             Selection::Resume { from, until }
         }
     };
-    go(settings, &plan, selection, restart, "run")
+    go(settings, &plan, selection, (restart, allow_dirty), "run")
 }
 
-pub(crate) fn rerun(settings: &Settings, id: &str, and_after: bool) -> Result<()> {
+pub(crate) fn rerun(
+    settings: &Settings,
+    id: &str,
+    and_after: bool,
+    allow_dirty: bool,
+) -> Result<()> {
     let plan = settings.load_plan()?;
     let from = plan.resolve(id)?;
     let until = if and_after {
@@ -51,7 +61,7 @@ pub(crate) fn rerun(settings: &Settings, id: &str, and_after: bool) -> Result<()
         settings,
         &plan,
         Selection::Again { from, until },
-        false,
+        (false, allow_dirty),
         "rerun",
     )
 }
@@ -60,12 +70,13 @@ fn go(
     settings: &Settings,
     plan: &crate::plan::Plan,
     selection: Selection,
-    restart: bool,
+    (restart, allow_dirty): (bool, bool),
     command: &'static str,
 ) -> Result<()> {
     let progress = Progress::new(settings.printer, plan.prompts.len());
     let ctx = Context {
         config: &settings.config,
+        config_file: &settings.config_path,
         config_dir: &settings.config_dir,
         plan,
         checkpoints: &settings.checkpoints,
@@ -73,6 +84,7 @@ fn go(
     let options = Options {
         selection,
         restart,
+        allow_dirty,
         command,
     };
     runner::run(ctx, options, &progress)

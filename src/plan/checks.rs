@@ -113,6 +113,7 @@ impl<'a> Linker<'a> {
             needed_later: BTreeSet::new(),
             depends_on: depends_on.into_iter().collect(),
             hash: raw.hash,
+            validation: raw.validation,
         }
     }
 

@@ -56,6 +56,9 @@ pub(crate) struct Prompt {
     pub(crate) depends_on: Vec<usize>,
     /// sha256 of the file's bytes, to tell when a prompt changed after it ran.
     pub(crate) hash: String,
+    /// The shell blocks of its `## Validation` section, as written (for `plan`; a run
+    /// takes them from the prompt as sent).
+    pub(crate) validation: Vec<String>,
 }
 
 impl Prompt {

@@ -30,6 +30,8 @@ pub(crate) struct FrontMatter {
     /// Ids of earlier prompts, each with the line it is written on.
     pub(crate) depends_on: Vec<(String, usize)>,
     pub(crate) checkpoint: Option<CheckpointMode>,
+    /// Checks after this prompt (README, "Agent builds").
+    pub(crate) verify: Vec<String>,
 }
 
 /// The front matter as written, with where each value is (for errors with lines).
@@ -41,6 +43,8 @@ struct WrittenFront {
     #[serde(default)]
     depends_on: Vec<toml::Spanned<String>>,
     checkpoint: Option<CheckpointMode>,
+    #[serde(default)]
+    verify: Vec<String>,
 }
 
 impl WrittenFront {
@@ -75,6 +79,7 @@ impl WrittenFront {
                 .map(|(l, d)| (d, l))
                 .collect(),
             checkpoint: self.checkpoint,
+            verify: self.verify,
         })
     }
 }
@@ -169,6 +174,8 @@ pub(crate) struct RawPrompt {
     pub(super) code_blocks: Vec<Range<usize>>,
     pub(super) hash: String,
     pub(super) notes: Vec<String>,
+    /// The shell blocks of the `## Validation` section, as written.
+    pub(super) validation: Vec<String>,
 }
 
 impl RawPrompt {
@@ -256,6 +263,7 @@ impl RawPrompt {
             front,
             footer,
             produces,
+            validation: checkpoint::shell_blocks(body, "validation"),
             body_offset: bytes.len() - body.len(),
             body: body.to_string(),
             body_first_line,

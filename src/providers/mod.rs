@@ -20,9 +20,9 @@ use serde_json::Value;
 
 use crate::config::{Config, ProviderKind};
 use crate::error::Result;
+use crate::process::ProcessGroup;
 use crate::request::Request;
 
-pub(crate) use command::AgentGroup;
 pub(crate) use http::{MAX_REPLY_BYTES, parse_retry_after};
 pub(crate) use openai::replay_sse as replay_openai_sse;
 
@@ -248,6 +248,16 @@ impl std::fmt::Display for Failure {
 
 pub(crate) type Outcome = std::result::Result<Reply, Failure>;
 
+/// What a call needs besides the request (an agent's): where it works and what it may
+/// spend.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Call<'a> {
+    /// The agent's working directory (`[workspace].dir`).
+    pub(crate) workdir: Option<&'a std::path::Path>,
+    /// What remains of the tightest USD limit, for `{{budget_usd_left}}`.
+    pub(crate) budget_usd_left: Option<f64>,
+}
+
 /// What a provider tells the runner while an attempt is under way.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Update {
@@ -255,7 +265,7 @@ pub(crate) enum Update {
     Streamed(u64),
     /// An agent's process group exists: the runner journals it so that a run resumed after
     /// a crash can kill it if it outlived the runner.
-    AgentStarted(AgentGroup),
+    AgentStarted(ProcessGroup),
 }
 
 pub(crate) type Progress<'a> = &'a (dyn Fn(Update) + Send + Sync);
@@ -299,12 +309,13 @@ impl Provider {
         &self,
         request: &Request,
         max_tokens: u32,
+        call: &Call<'_>,
         progress: Progress<'_>,
     ) -> Outcome {
         match self {
             Provider::OpenAi(p) => p.send(request, max_tokens, progress).await,
             Provider::Anthropic(p) => p.send(request, max_tokens, progress).await,
-            Provider::Command(p) => p.send(request, progress).await,
+            Provider::Command(p) => p.send(request, max_tokens, call, progress).await,
         }
     }
 

@@ -9,10 +9,11 @@ use tokio::time::Instant;
 use super::{Session, Step, accounting, retry, verdict};
 use crate::config::show_duration;
 use crate::error::{Error, Result};
-use crate::providers::{Failure, FailureKind, Reply, Update};
+use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::{BuildError, Request};
 use crate::runner::RunEvent;
 use crate::state::{self, AttemptResult, Event, Outcome};
+use crate::verify;
 
 /// A request ready to send.
 struct Prepared {
@@ -188,6 +189,7 @@ impl Session<'_> {
     async fn attempt(&mut self, index: usize, attempt: u32, p: &Prepared) -> Result<Attempted> {
         let prompt = &self.plan.prompts[index];
         let id = prompt.id.to_string();
+        self.restore_for(index, attempt)?;
         self.book.journal(vec![Event::AttemptStarted {
             id: id.clone(),
             file: prompt.file.clone(),
@@ -229,7 +231,10 @@ impl Session<'_> {
         };
         let duration_ms = millis(t0.elapsed());
         match outcome {
-            Ok(reply) => self.settle_reply(index, attempt, p, reply, duration_ms),
+            Ok(reply) => {
+                self.settle_reply(index, attempt, p, reply, duration_ms)
+                    .await
+            }
             Err(failure) => self.settle_failure(index, attempt, p, failure, duration_ms),
         }
     }
@@ -250,7 +255,13 @@ impl Session<'_> {
                 let _ = groups_tx.send(group);
             }
         };
-        let send = self.provider.send(&p.request, p.max_tokens, &progress);
+        let call = Call {
+            workdir: self.workspace.as_ref().map(|ws| ws.dir()),
+            budget_usd_left: self.usd_left(self.plan.prompts[p.request.prompt].phase),
+        };
+        let send = self
+            .provider
+            .send(&p.request, p.max_tokens, &call, &progress);
         tokio::pin!(send);
         loop {
             tokio::select! {
@@ -268,7 +279,7 @@ impl Session<'_> {
     }
 
     /// Step 4 for a reply: counted, judged, journaled.
-    fn settle_reply(
+    async fn settle_reply(
         &mut self,
         index: usize,
         attempt: u32,
@@ -291,7 +302,13 @@ impl Session<'_> {
                 message,
             });
         }
-        let verdict = verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
+        let mut verdict =
+            verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
+        if verdict.is_ok()
+            && let Some(failed) = self.verify(index, attempt, p).await?
+        {
+            verdict = Err(failed);
+        }
         self.detail(&reply_detail(
             &prompt.id.to_string(),
             attempt,
@@ -357,6 +374,7 @@ impl Session<'_> {
         duration_ms: u64,
     ) -> Result<Attempted> {
         let prompt = &self.plan.prompts[index];
+        let commit = self.commit_for(index)?;
         if let Some(warning) = &accepted.warning {
             events.push(Event::Warning {
                 id: Some(prompt.id.to_string()),
@@ -374,8 +392,10 @@ impl Session<'_> {
             files_created: accepted.checkpoint.files_created,
             output: output.clone(),
             reply: reply.text.clone(),
+            commit,
         });
         self.book.journal(events)?;
+        self.reopen_after(index)?;
         self.book.store.write_copy(&output, reply.text.as_bytes())?;
         self.write_views(false)?;
         self.tell(RunEvent::Completed {
@@ -449,9 +469,66 @@ impl Session<'_> {
 
     /// Cost from `[pricing]` when the provider did not report one.
     fn priced(&self, counted: &accounting::Counted) -> f64 {
-        self.config()
-            .pricing
-            .map_or(0.0, |p| p.cost(counted.input, counted.output))
+        self.config().pricing.map_or(0.0, |p| {
+            p.cost(
+                counted.input,
+                counted.output,
+                counted.cache_read,
+                counted.cache_write,
+            )
+        })
+    }
+
+    /// The prompt's checks, after its reply passed the protocol: each journaled; the first
+    /// that fails is the attempt's content failure (`Some`: the note for the next attempt).
+    async fn verify(&mut self, index: usize, attempt: u32, p: &Prepared) -> Result<Option<String>> {
+        let sent = p.request.prompt_text();
+        let checks = match verify::checks(
+            self.ctx.config,
+            self.plan,
+            index,
+            sent,
+            &self.book.tally.vars,
+        ) {
+            Ok(checks) => checks,
+            Err(why) => return Ok(Some(why)),
+        };
+        let dir = self
+            .workspace
+            .as_ref()
+            .map_or(self.ctx.config_dir, |ws| ws.dir())
+            .to_path_buf();
+        let key_env = self.ctx.config.llm.api_key_env().to_string();
+        let timeout = self.ctx.config.verify.timeout;
+        let hidden = [key_env.as_str()];
+        for check in checks {
+            let checked = tokio::select! {
+                checked = verify::run(&check, &dir, timeout, &hidden) => checked,
+                () = self.interrupt.wait() => return self.interrupted(),
+            };
+            let id = self.plan.prompts[index].id.to_string();
+            self.detail(&format!(
+                "{id} attempt {attempt}: check ({}) {}: {}",
+                check.from.as_str(),
+                if checked.passed { "passed" } else { "failed" },
+                check.script.lines().next().unwrap_or("")
+            ));
+            self.book.journal(vec![Event::Verified {
+                id,
+                attempt,
+                from: check.from.as_str().to_string(),
+                check: check.script.clone(),
+                passed: checked.passed,
+                exit_code: checked.exit_code,
+                duration_ms: checked.duration_ms,
+                output: checked.output.clone(),
+            }])?;
+            if !checked.passed {
+                let advice = crate::checkpoint::section(sent, "if failed").map(|r| &sent[r]);
+                return Ok(Some(verify::failure_note(&check, &checked, advice)));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -25,6 +25,7 @@ use crate::providers::Provider;
 use crate::request::RequestBuilder;
 use crate::state::{self, AttemptResult, Event, Fold, Outcome, Store};
 use crate::views::{self, changed, current_prompt};
+use crate::workspace::Workspace;
 
 mod accounting;
 mod attempt;
@@ -32,6 +33,7 @@ mod events;
 mod interrupt;
 mod reserve;
 mod retry;
+mod snapshot;
 mod tally;
 mod verdict;
 
@@ -43,6 +45,8 @@ use tally::{Book, Tally};
 #[derive(Clone, Copy)]
 pub(crate) struct Context<'a> {
     pub(crate) config: &'a Config,
+    /// The config file (a workspace holding it never snapshots it).
+    pub(crate) config_file: &'a Path,
     /// Where `config.toml` is: a relative `llm.system_template` is found from here.
     pub(crate) config_dir: &'a Path,
     pub(crate) plan: &'a Plan,
@@ -66,6 +70,8 @@ pub(crate) struct Options {
     pub(crate) selection: Selection,
     /// Archive the session (as it is) and start a new one.
     pub(crate) restart: bool,
+    /// Take changes found in the workspace at start into a commit rather than refuse.
+    pub(crate) allow_dirty: bool,
     /// `run` or `rerun`, for the journal.
     pub(crate) command: &'static str,
 }
@@ -75,6 +81,8 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
     let builder = RequestBuilder::new(ctx.config, ctx.plan, ctx.config_dir)?;
     // Everything a user can get wrong is found before the state is touched.
     let provider = Provider::from_config(ctx.config)?;
+    let prompts = &ctx.plan.root;
+    let workspace = Workspace::open(ctx.config, &[ctx.config_file, prompts, ctx.checkpoints])?;
     let mut store = Store::open(ctx.checkpoints)?;
     if options.restart
         && let Some(archived) = store.archive()?
@@ -105,6 +113,7 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
             && crate::tokens::Encoding::knows(ctx.config.llm.model())
             && matches!(provider, Provider::OpenAi(_));
         let mut session = Session {
+            workspace,
             views_written: None,
             book: Book { store, fold, tally },
             ctx,
@@ -118,7 +127,7 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
             endpoint_counts: true,
         };
         let todo = session.todo(options.selection);
-        session.run(todo, options.command).await
+        session.run(todo, options).await
     })
 }
 
@@ -162,6 +171,8 @@ enum Step {
 const VIEWS_EVERY: Duration = Duration::from_secs(1);
 
 struct Session<'a> {
+    /// Where an agent builds (and checks run), if config has one.
+    workspace: Option<Workspace>,
     views_written: Option<Instant>,
     book: Book,
     ctx: Context<'a>,
@@ -220,15 +231,16 @@ impl<'a> Session<'a> {
         self.ctx.config
     }
 
-    async fn run(&mut self, todo: Vec<usize>, command: &str) -> Result<()> {
+    async fn run(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
         if self.book.fold.session_id.is_empty() {
             self.start_session()?;
         }
         self.book.journal(vec![Event::RunStarted {
             pid: std::process::id(),
-            command: command.to_string(),
+            command: options.command.to_string(),
         }])?;
         self.settle_open_attempts()?;
+        self.start_workspace(options.allow_dirty)?;
         for id in changed(&self.book.fold, self.plan) {
             self.warn(&format!(
                 "prompt {id} changed since it ran; `orchestrator rerun {id}` runs it again"

@@ -46,40 +46,86 @@ impl Session<'_> {
         let config = self.config();
         let prompt = &self.plan.prompts[index];
         let remaining = self.book.tally.remaining(prompt.phase, self.plan, config);
-        let spent_usd = self.book.fold.cost_usd;
-        let allowance = if self.provider.caps_output() {
-            budget::allow(input, asked, config.budget.min_output, &remaining)
+        let agent = !self.provider.caps_output();
+        let allowance = if agent {
+            // An agent cannot be capped mid-call: its worst case must fit, and that is at
+            // least the most one agent call has spent so far (its own prompts and tools).
+            let worst = (input + u64::from(asked)).max(self.book.fold.largest_agent_call);
+            budget::allow(worst, asked, 0, &remaining)
         } else {
-            // An agent CLI cannot be capped mid-call: its worst case must fit.
-            budget::allow(input, asked, u64::from(asked), &remaining)
+            budget::allow(input, asked, config.budget.min_output, &remaining)
         };
-        if let Some(max_cost) = config.budget.max_cost_usd {
-            let worst = config
-                .pricing
-                .map_or(0.0, |p| p.cost(input, u64::from(asked)));
-            if spent_usd + worst > max_cost || spent_usd >= max_cost {
+        let priced = config
+            .pricing
+            .map_or(0.0, |p| p.cost(input, u64::from(asked), 0, 0));
+        let reserve_usd = if agent {
+            priced.max(self.book.fold.largest_agent_cost)
+        } else {
+            priced
+        };
+        for (which, limit, spent) in self.usd_limits(prompt.phase) {
+            if spent + reserve_usd > limit || spent >= limit {
                 let reason = format!(
-                    "budget.max_cost_usd (${max_cost:.2}) would be exceeded: ${spent_usd:.4} spent, this request may cost ${worst:.4}; nothing was sent"
+                    "{which} (${limit:.2}) would be exceeded: ${spent:.4} spent, this {} may cost ${reserve_usd:.4}; nothing was sent. Raise it in config.toml, then `orchestrator run` continues",
+                    if agent { "agent call" } else { "request" }
                 );
                 return self.budget_exceeded(index, reason, asked);
             }
         }
         match allowance {
+            Allowance::Send { max_tokens } if agent => Ok(max_tokens.max(asked)),
             Allowance::Send { max_tokens } => Ok(max_tokens),
             Allowance::DoesNotFit {
                 which,
                 remaining,
                 needed,
             } => {
+                let what = if agent {
+                    format!("at least {needed} tokens (an agent call's worst case)")
+                } else {
+                    format!(
+                        "{needed} tokens (input {input} + {} output)",
+                        needed.saturating_sub(input)
+                    )
+                };
                 let reason = format!(
-                    "{} needs {needed} tokens (input {input} + {} output) but {which} has {remaining} left; nothing was sent{}. Raise the budget in config.toml, then `orchestrator run` continues",
+                    "{} needs {what} but {which} has {remaining} left; nothing was sent{}. Raise the budget in config.toml, then `orchestrator run` continues",
                     prompt.id,
-                    needed.saturating_sub(input),
                     self.possibly_billed_note(&which, prompt.phase)
                 );
                 self.budget_exceeded(index, reason, asked)
             }
         }
+    }
+
+    /// The USD limits on a call in `phase`: (which, limit, spent so far).
+    fn usd_limits(&self, phase: usize) -> Vec<(String, f64, f64)> {
+        let config = self.config();
+        let mut limits = Vec::new();
+        if let Some(max) = config.budget.max_cost_usd {
+            limits.push((
+                "budget.max_cost_usd".to_string(),
+                max,
+                self.book.fold.cost_usd,
+            ));
+        }
+        let ph = &self.plan.phases[phase];
+        if let Some(usd) = config.phase(&ph.dir).and_then(|p| p.budget_usd) {
+            limits.push((
+                format!("phase {}'s budget_usd", ph.name),
+                usd,
+                self.book.tally.phase_cost(phase),
+            ));
+        }
+        limits
+    }
+
+    /// What remains of the tightest USD limit on a call in `phase` (`{{budget_usd_left}}`).
+    pub(super) fn usd_left(&self, phase: usize) -> Option<f64> {
+        self.usd_limits(phase)
+            .into_iter()
+            .map(|(_, limit, spent)| (limit - spent).max(0.0))
+            .min_by(f64::total_cmp)
     }
 
     /// For a budget halt: how much of what was spent is possibly billed.

@@ -35,6 +35,8 @@ pub(crate) struct Tally {
     phase_of: HashMap<String, usize>,
     phase_spent: Vec<u64>,
     total_spent: u64,
+    /// US dollars spent per phase.
+    phase_cost: Vec<f64>,
     pub(crate) done: usize,
     /// Config's constants and the outputs of prompts `0..vars_upto`, later ones winning.
     pub(crate) vars: BTreeMap<String, Value>,
@@ -52,6 +54,17 @@ impl Tally {
                 .collect(),
             phase_spent: ledger.phases.iter().map(|p| p.used).collect(),
             total_spent: ledger.total.used,
+            phase_cost: plan
+                .phases
+                .iter()
+                .map(|ph| {
+                    plan.prompts[ph.prompts.clone()]
+                        .iter()
+                        .filter_map(|p| fold.prompts.get(p.id.as_str()))
+                        .map(|p| p.cost_usd)
+                        .sum()
+                })
+                .collect(),
             done: plan
                 .prompts
                 .iter()
@@ -70,17 +83,28 @@ impl Tally {
             _ => None,
         };
         let before = id.as_deref().map_or(0, |id| fold.spent(id));
+        let cost_before = id
+            .as_deref()
+            .and_then(|id| fold.prompts.get(id))
+            .map_or(0.0, |p| p.cost_usd);
         let was_done = match &record.event {
             Event::Completed { id, .. } | Event::Failed { id, .. } => fold.done.contains(id),
             _ => false,
         };
+        let reopened = match &record.event {
+            Event::Reopened { ids, .. } => ids.iter().filter(|id| fold.done.contains(*id)).count(),
+            _ => 0,
+        };
         fold.apply(record);
+        self.done = self.done.saturating_sub(reopened);
         if let Some(id) = id {
             let after = fold.spent(&id);
             let delta = |n: u64| n.saturating_add(after).saturating_sub(before);
             self.total_spent = delta(self.total_spent);
             if let Some(&p) = self.phase_of.get(&id) {
                 self.phase_spent[p] = delta(self.phase_spent[p]);
+                let cost = fold.prompts.get(&id).map_or(0.0, |s| s.cost_usd);
+                self.phase_cost[p] += cost - cost_before;
             }
         }
         match &record.event {
@@ -111,6 +135,11 @@ impl Tally {
             }),
             total: config.budget.total.saturating_sub(self.total_spent),
         }
+    }
+
+    /// US dollars spent in `phase`.
+    pub(crate) fn phase_cost(&self, phase: usize) -> f64 {
+        self.phase_cost[phase]
     }
 
     /// Brings `vars` to the variables known before prompt `index`: extended forward as the

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::journal::{AttemptResult, Event, Outcome, Record, is_zero, is_zero_u64};
-use crate::providers::AgentGroup;
+use crate::process::ProcessGroup;
 
 /// Where a prompt stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,26 @@ pub(crate) struct PromptState {
     pub(crate) possibly_billed_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) completed_at: Option<String>,
+    /// The workspace's commit of its accepted work.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) commit: Option<String>,
+    /// The last result of each of its checks.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub(crate) checks: Vec<CheckState>,
+    /// What it spent against the token budgets: input and output, an agent's cache reads
+    /// apart (they are shown and priced, not budgeted).
+    #[serde(default)]
+    pub(crate) budgeted: u64,
+}
+
+/// A check's last result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct CheckState {
+    pub(crate) from: String,
+    pub(crate) check: String,
+    pub(crate) passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) exit_code: Option<i32>,
 }
 
 /// An attempt journaled as started with no result yet.
@@ -86,7 +106,7 @@ pub(crate) struct OpenAttempt {
     /// The tokenizer's count of its input, for calibration.
     pub(crate) tokenizer_tokens: u64,
     /// The agent's process group, once it started.
-    pub(crate) group: Option<AgentGroup>,
+    pub(crate) group: Option<ProcessGroup>,
 }
 
 /// The journal folded: everything the views and the runner need.
@@ -117,6 +137,15 @@ pub(crate) struct Fold {
     pub(crate) input_ratio: Option<f64>,
     /// Cost of every attempt so far (reported, or from `[pricing]`).
     pub(crate) cost_usd: f64,
+    /// The workspace's baseline commit (agent builds with snapshots).
+    pub(crate) baseline: Option<String>,
+    /// The runner changed the workspace since its last commit or restore (an attempt's
+    /// work not accepted yet): changes found at start are its own, not the user's.
+    pub(crate) workspace_dirty: bool,
+    /// The most one agent call has spent against the budgets (tokens), and in USD: what
+    /// the next agent call is reserved at, at least.
+    pub(crate) largest_agent_call: u64,
+    pub(crate) largest_agent_cost: f64,
 }
 
 const TRAIL: usize = 20;
@@ -152,9 +181,11 @@ impl Fold {
                 max_tokens,
                 tokenizer_tokens,
             } => {
+                self.workspace_dirty = true;
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.file = file.clone();
                 p.status = PromptStatus::Running;
+                p.checks.clear();
                 p.attempts += 1;
                 p.attempts_used += 1;
                 p.last_attempt = p.last_attempt.max(*attempt);
@@ -203,10 +234,58 @@ impl Fold {
                     None => message.clone(),
                 });
             }
+            Event::WorkspaceCommitted { .. }
+            | Event::WorkspaceRestored { .. }
+            | Event::Verified { .. }
+            | Event::Reopened { .. } => self.workspace_event(&record.event),
             Event::Halted { reason, code } => self.halted = Some((reason.clone(), *code)),
             Event::Finished {} => {
                 self.finished = true;
             }
+        }
+    }
+
+    /// An agent build's events: the workspace's commits and restores, checks, prompts
+    /// reopened.
+    fn workspace_event(&mut self, event: &Event) {
+        match event {
+            Event::WorkspaceCommitted { id, commit, .. } => {
+                self.workspace_dirty = false;
+                match id.as_ref().and_then(|id| self.prompts.get_mut(id)) {
+                    Some(p) => p.commit = Some(commit.clone()),
+                    None => self.baseline = Some(commit.clone()),
+                }
+            }
+            Event::WorkspaceRestored { .. } => self.workspace_dirty = false,
+            Event::Verified {
+                id,
+                from,
+                check,
+                passed,
+                exit_code,
+                ..
+            } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.checks.retain(|c| !(c.from == *from && c.check == *check));
+                p.checks.push(CheckState {
+                    from: from.clone(),
+                    check: check.clone(),
+                    passed: *passed,
+                    exit_code: *exit_code,
+                });
+            }
+            Event::Reopened { ids, reason } => {
+                for id in ids {
+                    if self.done.remove(id) {
+                        self.completed.retain(|c| c != id);
+                    }
+                    let p = self.prompts.entry(id.clone()).or_default();
+                    p.status = PromptStatus::Pending;
+                    p.commit = None;
+                    p.last_error = Some(reason.clone());
+                }
+            }
+            _ => {}
         }
     }
 
@@ -236,6 +315,20 @@ impl Fold {
         self.open
             .retain(|o| !(o.id == r.id && o.attempt == r.attempt));
         let p = self.prompts.entry(r.id.clone()).or_default();
+        // An agent's cache reads are shown and priced, not budgeted (its own prompts and
+        // tools, read again on every turn, would spend a budget on nothing the build asked).
+        let cache_reads = if r.by_agent { r.cache_read_tokens } else { 0 };
+        let budgeted = r
+            .input_tokens
+            .saturating_sub(cache_reads)
+            .saturating_add(r.output_tokens);
+        p.budgeted = p.budgeted.saturating_add(budgeted);
+        if r.by_agent && r.outcome != Outcome::Unknown {
+            self.largest_agent_call = self.largest_agent_call.max(budgeted);
+            if r.cost_usd.is_finite() {
+                self.largest_agent_cost = self.largest_agent_cost.max(r.cost_usd);
+            }
+        }
         p.tokens_in = p.tokens_in.saturating_add(r.input_tokens);
         p.tokens_out = p.tokens_out.saturating_add(r.output_tokens);
         p.cache_read = p.cache_read.saturating_add(r.cache_read_tokens);
@@ -285,6 +378,7 @@ impl Fold {
             variables,
             files_created,
             output,
+            commit,
             ..
         } = event
         else {
@@ -300,6 +394,10 @@ impl Fold {
         p.output = Some(output.clone());
         p.last_error = None;
         p.completed_at = Some(at.to_string());
+        if let Some(commit) = commit {
+            p.commit = Some(commit.clone());
+            self.workspace_dirty = false;
+        }
         if !self.done.insert(id.clone()) {
             self.completed.retain(|c| c != id);
         }
@@ -323,8 +421,7 @@ impl Fold {
     /// Tokens spent on a prompt (in and out, every attempt), counting an attempt with no
     /// result at its worst case.
     pub(crate) fn spent(&self, id: &str) -> u64 {
-        let p = self.prompts.get(id);
-        let recorded = p.map_or(0, |p| p.tokens_in.saturating_add(p.tokens_out));
+        let recorded = self.prompts.get(id).map_or(0, |p| p.budgeted);
         recorded.saturating_add(self.open_worst_case(id))
     }
 
@@ -421,8 +518,47 @@ mod tests {
             files_created: vec![],
             output: "outputs/02.1.md".into(),
             reply: String::new(),
+            commit: Some("c1".into()),
         }));
         assert!(f.failed.is_empty());
         assert_eq!(f.completed, ["02.1"]);
+        assert_eq!(f.prompts["02.1"].commit.as_deref(), Some("c1"));
+        f.apply(&rec(Event::Reopened {
+            ids: vec!["02.1".into()],
+            reason: "rebuilt under it".into(),
+        }));
+        assert!(f.completed.is_empty(), "reopened: to run again");
+        assert!(!f.done.contains("02.1"));
+    }
+
+    #[test]
+    fn an_agents_cache_reads_are_not_budgeted_and_its_largest_call_is_remembered() {
+        let mut f = Fold::default();
+        for (attempt, by_agent) in [(1, true), (2, false)] {
+            f.apply(&rec(Event::AttemptStarted {
+                id: "01.1".into(),
+                file: "01.1-a.md".into(),
+                attempt,
+                input_tokens: 100,
+                max_tokens: 50,
+                tokenizer_tokens: None,
+            }));
+            f.apply(&rec(Event::AttemptFinished(AttemptResult {
+                id: "01.1".into(),
+                attempt,
+                outcome: Outcome::Content,
+                input_tokens: 19_000,
+                cache_read_tokens: 18_000,
+                output_tokens: 300,
+                by_agent,
+                cost_usd: 0.5,
+                ..AttemptResult::default()
+            })));
+        }
+        // The agent's: 1,000 input + 300 output; the HTTP call's: all 19,300.
+        assert_eq!(f.spent("01.1"), 1_300 + 19_300);
+        assert_eq!(f.largest_agent_call, 1_300);
+        assert!((f.largest_agent_cost - 0.5).abs() < 1e-9);
+        assert_eq!(f.prompts["01.1"].cache_read, 36_000);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::SCHEMA_VERSION;
 use crate::error::{Error, Result};
-use crate::providers::AgentGroup;
+use crate::process::ProcessGroup;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ pub(crate) enum Event {
     AgentStarted {
         id: String,
         attempt: u32,
-        group: AgentGroup,
+        group: ProcessGroup,
     },
     AttemptFinished(AttemptResult),
     Retry {
@@ -122,6 +122,46 @@ pub(crate) enum Event {
         /// fsync of its own and is rewritten from here if it is missing.
         #[serde(default)]
         reply: String,
+        /// The workspace's commit of this prompt's work (agent builds with snapshots).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
+    /// The workspace's starting point (`id` none: the session's baseline), or changes
+    /// found at start taken in with `--allow-dirty` on top of prompt `id`'s commit.
+    WorkspaceCommitted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        commit: String,
+        message: String,
+    },
+    /// The workspace was put back to `commit` before an attempt; what was discarded, and
+    /// where the commits it left are kept.
+    WorkspaceRestored {
+        commit: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        discarded: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept: Option<String>,
+    },
+    /// A check ran after attempt `attempt` of prompt `id`.
+    Verified {
+        id: String,
+        attempt: u32,
+        /// Where the check comes from: validation, front matter, phase, config.
+        from: String,
+        check: String,
+        passed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        duration_ms: u64,
+        /// The end of its output (4 KiB).
+        output: String,
+    },
+    /// Completed prompts whose work is no longer in the workspace (an earlier prompt was
+    /// built again under them): to be run again.
+    Reopened {
+        ids: Vec<String>,
+        reason: String,
     },
     Failed {
         id: String,

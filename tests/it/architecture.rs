@@ -10,10 +10,10 @@ use crate::support::repo;
 /// The layers, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
     &["error"],
-    &["tokens", "template", "checkpoint"],
+    &["tokens", "template", "checkpoint", "process"],
     &["config"],
-    &["plan"],
-    &["request"],
+    &["plan", "workspace"],
+    &["request", "verify"],
     &["providers"],
     &["state"],
     &["budget", "estimate"],

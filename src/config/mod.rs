@@ -11,7 +11,16 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result, line_of};
-use crate::template::is_identifier;
+
+mod validate;
+
+pub(crate) use validate::check_url;
+
+/// What `[llm].command` may contain, substituted per call: the output cap, what remains of
+/// the tightest USD limit, the prompt written to a file (for CLIs that take one), and the
+/// workspace's path.
+pub(crate) const COMMAND_PLACEHOLDERS: [&str; 4] =
+    ["max_tokens", "budget_usd_left", "prompt_file", "workspace"];
 
 /// Config's constants may nest this deep (as may prompts' outputs): state files that
 /// hold them must stay readable (serde_json stops at 128 levels).
@@ -27,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) pricing: Option<Pricing>,
     pub(crate) retry: Retry,
     pub(crate) run: Run,
+    pub(crate) workspace: WorkspaceConfig,
+    pub(crate) verify: Verify,
     /// Constants usable as `{{name}}` in every prompt.
     pub(crate) variables: BTreeMap<String, serde_json::Value>,
     pub(crate) phases: Vec<PhaseConfig>,
@@ -190,11 +201,24 @@ impl Default for Budget {
 pub(crate) struct Pricing {
     pub(crate) input_per_mtok: f64,
     pub(crate) output_per_mtok: f64,
+    /// Input read from the provider's prompt cache (default: the input price).
+    pub(crate) cache_read_per_mtok: Option<f64>,
+    /// Input written to the cache (default: the input price).
+    pub(crate) cache_write_per_mtok: Option<f64>,
 }
 
 impl Pricing {
-    pub(crate) fn cost(&self, input: u64, output: u64) -> f64 {
-        (input as f64 * self.input_per_mtok + output as f64 * self.output_per_mtok) / 1e6
+    /// The cost of `input` tokens (cache reads and writes included, priced as such) and
+    /// `output` tokens.
+    pub(crate) fn cost(&self, input: u64, output: u64, cache_read: u64, cache_write: u64) -> f64 {
+        let plain = input.saturating_sub(cache_read).saturating_sub(cache_write);
+        let read = self.cache_read_per_mtok.unwrap_or(self.input_per_mtok);
+        let write = self.cache_write_per_mtok.unwrap_or(self.input_per_mtok);
+        (plain as f64 * self.input_per_mtok
+            + cache_read as f64 * read
+            + cache_write as f64 * write
+            + output as f64 * self.output_per_mtok)
+            / 1e6
     }
 }
 
@@ -248,6 +272,50 @@ pub(crate) struct PhaseConfig {
     pub(crate) dir: String,
     pub(crate) name: Option<String>,
     pub(crate) budget: Option<u64>,
+    /// US dollars the phase may spend (agents report their cost; else `[pricing]`).
+    pub(crate) budget_usd: Option<f64>,
+    /// Checks after every prompt of the phase.
+    #[serde(default)]
+    pub(crate) verify: Vec<String>,
+}
+
+/// `[workspace]`: the folder an agent builds in (off by default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WorkspaceConfig {
+    /// Relative to the config file's folder; made absolute when the config is loaded.
+    pub(crate) dir: Option<PathBuf>,
+    /// Snapshots with git: a commit per accepted prompt (default: on once `dir` is set).
+    pub(crate) git: Option<bool>,
+}
+
+impl WorkspaceConfig {
+    /// Whether the workspace is a git repository the runner snapshots.
+    pub(crate) fn snapshots(&self) -> bool {
+        self.dir.is_some() && self.git.unwrap_or(true)
+    }
+}
+
+/// `[verify]`: checks that decide whether a prompt is accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Verify {
+    /// Run the shell blocks of each prompt's `## Validation` section.
+    pub(crate) from_prompt: bool,
+    /// After every prompt.
+    pub(crate) commands: Vec<String>,
+    #[serde(deserialize_with = "duration")]
+    pub(crate) timeout: Duration,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            from_prompt: false,
+            commands: Vec::new(),
+            timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// A duration as messages show it: to the millisecond under ten seconds, to the second
@@ -263,28 +331,6 @@ pub(crate) fn show_duration(d: Duration) -> String {
         Duration::from_secs(d.as_secs())
     };
     humantime::format_duration(rounded).to_string()
-}
-
-/// An endpoint's base URL: `http` or `https`, with a host, and no credentials (a key in a
-/// URL would be written to logs and state; it belongs in the environment). The message
-/// never repeats the URL, which may hold a password.
-pub(crate) fn check_url(text: &str) -> std::result::Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|e| {
-        format!("{e}; write a full URL such as \"http://127.0.0.1:4000/v1\" or \"https://api.openai.com/v1\"")
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "the scheme is {:?}; use http or https",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the URL are refused (they would be written to logs and state); put the key in the environment variable llm.api_key_env names".into());
-    }
-    Ok(url)
 }
 
 /// Durations are strings such as `"90s"`, `"8h"`, `"1h 30m"` (humantime's syntax).
@@ -308,7 +354,7 @@ impl Config {
                 e.message().trim_end()
             ),
         })?;
-        config.validate(path)?;
+        validate::validate(&config, path)?;
         Ok(config)
     }
 
@@ -325,7 +371,9 @@ impl Config {
                     )),
                     message: "the file is not UTF-8 text".into(),
                 })?;
-                Config::parse(&text, path)
+                let mut config = Config::parse(&text, path)?;
+                config.anchor(path)?;
+                Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 Ok(Config::default())
@@ -339,95 +387,30 @@ impl Config {
         }
     }
 
-    fn validate(&self, path: &Path) -> Result<()> {
-        let bad = |key: &str, message: String| Error::Config {
+    /// Makes `[workspace].dir` absolute (from the config file's folder) and defines the
+    /// built-in variable `{{workspace}}` as that path.
+    fn anchor(&mut self, path: &Path) -> Result<()> {
+        let Some(dir) = &self.workspace.dir else {
+            return Ok(());
+        };
+        let base = path.parent().unwrap_or(Path::new(""));
+        let dir = std::path::absolute(base.join(dir)).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: None,
-            message: format!("`{key}`: {message}"),
-        };
-        if self.llm.max_tokens == 0 {
-            return Err(bad("llm.max_tokens", "must be at least 1".into()));
+            message: format!("`workspace.dir`: {e}"),
+        })?;
+        if self.variables.contains_key("workspace") {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                line: None,
+                message: "`variables.workspace`: `{{workspace}}` is the workspace's path, built in once [workspace].dir is set; rename the variable".into(),
+            });
         }
-        if !(0.0..=2.0).contains(&self.llm.temperature) {
-            return Err(bad("llm.temperature", "must be between 0 and 2".into()));
-        }
-        for (key, d) in [
-            ("llm.connect_timeout", self.llm.connect_timeout),
-            ("llm.timeout", self.llm.timeout),
-            ("llm.idle_timeout", self.llm.idle_timeout),
-            ("run.max_duration", self.run.max_duration),
-        ] {
-            if d.is_zero() {
-                return Err(bad(key, "must be longer than zero".into()));
-            }
-        }
-        if self.retry.max_attempts == 0 {
-            return Err(bad("retry.max_attempts", "must be at least 1".into()));
-        }
-        if self.retry.initial_delay > self.retry.max_delay {
-            return Err(bad(
-                "retry.initial_delay",
-                "is longer than retry.max_delay".into(),
-            ));
-        }
-        if self.llm.provider == ProviderKind::Command && self.llm.command.is_empty() {
-            return Err(bad(
-                "llm.command",
-                "is empty; give the agent CLI and its arguments".into(),
-            ));
-        }
-        if self.budget.per_prompt == 0 || self.budget.total == 0 {
-            return Err(bad("budget", "budgets must be at least 1 token".into()));
-        }
-        let money = |key: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(bad(
-                    key,
-                    format!("is {v}; give a number of US dollars, 0 or more"),
-                ))
-            }
-        };
-        if let Some(max) = self.budget.max_cost_usd {
-            money("budget.max_cost_usd", max)?;
-        }
-        if let Some(p) = &self.pricing {
-            money("pricing.input_per_mtok", p.input_per_mtok)?;
-            money("pricing.output_per_mtok", p.output_per_mtok)?;
-        }
-        if let Some(url) = &self.llm.base_url {
-            check_url(url).map_err(|e| bad("llm.base_url", e))?;
-        }
-        let mut dirs = std::collections::BTreeSet::new();
-        for (i, phase) in self.phases.iter().enumerate() {
-            if !dirs.insert(phase.dir.as_str()) {
-                return Err(bad(
-                    &format!("phases[{i}].dir"),
-                    format!("the folder {:?} is listed twice", phase.dir),
-                ));
-            }
-            if phase.budget == Some(0) {
-                return Err(bad(
-                    &format!("phases[{i}].budget"),
-                    "is 0; a phase budget must be at least 1 token (leave it out for none)".into(),
-                ));
-            }
-        }
-        for (name, value) in &self.variables {
-            if !is_identifier(name) {
-                return Err(bad(
-                    &format!("variables.{name}"),
-                    "a variable name is letters, digits and `_`, with `.` only between keys".into(),
-                ));
-            }
-            if crate::checkpoint::depth(value) > MAX_VARIABLE_DEPTH {
-                return Err(bad(
-                    &format!("variables.{name}"),
-                    format!("nests deeper than {MAX_VARIABLE_DEPTH} levels; give a flatter value"),
-                ));
-            }
-        }
+        self.variables.insert(
+            "workspace".into(),
+            serde_json::Value::from(dir.display().to_string()),
+        );
+        self.workspace.dir = Some(dir);
         Ok(())
     }
 

@@ -1,0 +1,197 @@
+//! What `config.toml` may not say though TOML lets it: values out of range, names that
+//! are not variable names, a base URL that is not one (or carries credentials), nesting
+//! that state files could not hold, an agent's command with placeholders it cannot have.
+//! Each error names the key.
+
+use std::path::Path;
+
+use super::{COMMAND_PLACEHOLDERS, Config, MAX_VARIABLE_DEPTH, ProviderKind};
+use crate::error::{Error, Result};
+use crate::template::{Template, is_identifier};
+
+pub(crate) fn check_url(text: &str) -> std::result::Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| {
+        format!("{e}; write a full URL such as \"http://127.0.0.1:4000/v1\" or \"https://api.openai.com/v1\"")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme is {:?}; use http or https",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are refused (they would be written to logs and state); put the key in the environment variable llm.api_key_env names".into());
+    }
+    Ok(url)
+}
+
+pub(super) fn validate(config: &Config, path: &Path) -> Result<()> {
+    llm(config)
+        .and_then(|()| budgets(config))
+        .and_then(|()| agent(config))
+        .and_then(|()| phases(config))
+        .and_then(|()| variables(config))
+        .map_err(|Bad(key, message)| Error::Config {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("`{key}`: {message}"),
+        })
+}
+
+/// A bad value: its key and what is wrong.
+struct Bad(String, String);
+
+fn bad(key: &str, message: impl Into<String>) -> Bad {
+    Bad(key.to_string(), message.into())
+}
+
+type Checked = std::result::Result<(), Bad>;
+
+/// A number of US dollars: finite, 0 or more.
+fn money(key: &str, v: f64) -> Checked {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(bad(
+            key,
+            format!("is {v}; give a number of US dollars, 0 or more"),
+        ))
+    }
+}
+
+fn llm(config: &Config) -> Checked {
+    if config.llm.max_tokens == 0 {
+        return Err(bad("llm.max_tokens", "must be at least 1"));
+    }
+    if !(0.0..=2.0).contains(&config.llm.temperature) {
+        return Err(bad("llm.temperature", "must be between 0 and 2"));
+    }
+    for (key, d) in [
+        ("llm.connect_timeout", config.llm.connect_timeout),
+        ("llm.timeout", config.llm.timeout),
+        ("llm.idle_timeout", config.llm.idle_timeout),
+        ("run.max_duration", config.run.max_duration),
+        ("verify.timeout", config.verify.timeout),
+    ] {
+        if d.is_zero() {
+            return Err(bad(key, "must be longer than zero"));
+        }
+    }
+    if config.retry.max_attempts == 0 {
+        return Err(bad("retry.max_attempts", "must be at least 1"));
+    }
+    if config.retry.initial_delay > config.retry.max_delay {
+        return Err(bad("retry.initial_delay", "is longer than retry.max_delay"));
+    }
+    if let Some(url) = &config.llm.base_url {
+        check_url(url).map_err(|e| bad("llm.base_url", e))?;
+    }
+    Ok(())
+}
+
+fn budgets(config: &Config) -> Checked {
+    if config.budget.per_prompt == 0 || config.budget.total == 0 {
+        return Err(bad("budget", "budgets must be at least 1 token"));
+    }
+    if let Some(max) = config.budget.max_cost_usd {
+        money("budget.max_cost_usd", max)?;
+    }
+    if let Some(p) = &config.pricing {
+        money("pricing.input_per_mtok", p.input_per_mtok)?;
+        money("pricing.output_per_mtok", p.output_per_mtok)?;
+        for (key, v) in [
+            ("pricing.cache_read_per_mtok", p.cache_read_per_mtok),
+            ("pricing.cache_write_per_mtok", p.cache_write_per_mtok),
+        ] {
+            if let Some(v) = v {
+                money(key, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[llm].command`: present for `provider = "command"`, with only the placeholders a
+/// command may have, and a USD limit for `{{budget_usd_left}}` to tell.
+fn agent(config: &Config) -> Checked {
+    if config.llm.provider == ProviderKind::Command && config.llm.command.is_empty() {
+        return Err(bad(
+            "llm.command",
+            "is empty; give the agent CLI and its arguments",
+        ));
+    }
+    for arg in &config.llm.command {
+        let known = |name: &str| COMMAND_PLACEHOLDERS.contains(&name);
+        let (_, unknown) = Template::parse(arg, &known, &[], 1);
+        if let Some(u) = unknown.first() {
+            return Err(bad(
+                "llm.command",
+                format!(
+                    "{{{{{}}}}} is not a placeholder a command may use; it may use {}",
+                    u.name,
+                    COMMAND_PLACEHOLDERS
+                        .map(|n| format!("{{{{{n}}}}}"))
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    let usd_limit = config.budget.max_cost_usd.is_some()
+        || config.phases.iter().any(|p| p.budget_usd.is_some());
+    if !usd_limit
+        && config
+            .llm
+            .command
+            .iter()
+            .any(|a| a.contains("budget_usd_left"))
+    {
+        return Err(bad(
+            "llm.command",
+            "uses {{budget_usd_left}} but no USD limit is set; set budget.max_cost_usd or a phase's budget_usd",
+        ));
+    }
+    Ok(())
+}
+
+fn phases(config: &Config) -> Checked {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (i, phase) in config.phases.iter().enumerate() {
+        if !dirs.insert(phase.dir.as_str()) {
+            return Err(bad(
+                &format!("phases[{i}].dir"),
+                format!("the folder {:?} is listed twice", phase.dir),
+            ));
+        }
+        if phase.budget == Some(0) {
+            return Err(bad(
+                &format!("phases[{i}].budget"),
+                "is 0; a phase budget must be at least 1 token (leave it out for none)",
+            ));
+        }
+        if let Some(usd) = phase.budget_usd {
+            money(&format!("phases[{i}].budget_usd"), usd)?;
+        }
+    }
+    Ok(())
+}
+
+fn variables(config: &Config) -> Checked {
+    for (name, value) in &config.variables {
+        if !is_identifier(name) {
+            return Err(bad(
+                &format!("variables.{name}"),
+                "a variable name is letters, digits and `_`, with `.` only between keys",
+            ));
+        }
+        if crate::checkpoint::depth(value) > MAX_VARIABLE_DEPTH {
+            return Err(bad(
+                &format!("variables.{name}"),
+                format!("nests deeper than {MAX_VARIABLE_DEPTH} levels; give a flatter value"),
+            ));
+        }
+    }
+    Ok(())
+}
