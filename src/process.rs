@@ -170,7 +170,7 @@ pub(crate) async fn talk(
             // Output still in the pipe; a background process left holding it open must not
             // turn a finished agent into a timeout.
             let grace = deadline.min(Instant::now() + EXIT_GRACE);
-            loop {
+            while !(out_done && err_done) {
                 tokio::select! {
                     r = &mut read_out, if !out_done => {
                         out_done = true;
@@ -180,7 +180,6 @@ pub(crate) async fn talk(
                     }
                     () = &mut read_err, if !err_done => err_done = true,
                     () = tokio::time::sleep_until(grace) => break,
-                    else => break,
                 }
             }
         }

@@ -387,13 +387,21 @@ impl Config {
         }
     }
 
-    /// Makes `[workspace].dir` absolute (from the config file's folder) and defines the
-    /// built-in variable `{{workspace}}` as that path.
+    /// Makes paths given relative to the config file absolute: `[workspace].dir` (and
+    /// defines the built-in variable `{{workspace}}` as it), and an agent program given as
+    /// a relative path (`./agent.sh`), which runs in the workspace.
     fn anchor(&mut self, path: &Path) -> Result<()> {
+        let base = path.parent().unwrap_or(Path::new(""));
+        if let Some(program) = self.llm.command.first_mut()
+            && program.contains('/')
+            && Path::new(program.as_str()).is_relative()
+            && let Ok(abs) = std::path::absolute(base.join(program.as_str()))
+        {
+            *program = abs.display().to_string();
+        }
         let Some(dir) = &self.workspace.dir else {
             return Ok(());
         };
-        let base = path.parent().unwrap_or(Path::new(""));
         let dir = std::path::absolute(base.join(dir)).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: None,

@@ -563,10 +563,12 @@ fn reply_detail(
     )
 }
 
-/// The note a retry after a content failure carries, in the spirit of the seed's recovery.
+/// The note a retry after a content failure carries, in the spirit of the seed's
+/// recovery: what to do, then why the last attempt failed, last (a failed check's command,
+/// output and the prompt's `## If Failed` advice end the message).
 fn retry_note(reason: &str) -> String {
     format!(
-        "Note: your previous attempt at this prompt failed: {reason}. Do the whole task again and end your reply with the checkpoint block."
+        "Note: your previous attempt at this prompt was not accepted. Do the whole task again and end your reply with the checkpoint block. Why it was not accepted: {reason}"
     )
 }
 

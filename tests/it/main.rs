@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agent_build;
 mod architecture;
 mod fake;
 mod foundation;
