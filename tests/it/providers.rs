@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::run::status_json;
 use crate::support::fake_llm::{
     Action, FakeLlm, Piece, anthropic_events, anthropic_json, anthropic_sse, checkpoint_text,
     echo_key, openai_events, openai_json, openai_sse, sse, sse_bytes, status,
 };
-use crate::support::{Build, Run, prompt};
+use crate::support::{
+    Build, Run, agent_script, attempts, dies_within, error_of, events, kill_pid, prompt,
+    read_pid, status_json,
+};
 
 // ---- Builds and configs -----------------------------------------------------------------
 
@@ -76,29 +78,6 @@ fn default_text() -> String {
 
 // ---- Reading the journal ----------------------------------------------------------------
 
-fn journal(b: &Build) -> Vec<Value> {
-    b.read("checkpoints/journal.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line {l:?}: {e}")))
-        .collect()
-}
-
-fn events(b: &Build, name: &str) -> Vec<Value> {
-    journal(b)
-        .into_iter()
-        .filter(|e| e["event"] == name)
-        .collect()
-}
-
-/// The `attempt_finished` events of prompt `id`, in order.
-fn attempts(b: &Build, id: &str) -> Vec<Value> {
-    events(b, "attempt_finished")
-        .into_iter()
-        .filter(|e| e["id"] == id)
-        .collect()
-}
-
 /// The input tokens the runner counted for attempt `n` of `id` (from `attempt_started`).
 fn counted_input(b: &Build, id: &str, n: u64) -> u64 {
     events(b, "attempt_started")
@@ -153,10 +132,6 @@ fn assert_failed(b: &Build, server: &FakeLlm, run: &Run, requests: usize) -> Vec
     assert_eq!(failed.last(), Some(&json!("01.1")), "{status}");
     assert!(!b.path().join("checkpoints/outputs/01.1.md").exists());
     attempts(b, "01.1")
-}
-
-fn error_of(attempt: &Value) -> String {
-    attempt["error"].as_str().unwrap_or("").to_string()
 }
 
 // ---- OpenAI: replies --------------------------------------------------------------------
@@ -928,15 +903,6 @@ block=$(printf '%s\n' "$input" | grep '"outputs": {' | head -n 1 | sed 's/"\.\.\
 printf '{"type":"result","subtype":"success","is_error":false,"result":"Done with %s.\\n\\n```json\\n%s\\n```\\n","session_id":"s","total_cost_usd":0.001,"usage":{"input_tokens":11,"cache_read_input_tokens":4,"output_tokens":7}}\n' "$name" "$block"
 "##;
 
-/// Writes an executable `#!/bin/sh` script into the build; its absolute path.
-fn agent(b: &Build, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = b.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write agent");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
 fn command_config(script: &Path, timeout: &str, max_attempts: u32, extra: &str) -> String {
     format!(
         "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\ntimeout = \"{timeout}\"\n{extra}\n{}",
@@ -955,7 +921,7 @@ fn command_build(
     prompts: &[(&str, &[&str])],
 ) -> Build {
     let b = build_with("", prompts);
-    let script = agent(&b, "agent.sh", script_body);
+    let script = agent_script(&b, "agent.sh", script_body);
     b.config(&format!(
         "{}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
         command_config(&script, timeout, max_attempts, extra)
@@ -1038,36 +1004,12 @@ fn command_nonzero_exit_fails_with_the_tail_of_stderr() {
     assert_eq!(status_json(&b)["failed"], json!(["01.1"]));
 }
 
-/// Whether process `pid` is alive (a zombie is not).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => {
-            // pid (comm) STATE ...; comm may hold spaces, so read after the last ')'.
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-    }
-}
-
-/// Waits up to `limit` for `pid` to die (the kill is asynchronous).
-fn dies_within(pid: u32, limit: Duration) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if !alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    !alive(pid)
-}
-
 #[test]
 fn command_timeout_kills_the_whole_process_group() {
     let b = build_with("", &[(NAME, &["title"])]);
     let child_pid = b.path().join("child.pid");
     let self_pid = b.path().join("self.pid");
-    let script = agent(
+    let script = agent_script(
         &b,
         "agent.sh",
         &format!(
@@ -1081,23 +1023,15 @@ fn command_timeout_kills_the_whole_process_group() {
     run.code(1).stderr_has("llm.timeout");
     let pids: Vec<u32> = [&child_pid, &self_pid]
         .iter()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_else(|e| panic!("the agent wrote {}: {e}", p.display()))
-                .trim()
-                .parse()
-                .expect("pid")
-        })
+        .map(|p| read_pid(p))
         .collect();
     let survivors: Vec<u32> = pids
         .iter()
         .copied()
         .filter(|&pid| !dies_within(pid, Duration::from_secs(2)))
         .collect();
-    for pid in &survivors {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
+    for &pid in &survivors {
+        kill_pid(pid);
     }
     assert!(
         survivors.is_empty(),
@@ -1114,7 +1048,7 @@ fn command_timeout_kills_the_whole_process_group() {
 fn command_environment_is_scrubbed() {
     let mut b = build_with("", &[(NAME, &["title"])]);
     let dump = b.path().join("env.txt");
-    let script = agent(
+    let script = agent_script(
         &b,
         "agent.sh",
         &format!("env > '{}'\n{AGENT_REPLY}", dump.display()),

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::run::{bundled_against, status_json};
 use crate::support::fake_llm::{
     Action, FakeLlm, Piece, Seen, openai_events, openai_sse, sse, sse_bytes, status,
 };
-use crate::support::{Build, Run};
+use crate::support::{Build, Run, bundled_against, status_json};
 
 // ---- Helpers -----------------------------------------------------------------------------
 
