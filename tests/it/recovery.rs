@@ -2,9 +2,11 @@
 //! scripted, hard budgets, a failed prompt and `rerun`, crashes at random moments, the lock,
 //! signals, damaged state, changed prompts, `run --json`, `on_failure = "skip"`,
 //! `run --restart` and `run.max_duration`, each against the fake server.
+//!
+//! The build is the bundled one with the repository's `config.toml` and fast clocks
+//! ([`fast_bundled`]), changed key by key where a test needs it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -12,267 +14,11 @@ use serde_json::{Value, json};
 use crate::support::fake_llm::{
     Action, FakeLlm, Piece, Seen, openai_events, openai_sse, sse, sse_bytes, status,
 };
-use crate::support::{Build, Run, bundled_against, status_json};
-
-// ---- Helpers -----------------------------------------------------------------------------
-
-/// The bundled build's config with fast clocks (retry 10ms..100ms, idle_timeout 400ms),
-/// changed by `overrides`: `("section.key", "TOML value")`, or `("phases.Foundation",
-/// "600")` for a phase budget.
-fn config(overrides: &[(&str, &str)]) -> String {
-    let mut sections: Vec<(&str, Vec<(String, String)>)> = vec![
-        ("project", vec![("name".into(), "\"MAP4\"".into())]),
-        (
-            "llm",
-            [
-                ("provider", "\"openai\""),
-                ("base_url", "\"http://127.0.0.1:9/v1\""),
-                ("model", "\"gpt-4o-mini\""),
-                ("max_tokens", "2000"),
-                ("stream", "true"),
-                ("connect_timeout", "\"2s\""),
-                ("timeout", "\"30s\""),
-                ("idle_timeout", "\"400ms\""),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ),
-        (
-            "tokenizer",
-            vec![("encoding".into(), "\"cl100k_base\"".into())],
-        ),
-        (
-            "budget",
-            [
-                ("total", "100000"),
-                ("per_prompt", "3000"),
-                ("min_output", "256"),
-                ("on_exceed", "\"halt\""),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ),
-        (
-            "retry",
-            [
-                ("max_attempts", "3"),
-                ("initial_delay", "\"10ms\""),
-                ("max_delay", "\"100ms\""),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ),
-        (
-            "run",
-            vec![
-                ("on_failure".into(), "\"halt\"".into()),
-                ("max_duration".into(), "\"8h\"".into()),
-            ],
-        ),
-        ("pricing", vec![]),
-        (
-            "variables",
-            vec![
-                ("project_root".into(), "\"~/MAP4\"".into()),
-                ("project_name".into(), "\"MAP4\"".into()),
-            ],
-        ),
-    ];
-    let mut phases = vec![
-        ("01-foundation", "Foundation", "10000".to_string()),
-        ("02-core", "Core", "35000".to_string()),
-        ("03-features", "Features", "40000".to_string()),
-    ];
-    for (key, value) in overrides {
-        let (section, name) = key.split_once('.').expect("section.key");
-        if section == "phases" {
-            let phase = phases
-                .iter_mut()
-                .find(|p| p.1 == name)
-                .unwrap_or_else(|| panic!("no phase {name}"));
-            phase.2 = value.to_string();
-            continue;
-        }
-        let (_, keys) = sections
-            .iter_mut()
-            .find(|(s, _)| *s == section)
-            .unwrap_or_else(|| panic!("no section {section}"));
-        match keys.iter_mut().find(|(k, _)| k == name) {
-            Some(kv) => kv.1 = value.to_string(),
-            None => keys.push((name.to_string(), value.to_string())),
-        }
-    }
-    let mut text = String::new();
-    for (section, keys) in sections.into_iter().filter(|(_, keys)| !keys.is_empty()) {
-        text.push_str(&format!("[{section}]\n"));
-        for (k, v) in keys {
-            text.push_str(&format!("{k} = {v}\n"));
-        }
-        text.push('\n');
-    }
-    for (dir, name, budget) in phases {
-        text.push_str(&format!(
-            "[[phases]]\ndir = \"{dir}\"\nname = \"{name}\"\nbudget = {budget}\n\n"
-        ));
-    }
-    text
-}
-
-/// The bundled build against `server`, with [`config`]`(overrides)`.
-fn build(server: &FakeLlm, overrides: &[(&str, &str)]) -> Build {
-    let b = bundled_against(server);
-    b.config(&config(overrides));
-    b
-}
-
-/// Every journal line, parsed (a torn line is a test failure here).
-fn journal(b: &Build) -> Vec<Value> {
-    b.read("checkpoints/journal.jsonl")
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("journal line {} is not JSON ({e}): {l}", i + 1))
-        })
-        .collect()
-}
-
-fn of_kind<'a>(journal: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    journal.iter().filter(move |e| e["event"] == kind)
-}
-
-/// The outcomes of a prompt's attempts, in order.
-fn outcomes(journal: &[Value], id: &str) -> Vec<String> {
-    of_kind(journal, "attempt_finished")
-        .filter(|e| e["id"] == id)
-        .map(|e| e["outcome"].as_str().unwrap_or("?").to_string())
-        .collect()
-}
-
-/// Requests per prompt name.
-fn per_prompt(seen: &[Seen]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for s in seen {
-        *m.entry(s.prompt_name()).or_insert(0) += 1;
-    }
-    m
-}
-
-/// The requests of one prompt, in order.
-fn requests_of(seen: &[Seen], name: &str) -> Vec<Seen> {
-    seen.iter()
-        .filter(|s| s.prompt_name() == name)
-        .cloned()
-        .collect()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not an array: {v}"))
-        .iter()
-        .map(|s| {
-            s.as_str()
-                .unwrap_or_else(|| panic!("not a string: {s}"))
-                .to_string()
-        })
-        .collect()
-}
-
-/// The prompt names of the bundled build, in order (from `plan --json`).
-fn plan_prompts(b: &Build) -> Vec<Value> {
-    let plan = b.run(&["plan", "--json"]);
-    plan.code(0);
-    plan.json()["phases"]
-        .as_array()
-        .expect("phases")
-        .iter()
-        .flat_map(|ph| ph["prompts"].as_array().expect("prompts").clone())
-        .collect()
-}
-
-/// Blocks until `n` requests arrived (the moment a test waits for), failing after 20 s.
-#[track_caller]
-fn await_requests(server: &FakeLlm, n: usize) {
-    assert!(
-        server.wait_for(n, Duration::from_secs(20)),
-        "expected {n} requests, the server saw {}",
-        server.count()
-    );
-}
-
-/// A spawned run, killed (SIGKILL) if the test ends before it does.
-struct Running(Option<Child>);
-
-impl Running {
-    fn spawn(b: &Build, args: &[&str]) -> Running {
-        let child = b
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn orchestrator");
-        Running(Some(child))
-    }
-
-    /// Output not read (for runs that are only killed).
-    fn spawn_quiet(b: &Build, args: &[&str]) -> Running {
-        let child = b
-            .command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn orchestrator");
-        Running(Some(child))
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("running")
-    }
-
-    fn pid(&mut self) -> u32 {
-        self.child().id()
-    }
-
-    /// Sends a signal by name (`INT`, `TERM`, `HUP`) with kill(1).
-    fn signal(&mut self, name: &str) {
-        let pid = self.pid().to_string();
-        let ok = std::process::Command::new("kill")
-            .args([format!("-{name}"), pid])
-            .status()
-            .expect("kill(1)")
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    /// SIGKILL, and reaps the process.
-    fn kill(mut self) {
-        let mut child = self.0.take().expect("running");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-    }
-
-    fn wait(mut self) -> Run {
-        let child = self.0.take().expect("running");
-        Run::from(child.wait_with_output().expect("wait"))
-    }
-
-    /// Whether it exited on its own (reaped if so).
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child().try_wait().expect("try_wait")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use crate::support::{
+    Build, Running, attempts, await_requests, bundled_against, error_of, events, fast_bundled,
+    fast_bundled_config, journal, outcomes, per_prompt, plan_prompts,
+    requests_of, status_json, strings,
+};
 
 /// A reply's SSE events with content only: no finish_reason, no usage, no `[DONE]`.
 fn content_events() -> Vec<String> {
@@ -285,12 +31,20 @@ fn content_events() -> Vec<String> {
     events
 }
 
+/// The `kind` events of prompt `id`, in order.
+fn events_of(b: &Build, kind: &str, id: &str) -> Vec<Value> {
+    events(b, kind)
+        .into_iter()
+        .filter(|e| e["id"] == id)
+        .collect()
+}
+
 // ---- 1. Faults ---------------------------------------------------------------------------
 
 #[test]
 fn faults_are_retried_exactly_as_scripted_and_the_build_completes() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     let partial = content_events();
     // 01.1: 429, then 500, then a good reply.
     server.script_prompt(
@@ -410,7 +164,6 @@ fn faults_are_retried_exactly_as_scripted_and_the_build_completes() {
     }
     assert_eq!(server.count(), 40 + 2 + 1 + 1 + 1 + 1 + 2 + 4);
 
-    let j = journal(&b);
     let want: [(&str, &[&str]); 11] = [
         ("01.1", &["transient", "transient", "ok"]),
         ("01.2", &["transient", "ok"]),
@@ -425,16 +178,16 @@ fn faults_are_retried_exactly_as_scripted_and_the_build_completes() {
         ("02.6", &["ok"]),
     ];
     for (id, outs) in want {
-        assert_eq!(outcomes(&j, id), outs, "outcomes of {id}");
-        let retries = of_kind(&j, "retry").filter(|e| e["id"] == id).count();
+        assert_eq!(outcomes(&b, id), outs, "outcomes of {id}");
+        let retries = events_of(&b, "retry", id).len();
         assert_eq!(retries, outs.len() - 1, "retry events of {id}");
     }
     let error_of = |id: &str, attempt: u64| -> String {
-        of_kind(&j, "attempt_finished")
-            .find(|e| e["id"] == id && e["attempt"] == attempt)
-            .and_then(|e| e["error"].as_str())
+        attempts(&b, id)
+            .iter()
+            .find(|e| e["attempt"] == attempt)
+            .map(error_of)
             .unwrap_or_default()
-            .to_string()
     };
     assert!(
         error_of("01.1", 1).contains("429"),
@@ -489,7 +242,7 @@ fn faults_are_retried_exactly_as_scripted_and_the_build_completes() {
 #[test]
 fn a_401_is_not_retried_and_names_the_key_variable() {
     let server = FakeLlm::start();
-    let mut b = build(&server, &[]);
+    let mut b = fast_bundled(&server, &[]);
     let secret = "sk-test-never-log-me-4242";
     b.env("OPENAI_API_KEY", secret);
     server.script([status(
@@ -511,9 +264,8 @@ fn a_401_is_not_retried_and_names_the_key_variable() {
         "the key leaked to stderr:\n{}",
         run.stderr
     );
-    let j = journal(&b);
-    assert_eq!(outcomes(&j, "01.1"), ["permanent"]);
-    assert_eq!(of_kind(&j, "retry").count(), 0);
+    assert_eq!(outcomes(&b, "01.1"), ["permanent"]);
+    assert!(events(&b, "retry").is_empty());
     let status = status_json(&b);
     assert_eq!(strings(&status["failed"]), ["01.1"]);
     for file in ["journal.jsonl", "status.json", "memory.json"] {
@@ -531,13 +283,13 @@ fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
     // 1300 the first two fit (capped) and the third does not.
     const FOUNDATION: u64 = 1300;
     const TOTAL: u64 = 1_000_000;
-    let b = build(
+    let b = fast_bundled(
         &server,
         &[
-            ("phases.Foundation", "1300"),
-            ("phases.Core", "1000000"),
-            ("phases.Features", "1000000"),
-            ("budget.total", "1000000"),
+            ("phases.Foundation.budget", 1300.into()),
+            ("phases.Core.budget", 1_000_000.into()),
+            ("phases.Features.budget", 1_000_000.into()),
+            ("budget.total", 1_000_000.into()),
         ],
     );
     let run = b.run(&["run"]);
@@ -551,7 +303,7 @@ fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
     );
 
     let j = journal(&b);
-    let started: Vec<&Value> = of_kind(&j, "attempt_started").collect();
+    let started = events(&b, "attempt_started");
     assert_eq!(
         started.len(),
         seen.len(),
@@ -595,8 +347,8 @@ fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
         .collect();
     assert_eq!(sent, journaled);
     // Halted with 3; the next prompt is current and nothing spent past the budget.
-    let halted = of_kind(&j, "halted").last().expect("halted event");
-    assert_eq!(halted["code"], 3);
+    let halted = events(&b, "halted");
+    assert_eq!(halted.last().expect("halted event")["code"], 3);
     let status = status_json(&b);
     assert!(
         status["current_prompt"]
@@ -618,7 +370,7 @@ fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
     );
     // Raising the budget lets `run` go on from there.
     let sent = server.count();
-    b.config(&config(&[]));
+    b.config(&fast_bundled_config(&[]));
     b.run(&["run"]).code(0);
     assert_eq!(server.count(), sent + (40 - completed_before_halt(&status)));
     assert_eq!(strings(&status_json(&b)["completed"]).len(), 40);
@@ -630,22 +382,21 @@ fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
 #[test]
 fn a_phase_budget_of_600_sends_nothing_that_does_not_fit_and_halts_with_3() {
     let server = FakeLlm::start();
-    let b = build(
+    let b = fast_bundled(
         &server,
         &[
-            ("phases.Foundation", "600"),
-            ("phases.Core", "1000000"),
-            ("phases.Features", "1000000"),
-            ("budget.total", "1000000"),
+            ("phases.Foundation.budget", 600.into()),
+            ("phases.Core.budget", 1_000_000.into()),
+            ("phases.Features.budget", 1_000_000.into()),
+            ("budget.total", 1_000_000.into()),
         ],
     );
     let run = b.run(&["run"]);
     run.code(3)
         .stderr_has("phase Foundation has 600 left; nothing was sent");
     assert_eq!(server.count(), 0, "no request asked for more than remains");
-    let j = journal(&b);
-    assert_eq!(of_kind(&j, "attempt_started").count(), 0);
-    let halted: Vec<&Value> = of_kind(&j, "halted").collect();
+    assert!(events(&b, "attempt_started").is_empty());
+    let halted = events(&b, "halted");
     assert_eq!(halted.last().expect("halted")["code"], 3);
     let status = status_json(&b);
     assert_eq!(status["current_prompt"], "01.1-python-setup.md");
@@ -660,7 +411,7 @@ fn completed_before_halt(status: &Value) -> usize {
 #[test]
 fn a_prompt_that_fails_every_attempt_halts_then_rerun_and_run_finish_the_build() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     server.script_prompt(
         "01.3-structure",
         (0..3).map(|_| status(500, "The server had an error", &[])),
@@ -677,7 +428,7 @@ fn a_prompt_that_fails_every_attempt_halts_then_rerun_and_run_finish_the_build()
     assert_eq!(status["current_prompt"], "01.3-structure.md");
     assert_eq!(strings(&status["completed"]), ["01.1", "01.2"]);
     assert_eq!(
-        outcomes(&journal(&b), "01.3"),
+        outcomes(&b, "01.3"),
         ["transient", "transient", "transient"]
     );
 
@@ -714,7 +465,7 @@ fn a_prompt_that_fails_every_attempt_halts_then_rerun_and_run_finish_the_build()
 #[test]
 fn the_seeds_recovery_snippets_work_on_the_state_files() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     server.script_prompt(
         "01.3-structure",
         (0..3).map(|_| status(503, "Overloaded", &[])),
@@ -810,13 +561,13 @@ fn twenty_sigkills_at_random_moments_lose_nothing() {
     let server = FakeLlm::start();
     server.latency(Duration::from_millis(20));
     // Budgets out of the way: each kill mid-request counts its worst case (possibly billed).
-    let b = build(
+    let b = fast_bundled(
         &server,
         &[
-            ("phases.Foundation", "10000000"),
-            ("phases.Core", "10000000"),
-            ("phases.Features", "10000000"),
-            ("budget.total", "100000000"),
+            ("phases.Foundation.budget", 10_000_000.into()),
+            ("phases.Core.budget", 10_000_000.into()),
+            ("phases.Features.budget", 10_000_000.into()),
+            ("budget.total", 100_000_000.into()),
         ],
     );
     let total = 40;
@@ -890,12 +641,12 @@ fn twenty_sigkills_at_random_moments_lose_nothing() {
         assert!(output.contains("```json"), "outputs/{id}.md: {output}");
     }
     // Every attempt cut by a kill is settled as possibly billed, never left open.
-    let j = journal(&b);
-    let started = of_kind(&j, "attempt_started").count();
-    let finished = of_kind(&j, "attempt_finished").count();
-    assert_eq!(started, finished, "attempts left open");
+    let started = events(&b, "attempt_started");
+    let finished = events(&b, "attempt_finished");
+    assert_eq!(started.len(), finished.len(), "attempts left open");
     assert!(
-        of_kind(&j, "attempt_finished")
+        finished
+            .iter()
             .filter(|e| e["outcome"] == "unknown")
             .count()
             <= kills
@@ -915,11 +666,15 @@ fn a_second_runner_is_refused_with_the_first_ones_pid_and_a_dead_lock_does_not_b
     await_requests(&server, 1);
     // The attempt in flight was journaled before it was sent.
     let j = journal(&b);
-    let open = of_kind(&j, "attempt_started")
-        .find(|e| e["id"] == "01.1")
+    let open = j
+        .iter()
+        .find(|e| e["event"] == "attempt_started" && e["id"] == "01.1")
         .expect("01.1's attempt is journaled while in flight")
         .clone();
-    assert_eq!(of_kind(&j, "attempt_finished").count(), 0);
+    assert!(
+        !j.iter().any(|e| e["event"] == "attempt_finished"),
+        "no attempt finished while 01.1 is in flight"
+    );
 
     let second = b.run(&["run"]);
     second
@@ -937,9 +692,9 @@ fn a_second_runner_is_refused_with_the_first_ones_pid_and_a_dead_lock_does_not_b
     let status = status_json(&b);
     assert_eq!(strings(&status["completed"]).len(), 40);
     // The lost attempt is counted at its worst case.
-    let j = journal(&b);
-    let lost = of_kind(&j, "attempt_finished")
-        .find(|e| e["id"] == "01.1" && e["attempt"] == open["attempt"])
+    let lost = attempts(&b, "01.1")
+        .into_iter()
+        .find(|e| e["attempt"] == open["attempt"])
         .expect("the lost attempt is settled");
     assert_eq!(lost["outcome"], "unknown");
     let worst =
@@ -964,7 +719,7 @@ fn a_second_runner_is_refused_with_the_first_ones_pid_and_a_dead_lock_does_not_b
 #[test]
 fn sigint_sigterm_and_sighup_mid_request_exit_130_and_the_next_run_resumes() {
     let server = FakeLlm::start();
-    let b = build(&server, &[("llm.idle_timeout", "\"60s\"")]);
+    let b = fast_bundled(&server, &[("llm.idle_timeout", "60s".into())]);
     let hung = ["01.2-dependencies", "01.3-structure", "01.4-database"];
     for name in hung {
         server.script_prompt(name, [Action::Hang]);
@@ -989,14 +744,13 @@ fn sigint_sigterm_and_sighup_mid_request_exit_130_and_the_next_run_resumes() {
         );
         assert_eq!(status["current_prompt"], format!("{name}.md"));
         serde_json::from_str::<Value>(&b.read("checkpoints/memory.json")).expect("memory.json");
-        let j = journal(&b);
         assert_eq!(
-            outcomes(&j, id).last().map(String::as_str),
+            outcomes(&b, id).last().map(String::as_str),
             Some("interrupted"),
             "SIG{signal}"
         );
         assert_eq!(
-            of_kind(&j, "halted").last().map(|h| h["code"].clone()),
+            events(&b, "halted").last().map(|h| h["code"].clone()),
             Some(json!(130))
         );
     }
@@ -1015,7 +769,7 @@ fn sigint_sigterm_and_sighup_mid_request_exit_130_and_the_next_run_resumes() {
 #[test]
 fn a_corrupt_status_json_is_an_error_that_names_it_and_is_left_untouched() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     b.run(&["run", "--until", "01.1"]).code(0);
     let garbage: &[u8] =
         b"{\"session_id\": \"20260101_000000\", \"completed\": [\"01.1\" \x00garbage";
@@ -1039,7 +793,7 @@ fn a_corrupt_status_json_is_an_error_that_names_it_and_is_left_untouched() {
 #[test]
 fn a_prompt_edited_after_it_ran_is_shown_as_changed_and_warned_about() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     b.run(&["run", "--until", "01.2"]).code(0);
     let before = b.run(&["status", "--json"]);
     before.code(0);
@@ -1087,7 +841,7 @@ fn a_prompt_edited_after_it_ran_is_shown_as_changed_and_warned_about() {
 #[test]
 fn run_json_prints_one_event_per_line() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     server.script_prompt(
         "01.2-dependencies",
         [status(503, "Service unavailable", &[])],
@@ -1162,7 +916,7 @@ fn run_json_prints_one_event_per_line() {
 #[test]
 fn skip_goes_on_without_the_failed_prompt_and_its_dependents_and_exits_1() {
     let server = FakeLlm::start();
-    let b = build(&server, &[("run.on_failure", "\"skip\"")]);
+    let b = fast_bundled(&server, &[("run.on_failure", "skip".into())]);
     let failing = "02.14";
     server.script_prompt(
         "02.14-unit-tests",
@@ -1201,8 +955,8 @@ fn skip_goes_on_without_the_failed_prompt_and_its_dependents_and_exits_1() {
     assert!(!counts.contains_key("02.15-integration-ci"));
     assert!(!counts.contains_key("03.20-release-check"));
     assert_eq!(server.count(), completed.len() + 3);
-    let j = journal(&b);
-    let skipped_events: BTreeSet<String> = of_kind(&j, "skipped")
+    let skipped_events: BTreeSet<String> = events(&b, "skipped")
+        .iter()
         .map(|e| e["id"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(skipped_events, blocked);
@@ -1226,7 +980,7 @@ fn skip_goes_on_without_the_failed_prompt_and_its_dependents_and_exits_1() {
 #[test]
 fn restart_archives_the_old_session_and_starts_a_new_one() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     b.run(&["run", "--until", "01.2"]).code(0);
     let old = status_json(&b);
     let old_id = old["session_id"].as_str().expect("session_id").to_string();
@@ -1252,10 +1006,9 @@ fn restart_archives_the_old_session_and_starts_a_new_one() {
     let new = status_json(&b);
     assert_eq!(strings(&new["completed"]), ["01.1"]);
     assert_ne!(new["started"], old["started"], "a new session");
-    let j = journal(&b);
-    assert_eq!(j[0]["event"], "session_started");
-    assert_eq!(of_kind(&j, "session_started").count(), 1);
-    assert_eq!(of_kind(&j, "completed").count(), 1);
+    assert_eq!(journal(&b)[0]["event"], "session_started");
+    assert_eq!(events(&b, "session_started").len(), 1);
+    assert_eq!(events(&b, "completed").len(), 1);
     assert!(!b.path().join("checkpoints/outputs/01.2.md").exists());
 }
 
@@ -1264,7 +1017,7 @@ fn restart_gives_the_new_session_an_id_of_its_own() {
     // Session ids have the seed's one-second resolution; the bug shows when a session is
     // restarted within the second it started, so restart until two sessions share one.
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     b.run(&["run", "--until", "01.1"]).code(0);
     let second = |status: &Value| status["started"].as_str().unwrap_or("")[..19].to_string();
     let mut old = status_json(&b);
@@ -1291,24 +1044,23 @@ fn restart_gives_the_new_session_an_id_of_its_own() {
 #[test]
 fn max_duration_halts_between_prompts_with_4() {
     let server = FakeLlm::start();
-    let b = build(&server, &[("run.max_duration", "\"1ms\"")]);
+    let b = fast_bundled(&server, &[("run.max_duration", "1ms".into())]);
     let run = b.run(&["run"]);
     run.code(4).stderr_has("max_duration");
     assert!(server.count() <= 1, "{} requests", server.count());
-    let j = journal(&b);
     assert_eq!(
-        of_kind(&j, "attempt_started").count(),
-        of_kind(&j, "attempt_finished").count(),
+        events(&b, "attempt_started").len(),
+        events(&b, "attempt_finished").len(),
         "halted mid-request"
     );
     assert_eq!(
-        of_kind(&j, "halted").last().map(|h| h["code"].clone()),
+        events(&b, "halted").last().map(|h| h["code"].clone()),
         Some(json!(4))
     );
     let status = status_json(&b);
     assert_eq!(strings(&status["completed"]).len(), server.count());
 
-    b.config(&config(&[]));
+    b.config(&fast_bundled_config(&[]));
     b.run(&["run"]).code(0);
     assert_eq!(server.count(), 40);
 }
@@ -1318,7 +1070,7 @@ fn max_duration_halts_between_prompts_with_4() {
 #[test]
 fn retry_after_is_waited_for_and_a_longer_wait_fails_the_prompt_without_sleeping() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     server.script_prompt(
         "01.1-python-setup",
         [status(
@@ -1343,18 +1095,15 @@ fn retry_after_is_waited_for_and_a_longer_wait_fails_the_prompt_without_sleeping
         counts["01.2-dependencies"], 1,
         "a wait past max_delay is not slept"
     );
-    let j = journal(&b);
-    let retry = of_kind(&j, "retry")
-        .find(|e| e["id"] == "01.1")
+    let retry = events_of(&b, "retry", "01.1")
+        .into_iter()
+        .next()
         .expect("01.1 retried");
     assert!(
         retry["delay_ms"].as_u64().unwrap_or(0) >= 90,
         "retry-after-ms not honoured: {retry}"
     );
-    assert_eq!(
-        of_kind(&j, "retry").filter(|e| e["id"] == "01.2").count(),
-        0
-    );
+    assert!(events_of(&b, "retry", "01.2").is_empty());
     let status = status_json(&b);
     assert_eq!(strings(&status["failed"]), ["01.2"]);
     let error = status["prompts"]["01.2"]["last_error"]
@@ -1366,7 +1115,7 @@ fn retry_after_is_waited_for_and_a_longer_wait_fails_the_prompt_without_sleeping
 #[test]
 fn a_429_that_says_the_quota_is_exhausted_is_not_retried() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     server.script([status(
         429,
         "You exceeded your current quota, please check your plan and billing details.",
@@ -1375,13 +1124,13 @@ fn a_429_that_says_the_quota_is_exhausted_is_not_retried() {
     let run = b.run(&["run"]);
     run.code(1).stderr_has("quota").stderr_has("req_quota_1");
     assert_eq!(server.count(), 1);
-    assert_eq!(outcomes(&journal(&b), "01.1"), ["permanent"]);
+    assert_eq!(outcomes(&b, "01.1"), ["permanent"]);
 }
 
 #[test]
 fn a_torn_last_journal_line_is_dropped_and_a_damaged_one_is_an_error() {
     let server = FakeLlm::start();
-    let b = build(&server, &[]);
+    let b = fast_bundled(&server, &[]);
     b.run(&["run", "--until", "01.1"]).code(0);
     let path = b.path().join("checkpoints/journal.jsonl");
     let good = std::fs::read(&path).expect("journal");
@@ -1392,8 +1141,7 @@ fn a_torn_last_journal_line_is_dropped_and_a_damaged_one_is_an_error() {
     b.run(&["status"]).code(0);
     let run = b.run(&["run", "--until", "01.2"]);
     run.code(0).stderr_has("journal.jsonl");
-    let j = journal(&b);
-    assert_eq!(outcomes(&j, "01.2"), ["ok"]);
+    assert_eq!(outcomes(&b, "01.2"), ["ok"]);
     assert_eq!(strings(&status_json(&b)["completed"]), ["01.1", "01.2"]);
     assert_eq!(server.count(), 2);
 
@@ -1411,11 +1159,11 @@ fn a_torn_last_journal_line_is_dropped_and_a_damaged_one_is_an_error() {
 #[test]
 fn sigint_during_a_retry_wait_exits_130_and_the_prompt_is_sent_again() {
     let server = FakeLlm::start();
-    let b = build(
+    let b = fast_bundled(
         &server,
         &[
-            ("retry.initial_delay", "\"20s\""),
-            ("retry.max_delay", "\"30s\""),
+            ("retry.initial_delay", "20s".into()),
+            ("retry.max_delay", "30s".into()),
         ],
     );
     server.script_prompt(
@@ -1443,7 +1191,7 @@ fn sigint_during_a_retry_wait_exits_130_and_the_prompt_is_sent_again() {
     );
     assert_eq!(server.count(), 1);
     assert!(strings(&status_json(&b)["completed"]).is_empty());
-    b.config(&config(&[]));
+    b.config(&fast_bundled_config(&[]));
     b.run(&["run", "--until", "01.1"]).code(0);
     assert_eq!(server.count(), 2);
 }
@@ -1451,11 +1199,11 @@ fn sigint_during_a_retry_wait_exits_130_and_the_prompt_is_sent_again() {
 #[test]
 fn on_exceed_warn_sends_with_the_configured_max_tokens_and_records_a_warning() {
     let server = FakeLlm::start();
-    let b = build(
+    let b = fast_bundled(
         &server,
         &[
-            ("phases.Foundation", "1300"),
-            ("budget.on_exceed", "\"warn\""),
+            ("phases.Foundation.budget", 1300.into()),
+            ("budget.on_exceed", "warn".into()),
         ],
     );
     let run = b.run(&["run", "--until", "01.3"]);
@@ -1472,7 +1220,7 @@ fn on_exceed_warn_sends_with_the_configured_max_tokens_and_records_a_warning() {
         warnings.iter().any(|w| w.starts_with("01.3")),
         "{warnings:?}"
     );
-    assert_eq!(of_kind(&journal(&b), "warning").count(), warnings.len());
+    assert_eq!(events(&b, "warning").len(), warnings.len());
 }
 
 #[test]
@@ -1480,12 +1228,12 @@ fn max_cost_usd_halts_like_a_budget() {
     let server = FakeLlm::start();
     // $1000 per million tokens: a bundled request's worst case (~800 in + 2000 out) is
     // ~$2.8, and each reply (100 in, 50 out) costs $0.15. With $3, two fit.
-    let b = build(
+    let b = fast_bundled(
         &server,
         &[
-            ("pricing.input_per_mtok", "1000.0"),
-            ("pricing.output_per_mtok", "1000.0"),
-            ("budget.max_cost_usd", "3.0"),
+            ("pricing.input_per_mtok", 1000.0.into()),
+            ("pricing.output_per_mtok", 1000.0.into()),
+            ("budget.max_cost_usd", 3.0.into()),
         ],
     );
     let run = b.run(&["run"]);
