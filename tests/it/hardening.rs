@@ -10,8 +10,8 @@ use crate::support::fake_llm::{
     requested_outputs, status,
 };
 use crate::support::{
-    Build, Running, agent_script, alive, attempts, config_with, events, eventually, kill_pid,
-    prompt, read_pid, status_json,
+    Build, Running, agent_script, alive, attempts, config_with, error_of, events, eventually,
+    kill_pid, prompt, read_pid, status_json,
 };
 
 // ---- Builds ------------------------------------------------------------------------------
@@ -65,10 +65,6 @@ fn small(server: &FakeLlm, sets: &[(&str, toml::Value)]) -> Build {
 
 fn s(text: &str) -> toml::Value {
     toml::Value::String(text.to_string())
-}
-
-fn error_of(attempt: &Value) -> String {
-    attempt["error"].as_str().unwrap_or("").to_string()
 }
 
 /// A build whose agent is `script` (provider `command`), with `sets` on top.
