@@ -40,61 +40,174 @@ fn events_of(b: &Build, kind: &str, id: &str) -> Vec<Value> {
 }
 
 // ---- 1. Faults ---------------------------------------------------------------------------
+//
+// Each test scripts one kind of fault on one prompt of the bundled build and runs it
+// `--until` the prompt after that one: the faulted prompt is retried exactly as scripted,
+// and every other prompt is sent once and accepted at its first attempt.
 
-#[test]
-fn faults_are_retried_exactly_as_scripted_and_the_build_completes() {
+/// The bundled build with `faults` scripted for prompt `name` (`01.2-dependencies`), run
+/// `--until` the prompt after it. Asserts that the run completed every prompt up to there,
+/// that `name` was sent once per fault and once more, and every other prompt once and
+/// accepted at once.
+fn run_with_faults(name: &str, faults: Vec<Action>) -> (FakeLlm, Build) {
     let server = FakeLlm::start();
     let b = fast_bundled(&server, &[]);
-    let partial = content_events();
-    // 01.1: 429, then 500, then a good reply.
-    server.script_prompt(
+    let retries = faults.len();
+    server.script_prompt(name, faults);
+    let plan = plan_prompts(&b);
+    let at = plan
+        .iter()
+        .position(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no prompt {name} in the bundled build"));
+    let ran = &plan[..=at + 1];
+    let field = |p: &Value, key: &str| p[key].as_str().expect(key).to_string();
+    let until = field(&ran[at + 1], "id");
+    b.run(&["run", "--until", &until]).code(0);
+
+    let expected: BTreeMap<String, usize> = ran
+        .iter()
+        .map(|p| {
+            let n = if p["name"] == name { 1 + retries } else { 1 };
+            (field(p, "name"), n)
+        })
+        .collect();
+    assert_eq!(per_prompt(&server.seen()), expected, "requests per prompt");
+    assert_eq!(server.count(), ran.len() + retries);
+    let ids: Vec<String> = ran.iter().map(|p| field(p, "id")).collect();
+    assert_eq!(strings(&status_json(&b)["completed"]), ids);
+    for p in ran.iter().filter(|p| p["name"] != name) {
+        let id = field(p, "id");
+        assert_eq!(outcomes(&b, &id), ["ok"], "outcomes of {id}");
+        assert!(events_of(&b, "retry", &id).is_empty(), "{id} was retried");
+    }
+    (server, b)
+}
+
+/// Prompt `id`'s attempts ended as `outs`, with one `retry` event before each attempt
+/// after the first.
+#[track_caller]
+fn assert_outcomes(b: &Build, id: &str, outs: &[&str]) {
+    assert_eq!(outcomes(b, id), outs, "outcomes of {id}");
+    assert_eq!(
+        events_of(b, "retry", id).len(),
+        outs.len() - 1,
+        "retry events of {id}"
+    );
+}
+
+/// The error of attempt `n` of prompt `id`.
+fn error_of_attempt(b: &Build, id: &str, n: u64) -> String {
+    attempts(b, id)
+        .iter()
+        .find(|e| e["attempt"] == n)
+        .map(error_of)
+        .unwrap_or_default()
+}
+
+/// The retry of `name` after a content failure is its prompt again with a note that says
+/// why the last attempt failed (in one of the words `why`).
+#[track_caller]
+fn assert_retry_note(server: &FakeLlm, name: &str, why: &[&str]) {
+    let reqs = requests_of(&server.seen(), name);
+    let first = reqs[0].user();
+    let second = reqs[1].user();
+    assert!(
+        second.starts_with(first.trim_end()) && second.len() > first.len(),
+        "the retry of {name} does not add a note to the prompt:\n{second}"
+    );
+    let note = second[first.trim_end().len()..].to_lowercase();
+    assert!(
+        why.iter().any(|w| note.contains(w)),
+        "the note on {name}'s retry does not say why ({why:?}): {note}"
+    );
+}
+
+#[test]
+fn a_429_then_a_500_are_retried_and_the_third_attempt_is_accepted() {
+    let (_server, b) = run_with_faults(
         "01.1-python-setup",
-        [
+        vec![
             status(429, "Rate limit reached for requests", &[]),
             status(500, "The server had an error", &[]),
         ],
     );
-    // 01.2: a stream that stops before its end (no finish_reason, no [DONE]), closed.
-    server.script_prompt(
+    assert_outcomes(&b, "01.1", &["transient", "transient", "ok"]);
+    let first = error_of_attempt(&b, "01.1", 1);
+    assert!(first.contains("429"), "{first}");
+    let second = error_of_attempt(&b, "01.1", 2);
+    assert!(second.contains("500"), "{second}");
+    assert_eq!(status_json(&b)["prompts"]["01.1"]["attempts"], 3);
+}
+
+#[test]
+fn a_stream_that_stops_before_its_end_is_retried() {
+    // No finish_reason, no [DONE]: the connection closes after the content.
+    let partial = content_events();
+    let (_server, b) = run_with_faults(
         "01.2-dependencies",
-        [sse(vec![
+        vec![sse(vec![
             Piece::Data(sse_bytes(&partial[..2])),
             Piece::Data(sse_bytes(&partial[2..])),
         ])],
     );
-    // 01.3: a TCP reset mid-stream.
-    server.script_prompt(
+    assert_outcomes(&b, "01.2", &["transient", "ok"]);
+}
+
+#[test]
+fn a_tcp_reset_mid_stream_is_retried() {
+    let partial = content_events();
+    let (_server, b) = run_with_faults(
         "01.3-structure",
-        [sse(vec![
+        vec![sse(vec![
             Piece::Data(sse_bytes(&partial[..3])),
             Piece::Reset,
         ])],
     );
-    // 01.4: one SSE event that is not JSON, in an otherwise complete stream.
+    assert_outcomes(&b, "01.3", &["transient", "ok"]);
+}
+
+#[test]
+fn an_sse_event_that_is_not_json_is_retried() {
+    // One bad event in an otherwise complete stream.
     let mut bad = openai_events("Some text before the bad event.", "stop", Some((100, 50)));
     bad.insert(
         2,
         "{\"choices\": [{\"delta\": {\"content\": oops".to_string(),
     );
-    server.script_prompt("01.4-database", [sse(vec![Piece::Data(sse_bytes(&bad))])]);
-    // 01.5: a complete reply cut at the token limit.
-    server.script_prompt(
+    let (_server, b) = run_with_faults(
+        "01.4-database",
+        vec![sse(vec![Piece::Data(sse_bytes(&bad))])],
+    );
+    assert_outcomes(&b, "01.4", &["transient", "ok"]);
+}
+
+#[test]
+fn a_reply_cut_at_the_token_limit_is_retried_with_a_note_that_says_so() {
+    let (server, b) = run_with_faults(
         "01.5-validation",
-        [openai_sse(
+        vec![openai_sse(
             "Done.\n\n```json\n{\"prompt\": \"01.5-validation\", \"success\": true, \"outputs\": {}}\n```\n",
             "length",
             Some((100, 50)),
         )],
     );
-    // 02.1: "success": false, then a stall (keep-alives only, past idle_timeout), then ok.
+    assert_outcomes(&b, "01.5", &["content", "ok"]);
+    assert_retry_note(&server, "01.5-validation", &["limit", "length", "max_tokens"]);
+}
+
+#[test]
+fn a_checkpoint_that_reports_failure_then_a_stall_are_retried_and_the_third_attempt_is_accepted()
+{
+    // "success": false, then keep-alives only, past idle_timeout (400 ms).
+    let partial = content_events();
     let mut stall = vec![Piece::Data(sse_bytes(&partial[..2]))];
     for _ in 0..7 {
         stall.push(Piece::Wait(Duration::from_millis(100)));
         stall.push(Piece::Data(b": keep-alive\n\n".to_vec()));
     }
-    server.script_prompt(
+    let (server, b) = run_with_faults(
         "02.1-hamms-vector",
-        [
+        vec![
             openai_sse(
                 "I could not finish.\n\n```json\n{\"prompt\": \"02.1-hamms-vector\", \"success\": false, \"outputs\": {\"error\": \"numpy failed to build\"}}\n```\n",
                 "stop",
@@ -103,138 +216,61 @@ fn faults_are_retried_exactly_as_scripted_and_the_build_completes() {
             sse(stall),
         ],
     );
+    assert_outcomes(&b, "02.1", &["content", "transient", "ok"]);
+    let second = error_of_attempt(&b, "02.1", 2);
+    assert!(second.contains("idle_timeout"), "{second}");
+    assert_retry_note(&server, "02.1-hamms-vector", &["numpy failed to build"]);
+    assert_eq!(status_json(&b)["prompts"]["02.1"]["attempts"], 3);
+}
 
-    // 02.2: a checkpoint without the outputs later prompts need.
-    server.script_prompt(
+#[test]
+fn a_checkpoint_without_the_outputs_later_prompts_need_is_retried_with_a_note_naming_them() {
+    let (server, b) = run_with_faults(
         "02.2-audio-loader",
-        [openai_sse(
+        vec![openai_sse(
             "Done.\n\n```json\n{\"prompt\": \"02.2-audio-loader\", \"success\": true, \"outputs\": {}}\n```\n",
             "stop",
             Some((100, 50)),
         )],
     );
-    // 02.3: no checkpoint block at all.
-    server.script_prompt(
+    assert_outcomes(&b, "02.2", &["content", "ok"]);
+    assert_retry_note(&server, "02.2-audio-loader", &["audio_loader_module"]);
+}
+
+#[test]
+fn a_reply_without_a_checkpoint_block_is_retried_with_a_note_that_says_so() {
+    let (server, b) = run_with_faults(
         "02.3-feature-extraction",
-        [openai_sse(
+        vec![openai_sse(
             "I wrote the feature extractor.",
             "stop",
             Some((100, 50)),
         )],
     );
-    // 02.4: an `error` event after HTTP 200.
+    assert_outcomes(&b, "02.3", &["content", "ok"]);
+    assert_retry_note(&server, "02.3-feature-extraction", &["checkpoint"]);
+}
+
+#[test]
+fn an_error_event_after_http_200_is_retried() {
     let mut errored = content_events();
     errored.push(
         json!({"error": {"message": "The model is overloaded", "type": "server_error"}})
             .to_string(),
     );
-    server.script_prompt(
+    let (_server, b) = run_with_faults(
         "02.4-camelot-keys",
-        [sse(vec![Piece::Data(sse_bytes(&errored))])],
+        vec![sse(vec![Piece::Data(sse_bytes(&errored))])],
     );
-    // 02.5: headers, then the connection closes.
-    server.script_prompt("02.5-hamms-analyzer", [Action::CloseAfterHeaders]);
+    assert_outcomes(&b, "02.4", &["transient", "ok"]);
+    let first = error_of_attempt(&b, "02.4", 1);
+    assert!(first.contains("overloaded"), "{first}");
+}
 
-    let run = b.run(&["run"]);
-    run.code(0);
-
-    let expected: BTreeMap<&str, usize> = [
-        ("01.1-python-setup", 3),
-        ("01.2-dependencies", 2),
-        ("01.3-structure", 2),
-        ("01.4-database", 2),
-        ("01.5-validation", 2),
-        ("02.1-hamms-vector", 3),
-        ("02.2-audio-loader", 2),
-        ("02.3-feature-extraction", 2),
-        ("02.4-camelot-keys", 2),
-        ("02.5-hamms-analyzer", 2),
-    ]
-    .into_iter()
-    .collect();
-    let seen = server.seen();
-    let counts = per_prompt(&seen);
-    assert_eq!(counts.len(), 40, "{counts:?}");
-    for (name, n) in &counts {
-        assert_eq!(
-            *n,
-            expected.get(name.as_str()).copied().unwrap_or(1),
-            "requests for {name}: {counts:?}"
-        );
-    }
-    assert_eq!(server.count(), 40 + 2 + 1 + 1 + 1 + 1 + 2 + 4);
-
-    let want: [(&str, &[&str]); 11] = [
-        ("01.1", &["transient", "transient", "ok"]),
-        ("01.2", &["transient", "ok"]),
-        ("01.3", &["transient", "ok"]),
-        ("01.4", &["transient", "ok"]),
-        ("01.5", &["content", "ok"]),
-        ("02.1", &["content", "transient", "ok"]),
-        ("02.2", &["content", "ok"]),
-        ("02.3", &["content", "ok"]),
-        ("02.4", &["transient", "ok"]),
-        ("02.5", &["transient", "ok"]),
-        ("02.6", &["ok"]),
-    ];
-    for (id, outs) in want {
-        assert_eq!(outcomes(&b, id), outs, "outcomes of {id}");
-        let retries = events_of(&b, "retry", id).len();
-        assert_eq!(retries, outs.len() - 1, "retry events of {id}");
-    }
-    let error_of = |id: &str, attempt: u64| -> String {
-        attempts(&b, id)
-            .iter()
-            .find(|e| e["attempt"] == attempt)
-            .map(error_of)
-            .unwrap_or_default()
-    };
-    assert!(
-        error_of("01.1", 1).contains("429"),
-        "{}",
-        error_of("01.1", 1)
-    );
-    assert!(
-        error_of("01.1", 2).contains("500"),
-        "{}",
-        error_of("01.1", 2)
-    );
-    assert!(
-        error_of("02.1", 2).contains("idle_timeout"),
-        "{}",
-        error_of("02.1", 2)
-    );
-    assert!(
-        error_of("02.4", 1).contains("overloaded"),
-        "{}",
-        error_of("02.4", 1)
-    );
-
-    // A retry after a content failure says why the last attempt failed; the first does not.
-    for (name, why) in [
-        ("01.5-validation", &["limit", "length", "max_tokens"][..]),
-        ("02.1-hamms-vector", &["numpy failed to build"][..]),
-        ("02.2-audio-loader", &["audio_loader_module"][..]),
-        ("02.3-feature-extraction", &["checkpoint"][..]),
-    ] {
-        let reqs = requests_of(&seen, name);
-        let first = reqs[0].user();
-        let second = reqs[1].user();
-        assert!(
-            second.starts_with(first.trim_end()) && second.len() > first.len(),
-            "the retry of {name} does not add a note to the prompt:\n{second}"
-        );
-        let note = second[first.trim_end().len()..].to_lowercase();
-        assert!(
-            why.iter().any(|w| note.contains(w)),
-            "the note on {name}'s retry does not say why ({why:?}): {note}"
-        );
-    }
-
-    let status = status_json(&b);
-    assert_eq!(strings(&status["completed"]).len(), 40);
-    assert_eq!(status["prompts"]["01.1"]["attempts"], 3);
-    assert_eq!(status["prompts"]["02.1"]["attempts"], 3);
+#[test]
+fn a_connection_closed_after_the_headers_is_retried() {
+    let (_server, b) = run_with_faults("02.5-hamms-analyzer", vec![Action::CloseAfterHeaders]);
+    assert_outcomes(&b, "02.5", &["transient", "ok"]);
 }
 
 // ---- 2. A permanent failure ----------------------------------------------------------------
