@@ -15,8 +15,8 @@ use crate::support::fake_llm::{
     echo_key, openai_events, openai_json, openai_sse, sse, sse_bytes, status,
 };
 use crate::support::{
-    Build, Run, agent_script, attempts, dies_within, error_of, events, kill_pid, prompt,
-    read_pid, status_json,
+    Build, Run, agent_script, attempts, dies_within, error_of, events, kill_pid, outcomes,
+    prompt, read_pid, status_json, strings,
 };
 
 // ---- Builds and configs -----------------------------------------------------------------
@@ -525,21 +525,44 @@ fn permanent_statuses_are_not_retried() {
 }
 
 #[test]
-fn unauthorized_names_the_key_variable() {
+fn a_401_is_not_retried_and_names_the_key_variable() {
     let server = FakeLlm::start();
-    server.script([status(401, "Incorrect API key provided", &[])]);
-    let b = one_prompt(&openai_config(&server, true));
+    let secret = "sk-test-never-log-me-4242";
+    // The server echoes the key, as OpenAI's message does.
+    server.script([status(
+        401,
+        &format!("Incorrect API key provided: {secret}"),
+        &[("x-request-id", "req_401_abc")],
+    )]);
+    let mut b = one_prompt(&openai_config(&server, true));
+    b.env("OPENAI_API_KEY", secret);
     let run = b.run(&["run"]);
-    assert_failed(&b, &server, &run, 1);
-    run.stderr_has("OPENAI_API_KEY");
+    let a = assert_failed(&b, &server, &run, 1);
+    run.stderr_has("OPENAI_API_KEY").stderr_has("401");
+    assert!(
+        server.seen()[0]
+            .header("authorization")
+            .is_some_and(|a| a.contains(secret)),
+        "the key is sent"
+    );
+    assert!(
+        !run.stderr.contains(secret),
+        "the key leaked to stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(outcomes(&b, "01.1"), ["permanent"]);
+    assert!(events(&b, "retry").is_empty(), "a 401 is not retried");
     let failed = events(&b, "failed");
     assert!(
-        failed[0]["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("OPENAI_API_KEY"),
+        error_of(&failed[0]).contains("OPENAI_API_KEY"),
         "{failed:#?}"
     );
+    assert_eq!(strings(&status_json(&b)["failed"]), ["01.1"]);
+    for file in ["journal.jsonl", "status.json", "memory.json"] {
+        let text = b.read(&format!("checkpoints/{file}"));
+        assert!(!text.contains(secret), "the key leaked into {file}");
+    }
 }
 
 #[test]
@@ -547,7 +570,7 @@ fn a_quota_429_is_not_retried_and_reported_as_quota() {
     let server = FakeLlm::start();
     server.script([Action::Respond {
         status: 429,
-        headers: vec![],
+        headers: vec![("x-request-id".into(), "req_quota_1".into())],
         body: vec![Piece::Data(
             json!({"error": {"message": "You exceeded your current quota, please check your plan and billing details.", "type": "insufficient_quota", "code": "insufficient_quota"}})
                 .to_string()
@@ -557,19 +580,18 @@ fn a_quota_429_is_not_retried_and_reported_as_quota() {
     let b = one_prompt(&openai_config(&server, true));
     let run = b.run(&["run"]);
     let a = assert_failed(&b, &server, &run, 1);
+    assert_eq!(a.len(), 1, "{a:#?}");
     assert_eq!(a[0]["outcome"], "permanent", "{}", a[0]);
     assert!(events(&b, "retry").is_empty());
-    run.stderr_has("quota");
+    run.stderr_has("quota").stderr_has("req_quota_1");
     let failed = events(&b, "failed");
-    assert!(
-        failed[0]["error"].as_str().unwrap_or("").contains("quota"),
-        "{failed:#?}"
-    );
+    assert!(error_of(&failed[0]).contains("quota"), "{failed:#?}");
 }
 
 #[test]
-fn retry_after_is_waited_at_least() {
+fn retry_after_is_waited_at_least_as_long_as_the_server_asks() {
     // retry-after-ms (milliseconds) and Retry-After (seconds), both under retry.max_delay.
+    // The journal's `retry` event says how long the runner waited.
     for (header, value, at_least_ms) in [("retry-after-ms", "80", 80), ("retry-after", "1", 1000)] {
         let server = FakeLlm::start();
         server.script([status(429, "rate limited", &[(header, value)])]);
@@ -587,30 +609,35 @@ fn retry_after_is_waited_at_least() {
 }
 
 #[test]
-fn retry_after_longer_than_max_delay_fails_without_sleeping() {
+fn retry_after_longer_than_max_delay_fails_the_prompt_without_waiting() {
     let in_an_hour =
         httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
-    for (header, value) in [
-        ("retry-after", "3600".to_string()),
-        ("retry-after-ms", "3600000".to_string()),
-        ("retry-after", in_an_hour),
+    for (code, header, value) in [
+        (429, "retry-after", "3600".to_string()),
+        (429, "retry-after-ms", "3600000".to_string()),
+        (429, "retry-after", in_an_hour),
+        (503, "retry-after", "30".to_string()),
     ] {
+        let row = format!("{code} {header}: {value}");
         let server = FakeLlm::start();
-        server.script([status(429, "rate limited", &[(header, value.as_str())])]);
+        server.script([status(code, "rate limited", &[(header, value.as_str())])]);
         let b = one_prompt(&openai_config(&server, true));
         let run = b.run(&["run"]);
         let a = assert_failed(&b, &server, &run, 1);
-        assert_eq!(a[0]["outcome"], "transient", "{header}: {value}");
-        assert!(
-            events(&b, "retry").is_empty(),
-            "{header}: {value}: no sleep"
-        );
+        assert!(run.stderr.contains("01.1"), "{row}: {}", run.stderr);
+        assert_eq!(a.len(), 1, "{row}: {a:#?}");
+        assert_eq!(a[0]["outcome"], "transient", "{row}");
+        // Not waited: a wait is journaled as a `retry` event before it starts.
+        assert!(events(&b, "retry").is_empty(), "{row}: no wait");
         let failed = events(&b, "failed");
-        let error = failed[0]["error"].as_str().unwrap_or("");
-        assert!(
-            error.contains("retry.max_delay"),
-            "{header}: {value}: {error}"
-        );
+        let error = error_of(&failed[0]);
+        assert!(error.contains("retry.max_delay"), "{row}: {error}");
+        let status = status_json(&b);
+        assert_eq!(strings(&status["failed"]), ["01.1"], "{row}");
+        let last_error = status["prompts"]["01.1"]["last_error"]
+            .as_str()
+            .unwrap_or("");
+        assert!(last_error.contains("max_delay"), "{row}: {last_error}");
     }
 }
 

@@ -274,41 +274,9 @@ fn a_connection_closed_after_the_headers_is_retried() {
 }
 
 // ---- 2. A permanent failure ----------------------------------------------------------------
-
-#[test]
-fn a_401_is_not_retried_and_names_the_key_variable() {
-    let server = FakeLlm::start();
-    let mut b = fast_bundled(&server, &[]);
-    let secret = "sk-test-never-log-me-4242";
-    b.env("OPENAI_API_KEY", secret);
-    server.script([status(
-        401,
-        &format!("Incorrect API key provided: {secret}"),
-        &[("x-request-id", "req_401_abc")],
-    )]);
-    let run = b.run(&["run"]);
-    run.code(1).stderr_has("OPENAI_API_KEY").stderr_has("401");
-    assert_eq!(server.count(), 1, "a 401 is not retried");
-    assert!(
-        server.seen()[0]
-            .header("authorization")
-            .is_some_and(|a| a.contains(secret)),
-        "the key is sent"
-    );
-    assert!(
-        !run.stderr.contains(secret),
-        "the key leaked to stderr:\n{}",
-        run.stderr
-    );
-    assert_eq!(outcomes(&b, "01.1"), ["permanent"]);
-    assert!(events(&b, "retry").is_empty());
-    let status = status_json(&b);
-    assert_eq!(strings(&status["failed"]), ["01.1"]);
-    for file in ["journal.jsonl", "status.json", "memory.json"] {
-        let text = b.read(&format!("checkpoints/{file}"));
-        assert!(!text.contains(secret), "the key leaked into {file}");
-    }
-}
+//
+// A 401 that names the key variable is tested in providers.rs
+// (`a_401_is_not_retried_and_names_the_key_variable`).
 
 // ---- 3. Budgets ----------------------------------------------------------------------------
 
@@ -1102,66 +1070,6 @@ fn max_duration_halts_between_prompts_with_4() {
 }
 
 // ---- More recovery rules -------------------------------------------------------------------
-
-#[test]
-fn retry_after_is_waited_for_and_a_longer_wait_fails_the_prompt_without_sleeping() {
-    let server = FakeLlm::start();
-    let b = fast_bundled(&server, &[]);
-    server.script_prompt(
-        "01.1-python-setup",
-        [status(
-            429,
-            "Rate limit reached",
-            &[("retry-after-ms", "90")],
-        )],
-    );
-    server.script_prompt(
-        "01.2-dependencies",
-        [status(503, "Service unavailable", &[("retry-after", "30")])],
-    );
-    let t0 = std::time::Instant::now();
-    let run = b.run(&["run"]);
-    let took = t0.elapsed();
-    run.code(1).stderr_has("01.2");
-    assert!(took < Duration::from_secs(20), "it slept: {took:?}");
-    let seen = server.seen();
-    let counts = per_prompt(&seen);
-    assert_eq!(counts["01.1-python-setup"], 2);
-    assert_eq!(
-        counts["01.2-dependencies"], 1,
-        "a wait past max_delay is not slept"
-    );
-    let retry = events_of(&b, "retry", "01.1")
-        .into_iter()
-        .next()
-        .expect("01.1 retried");
-    assert!(
-        retry["delay_ms"].as_u64().unwrap_or(0) >= 90,
-        "retry-after-ms not honoured: {retry}"
-    );
-    assert!(events_of(&b, "retry", "01.2").is_empty());
-    let status = status_json(&b);
-    assert_eq!(strings(&status["failed"]), ["01.2"]);
-    let error = status["prompts"]["01.2"]["last_error"]
-        .as_str()
-        .unwrap_or("");
-    assert!(error.contains("max_delay"), "{error}");
-}
-
-#[test]
-fn a_429_that_says_the_quota_is_exhausted_is_not_retried() {
-    let server = FakeLlm::start();
-    let b = fast_bundled(&server, &[]);
-    server.script([status(
-        429,
-        "You exceeded your current quota, please check your plan and billing details.",
-        &[("x-request-id", "req_quota_1")],
-    )]);
-    let run = b.run(&["run"]);
-    run.code(1).stderr_has("quota").stderr_has("req_quota_1");
-    assert_eq!(server.count(), 1);
-    assert_eq!(outcomes(&b, "01.1"), ["permanent"]);
-}
 
 #[test]
 fn a_torn_last_journal_line_is_dropped_and_a_damaged_one_is_an_error() {
