@@ -15,8 +15,8 @@ use crate::support::fake_llm::{
     echo_key, openai_events, openai_json, openai_sse, sse, sse_bytes, status,
 };
 use crate::support::{
-    Build, Run, agent_script, attempts, dies_within, error_of, events, kill_pid, outcomes,
-    prompt, read_pid, status_json, strings,
+    Build, Run, agent_script, attempts, dies_within, error_of, events, kill_pid, outcomes, prompt,
+    read_pid, status_json, strings,
 };
 
 // ---- Builds and configs -----------------------------------------------------------------
@@ -681,12 +681,10 @@ fn a_stall_with_keep_alives_is_cut_by_the_idle_timeout() {
         let b = one_prompt(&openai_config(&server, true));
         let run = b.run(&["run"]);
         let first = assert_fault_then_ok(&b, &server, &run, "transient");
+        // Cut by the idle timeout, before the end of the stream: the usage the stream ends
+        // with was never read, so the attempt's tokens are estimated.
         assert!(error_of(&first).contains("idle"), "{keep_alive:?}: {first}");
-        let ms = first["duration_ms"].as_u64().expect("duration_ms");
-        assert!(
-            ms < 1500,
-            "{keep_alive:?}: cut at the idle timeout, not at the end: {ms} ms"
-        );
+        assert_eq!(first["estimated"], true, "{keep_alive:?}: {first}");
     }
 }
 
@@ -734,12 +732,11 @@ fn a_server_that_never_answers_a_stream_is_cut_by_the_idle_timeout() {
     let run = b.run(&["run"]);
     let first = assert_fault_then_ok(&b, &server, &run, "transient");
     let error = error_of(&first);
+    // Cut by idle_timeout, not by timeout.
     assert!(
         error.contains("400ms") && error.contains("llm.idle_timeout"),
         "{first}"
     );
-    let ms = first["duration_ms"].as_u64().expect("duration_ms");
-    assert!(ms < 2500, "cut by idle_timeout, not timeout: {ms} ms");
 }
 
 #[test]
@@ -752,8 +749,6 @@ fn a_server_that_never_answers_a_plain_request_is_cut_by_the_timeout() {
     let run = b.run(&["run"]);
     let first = assert_fault_then_ok(&b, &server, &run, "transient");
     assert!(error_of(&first).contains("(llm.timeout)"), "{first}");
-    let ms = first["duration_ms"].as_u64().expect("duration_ms");
-    assert!((900..4000).contains(&ms), "cut at llm.timeout: {ms} ms");
 }
 
 #[test]

@@ -15,9 +15,9 @@ use crate::support::fake_llm::{
     Action, FakeLlm, Piece, Seen, openai_events, openai_sse, sse, sse_bytes, status,
 };
 use crate::support::{
-    Build, Running, attempts, await_requests, bundled_against, error_of, events, fast_bundled,
-    fast_bundled_config, journal, outcomes, per_prompt, plan_prompts,
-    requests_of, status_json, strings,
+    Build, Running, attempts, await_requests, bundled_against, error_of, events, eventually,
+    fast_bundled, fast_bundled_config, journal, outcomes, per_prompt, plan_prompts, requests_of,
+    status_json, strings,
 };
 
 /// A reply's SSE events with content only: no finish_reason, no usage, no `[DONE]`.
@@ -192,12 +192,15 @@ fn a_reply_cut_at_the_token_limit_is_retried_with_a_note_that_says_so() {
         )],
     );
     assert_outcomes(&b, "01.5", &["content", "ok"]);
-    assert_retry_note(&server, "01.5-validation", &["limit", "length", "max_tokens"]);
+    assert_retry_note(
+        &server,
+        "01.5-validation",
+        &["limit", "length", "max_tokens"],
+    );
 }
 
 #[test]
-fn a_checkpoint_that_reports_failure_then_a_stall_are_retried_and_the_third_attempt_is_accepted()
-{
+fn a_checkpoint_that_reports_failure_then_a_stall_are_retried_and_the_third_attempt_is_accepted() {
     // "success": false, then keep-alives only, past idle_timeout (400 ms).
     let partial = content_events();
     let mut stall = vec![Piece::Data(sse_bytes(&partial[..2]))];
@@ -1117,21 +1120,26 @@ fn sigint_during_a_retry_wait_exits_130_and_the_prompt_is_sent_again() {
     let mut child = Running::spawn(&b, &["run"]);
     await_requests(&server, 1);
     // Until the retry is journaled the runner is not yet waiting; the journal says when.
-    let t0 = std::time::Instant::now();
-    while !b.path().join("checkpoints/journal.jsonl").exists()
-        || !b
-            .read("checkpoints/journal.jsonl")
-            .contains("\"event\":\"retry\"")
-    {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no retry journaled");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let journal_path = b.path().join("checkpoints/journal.jsonl");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            std::fs::read_to_string(&journal_path)
+                .is_ok_and(|text| text.contains("\"event\":\"retry\""))
+        }),
+        "no retry journaled"
+    );
     child.signal("INT");
     let run = child.wait();
     run.code(130);
-    assert!(
-        t0.elapsed() < Duration::from_secs(15),
-        "the wait was not cut short"
+    // The wait was for 20 s and was cut short: no second attempt was started or sent.
+    let retry = events_of(&b, "retry", "01.1");
+    assert_eq!(retry.len(), 1, "{retry:#?}");
+    let delay = retry[0]["delay_ms"].as_u64().expect("delay_ms");
+    assert!(delay >= 20_000, "the retry was to wait 20 s: {}", retry[0]);
+    assert_eq!(events_of(&b, "attempt_started", "01.1").len(), 1);
+    assert_eq!(
+        events(&b, "halted").last().map(|h| h["code"].clone()),
+        Some(json!(130))
     );
     assert_eq!(server.count(), 1);
     assert!(strings(&status_json(&b)["completed"]).is_empty());
