@@ -367,7 +367,7 @@ fn front_matter_sets_max_tokens_and_is_not_sent() {
 }
 
 #[test]
-fn help_and_usage_errors() {
+fn help_exits_0_and_usage_errors_exit_2() {
     let b = Build::new();
     b.run(&["--help"]).code(0).stdout_has("estimate");
     b.run(&["frobnicate"]).code(2);

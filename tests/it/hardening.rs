@@ -432,6 +432,7 @@ fn an_impossible_usage_report_is_kept_but_counted_by_the_tokenizer_and_the_build
             "{usage}: a warning is journaled"
         );
         let later = events(&b, "attempt_started");
+        assert_eq!(later.len(), 3, "{usage}: one attempt per prompt");
         for e in &later {
             assert!(
                 e["input_tokens"].as_u64().expect("input") < 10_000,
@@ -834,11 +835,18 @@ fn every_estimate_column_has_a_name() {
     let b = small(&server, &[]);
     let run = b.run(&["estimate"]);
     run.code(0);
-    for header in run
+    let headers: Vec<&str> = run
         .stdout
         .lines()
         .filter(|l| l.starts_with("| Id") || l.starts_with("| Phase"))
-    {
+        .collect();
+    assert_eq!(
+        headers.len(),
+        2,
+        "the prompt table and the phase table: {}",
+        run.stdout
+    );
+    for header in headers {
         let cells: Vec<&str> = header.trim().trim_matches('|').split('|').collect();
         assert!(
             cells.iter().all(|c| !c.trim().is_empty()),

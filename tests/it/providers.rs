@@ -231,7 +231,7 @@ fn sse_split_mid_line_and_mid_utf8_is_reassembled() {
 }
 
 #[test]
-fn sse_crlf_line_ends_and_keep_alive_comments() {
+fn sse_with_crlf_line_ends_and_keep_alive_comments_is_accepted() {
     let server = FakeLlm::start();
     let text = default_text();
     let mut body = String::from(": keep-alive\r\n\r\n");
