@@ -10,8 +10,8 @@ use crate::support::fake_llm::{
     requested_outputs, status,
 };
 use crate::support::{
-    Build, Running, agent_script, alive, attempts, config_with, error_of, events, eventually,
-    kill_pid, prompt, read_pid, status_json,
+    AGENT_REPLY, Build, Running, agent_script, alive, attempts, config_with, error_of, events,
+    eventually, kill_pid, prompt, read_pid, status_json,
 };
 
 // ---- Builds ------------------------------------------------------------------------------
@@ -93,14 +93,6 @@ fn agent_build(
     ));
     b
 }
-
-/// An agent's reply in Claude Code's JSON shape: the checkpoint block for the prompt named
-/// in its input, every requested output set to `cmd-value`.
-const AGENT_REPLY: &str = r##"input=$(cat)
-name=$(printf '%s\n' "$input" | sed -n 's/^Prompt: //p' | head -n 1)
-block=$(printf '%s\n' "$input" | grep '"outputs": {' | head -n 1 | sed 's/"\.\.\."/"cmd-value"/g; s/\\/\\\\/g; s/"/\\"/g')
-printf '{"type":"result","subtype":"success","is_error":false,"result":"Done with %s.\\n\\n```json\\n%s\\n```\\n","session_id":"s","total_cost_usd":0.001,"usage":{"input_tokens":11,"output_tokens":7}}\n' "$name" "$block"
-"##;
 
 // ---- 1. A huge Retry-After ----------------------------------------------------------------
 

@@ -15,8 +15,8 @@ use crate::support::fake_llm::{
     echo_key, openai_events, openai_json, openai_sse, sse, sse_bytes, status,
 };
 use crate::support::{
-    Build, Run, agent_script, attempts, dies_within, error_of, events, kill_pid, outcomes, prompt,
-    read_pid, status_json, strings,
+    AGENT_REPLY, Build, Run, agent_reply_with_usage, agent_script, attempts, dies_within, error_of,
+    events, kill_pid, outcomes, prompt, read_pid, status_json, strings,
 };
 
 // ---- Builds and configs -----------------------------------------------------------------
@@ -918,13 +918,6 @@ fn anthropic_statuses_are_classified() {
 
 // ---- Command (agent CLI) ------------------------------------------------------------------
 
-/// Prints Claude Code's JSON result with a checkpoint for the prompt named in stdin.
-const AGENT_REPLY: &str = r##"input=$(cat)
-name=$(printf '%s\n' "$input" | sed -n 's/^Prompt: //p' | head -n 1)
-block=$(printf '%s\n' "$input" | grep '"outputs": {' | head -n 1 | sed 's/"\.\.\."/"cmd-value"/g; s/\\/\\\\/g; s/"/\\"/g')
-printf '{"type":"result","subtype":"success","is_error":false,"result":"Done with %s.\\n\\n```json\\n%s\\n```\\n","session_id":"s","total_cost_usd":0.001,"usage":{"input_tokens":11,"cache_read_input_tokens":4,"output_tokens":7}}\n' "$name" "$block"
-"##;
-
 fn command_config(script: &Path, timeout: &str, max_attempts: u32, extra: &str) -> String {
     format!(
         "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\ntimeout = \"{timeout}\"\n{extra}\n{}",
@@ -953,8 +946,12 @@ fn command_build(
 
 #[test]
 fn command_agent_completes_the_build_with_reported_usage() {
+    // Claude Code's usage with cached input, which counts as input.
+    let reply = agent_reply_with_usage(
+        r#"{"input_tokens":11,"cache_read_input_tokens":4,"output_tokens":7}"#,
+    );
     let b = command_build(
-        AGENT_REPLY,
+        &reply,
         "10s",
         1,
         "",

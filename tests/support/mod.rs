@@ -457,6 +457,22 @@ pub fn agent_script(b: &Build, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// An agent's reply in Claude Code's JSON shape (a `#!/bin/sh` body for [`agent_script`]):
+/// the checkpoint block for the prompt named in its input, every requested output set to
+/// `cmd-value`, and usage of 11 tokens in and 7 out.
+pub const AGENT_REPLY: &str = r##"input=$(cat)
+name=$(printf '%s\n' "$input" | sed -n 's/^Prompt: //p' | head -n 1)
+block=$(printf '%s\n' "$input" | grep '"outputs": {' | head -n 1 | sed 's/"\.\.\."/"cmd-value"/g; s/\\/\\\\/g; s/"/\\"/g')
+printf '{"type":"result","subtype":"success","is_error":false,"result":"Done with %s.\\n\\n```json\\n%s\\n```\\n","session_id":"s","total_cost_usd":0.001,"usage":{"input_tokens":11,"output_tokens":7}}\n' "$name" "$block"
+"##;
+
+/// [`AGENT_REPLY`] with `usage` (a JSON object) as its usage.
+pub fn agent_reply_with_usage(usage: &str) -> String {
+    let plain = r#""usage":{"input_tokens":11,"output_tokens":7}"#;
+    assert!(AGENT_REPLY.contains(plain), "AGENT_REPLY's usage changed");
+    AGENT_REPLY.replace(plain, &format!("\"usage\":{usage}"))
+}
+
 /// Whether process `pid` is alive (a zombie is not).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
