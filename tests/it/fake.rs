@@ -23,7 +23,7 @@ fn post(url: &str, body: &str) -> (u16, String) {
 }
 
 #[test]
-fn scripted_then_default() {
+fn the_fake_answers_as_scripted_then_as_a_well_behaved_model() {
     let server = FakeLlm::start();
     server.script([
         status(429, "slow down", &[("retry-after", "1")]),

@@ -2,7 +2,8 @@
 
 use crate::support::{Build, prompt};
 
-const THREE_PHASES: &str = "[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 10000\n";
+/// One phase, `01-a`.
+const ONE_PHASE: &str = "[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 10000\n";
 
 #[test]
 fn the_bundled_build_estimates_within_budget() {
@@ -159,100 +160,175 @@ fn real_world_prompts_plan_and_oversized_ones_exit_3() {
     assert!((7000..=40000).contains(&tokens), "{tokens}");
 }
 
+/// A build the binary must refuse: what is in it, the command run on it, the exit code and
+/// what stderr must say.
+struct BadInput {
+    row: &'static str,
+    /// `config.toml` (none: no config file).
+    config: Option<&'static str>,
+    files: Vec<(&'static str, Vec<u8>)>,
+    dirs: &'static [&'static str],
+    args: &'static [&'static str],
+    code: i32,
+    stderr: &'static [&'static str],
+}
+
+impl BadInput {
+    /// What this row got wrong (nothing if it passed), each line naming the row.
+    fn problems(&self) -> Vec<String> {
+        let b = Build::new();
+        if let Some(config) = self.config {
+            b.config(config);
+        }
+        for (rel, contents) in &self.files {
+            b.file(rel, contents);
+        }
+        for dir in self.dirs {
+            std::fs::create_dir_all(b.path().join(dir)).expect("mkdir");
+        }
+        let run = b.run(self.args);
+        let row = self.row;
+        let mut problems = Vec::new();
+        if run.code != self.code {
+            problems.push(format!("{row}: exit code {}, not {}", run.code, self.code));
+        }
+        if run.stderr.contains("panicked") || run.stderr.contains("RUST_BACKTRACE") {
+            problems.push(format!("{row}: the binary panicked"));
+        }
+        for needle in self.stderr {
+            if !run.stderr.contains(needle) {
+                problems.push(format!("{row}: stderr lacks {needle:?}"));
+            }
+        }
+        if !problems.is_empty() {
+            problems.push(format!("{row}: --- stderr\n{}", run.stderr));
+        }
+        problems
+    }
+}
+
 #[test]
 fn bad_input_each_exits_with_its_code_and_names_the_place() {
-    // Two files with one id.
-    let b = Build::new();
-    b.config(THREE_PHASES);
-    b.file("prompts/01-a/01.1-x.md", prompt("01.1-x", "x", &[]));
-    b.file("prompts/01-a/1.1-y.md", prompt("1.1-y", "y", &[]));
-    b.run(&["plan"])
-        .code(2)
-        .stderr_has("1.1-y.md: id 1.1 is also the id of");
-
-    // A placeholder nobody declares.
-    let b = Build::new();
-    b.config(THREE_PHASES);
-    b.file(
-        "prompts/01-a/01.1-x.md",
-        "# x\n\nline two\nUse {{nobody}} here.\n",
-    );
-    b.run(&["estimate"])
-        .code(2)
-        .stderr_has("01.1-x.md:4: placeholder {{nobody}}");
-
-    // A non-UTF-8 file.
-    let b = Build::new();
-    b.config(THREE_PHASES);
-    b.file(
-        "prompts/01-a/01.1-x.md",
-        b"# x\nline\n\xff\xfe bad\n".as_slice(),
-    );
-    b.run(&["plan"])
-        .code(2)
-        .stderr_has("01.1-x.md:3: not UTF-8");
-
-    // An unknown (misspelt) config key.
-    let b = Build::new();
-    b.config("[llm]\nmodel = \"m\"\nmax_tokenz = 10\n");
-    b.file("prompts/01-a/01.1-x.md", prompt("01.1-x", "x", &[]));
-    b.run(&["plan"])
-        .code(2)
-        .stderr_has("config.toml:3")
-        .stderr_has("max_tokenz");
-
-    // Broken TOML.
-    let b = Build::new();
-    b.config("[budget\ntotal = 5\n");
-    b.run(&["estimate"]).code(2).stderr_has("config.toml:1");
-
-    // A missing prompts folder.
-    let b = Build::new();
-    b.config("");
-    b.run(&["plan"])
-        .code(2)
-        .stderr_has("prompts: the prompts folder does not exist");
-
-    // An empty prompts folder.
-    let b = Build::new();
-    b.config("");
-    std::fs::create_dir_all(b.path().join("prompts")).expect("mkdir");
-    b.run(&["estimate"])
-        .code(2)
-        .stderr_has("no prompt files found");
-
-    // A prompt over the per-prompt budget.
-    let b = Build::new();
-    b.config("[budget]\nper_prompt = 50\n");
-    b.file(
-        "prompts/01-a/01.1-x.md",
-        prompt("01.1-x", &"word ".repeat(100), &[]),
-    );
-    b.run(&["estimate"])
-        .code(3)
-        .stderr_has("prompt 01.1 counts");
-
-    // A bad duration string.
-    let b = Build::new();
-    b.config("[run]\nmax_duration = \"eight hours\"\n");
-    b.run(&["plan"])
-        .code(2)
-        .stderr_has("config.toml:2")
-        .stderr_has("invalid duration \"eight hours\"");
-
-    // A prompt outside any phase folder.
-    let b = Build::new();
-    b.config("");
-    b.file("prompts/01.1-loose.md", "# loose\n");
-    b.run(&["plan"])
-        .code(2)
-        .stderr_has("outside any phase folder");
-
-    // An explicit --config that does not exist.
-    let b = Build::new();
-    b.run(&["--config", "nope.toml", "plan"])
-        .code(2)
-        .stderr_has("nope.toml: no such file");
+    let x = || prompt("01.1-x", "x", &[]).into_bytes();
+    let rows = [
+        BadInput {
+            row: "two files with one id",
+            config: Some(ONE_PHASE),
+            files: vec![
+                ("prompts/01-a/01.1-x.md", x()),
+                (
+                    "prompts/01-a/1.1-y.md",
+                    prompt("1.1-y", "y", &[]).into_bytes(),
+                ),
+            ],
+            dirs: &[],
+            args: &["plan"],
+            code: 2,
+            stderr: &["1.1-y.md: id 1.1 is also the id of"],
+        },
+        BadInput {
+            row: "a placeholder nobody declares",
+            config: Some(ONE_PHASE),
+            files: vec![(
+                "prompts/01-a/01.1-x.md",
+                b"# x\n\nline two\nUse {{nobody}} here.\n".to_vec(),
+            )],
+            dirs: &[],
+            args: &["estimate"],
+            code: 2,
+            stderr: &["01.1-x.md:4: placeholder {{nobody}}"],
+        },
+        BadInput {
+            row: "a non-UTF-8 file",
+            config: Some(ONE_PHASE),
+            files: vec![(
+                "prompts/01-a/01.1-x.md",
+                b"# x\nline\n\xff\xfe bad\n".to_vec(),
+            )],
+            dirs: &[],
+            args: &["plan"],
+            code: 2,
+            stderr: &["01.1-x.md:3: not UTF-8"],
+        },
+        BadInput {
+            row: "an unknown (misspelt) config key",
+            config: Some("[llm]\nmodel = \"m\"\nmax_tokenz = 10\n"),
+            files: vec![("prompts/01-a/01.1-x.md", x())],
+            dirs: &[],
+            args: &["plan"],
+            code: 2,
+            stderr: &["config.toml:3", "max_tokenz"],
+        },
+        BadInput {
+            row: "broken TOML",
+            config: Some("[budget\ntotal = 5\n"),
+            files: vec![],
+            dirs: &[],
+            args: &["estimate"],
+            code: 2,
+            stderr: &["config.toml:1"],
+        },
+        BadInput {
+            row: "a missing prompts folder",
+            config: Some(""),
+            files: vec![],
+            dirs: &[],
+            args: &["plan"],
+            code: 2,
+            stderr: &["prompts: the prompts folder does not exist"],
+        },
+        BadInput {
+            row: "an empty prompts folder",
+            config: Some(""),
+            files: vec![],
+            dirs: &["prompts"],
+            args: &["estimate"],
+            code: 2,
+            stderr: &["no prompt files found"],
+        },
+        BadInput {
+            row: "a prompt over the per-prompt budget",
+            config: Some("[budget]\nper_prompt = 50\n"),
+            files: vec![(
+                "prompts/01-a/01.1-x.md",
+                prompt("01.1-x", &"word ".repeat(100), &[]).into_bytes(),
+            )],
+            dirs: &[],
+            args: &["estimate"],
+            code: 3,
+            stderr: &["prompt 01.1 counts"],
+        },
+        BadInput {
+            row: "a bad duration string",
+            config: Some("[run]\nmax_duration = \"eight hours\"\n"),
+            files: vec![],
+            dirs: &[],
+            args: &["plan"],
+            code: 2,
+            stderr: &["config.toml:2", "invalid duration \"eight hours\""],
+        },
+        BadInput {
+            row: "a prompt outside any phase folder",
+            config: Some(""),
+            files: vec![("prompts/01.1-loose.md", b"# loose\n".to_vec())],
+            dirs: &[],
+            args: &["plan"],
+            code: 2,
+            stderr: &["outside any phase folder"],
+        },
+        BadInput {
+            row: "an explicit --config that does not exist",
+            config: None,
+            files: vec![],
+            dirs: &[],
+            args: &["--config", "nope.toml", "plan"],
+            code: 2,
+            stderr: &["nope.toml: no such file"],
+        },
+    ];
+    // Every row runs; the failure lists each row that went wrong.
+    let problems: Vec<String> = rows.iter().flat_map(BadInput::problems).collect();
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
 #[test]
@@ -291,7 +367,7 @@ fn front_matter_sets_max_tokens_and_is_not_sent() {
 }
 
 #[test]
-fn help_and_usage_errors() {
+fn help_exits_0_and_usage_errors_exit_2() {
     let b = Build::new();
     b.run(&["--help"]).code(0).stdout_has("estimate");
     b.run(&["frobnicate"]).code(2);

@@ -10,8 +10,8 @@ use crate::support::fake_llm::{
     requested_outputs, status,
 };
 use crate::support::{
-    Build, Running, agent_script, alive, attempts, config_with, events, eventually, kill_pid,
-    prompt, read_pid, status_json,
+    AGENT_REPLY, Build, Running, agent_script, alive, attempts, config_with, error_of, events,
+    eventually, kill_pid, prompt, read_pid, status_json,
 };
 
 // ---- Builds ------------------------------------------------------------------------------
@@ -67,10 +67,6 @@ fn s(text: &str) -> toml::Value {
     toml::Value::String(text.to_string())
 }
 
-fn error_of(attempt: &Value) -> String {
-    attempt["error"].as_str().unwrap_or("").to_string()
-}
-
 /// A build whose agent is `script` (provider `command`), with `sets` on top.
 fn agent_build(
     script: impl FnOnce(&std::path::Path) -> String,
@@ -97,14 +93,6 @@ fn agent_build(
     ));
     b
 }
-
-/// An agent's reply in Claude Code's JSON shape: the checkpoint block for the prompt named
-/// in its input, every requested output set to `cmd-value`.
-const AGENT_REPLY: &str = r##"input=$(cat)
-name=$(printf '%s\n' "$input" | sed -n 's/^Prompt: //p' | head -n 1)
-block=$(printf '%s\n' "$input" | grep '"outputs": {' | head -n 1 | sed 's/"\.\.\."/"cmd-value"/g; s/\\/\\\\/g; s/"/\\"/g')
-printf '{"type":"result","subtype":"success","is_error":false,"result":"Done with %s.\\n\\n```json\\n%s\\n```\\n","session_id":"s","total_cost_usd":0.001,"usage":{"input_tokens":11,"output_tokens":7}}\n' "$name" "$block"
-"##;
 
 // ---- 1. A huge Retry-After ----------------------------------------------------------------
 
@@ -436,6 +424,7 @@ fn an_impossible_usage_report_is_kept_but_counted_by_the_tokenizer_and_the_build
             "{usage}: a warning is journaled"
         );
         let later = events(&b, "attempt_started");
+        assert_eq!(later.len(), 3, "{usage}: one attempt per prompt");
         for e in &later {
             assert!(
                 e["input_tokens"].as_u64().expect("input") < 10_000,
@@ -838,11 +827,18 @@ fn every_estimate_column_has_a_name() {
     let b = small(&server, &[]);
     let run = b.run(&["estimate"]);
     run.code(0);
-    for header in run
+    let headers: Vec<&str> = run
         .stdout
         .lines()
         .filter(|l| l.starts_with("| Id") || l.starts_with("| Phase"))
-    {
+        .collect();
+    assert_eq!(
+        headers.len(),
+        2,
+        "the prompt table and the phase table: {}",
+        run.stdout
+    );
+    for header in headers {
         let cells: Vec<&str> = header.trim().trim_matches('|').split('|').collect();
         assert!(
             cells.iter().all(|c| !c.trim().is_empty()),

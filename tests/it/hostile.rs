@@ -1,10 +1,13 @@
 //! Hostile conditions: a huge reply, a full disk, file permissions, symbolic links, and
 //! model output that tries to expand placeholders.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::support::fake_llm::{self, FakeLlm, Piece};
-use crate::support::{Build, prompt};
+use crate::support::{
+    Build, Running, await_requests, bundled_against, plan_prompts, prompt, status_json, strings,
+};
 
 fn two_prompt_build(server: &FakeLlm) -> Build {
     let b = Build::new();
@@ -144,17 +147,24 @@ fn a_symlinked_status_file_is_refused() {
 #[test]
 fn a_full_disk_stops_the_run_and_loses_nothing() {
     let server = FakeLlm::start();
-    let mut b = Build::bundled();
-    b.env("OPENAI_BASE_URL", &server.base_url());
+    let b = bundled_against(&server);
     let ck = b.path().join("checkpoints");
     std::fs::create_dir(&ck).expect("mkdir");
-    let mounted = std::process::Command::new("mount")
+    let mount = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
         .arg(&ck)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root and mount)");
+        .output();
+    let why_not = match &mount {
+        Err(e) => Some(format!("mount: {e}")),
+        Ok(out) if !out.status.success() => Some(format!(
+            "mount: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => None,
+    };
+    if let Some(why_not) = why_not {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root and mount): {why_not}");
         return;
     }
     struct Unmount(std::path::PathBuf);
@@ -171,20 +181,27 @@ fn a_full_disk_stops_the_run_and_loses_nothing() {
     assert_ne!(run.code, 0, "{}", run.stderr);
     run.no_panic().stderr_has("disk is full");
     if ck.join("status.json").exists() {
-        let status: serde_json::Value = serde_json::from_str(&b.read("checkpoints/status.json"))
-            .expect("the last status.json parses");
+        // The last status.json parses.
+        let status = status_json(&b);
         assert!(status["completed"].as_array().expect("completed").len() < 40);
     }
     let sent_before = server.count();
     std::fs::remove_file(&filler).expect("free space");
     b.run(&["run"]).code(0);
-    let status: serde_json::Value =
-        serde_json::from_str(&b.read("checkpoints/status.json")).expect("parses");
-    let completed: Vec<_> = status["completed"].as_array().expect("completed").clone();
-    assert_eq!(completed.len(), 40);
-    let mut unique = completed.clone();
-    unique.dedup();
-    assert_eq!(unique.len(), 40, "each prompt once");
+    let completed = strings(&status_json(&b)["completed"]);
+    assert_eq!(completed.len(), 40, "{completed:?}");
+    // Each prompt of the plan completed, and only once.
+    let once: BTreeSet<&String> = completed.iter().collect();
+    assert_eq!(
+        once.len(),
+        completed.len(),
+        "a prompt completed twice: {completed:?}"
+    );
+    let plan: BTreeSet<String> = plan_prompts(&b)
+        .iter()
+        .map(|p| p["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(once, plan.iter().collect(), "completed: {completed:?}");
     // Nothing finished was lost: at most the prompt in flight when the disk filled is sent again.
     assert!(
         server.count() <= 40 + 1,
@@ -231,22 +248,15 @@ fn a_prompt_edited_during_the_run_stops_it_before_that_prompt_is_sent() {
         ])],
     );
     let b = two_prompt_build(&server);
-    let child = b
-        .command(&["run"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(
-        server.wait_for(1, std::time::Duration::from_secs(20)),
-        "01.1 was sent"
-    );
+    let child = Running::spawn(&b, &["run"]);
+    // 01.1 was sent.
+    await_requests(&server, 1);
     b.file(
         "prompts/01-a/01.2-second.md",
         prompt("01.2-second", "Use {{greeting}} differently.", &[]),
     );
     gate.open();
-    let run = crate::support::Run::from(child.wait_with_output().expect("wait"));
+    let run = child.wait();
     run.code(2)
         .stderr_has("01.2-second.md: the file changed while orchestrator was running");
     assert_eq!(server.count(), 1, "the edited prompt was not sent");

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::run::status_json;
 use crate::support::fake_llm::{
     Action, FakeLlm, Piece, anthropic_events, anthropic_json, anthropic_sse, checkpoint_text,
     echo_key, openai_events, openai_json, openai_sse, sse, sse_bytes, status,
 };
-use crate::support::{Build, Run, prompt};
+use crate::support::{
+    AGENT_REPLY, Build, Run, agent_reply_with_usage, agent_script, attempts, dies_within, error_of,
+    events, kill_pid, outcomes, prompt, read_pid, status_json, strings,
+};
 
 // ---- Builds and configs -----------------------------------------------------------------
 
@@ -76,29 +78,6 @@ fn default_text() -> String {
 
 // ---- Reading the journal ----------------------------------------------------------------
 
-fn journal(b: &Build) -> Vec<Value> {
-    b.read("checkpoints/journal.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line {l:?}: {e}")))
-        .collect()
-}
-
-fn events(b: &Build, name: &str) -> Vec<Value> {
-    journal(b)
-        .into_iter()
-        .filter(|e| e["event"] == name)
-        .collect()
-}
-
-/// The `attempt_finished` events of prompt `id`, in order.
-fn attempts(b: &Build, id: &str) -> Vec<Value> {
-    events(b, "attempt_finished")
-        .into_iter()
-        .filter(|e| e["id"] == id)
-        .collect()
-}
-
 /// The input tokens the runner counted for attempt `n` of `id` (from `attempt_started`).
 fn counted_input(b: &Build, id: &str, n: u64) -> u64 {
     events(b, "attempt_started")
@@ -153,10 +132,6 @@ fn assert_failed(b: &Build, server: &FakeLlm, run: &Run, requests: usize) -> Vec
     assert_eq!(failed.last(), Some(&json!("01.1")), "{status}");
     assert!(!b.path().join("checkpoints/outputs/01.1.md").exists());
     attempts(b, "01.1")
-}
-
-fn error_of(attempt: &Value) -> String {
-    attempt["error"].as_str().unwrap_or("").to_string()
 }
 
 // ---- OpenAI: replies --------------------------------------------------------------------
@@ -256,7 +231,7 @@ fn sse_split_mid_line_and_mid_utf8_is_reassembled() {
 }
 
 #[test]
-fn sse_crlf_line_ends_and_keep_alive_comments() {
+fn sse_with_crlf_line_ends_and_keep_alive_comments_is_accepted() {
     let server = FakeLlm::start();
     let text = default_text();
     let mut body = String::from(": keep-alive\r\n\r\n");
@@ -550,21 +525,44 @@ fn permanent_statuses_are_not_retried() {
 }
 
 #[test]
-fn unauthorized_names_the_key_variable() {
+fn a_401_is_not_retried_and_names_the_key_variable() {
     let server = FakeLlm::start();
-    server.script([status(401, "Incorrect API key provided", &[])]);
-    let b = one_prompt(&openai_config(&server, true));
+    let secret = "sk-test-never-log-me-4242";
+    // The server echoes the key, as OpenAI's message does.
+    server.script([status(
+        401,
+        &format!("Incorrect API key provided: {secret}"),
+        &[("x-request-id", "req_401_abc")],
+    )]);
+    let mut b = one_prompt(&openai_config(&server, true));
+    b.env("OPENAI_API_KEY", secret);
     let run = b.run(&["run"]);
-    assert_failed(&b, &server, &run, 1);
-    run.stderr_has("OPENAI_API_KEY");
+    let a = assert_failed(&b, &server, &run, 1);
+    run.stderr_has("OPENAI_API_KEY").stderr_has("401");
+    assert!(
+        server.seen()[0]
+            .header("authorization")
+            .is_some_and(|a| a.contains(secret)),
+        "the key is sent"
+    );
+    assert!(
+        !run.stderr.contains(secret),
+        "the key leaked to stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(outcomes(&b, "01.1"), ["permanent"]);
+    assert!(events(&b, "retry").is_empty(), "a 401 is not retried");
     let failed = events(&b, "failed");
     assert!(
-        failed[0]["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("OPENAI_API_KEY"),
+        error_of(&failed[0]).contains("OPENAI_API_KEY"),
         "{failed:#?}"
     );
+    assert_eq!(strings(&status_json(&b)["failed"]), ["01.1"]);
+    for file in ["journal.jsonl", "status.json", "memory.json"] {
+        let text = b.read(&format!("checkpoints/{file}"));
+        assert!(!text.contains(secret), "the key leaked into {file}");
+    }
 }
 
 #[test]
@@ -572,7 +570,7 @@ fn a_quota_429_is_not_retried_and_reported_as_quota() {
     let server = FakeLlm::start();
     server.script([Action::Respond {
         status: 429,
-        headers: vec![],
+        headers: vec![("x-request-id".into(), "req_quota_1".into())],
         body: vec![Piece::Data(
             json!({"error": {"message": "You exceeded your current quota, please check your plan and billing details.", "type": "insufficient_quota", "code": "insufficient_quota"}})
                 .to_string()
@@ -582,19 +580,18 @@ fn a_quota_429_is_not_retried_and_reported_as_quota() {
     let b = one_prompt(&openai_config(&server, true));
     let run = b.run(&["run"]);
     let a = assert_failed(&b, &server, &run, 1);
+    assert_eq!(a.len(), 1, "{a:#?}");
     assert_eq!(a[0]["outcome"], "permanent", "{}", a[0]);
     assert!(events(&b, "retry").is_empty());
-    run.stderr_has("quota");
+    run.stderr_has("quota").stderr_has("req_quota_1");
     let failed = events(&b, "failed");
-    assert!(
-        failed[0]["error"].as_str().unwrap_or("").contains("quota"),
-        "{failed:#?}"
-    );
+    assert!(error_of(&failed[0]).contains("quota"), "{failed:#?}");
 }
 
 #[test]
-fn retry_after_is_waited_at_least() {
+fn retry_after_is_waited_at_least_as_long_as_the_server_asks() {
     // retry-after-ms (milliseconds) and Retry-After (seconds), both under retry.max_delay.
+    // The journal's `retry` event says how long the runner waited.
     for (header, value, at_least_ms) in [("retry-after-ms", "80", 80), ("retry-after", "1", 1000)] {
         let server = FakeLlm::start();
         server.script([status(429, "rate limited", &[(header, value)])]);
@@ -612,30 +609,35 @@ fn retry_after_is_waited_at_least() {
 }
 
 #[test]
-fn retry_after_longer_than_max_delay_fails_without_sleeping() {
+fn retry_after_longer_than_max_delay_fails_the_prompt_without_waiting() {
     let in_an_hour =
         httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
-    for (header, value) in [
-        ("retry-after", "3600".to_string()),
-        ("retry-after-ms", "3600000".to_string()),
-        ("retry-after", in_an_hour),
+    for (code, header, value) in [
+        (429, "retry-after", "3600".to_string()),
+        (429, "retry-after-ms", "3600000".to_string()),
+        (429, "retry-after", in_an_hour),
+        (503, "retry-after", "30".to_string()),
     ] {
+        let row = format!("{code} {header}: {value}");
         let server = FakeLlm::start();
-        server.script([status(429, "rate limited", &[(header, value.as_str())])]);
+        server.script([status(code, "rate limited", &[(header, value.as_str())])]);
         let b = one_prompt(&openai_config(&server, true));
         let run = b.run(&["run"]);
         let a = assert_failed(&b, &server, &run, 1);
-        assert_eq!(a[0]["outcome"], "transient", "{header}: {value}");
-        assert!(
-            events(&b, "retry").is_empty(),
-            "{header}: {value}: no sleep"
-        );
+        assert!(run.stderr.contains("01.1"), "{row}: {}", run.stderr);
+        assert_eq!(a.len(), 1, "{row}: {a:#?}");
+        assert_eq!(a[0]["outcome"], "transient", "{row}");
+        // Not waited: a wait is journaled as a `retry` event before it starts.
+        assert!(events(&b, "retry").is_empty(), "{row}: no wait");
         let failed = events(&b, "failed");
-        let error = failed[0]["error"].as_str().unwrap_or("");
-        assert!(
-            error.contains("retry.max_delay"),
-            "{header}: {value}: {error}"
-        );
+        let error = error_of(&failed[0]);
+        assert!(error.contains("retry.max_delay"), "{row}: {error}");
+        let status = status_json(&b);
+        assert_eq!(strings(&status["failed"]), ["01.1"], "{row}");
+        let last_error = status["prompts"]["01.1"]["last_error"]
+            .as_str()
+            .unwrap_or("");
+        assert!(last_error.contains("max_delay"), "{row}: {last_error}");
     }
 }
 
@@ -679,12 +681,10 @@ fn a_stall_with_keep_alives_is_cut_by_the_idle_timeout() {
         let b = one_prompt(&openai_config(&server, true));
         let run = b.run(&["run"]);
         let first = assert_fault_then_ok(&b, &server, &run, "transient");
+        // Cut by the idle timeout, before the end of the stream: the usage the stream ends
+        // with was never read, so the attempt's tokens are estimated.
         assert!(error_of(&first).contains("idle"), "{keep_alive:?}: {first}");
-        let ms = first["duration_ms"].as_u64().expect("duration_ms");
-        assert!(
-            ms < 1500,
-            "{keep_alive:?}: cut at the idle timeout, not at the end: {ms} ms"
-        );
+        assert_eq!(first["estimated"], true, "{keep_alive:?}: {first}");
     }
 }
 
@@ -732,12 +732,11 @@ fn a_server_that_never_answers_a_stream_is_cut_by_the_idle_timeout() {
     let run = b.run(&["run"]);
     let first = assert_fault_then_ok(&b, &server, &run, "transient");
     let error = error_of(&first);
+    // Cut by idle_timeout, not by timeout.
     assert!(
         error.contains("400ms") && error.contains("llm.idle_timeout"),
         "{first}"
     );
-    let ms = first["duration_ms"].as_u64().expect("duration_ms");
-    assert!(ms < 2500, "cut by idle_timeout, not timeout: {ms} ms");
 }
 
 #[test]
@@ -750,8 +749,6 @@ fn a_server_that_never_answers_a_plain_request_is_cut_by_the_timeout() {
     let run = b.run(&["run"]);
     let first = assert_fault_then_ok(&b, &server, &run, "transient");
     assert!(error_of(&first).contains("(llm.timeout)"), "{first}");
-    let ms = first["duration_ms"].as_u64().expect("duration_ms");
-    assert!((900..4000).contains(&ms), "cut at llm.timeout: {ms} ms");
 }
 
 #[test]
@@ -921,22 +918,6 @@ fn anthropic_statuses_are_classified() {
 
 // ---- Command (agent CLI) ------------------------------------------------------------------
 
-/// Prints Claude Code's JSON result with a checkpoint for the prompt named in stdin.
-const AGENT_REPLY: &str = r##"input=$(cat)
-name=$(printf '%s\n' "$input" | sed -n 's/^Prompt: //p' | head -n 1)
-block=$(printf '%s\n' "$input" | grep '"outputs": {' | head -n 1 | sed 's/"\.\.\."/"cmd-value"/g; s/\\/\\\\/g; s/"/\\"/g')
-printf '{"type":"result","subtype":"success","is_error":false,"result":"Done with %s.\\n\\n```json\\n%s\\n```\\n","session_id":"s","total_cost_usd":0.001,"usage":{"input_tokens":11,"cache_read_input_tokens":4,"output_tokens":7}}\n' "$name" "$block"
-"##;
-
-/// Writes an executable `#!/bin/sh` script into the build; its absolute path.
-fn agent(b: &Build, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = b.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write agent");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
 fn command_config(script: &Path, timeout: &str, max_attempts: u32, extra: &str) -> String {
     format!(
         "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\ntimeout = \"{timeout}\"\n{extra}\n{}",
@@ -955,7 +936,7 @@ fn command_build(
     prompts: &[(&str, &[&str])],
 ) -> Build {
     let b = build_with("", prompts);
-    let script = agent(&b, "agent.sh", script_body);
+    let script = agent_script(&b, "agent.sh", script_body);
     b.config(&format!(
         "{}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
         command_config(&script, timeout, max_attempts, extra)
@@ -965,8 +946,12 @@ fn command_build(
 
 #[test]
 fn command_agent_completes_the_build_with_reported_usage() {
+    // Claude Code's usage with cached input, which counts as input.
+    let reply = agent_reply_with_usage(
+        r#"{"input_tokens":11,"cache_read_input_tokens":4,"output_tokens":7}"#,
+    );
     let b = command_build(
-        AGENT_REPLY,
+        &reply,
         "10s",
         1,
         "",
@@ -1038,36 +1023,12 @@ fn command_nonzero_exit_fails_with_the_tail_of_stderr() {
     assert_eq!(status_json(&b)["failed"], json!(["01.1"]));
 }
 
-/// Whether process `pid` is alive (a zombie is not).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => {
-            // pid (comm) STATE ...; comm may hold spaces, so read after the last ')'.
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-    }
-}
-
-/// Waits up to `limit` for `pid` to die (the kill is asynchronous).
-fn dies_within(pid: u32, limit: Duration) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if !alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    !alive(pid)
-}
-
 #[test]
 fn command_timeout_kills_the_whole_process_group() {
     let b = build_with("", &[(NAME, &["title"])]);
     let child_pid = b.path().join("child.pid");
     let self_pid = b.path().join("self.pid");
-    let script = agent(
+    let script = agent_script(
         &b,
         "agent.sh",
         &format!(
@@ -1081,23 +1042,15 @@ fn command_timeout_kills_the_whole_process_group() {
     run.code(1).stderr_has("llm.timeout");
     let pids: Vec<u32> = [&child_pid, &self_pid]
         .iter()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_else(|e| panic!("the agent wrote {}: {e}", p.display()))
-                .trim()
-                .parse()
-                .expect("pid")
-        })
+        .map(|p| read_pid(p))
         .collect();
     let survivors: Vec<u32> = pids
         .iter()
         .copied()
         .filter(|&pid| !dies_within(pid, Duration::from_secs(2)))
         .collect();
-    for pid in &survivors {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
+    for &pid in &survivors {
+        kill_pid(pid);
     }
     assert!(
         survivors.is_empty(),
@@ -1114,7 +1067,7 @@ fn command_timeout_kills_the_whole_process_group() {
 fn command_environment_is_scrubbed() {
     let mut b = build_with("", &[(NAME, &["title"])]);
     let dump = b.path().join("env.txt");
-    let script = agent(
+    let script = agent_script(
         &b,
         "agent.sh",
         &format!("env > '{}'\n{AGENT_REPLY}", dump.display()),

@@ -1,18 +1,7 @@
 //! The unattended run against the fake server.
 
 use crate::support::fake_llm::FakeLlm;
-use crate::support::{Build, Run};
-
-/// The bundled build pointed at the fake server.
-pub fn bundled_against(server: &FakeLlm) -> Build {
-    let mut b = Build::bundled();
-    b.env("OPENAI_BASE_URL", &server.base_url());
-    b
-}
-
-pub fn status_json(b: &Build) -> serde_json::Value {
-    serde_json::from_str(&b.read("checkpoints/status.json")).expect("status.json parses")
-}
+use crate::support::{Run, bundled_against, status_json};
 
 #[test]
 fn the_whole_bundled_build_completes() {

@@ -39,7 +39,9 @@ fn counts_equal_python_tiktoken() {
         let run = b.run(&args);
         run.code(0);
         let got = run.json();
-        for (f, g) in files.iter().zip(got.as_array().expect("array")) {
+        let got = got.as_array().expect("array");
+        assert_eq!(got.len(), files.len(), "one count per file with {encoding}");
+        for (f, g) in files.iter().zip(got) {
             assert_eq!(g["tokens"], f[encoding], "{} with {encoding}", f["path"]);
         }
     }

@@ -6,8 +6,11 @@
 
 pub mod fake_llm;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use fake_llm::{FakeLlm, Seen};
 
 /// The repository root (where the bundled build is).
 pub fn repo() -> PathBuf {
@@ -198,12 +201,12 @@ pub fn prompt(stem: &str, body: &str, outputs: &[&str]) -> String {
 
 // ---- Reading state -----------------------------------------------------------------------
 
-/// Every journal line, parsed (a line that is not JSON is a test failure).
+/// Every journal line, parsed (a line that is not JSON, an empty or a torn one included,
+/// is a test failure).
 pub fn journal(b: &Build) -> Vec<serde_json::Value> {
     b.read("checkpoints/journal.jsonl")
         .lines()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l)
                 .unwrap_or_else(|e| panic!("journal line {} is not JSON ({e}): {l}", i + 1))
@@ -227,27 +230,149 @@ pub fn attempts(b: &Build, id: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The outcomes of prompt `id`'s attempts (`ok`, `transient`, `content`...), in order.
+pub fn outcomes(b: &Build, id: &str) -> Vec<String> {
+    attempts(b, id)
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// An attempt's `error` text ("" if it has none).
+pub fn error_of(attempt: &serde_json::Value) -> String {
+    attempt["error"].as_str().unwrap_or("").to_string()
+}
+
 pub fn status_json(b: &Build) -> serde_json::Value {
     serde_json::from_str(&b.read("checkpoints/status.json")).expect("status.json parses")
 }
 
+/// A JSON array of strings (`completed`, `failed`...) as strings; anything else fails.
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// The build's prompts in plan order, as `plan --json` lists them.
+pub fn plan_prompts(b: &Build) -> Vec<serde_json::Value> {
+    let plan = b.run(&["plan", "--json"]);
+    plan.code(0);
+    plan.json()["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .flat_map(|ph| ph["prompts"].as_array().expect("prompts").clone())
+        .collect()
+}
+
+// ---- Against the fake server -------------------------------------------------------------
+
+/// The bundled build (config as shipped) pointed at `server` through `OPENAI_BASE_URL`.
+pub fn bundled_against(server: &FakeLlm) -> Build {
+    let mut b = Build::bundled();
+    b.env("OPENAI_BASE_URL", &server.base_url());
+    b
+}
+
+/// Requests per prompt name.
+pub fn per_prompt(seen: &[Seen]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for s in seen {
+        *m.entry(s.prompt_name()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The requests of prompt `name` (`01.1-python-setup`), in order.
+pub fn requests_of(seen: &[Seen], name: &str) -> Vec<Seen> {
+    seen.iter()
+        .filter(|s| s.prompt_name() == name)
+        .cloned()
+        .collect()
+}
+
+/// Blocks until `n` requests arrived (the moment a test waits for), failing after 20 s.
+#[track_caller]
+pub fn await_requests(server: &FakeLlm, n: usize) {
+    assert!(
+        server.wait_for(n, std::time::Duration::from_secs(20)),
+        "expected {n} requests, the server saw {}",
+        server.count()
+    );
+}
+
 // ---- Config ------------------------------------------------------------------------------
 
-/// `base` (TOML) with `sets` applied: each `("section.key", value)` sets a key, creating
-/// the section if needed. A config is edited as a table, not as text.
+/// `base` (TOML) with `sets` applied. A config is edited as a table, not as text: each
+/// `("a.b.key", value)` sets `key` under the dotted path, creating tables as needed; a part
+/// of the path that meets an array of tables (`[[phases]]`) picks the element whose `name`
+/// is that part, so `("phases.Foundation.budget", 600.into())` sets one phase's budget.
 pub fn config_with(base: &str, sets: &[(&str, toml::Value)]) -> String {
     let mut table: toml::Table = base.parse().expect("base config parses");
     for (path, value) in sets {
-        let (section, key) = path.split_once('.').expect("section.key");
-        let entry = table
-            .entry(section.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        entry
-            .as_table_mut()
-            .unwrap_or_else(|| panic!("{section} is not a table"))
-            .insert(key.to_string(), value.clone());
+        let parts: Vec<&str> = path.split('.').collect();
+        let (key, sections) = parts.split_last().expect("a key");
+        assert!(!sections.is_empty(), "{path}: not section.key");
+        let mut at = &mut table;
+        let mut parts = sections.iter();
+        while let Some(part) = parts.next() {
+            let entry = at
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = match entry {
+                toml::Value::Table(t) => t,
+                toml::Value::Array(items) => {
+                    let name = parts
+                        .next()
+                        .unwrap_or_else(|| panic!("{path}: which element of {part}?"));
+                    items
+                        .iter_mut()
+                        .filter_map(toml::Value::as_table_mut)
+                        .find(|t| t.get("name").and_then(toml::Value::as_str) == Some(name))
+                        .unwrap_or_else(|| panic!("{path}: no {part} named {name}"))
+                }
+                _ => panic!("{path}: {part} is not a table"),
+            };
+        }
+        at.insert(key.to_string(), value.clone());
     }
     toml::to_string(&table).expect("config serializes")
+}
+
+/// Clocks for runs against the fake server: 2 s to connect, 30 s a request, 400 ms of
+/// silence, retries after 10 ms to 100 ms; and a `base_url` where nothing listens (the
+/// fake's address comes in through `OPENAI_BASE_URL`).
+pub fn fast_clocks() -> Vec<(&'static str, toml::Value)> {
+    vec![
+        ("llm.base_url", "http://127.0.0.1:9/v1".into()),
+        ("llm.connect_timeout", "2s".into()),
+        ("llm.timeout", "30s".into()),
+        ("llm.idle_timeout", "400ms".into()),
+        ("retry.initial_delay", "10ms".into()),
+        ("retry.max_delay", "100ms".into()),
+    ]
+}
+
+/// The repository's `config.toml` with [`fast_clocks`], then `sets`, applied.
+pub fn fast_bundled_config(sets: &[(&str, toml::Value)]) -> String {
+    let base = std::fs::read_to_string(repo().join("config.toml")).expect("config.toml");
+    let mut all = fast_clocks();
+    all.extend(sets.iter().cloned());
+    config_with(&base, &all)
+}
+
+/// The bundled build against `server`, with [`fast_bundled_config`]`(sets)`.
+pub fn fast_bundled(server: &FakeLlm, sets: &[(&str, toml::Value)]) -> Build {
+    let b = bundled_against(server);
+    b.config(&fast_bundled_config(sets));
+    b
 }
 
 // ---- Processes ---------------------------------------------------------------------------
@@ -332,6 +457,22 @@ pub fn agent_script(b: &Build, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// An agent's reply in Claude Code's JSON shape (a `#!/bin/sh` body for [`agent_script`]):
+/// the checkpoint block for the prompt named in its input, every requested output set to
+/// `cmd-value`, and usage of 11 tokens in and 7 out.
+pub const AGENT_REPLY: &str = r##"input=$(cat)
+name=$(printf '%s\n' "$input" | sed -n 's/^Prompt: //p' | head -n 1)
+block=$(printf '%s\n' "$input" | grep '"outputs": {' | head -n 1 | sed 's/"\.\.\."/"cmd-value"/g; s/\\/\\\\/g; s/"/\\"/g')
+printf '{"type":"result","subtype":"success","is_error":false,"result":"Done with %s.\\n\\n```json\\n%s\\n```\\n","session_id":"s","total_cost_usd":0.001,"usage":{"input_tokens":11,"output_tokens":7}}\n' "$name" "$block"
+"##;
+
+/// [`AGENT_REPLY`] with `usage` (a JSON object) as its usage.
+pub fn agent_reply_with_usage(usage: &str) -> String {
+    let plain = r#""usage":{"input_tokens":11,"output_tokens":7}"#;
+    assert!(AGENT_REPLY.contains(plain), "AGENT_REPLY's usage changed");
+    AGENT_REPLY.replace(plain, &format!("\"usage\":{usage}"))
+}
+
 /// Whether process `pid` is alive (a zombie is not).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -355,6 +496,11 @@ pub fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> boo
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     condition()
+}
+
+/// Waits up to `limit` for `pid` to die (a kill is asynchronous).
+pub fn dies_within(pid: u32, limit: std::time::Duration) -> bool {
+    eventually(limit, || !alive(pid))
 }
 
 /// Kills `pid` (SIGKILL) if it is still alive: cleanup after a test that found it alive.
