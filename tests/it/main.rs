@@ -5,6 +5,7 @@ mod support;
 
 mod agent_build;
 mod architecture;
+mod claude_code;
 mod fake;
 mod foundation;
 mod hardening;

@@ -107,6 +107,38 @@ impl Seen {
             .to_string()
     }
 
+    /// The path without its query (`/v1/messages?beta=true` is `/v1/messages`).
+    pub fn route(&self) -> &str {
+        self.path.split('?').next().unwrap_or(&self.path)
+    }
+
+    /// Every text of the request's messages, in order (content as a string or as blocks).
+    pub fn texts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in self.body["messages"].as_array().into_iter().flatten() {
+            match &m["content"] {
+                Value::String(s) => out.push(s.clone()),
+                Value::Array(blocks) => {
+                    for b in blocks {
+                        if let Some(s) = b["text"].as_str() {
+                            out.push(s.to_string());
+                        }
+                        if let Some(s) = b["content"].as_str() {
+                            out.push(s.to_string());
+                        }
+                        for inner in b["content"].as_array().into_iter().flatten() {
+                            if let Some(s) = inner["text"].as_str() {
+                                out.push(s.to_string());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     pub fn max_tokens(&self) -> u64 {
         self.body["max_tokens"].as_u64().unwrap_or(0)
     }
@@ -315,6 +347,18 @@ async fn connection(
         let Some(seen) = read_request(&mut socket, &mut buf).await else {
             return;
         };
+        if seen.method == "HEAD" {
+            // A client's preconnect (Claude Code sends one): headers only, no body, which
+            // would otherwise be read as the start of the next response.
+            if socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         if seen.path.ends_with("/count_tokens") {
             let answer = {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -547,7 +591,7 @@ pub fn default_reply(seen: &Seen) -> Action {
 /// with usage of 100 tokens in and 50 out.
 pub fn reply_for(seen: &Seen, text: &str) -> Action {
     let stream = seen.body["stream"].as_bool().unwrap_or(false);
-    let anthropic = seen.path.ends_with("/messages");
+    let anthropic = seen.route().ends_with("/messages");
     match (anthropic, stream) {
         (false, true) => openai_sse(text, "stop", Some((100, 50))),
         (false, false) => openai_json(text, "stop", Some((100, 50))),
@@ -693,3 +737,146 @@ fn split_text(text: &str, size: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
+
+// ---- An agent's model ----------------------------------------------------------------------
+
+/// The fake as the model behind Claude Code (`ANTHROPIC_BASE_URL` pointed here): to a
+/// prompt of orchestrator's (found in the messages' text), it answers with a `Bash` tool
+/// call that runs the prompt's `## Execute` blocks; once that call's result is back, with
+/// the checkpoint block, outputs taken from `OUTPUT name=value` lines of the result.
+/// Anything else gets a 404.
+pub fn claude_code_model() -> impl Fn(&Seen) -> Action + Send + Sync + 'static {
+    move |seen: &Seen| {
+        if seen.method != "POST" || !seen.route().ends_with("/v1/messages") {
+            return status(404, "not found", &[]);
+        }
+        let texts = seen.texts();
+        let Some(prompt) = texts.iter().find(|t| t.contains("\nPrompt: ") || t.starts_with("Prompt: ")) else {
+            return anthropic_stream(seen, vec![text_block("I see no orchestrator prompt.")], "end_turn");
+        };
+        let name = prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("Prompt: "))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
+        // Once the tool's result is in the history, the task is done (Claude Code may add
+        // messages after it, such as what remains of --max-budget-usd).
+        let ran = seen.body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["content"].as_array())
+            .any(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"));
+        if !ran {
+            let user = prompt.split("\n\n---\n\n").nth(1).unwrap_or(prompt);
+            let command = execute_blocks(user)
+                .iter()
+                .map(|b| format!("(set -e\n{b})"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let input = json!({"command": command, "description": "Run the prompt's Execute steps"});
+            return anthropic_stream(
+                seen,
+                vec![json!({"type": "tool_use", "id": "toolu_fake01", "name": "Bash", "input": input})],
+                "tool_use",
+            );
+        }
+        let mut outputs = serde_json::Map::new();
+        for text in &texts {
+            for line in text.lines() {
+                if let Some((k, v)) = line.strip_prefix("OUTPUT ").and_then(|l| l.split_once('=')) {
+                    outputs.insert(k.to_string(), Value::from(v));
+                }
+            }
+        }
+        let wanted = requested_outputs_in(prompt);
+        let filled: serde_json::Map<String, Value> = wanted
+            .into_iter()
+            .map(|k| {
+                let v = outputs.get(&k).cloned().unwrap_or(Value::from("done"));
+                (k, v)
+            })
+            .collect();
+        let text = checkpoint_text(&name, &Value::Object(filled));
+        anthropic_stream(seen, vec![text_block(&text)], "end_turn")
+    }
+}
+
+fn text_block(text: &str) -> Value {
+    json!({"type": "text", "text": text})
+}
+
+/// The output names a prompt asks for (its recall's `"outputs": {...}` line).
+fn requested_outputs_in(prompt: &str) -> Vec<String> {
+    prompt
+        .lines()
+        .filter(|l| l.contains("\"outputs\": {"))
+        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .and_then(|v| v["outputs"].as_object().map(|o| o.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
+/// The bash/sh/shell blocks of a markdown text's `## Execute` section.
+fn execute_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut in_section = false;
+    let mut fence: Option<(String, bool)> = None;
+    let mut body = String::new();
+    for line in markdown.lines() {
+        if let Some((marker, shell)) = &fence {
+            if line.trim() == marker {
+                if *shell && in_section {
+                    blocks.push(std::mem::take(&mut body));
+                }
+                body.clear();
+                fence = None;
+            } else {
+                body.push_str(line);
+                body.push('\n');
+            }
+            continue;
+        }
+        if let Some(title) = line.strip_prefix("## ") {
+            in_section = title.trim().to_ascii_lowercase().starts_with("execute");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("```") {
+            let lang = rest.trim().to_ascii_lowercase();
+            fence = Some(("```".to_string(), matches!(lang.as_str(), "bash" | "sh" | "shell")));
+        }
+    }
+    blocks
+}
+
+/// An Anthropic stream of `content` blocks ending with `stop`, as Claude Code reads them.
+fn anthropic_stream(seen: &Seen, content: Vec<Value>, stop: &str) -> Action {
+    let model = seen.body["model"].as_str().unwrap_or("claude-fake").to_string();
+    let mut events = vec![(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+    )];
+    for (i, block) in content.iter().enumerate() {
+        let (start, delta) = match block["type"].as_str() {
+            Some("tool_use") => (
+                json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            ),
+            _ => (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": block["text"]}),
+            ),
+        };
+        events.push(("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": start})));
+        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": delta})));
+        events.push(("content_block_stop", json!({"type": "content_block_stop", "index": i})));
+    }
+    events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}})));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    let bytes: String = events
+        .iter()
+        .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
+        .collect();
+    sse(vec![Piece::Data(bytes.into_bytes())])
+}
+
