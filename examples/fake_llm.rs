@@ -11,10 +11,7 @@ mod fake_llm;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let port = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(0);
+    let port = args.iter().find_map(|a| a.parse().ok()).unwrap_or(0);
     let server = fake_llm::FakeLlm::start_on(port);
     if args.iter().any(|a| a == "--claude-code") {
         server.responder(fake_llm::claude_code_model());

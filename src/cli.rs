@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{self, RunRange};
 use crate::error::{Result, exit};
-use crate::printer::Printer;
+use crate::printer::{self, Printer};
 use crate::settings::{Locations, Settings};
 use crate::tokens::Encoding;
 
@@ -112,7 +112,7 @@ pub(crate) fn main_entry() -> i32 {
     match run(cli) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: {e}");
+            printer::stderr(&format!("error: {e}"));
             e.exit_code()
         }
     }

@@ -1,6 +1,8 @@
-//! All output goes through here: data to stdout (a closed pipe, as in
-//! `orchestrator plan | head`, is not an error), notes, warnings and errors to stderr, and
+//! All output goes through here: data to stdout, notes, warnings and errors to stderr, and
 //! nothing but errors and the data asked for with `-q`. A script can pipe `--json` safely.
+//! A closed pipe or a full log (`orchestrator run 2>&1 | head`) is not an error and never a
+//! panic: what cannot be written is dropped, and a build goes on, unattended, as it would
+//! had nobody been reading.
 
 use std::io::Write;
 
@@ -23,13 +25,13 @@ impl Printer {
     /// A warning, on stderr, unless quiet.
     pub(crate) fn warn(&self, message: &str) {
         if !self.quiet {
-            eprintln!("warning: {message}");
+            stderr(&format!("warning: {message}"));
         }
     }
 
     pub(crate) fn note(&self, message: &str) {
         if !self.quiet {
-            eprintln!("note: {message}");
+            stderr(&format!("note: {message}"));
         }
     }
 
@@ -59,4 +61,11 @@ impl Printer {
             .map_err(|e| Error::Usage(format!("cannot encode the output as JSON: {e}")))?;
         self.data(&text)
     }
+}
+
+/// One line on stderr; a stderr that cannot be written (a closed pipe, a full disk) drops it
+/// (`eprintln!` would panic).
+pub(crate) fn stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
 }

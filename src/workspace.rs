@@ -183,6 +183,30 @@ impl Workspace {
         Ok(discarded)
     }
 
+    /// The whole working tree as `git add -A` sees it (uncommitted and untracked files
+    /// too), as a commit on top of HEAD, without touching HEAD or the index: what a failed
+    /// attempt left, kept before a restore discards it. HEAD itself when nothing changed.
+    pub(crate) fn snapshot(&self, message: &str) -> Result<Option<String>> {
+        let head = self.head();
+        if self.changes()?.is_empty() {
+            return Ok(head);
+        }
+        let index = self.git(&["rev-parse", "--git-path", "orchestrator-index"])?;
+        let index = self.dir.join(index.trim());
+        let _ = std::fs::remove_file(&index);
+        let tree = self
+            .git_with_index(&index, &["add", "-A"])
+            .and_then(|_| self.git_with_index(&index, &["write-tree"]));
+        let _ = std::fs::remove_file(&index);
+        let tree = tree?;
+        let mut args: Vec<&str> = self.identity.iter().map(String::as_str).collect();
+        args.extend(["commit-tree", tree.trim(), "-m", message]);
+        if let Some(h) = &head {
+            args.extend(["-p", h]);
+        }
+        Ok(Some(self.git(&args)?.trim().to_string()))
+    }
+
     /// Keeps `commit` reachable as `refs/orchestrator/<name>`; the ref's name.
     pub(crate) fn keep(&self, commit: &str, name: &str) -> Result<String> {
         let name = format!("{KEPT_REFS}/{name}");
@@ -197,10 +221,20 @@ impl Workspace {
     }
 
     fn git(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args)
+        self.run_git(Command::new("git").args(args), args)
+    }
+
+    /// `git` with an index file of its own (`GIT_INDEX_FILE`).
+    fn git_with_index(&self, index: &Path, args: &[&str]) -> Result<String> {
+        self.run_git(
+            Command::new("git").env("GIT_INDEX_FILE", index).args(args),
+            args,
+        )
+    }
+
+    fn run_git(&self, command: &mut Command, args: &[&str]) -> Result<String> {
+        let out = command
+            .current_dir(&self.dir)
             .output()
             .map_err(|e| Error::Git {
                 dir: self.dir.clone(),

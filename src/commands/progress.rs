@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::budget::Ledger;
 use crate::config::show_duration;
 use crate::plan::Prompt;
-use crate::printer::Printer;
+use crate::printer::{Printer, stderr};
 use crate::report::{plural, thousands};
 use crate::runner::{Observer, RunEvent};
 
@@ -84,15 +84,15 @@ impl Progress {
             Mode::Terminal(bars) => {
                 let _ = bars.multi.println(text);
             }
-            Mode::Plain => eprintln!("{text}"),
+            Mode::Plain => stderr(text),
             Mode::Json => {}
         }
     }
 
     fn stderr(&self, text: &str) {
         match &self.mode {
-            Mode::Terminal(bars) => bars.multi.suspend(|| eprintln!("{text}")),
-            _ => eprintln!("{text}"),
+            Mode::Terminal(bars) => bars.multi.suspend(|| stderr(text)),
+            _ => stderr(text),
         }
     }
 
@@ -247,13 +247,13 @@ impl Progress {
         }
         self.clear_bars();
         if !self.quiet && !matches!(self.mode, Mode::Json) {
-            eprintln!(
+            stderr(&format!(
                 "{done}/{} {} completed; {} tokens used, {} left of the total budget",
                 self.total,
                 plural(self.total, "prompt"),
                 thousands(ledger.total.used),
                 thousands(ledger.total.remaining)
-            );
+            ));
         }
     }
 }

@@ -102,14 +102,20 @@ impl Session<'_> {
         if head.as_deref() == Some(base.as_str()) && ws.changes()?.is_empty() {
             return Ok(());
         }
-        // Commits past the base (later prompts' work, when a prompt runs again) are kept.
-        let kept = match &head {
-            Some(h) if *h != base && !ws.contains(&base, h) => {
+        // What the workspace holds is kept before it is discarded: a failed attempt's
+        // files (uncommitted ones too), commits past the base (later prompts' work, when a
+        // prompt runs again).
+        let id = &self.plan.prompts[index].id;
+        let held = ws.snapshot(&format!(
+            "orchestrator: the workspace before attempt {attempt} of {id}"
+        ))?;
+        let kept = match held {
+            Some(h) if h != base && !ws.contains(&base, &h) => {
                 let name = format!(
-                    "replaced/{}/{}-attempt-{attempt}",
-                    self.book.fold.session_id, self.plan.prompts[index].id
+                    "replaced/{}/{id}-attempt-{attempt}",
+                    self.book.fold.session_id
                 );
-                Some(ws.keep(h, &name)?)
+                Some(ws.keep(&h, &name)?)
             }
             _ => None,
         };

@@ -185,6 +185,19 @@ fn a_failed_check_is_retried_from_the_last_accepted_commit_with_the_failure_in_t
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(files, ["wordfreq/__init__.py"], "only 01.1's work");
+    // What the failed attempt left was discarded from the workspace but is kept.
+    let restored: Vec<Value> = events(&b, "workspace_restored")
+        .into_iter()
+        .filter(|e| e["commit"] == c11)
+        .collect();
+    assert_eq!(restored.len(), 1, "{restored:#?}");
+    assert_eq!(restored[0]["discarded"], serde_json::json!(["forgot.txt"]));
+    let kept = restored[0]["kept"].as_str().expect("a kept ref");
+    assert!(kept.starts_with("refs/orchestrator/replaced/"), "{kept}");
+    assert_eq!(
+        git(&ws, &["show", &format!("{kept}:forgot.txt")]),
+        "left by a failed attempt"
+    );
     // Its message ends with the failed command, its status, its output and If Failed.
     let stdin = calls[1]["stdin"].as_str().expect("stdin");
     let tail = &stdin[stdin.rfind("Note:").expect("a note")..];

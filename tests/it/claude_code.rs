@@ -74,16 +74,29 @@ fn the_real_claude_code_builds_the_example_agent_build_against_the_fake_server()
     let run = b.run(&["run"]);
     run.code(0);
     let status = status_json(&b);
-    assert_eq!(status["completed"].as_array().map(Vec::len), Some(6), "{status}");
+    assert_eq!(
+        status["completed"].as_array().map(Vec::len),
+        Some(6),
+        "{status}"
+    );
     for p in status["prompts"].as_object().expect("prompts").values() {
         assert!(p["commit"].is_string(), "{p}");
         assert!(
-            p["checks"].as_array().is_some_and(|c| c.iter().all(|c| c["passed"] == Value::Bool(true))),
+            p["checks"]
+                .as_array()
+                .is_some_and(|c| c.iter().all(|c| c["passed"] == Value::Bool(true))),
             "{p}"
         );
-        assert!(p["cost_usd"].as_f64().is_some_and(|c| c > 0.0), "Claude Code's cost: {p}");
+        assert!(
+            p["cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+            "Claude Code's cost: {p}"
+        );
     }
     assert!(b.path().join("build/wordfreq/core.py").is_file());
-    assert!(server.count() >= 12, "two model turns per prompt: {}", server.count());
+    assert!(
+        server.count() >= 12,
+        "two model turns per prompt: {}",
+        server.count()
+    );
     eprintln!("{}", b.run(&["status"]).stdout);
 }

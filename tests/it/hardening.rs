@@ -1039,3 +1039,28 @@ fn the_progress_bars_are_gone_before_the_last_line_on_a_terminal() {
         "a bar was drawn below the summary: {after:?}"
     );
 }
+
+// ---- Output nobody reads ------------------------------------------------------------------
+
+/// `orchestrator run 2>&1 | head -3`: once `head` has gone, every line written is a broken
+/// pipe. That was a panic (exit 101) mid-build; the build now goes on as if unread.
+#[test]
+fn a_run_whose_reader_has_gone_away_finishes_the_build() {
+    let server = FakeLlm::start();
+    let b = small(&server, &[]);
+    for args in [&["run", "-v"][..], &["status"], &["run", "--json"]] {
+        let mut child = b
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn orchestrator");
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let exit = child.wait().expect("wait");
+        assert_eq!(exit.code(), Some(0), "{args:?}: {exit}");
+    }
+    let status = status_json(&b);
+    assert_eq!(status["completed"], json!(["01.1", "01.2", "01.3"]));
+    assert_eq!(server.count(), 3);
+}

@@ -1178,14 +1178,15 @@ fn on_exceed_warn_sends_with_the_configured_max_tokens_and_records_a_warning() {
 #[test]
 fn max_cost_usd_halts_like_a_budget() {
     let server = FakeLlm::start();
-    // $1000 per million tokens: a bundled request's worst case (~800 in + 2000 out) is
-    // ~$2.8, and each reply (100 in, 50 out) costs $0.15. With $3, two fit.
+    // $1000 per million tokens: a bundled request's worst case (~900 in + 2000 out) is
+    // ~$2.9 (01.1 $2.842, 01.2 $2.945, 01.3 $2.863), and each reply (100 in, 50 out) costs
+    // $0.15. With $3.13, two fit: 0.15 + 2.945 <= 3.13 < 0.30 + 2.863.
     let b = fast_bundled(
         &server,
         &[
             ("pricing.input_per_mtok", 1000.0.into()),
             ("pricing.output_per_mtok", 1000.0.into()),
-            ("budget.max_cost_usd", 3.0.into()),
+            ("budget.max_cost_usd", 3.13.into()),
         ],
     );
     let run = b.run(&["run"]);

@@ -751,8 +751,15 @@ pub fn claude_code_model() -> impl Fn(&Seen) -> Action + Send + Sync + 'static {
             return status(404, "not found", &[]);
         }
         let texts = seen.texts();
-        let Some(prompt) = texts.iter().find(|t| t.contains("\nPrompt: ") || t.starts_with("Prompt: ")) else {
-            return anthropic_stream(seen, vec![text_block("I see no orchestrator prompt.")], "end_turn");
+        let Some(prompt) = texts
+            .iter()
+            .find(|t| t.contains("\nPrompt: ") || t.starts_with("Prompt: "))
+        else {
+            return anthropic_stream(
+                seen,
+                vec![text_block("I see no orchestrator prompt.")],
+                "end_turn",
+            );
         };
         let name = prompt
             .lines()
@@ -775,10 +782,13 @@ pub fn claude_code_model() -> impl Fn(&Seen) -> Action + Send + Sync + 'static {
                 .map(|b| format!("(set -e\n{b})"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let input = json!({"command": command, "description": "Run the prompt's Execute steps"});
+            let input =
+                json!({"command": command, "description": "Run the prompt's Execute steps"});
             return anthropic_stream(
                 seen,
-                vec![json!({"type": "tool_use", "id": "toolu_fake01", "name": "Bash", "input": input})],
+                vec![
+                    json!({"type": "tool_use", "id": "toolu_fake01", "name": "Bash", "input": input}),
+                ],
                 "tool_use",
             );
         }
@@ -813,7 +823,11 @@ fn requested_outputs_in(prompt: &str) -> Vec<String> {
         .lines()
         .filter(|l| l.contains("\"outputs\": {"))
         .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .and_then(|v| v["outputs"].as_object().map(|o| o.keys().cloned().collect()))
+        .and_then(|v| {
+            v["outputs"]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+        })
         .unwrap_or_default()
 }
 
@@ -843,7 +857,10 @@ fn execute_blocks(markdown: &str) -> Vec<String> {
         }
         if let Some(rest) = line.strip_prefix("```") {
             let lang = rest.trim().to_ascii_lowercase();
-            fence = Some(("```".to_string(), matches!(lang.as_str(), "bash" | "sh" | "shell")));
+            fence = Some((
+                "```".to_string(),
+                matches!(lang.as_str(), "bash" | "sh" | "shell"),
+            ));
         }
     }
     blocks
@@ -851,7 +868,10 @@ fn execute_blocks(markdown: &str) -> Vec<String> {
 
 /// An Anthropic stream of `content` blocks ending with `stop`, as Claude Code reads them.
 fn anthropic_stream(seen: &Seen, content: Vec<Value>, stop: &str) -> Action {
-    let model = seen.body["model"].as_str().unwrap_or("claude-fake").to_string();
+    let model = seen.body["model"]
+        .as_str()
+        .unwrap_or("claude-fake")
+        .to_string();
     let mut events = vec![(
         "message_start",
         json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
@@ -867,9 +887,18 @@ fn anthropic_stream(seen: &Seen, content: Vec<Value>, stop: &str) -> Action {
                 json!({"type": "text_delta", "text": block["text"]}),
             ),
         };
-        events.push(("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": start})));
-        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": delta})));
-        events.push(("content_block_stop", json!({"type": "content_block_stop", "index": i})));
+        events.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": i, "content_block": start}),
+        ));
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": i, "delta": delta}),
+        ));
+        events.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}),
+        ));
     }
     events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}})));
     events.push(("message_stop", json!({"type": "message_stop"})));
@@ -879,4 +908,3 @@ fn anthropic_stream(seen: &Seen, content: Vec<Value>, stop: &str) -> Action {
         .collect();
     sse(vec![Piece::Data(bytes.into_bytes())])
 }
-
