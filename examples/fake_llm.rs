@@ -8,6 +8,9 @@
 #[path = "../tests/support/fake_llm.rs"]
 #[allow(dead_code, clippy::all)]
 mod fake_llm;
+#[path = "../tests/support/hosts.rs"]
+#[allow(dead_code, clippy::all)]
+mod hosts;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

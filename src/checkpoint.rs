@@ -201,6 +201,20 @@ pub(crate) fn depth(value: &Value) -> usize {
     }
 }
 
+/// A reply's leading `<think>…</think>` (DeepSeek-R1 style, as LM Studio, Ollama and
+/// vLLM without a reasoning parser send it): the reasoning, and the answer after it. A
+/// reply without one is all answer; an unclosed one is all reasoning.
+pub(crate) fn split_thinking(reply: &str) -> (Option<&str>, &str) {
+    let trimmed = reply.trim_start();
+    let Some(rest) = trimmed.strip_prefix("<think>") else {
+        return (None, reply);
+    };
+    match rest.find("</think>") {
+        Some(end) => (Some(&rest[..end]), &rest[end + "</think>".len()..]),
+        None => (Some(rest), ""),
+    }
+}
+
 /// The checkpoint block of a reply: the last fenced block that parses as a JSON object with
 /// a `checkpoint` or `prompt` key. Blocks marked `json` are tried, then unmarked ones.
 pub(crate) fn from_reply(reply: &str) -> Option<Checkpoint> {
@@ -273,6 +287,27 @@ fn lossy(lexeme: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thinking_before_the_answer_is_set_apart() {
+        for (reply, thinking, answer) in [
+            (
+                "<think>\nhmm {\"prompt\": 1}\n</think>\n\nDone.",
+                Some("\nhmm {\"prompt\": 1}\n"),
+                "\n\nDone.",
+            ),
+            ("  <think>a</think>b", Some("a"), "b"),
+            ("<think>never closed", Some("never closed"), ""),
+            (
+                "No thinking. <think>late</think>",
+                None,
+                "No thinking. <think>late</think>",
+            ),
+            ("", None, ""),
+        ] {
+            assert_eq!(split_thinking(reply), (thinking, answer), "{reply:?}");
+        }
+    }
     use serde_json::json;
 
     #[test]

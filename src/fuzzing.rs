@@ -30,6 +30,19 @@ pub fn openai_sse(reads: Vec<Vec<u8>>) -> Result<String, String> {
         .map_err(|f| f.message)
 }
 
+/// A Responses API SSE body given as the reads it arrived in: the reply text, or the
+/// failure's message.
+pub fn responses_sse(reads: Vec<Vec<u8>>) -> Result<String, String> {
+    crate::providers::replay_responses_sse(reads)
+        .map(|r| r.text)
+        .map_err(|f| f.message)
+}
+
+/// `x-ratelimit-*` header values (remaining, reset) for tokens: the wait they ask for.
+pub fn rate_limit(remaining: &str, reset: &str) -> Option<std::time::Duration> {
+    crate::providers::rate_limit_wait(remaining, reset)
+}
+
 /// Journal bytes: how many records, or the error message, which names the file.
 pub fn journal(bytes: &[u8]) -> Result<usize, String> {
     crate::state::parse_journal(bytes, Path::new("journal.jsonl"))

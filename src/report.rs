@@ -466,13 +466,23 @@ impl Status<'_> {
             "failed": self.fold.failed,
             "skipped": self.fold.skipped,
             "phases": l.phases.iter().map(|p| json!({"name": p.name, "budget": p.budget, "used": p.used, "remaining": p.remaining, "over_budget": p.over_budget, "possibly_billed": p.possibly_billed, "cache_read": p.cache_read})).collect::<Vec<_>>(),
-            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "over_budget": l.total.over_budget, "possibly_billed": l.total.possibly_billed, "cache_read": l.total.cache_read, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
+            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "over_budget": l.total.over_budget, "possibly_billed": l.total.possibly_billed, "cache_read": l.total.cache_read, "reasoning": self.reasoning().0, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
             "criteria": self.criteria,
             "changed": self.changed,
             "halted": self.fold.halted.as_ref().map(|(r, c)| json!({"reason": r, "code": c})),
             "baseline": self.fold.baseline,
             "commits": self.fold.prompts.iter().filter_map(|(id, p)| p.commit.as_ref().map(|c| (id.clone(), c.clone()))).collect::<BTreeMap<_, _>>(),
             "checks": self.fold.prompts.iter().filter(|(_, p)| !p.checks.is_empty()).map(|(id, p)| (id.clone(), p.checks.clone())).collect::<BTreeMap<_, _>>(),
+        })
+    }
+
+    /// Reasoning tokens, and all output tokens, over the session.
+    fn reasoning(&self) -> (u64, u64) {
+        self.fold.prompts.values().fold((0, 0), |(r, o), p| {
+            (
+                r.saturating_add(p.reasoning),
+                o.saturating_add(p.tokens_out),
+            )
         })
     }
 
@@ -525,6 +535,14 @@ impl Status<'_> {
                 ""
             }
         ));
+        let (reasoning, output) = self.reasoning();
+        if reasoning > 0 {
+            out.push_str(&format!(
+                "Reasoning: {} of the {} output tokens (billed as output and counted against the budgets)\n",
+                thousands(reasoning),
+                thousands(output)
+            ));
+        }
         if !self.changed.is_empty() {
             out.push_str(&format!(
                 "Changed since they ran: {} (`orchestrator rerun ID` runs one again)\n",

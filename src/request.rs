@@ -68,7 +68,8 @@ pub(crate) struct Request {
     pub(crate) note_at: usize,
     /// What config or front matter asks for; the runner caps it to the budgets.
     pub(crate) max_tokens: u32,
-    pub(crate) temperature: f64,
+    /// Unset: not sent.
+    pub(crate) temperature: Option<f64>,
     pub(crate) stream: bool,
 }
 

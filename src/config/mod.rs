@@ -61,8 +61,29 @@ impl Default for Project {
 #[serde(rename_all = "lowercase")]
 pub(crate) enum ProviderKind {
     Openai,
+    /// OpenAI's Responses API (`POST /responses`), for models that speak nothing else.
+    #[serde(rename = "openai-responses")]
+    OpenaiResponses,
     Anthropic,
     Command,
+}
+
+impl ProviderKind {
+    /// OpenAI's API, either shape: `OPENAI_BASE_URL` applies, and OpenAI's defaults.
+    pub(crate) fn is_openai(self) -> bool {
+        matches!(self, ProviderKind::Openai | ProviderKind::OpenaiResponses)
+    }
+}
+
+/// Which name the output cap goes under in a chat completions request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MaxTokensParam {
+    /// `max_completion_tokens` to OpenAI and Azure hosts for the models that need it (the
+    /// o-series, gpt-5), `max_tokens` elsewhere; switched once if the endpoint says so.
+    Auto,
+    MaxTokens,
+    MaxCompletionTokens,
 }
 
 /// The variables in the context recall: those the prompt's placeholders use (the default:
@@ -84,8 +105,18 @@ pub(crate) struct Llm {
     pub(crate) model: Option<String>,
     pub(crate) api_key_env: Option<String>,
     pub(crate) max_tokens: u32,
-    pub(crate) temperature: f64,
+    /// The name `max_tokens` is sent under (chat completions).
+    pub(crate) max_tokens_param: MaxTokensParam,
+    /// Unset: not sent (the model's default; reasoning models accept no other).
+    pub(crate) temperature: Option<f64>,
+    /// Passed through when set (`reasoning_effort`; the Responses API's `reasoning.effort`).
+    pub(crate) reasoning_effort: Option<String>,
     pub(crate) stream: bool,
+    /// Query parameters added to every request's URL (Azure's `api-version`).
+    pub(crate) query: BTreeMap<String, String>,
+    /// The header the key goes in, as it is (`api-key` for Azure); unset, the provider's
+    /// own (`Authorization: Bearer`, Anthropic's `x-api-key`).
+    pub(crate) api_key_header: Option<String>,
     #[serde(deserialize_with = "duration")]
     pub(crate) connect_timeout: Duration,
     #[serde(deserialize_with = "duration")]
@@ -107,8 +138,12 @@ impl Default for Llm {
             model: None,
             api_key_env: None,
             max_tokens: 2000,
-            temperature: 0.2,
+            max_tokens_param: MaxTokensParam::Auto,
+            temperature: None,
+            reasoning_effort: None,
             stream: true,
+            query: BTreeMap::new(),
+            api_key_header: None,
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(120),
@@ -139,14 +174,14 @@ impl Llm {
             (Some(k), _) => k,
             (None, ProviderKind::Anthropic) => "ANTHROPIC_API_KEY",
             (None, ProviderKind::Command) => "ANTHROPIC_API_KEY",
-            (None, ProviderKind::Openai) => "OPENAI_API_KEY",
+            (None, _) => "OPENAI_API_KEY",
         }
     }
 
-    /// The base URL: `OPENAI_BASE_URL` (openai only), then config, then the provider's
+    /// The base URL: `OPENAI_BASE_URL` (openai and openai-responses), then config, then the provider's
     /// default; checked as [`check_url`] does, the error naming where it came from.
     pub(crate) fn base_url(&self) -> std::result::Result<reqwest::Url, String> {
-        if self.provider == ProviderKind::Openai
+        if self.provider.is_openai()
             && let Ok(url) = std::env::var("OPENAI_BASE_URL")
             && !url.trim().is_empty()
         {

@@ -66,7 +66,11 @@ fn llm(config: &Config) -> Checked {
     if config.llm.max_tokens == 0 {
         return Err(bad("llm.max_tokens", "must be at least 1"));
     }
-    if !(0.0..=2.0).contains(&config.llm.temperature) {
+    if config
+        .llm
+        .temperature
+        .is_some_and(|t| !(0.0..=2.0).contains(&t))
+    {
         return Err(bad("llm.temperature", "must be between 0 and 2"));
     }
     for (key, d) in [
@@ -88,6 +92,38 @@ fn llm(config: &Config) -> Checked {
     }
     if let Some(url) = &config.llm.base_url {
         check_url(url).map_err(|e| bad("llm.base_url", e))?;
+    }
+    wire(config)
+}
+
+/// What goes on the wire as written: a header name, query pairs, an effort.
+fn wire(config: &Config) -> Checked {
+    let llm = &config.llm;
+    if let Some(effort) = &llm.reasoning_effort
+        && (effort.is_empty() || !effort.bytes().all(|b| b.is_ascii_lowercase()))
+    {
+        return Err(bad(
+            "llm.reasoning_effort",
+            format!(
+                "is {effort:?}; give the model's word, such as \"low\", \"medium\" or \"high\""
+            ),
+        ));
+    }
+    if let Some(name) = &llm.api_key_header
+        && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+    {
+        return Err(bad(
+            "llm.api_key_header",
+            format!("{name:?} is not a header name; give one such as \"api-key\""),
+        ));
+    }
+    if let Some(key) = llm.query.keys().find(|k| k.is_empty()) {
+        return Err(bad(
+            "llm.query",
+            format!(
+                "has an empty name ({key:?}); give pairs such as {{ \"api-version\" = \"2024-10-21\" }}"
+            ),
+        ));
     }
     Ok(())
 }

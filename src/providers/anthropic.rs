@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 
 use super::http::{Body, Http, provider_message};
-use super::stream::{self, Clocks, Decoder};
+use super::stream::{self, Decoder};
 use super::{Count, Failure, Finish, Outcome, Progress, Reply, Usage, UsageReader};
 use crate::config::Config;
 use crate::request::Request;
@@ -39,15 +39,13 @@ impl Anthropic {
             "system": request.system,
             "messages": [{"role": "user", "content": request.user}],
         });
-        let mut builder = self
+        let builder = self
             .http
             .client
             .post(&url)
             .header("anthropic-version", VERSION)
             .json(&body);
-        if let Some(key) = self.http.key() {
-            builder = builder.header("x-api-key", key);
-        }
+        let builder = self.http.authorize(builder, Some("x-api-key"));
         let deadline = tokio::time::Instant::now() + self.http.timeout;
         let bytes = match self.http.exchange(&url, builder, false, deadline).await {
             Ok(Body::Whole { bytes, .. }) => bytes,
@@ -73,40 +71,40 @@ impl Anthropic {
         progress: Progress<'_>,
     ) -> Outcome {
         let url = self.url();
-        let body = json!({
+        // Temperature only, never with `top_p`: newer models refuse the two together.
+        let mut body = json!({
             "model": request.model,
             "max_tokens": max_tokens,
             "system": request.system,
             "messages": [{"role": "user", "content": request.user}],
-            "temperature": request.temperature.min(1.0),
             "stream": request.stream,
         });
-        let mut builder = self
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t.min(1.0));
+        }
+        self.http.pace(progress).await;
+        let builder = self
             .http
             .client
             .post(&url)
             .header("anthropic-version", VERSION)
             .json(&body);
-        if let Some(key) = self.http.key() {
-            builder = builder.header("x-api-key", key);
-        }
-        let clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
-        let body = (self.http)
-            .exchange(&url, builder, request.stream, clocks.deadline)
-            .await?;
-        match body {
-            Body::Whole { bytes, request_id } => parse_message(&bytes, request_id),
-            Body::Events {
-                mut events,
-                request_id,
-            } => {
-                let decoder = State {
-                    id: request_id,
-                    ..State::default()
-                };
-                stream::decode(&self.http, &mut events, clocks, decoder, progress).await
-            }
-        }
+        let builder = self.http.authorize(builder, Some("x-api-key"));
+        let decoder = |id| State {
+            id,
+            ..State::default()
+        };
+        stream::exchange(
+            &self.http,
+            &url,
+            builder,
+            request.stream,
+            false,
+            parse_message,
+            decoder,
+            progress,
+        )
+        .await
     }
 }
 

@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
+use super::limits::{Throttle, retry_after};
 use super::{Failure, FailureKind, redact};
 use crate::config::{Config, show_duration};
 use crate::error::{Error, Result};
@@ -44,6 +45,14 @@ pub(crate) struct Http {
     pub(crate) idle_timeout: Duration,
     key_env: String,
     key: Option<String>,
+    /// `llm.api_key_header`: the header the key goes in as it is.
+    key_header: Option<String>,
+    /// `llm.query`: added to every URL.
+    query: Vec<(String, String)>,
+    /// What the last answer's `x-ratelimit-*` headers ask the next request to wait.
+    throttle: Throttle,
+    /// `retry.max_delay`: a longer rate-limit wait is not waited for (the 429 decides).
+    max_wait: Duration,
 }
 
 impl Http {
@@ -58,7 +67,46 @@ impl Http {
             idle_timeout: config.llm.idle_timeout,
             key_env,
             key,
+            key_header: config.llm.api_key_header.clone(),
+            query: config
+                .llm
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            throttle: Throttle::default(),
+            max_wait: config.retry.max_delay,
         })
+    }
+
+    /// The key on `builder`: in `llm.api_key_header` as it is when set, else in the
+    /// provider's `default` header, else as `Authorization: Bearer`.
+    pub(crate) fn authorize(
+        &self,
+        builder: reqwest::RequestBuilder,
+        default: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let Some(key) = self.key() else {
+            return builder;
+        };
+        match self.key_header.as_deref().or(default) {
+            Some(h) if !h.eq_ignore_ascii_case("authorization") => builder.header(h, key),
+            _ => builder.bearer_auth(key),
+        }
+    }
+
+    /// Waits, before a request, for an allowance the last answer said was spent (up to
+    /// `retry.max_delay`; past that the request goes, and a 429 decides).
+    pub(crate) async fn pace(&self, progress: super::Progress<'_>) {
+        if let Some((wait, why)) = self.throttle.pending()
+            && wait <= self.max_wait
+        {
+            progress(super::Update::Waiting(format!(
+                "waiting {}: {why}",
+                show_duration(wait)
+            )));
+            tokio::time::sleep(wait).await;
+        }
     }
 
     pub(crate) fn key(&self) -> Option<&str> {
@@ -77,6 +125,12 @@ impl Http {
         };
         let joined = format!("{base}/{}", path.trim_start_matches('/'));
         url.set_path(&joined);
+        let present: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        for (k, v) in &self.query {
+            if !present.contains(k) {
+                url.query_pairs_mut().append_pair(k, v);
+            }
+        }
         url.to_string()
     }
 
@@ -114,6 +168,7 @@ impl Http {
             Ok(Ok(r)) => r,
         };
         let status = response.status();
+        self.throttle.observe(response.headers());
         if status.is_success() {
             return Ok(response);
         }
@@ -143,54 +198,7 @@ impl Http {
     /// Classifies an HTTP error status (README, "Recovery rules").
     pub(crate) fn status_failure(&self, status: u16, headers: &HeaderMap, body: &str) -> Failure {
         let message = provider_message(body);
-        let lower = message.to_ascii_lowercase();
-        let quota = (status == 429 || status == 402 || status == 403)
-            && [
-                "insufficient_quota",
-                "quota",
-                "credit balance",
-                "billing",
-                "exceeded your current",
-            ]
-            .iter()
-            .any(|w| lower.contains(w));
-        let context = [
-            "context_length_exceeded",
-            "maximum context length",
-            "prompt is too long",
-            "too many tokens",
-        ]
-        .iter()
-        .any(|w| lower.contains(w));
-        let kind = if quota {
-            FailureKind::Quota
-        } else if context {
-            FailureKind::Permanent
-        } else {
-            match status {
-                408 | 409 | 429 | 500..=599 => FailureKind::Transient,
-                _ => FailureKind::Permanent,
-            }
-        };
-        let hint = match (status, kind) {
-            (_, FailureKind::Quota) => {
-                " — the account's quota or credit is exhausted; add credit or change the key"
-                    .to_string()
-            }
-            (401, _) => format!(
-                " — check the API key in the environment variable {}",
-                self.key_env
-            ),
-            (403, _) => format!(
-                " — the key in {} is not allowed to use this model or endpoint",
-                self.key_env
-            ),
-            (404, _) => " — check llm.base_url and llm.model".to_string(),
-            (413, _) | (_, FailureKind::Permanent) if context => {
-                " — the request is too long for the model's context".to_string()
-            }
-            _ => String::new(),
-        };
+        let (kind, hint) = classify(Some(status), &message, &self.key_env);
         let mut failure = Failure::new(
             kind,
             self.redact(&format!("HTTP {status}: {message}{hint}")),
@@ -258,6 +266,100 @@ impl Http {
     }
 }
 
+/// An error inside a 200 answer (an event of a stream, or the body: OpenRouter, LM
+/// Studio, LiteLLM send them so), classified by its code as its status would be
+/// (OpenRouter's `code` is an HTTP status), else by its words; unknown ones are
+/// transient.
+pub(crate) fn body_failure(error: &serde_json::Value, partial: &str) -> Failure {
+    let body = serde_json::json!({ "error": error }).to_string();
+    let message = provider_message(&body);
+    let status = error
+        .get("code")
+        .and_then(super::tokens)
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (400..600).contains(c));
+    let (kind, hint) = classify(status, &message, "llm.api_key_env");
+    Failure::new(
+        kind,
+        format!("the server answered 200 with an error: {message}{hint}"),
+    )
+    .with_partial(partial)
+}
+
+/// What a failure with this status (or none: an error inside a 200) and message is,
+/// and what to tell the user.
+fn classify(status: Option<u16>, message: &str, key_env: &str) -> (FailureKind, String) {
+    let lower = message.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    let quota = matches!(status, None | Some(402 | 403 | 429))
+        && has(&[
+            "insufficient_quota",
+            "quota",
+            "credit balance",
+            "insufficient credits",
+            "more credits",
+            "billing",
+            "exceeded your current",
+        ]);
+    let context = has(&[
+        "context_length_exceeded",
+        "maximum context length",
+        "prompt is too long",
+        "too many tokens",
+    ]);
+    let kind = if quota {
+        FailureKind::Quota
+    } else if context {
+        FailureKind::Permanent
+    } else {
+        match status {
+            Some(408 | 409 | 429 | 500..=599) => FailureKind::Transient,
+            Some(_) => FailureKind::Permanent,
+            None if has(&[
+                "invalid_request",
+                "invalid_prompt",
+                "unsupported",
+                "content_filter",
+                "authentication",
+                "permission",
+                "not_found",
+                "unexpected endpoint",
+            ]) =>
+            {
+                FailureKind::Permanent
+            }
+            None => FailureKind::Transient,
+        }
+    };
+    let hint = match (status, kind) {
+        (_, FailureKind::Quota) => {
+            " — the account's quota or credit is exhausted; add credit or change the key"
+                .to_string()
+        }
+        (Some(401), _) => format!(" — check the API key in the environment variable {key_env}"),
+        (Some(403), _) => {
+            format!(" — the key in {key_env} is not allowed to use this model or endpoint")
+        }
+        _ if lower.contains("only supported in v1/responses") => {
+            " — this model speaks only the Responses API: set llm.provider = \"openai-responses\""
+                .to_string()
+        }
+        _ if lower.contains("processing stream")
+            || lower.contains("streaming is not supported") =>
+        {
+            " — the server could not stream this request; with llm.stream = false it may answer"
+                .to_string()
+        }
+        _ if lower.contains("unexpected endpoint") => {
+            " — the server does not know this path: check llm.base_url".to_string()
+        }
+        (Some(404), _) => " — check llm.base_url and llm.model".to_string(),
+        _ if context => " — the request is too long for the model's context".to_string(),
+        _ => String::new(),
+    };
+    (kind, hint)
+}
+
 async fn read_capped(
     mut stream: impl Stream<Item = reqwest::Result<Bytes>> + Unpin,
     deadline: Instant,
@@ -291,43 +393,6 @@ async fn read_capped(
     }
 }
 
-/// `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    parse_retry_after(
-        text("retry-after-ms"),
-        text("retry-after"),
-        std::time::SystemTime::now(),
-    )
-}
-
-/// What a server asks to wait, from the values of `retry-after-ms` and `Retry-After`.
-/// Numbers are read with saturation: `1e20` seconds is [`Duration::MAX`], which is longer
-/// than any `retry.max_delay` (the prompt then fails); a negative or unreadable value is
-/// no request to wait.
-pub(crate) fn parse_retry_after(
-    ms: Option<&str>,
-    secs: Option<&str>,
-    now: std::time::SystemTime,
-) -> Option<Duration> {
-    if let Some(ms) = ms
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| !ms.is_nan() && *ms >= 0.0)
-    {
-        return Some(saturating_secs(ms / 1000.0));
-    }
-    let value = secs?.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (!secs.is_nan() && secs >= 0.0).then(|| saturating_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or_default())
-}
-
-fn saturating_secs(secs: f64) -> Duration {
-    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
-}
-
 pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     ["x-request-id", "request-id", "openai-request-id", "cf-ray"]
         .iter()
@@ -341,7 +406,12 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
 
 /// The provider's own words from an error body: `error.message`, `message`, or the text.
 pub(crate) fn provider_message(body: &str) -> String {
-    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    // An error sent as an event (`data: {"error": …}`) with an error status (LiteLLM).
+    let json_text = body
+        .trim_start()
+        .strip_prefix("data:")
+        .map_or(body, |rest| rest.lines().next().unwrap_or_default());
+    let parsed: Option<serde_json::Value> = serde_json::from_str(json_text.trim()).ok();
     let from_json = parsed.as_ref().and_then(|v| {
         let err = v.get("error").unwrap_or(v);
         let msg = err
@@ -448,70 +518,6 @@ impl Http {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(
-            retry_after(&h),
-            Some(Duration::ZERO),
-            "a date in the past is no wait"
-        );
-        h.insert("retry-after", HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn huge_and_odd_waits_saturate() {
-        let now = std::time::SystemTime::now();
-        for (ms, secs, want) in [
-            (None, Some("1e20"), Some(Duration::MAX)),
-            (None, Some("18446744073709551615"), Some(Duration::MAX)),
-            (Some("1e300"), None, Some(Duration::MAX)),
-            (None, Some("inf"), Some(Duration::MAX)),
-            (None, Some("-1"), None),
-            (None, Some("NaN"), None),
-            (Some("-5"), Some("3"), Some(Duration::from_secs(3))),
-            (Some("250"), Some("3"), Some(Duration::from_millis(250))),
-            (None, Some(" 2.5 "), Some(Duration::from_millis(2500))),
-        ] {
-            assert_eq!(parse_retry_after(ms, secs, now), want, "{ms:?} {secs:?}");
-        }
-    }
-
-    mod props {
-        use super::*;
-        use proptest::prelude::*;
-
-        proptest! {
-            #[test]
-            fn any_header_values_give_a_wait_or_none_without_panic(
-                ms in proptest::option::of("\\PC{0,40}"),
-                secs in proptest::option::of("(\\PC{0,40}|[0-9eE+.-]{0,30})"),
-                offset in any::<u32>(),
-            ) {
-                let now = std::time::UNIX_EPOCH + Duration::from_secs(u64::from(offset));
-                let _ = parse_retry_after(ms.as_deref(), secs.as_deref(), now);
-            }
-
-            #[test]
-            fn numeric_seconds_are_never_shorter_than_asked(secs in 0f64..1e30) {
-                let got = parse_retry_after(None, Some(&secs.to_string()), std::time::UNIX_EPOCH)
-                    .expect("a number is a wait");
-                prop_assert!(got == Duration::MAX || got.as_secs_f64() >= secs * (1.0 - 1e-12));
-            }
-        }
-    }
 
     #[test]
     fn provider_messages() {
@@ -528,6 +534,12 @@ mod tests {
             "Overloaded (overloaded_error)"
         );
         assert_eq!(provider_message("plain text"), "plain text");
+        assert_eq!(
+            provider_message(
+                "data: {\"error\": {\"message\": \"Error processing stream start\", \"code\": \"500\"}}\n\ndata: [DONE]\n\n"
+            ),
+            "Error processing stream start (500)"
+        );
         assert_eq!(provider_message(""), "(no message)");
     }
 }

@@ -7,11 +7,14 @@
 //! the status, the provider's message, `Retry-After`, the request id. Nothing provider-
 //! specific leaks out of this module.
 
+mod adapt;
 mod agent_output;
 mod anthropic;
 mod command;
 mod http;
+mod limits;
 mod openai;
+mod responses;
 mod stream;
 
 use std::time::Duration;
@@ -23,8 +26,22 @@ use crate::error::Result;
 use crate::process::ProcessGroup;
 use crate::request::Request;
 
-pub(crate) use http::{MAX_REPLY_BYTES, parse_retry_after};
+pub(crate) use adapt::Learned;
+pub(crate) use http::MAX_REPLY_BYTES;
+pub(crate) use limits::parse_retry_after;
 pub(crate) use openai::replay_sse as replay_openai_sse;
+pub(crate) use responses::replay_sse as replay_responses_sse;
+
+/// What `x-ratelimit-remaining-tokens` and `x-ratelimit-reset-tokens` ask a request to
+/// wait (fuzzing).
+pub(crate) fn rate_limit_wait(remaining: &str, reset: &str) -> Option<Duration> {
+    limits::spent(|name| match name {
+        "x-ratelimit-remaining-tokens" => Some(remaining),
+        "x-ratelimit-reset-tokens" => Some(reset),
+        _ => None,
+    })
+    .map(|(wait, _)| wait)
+}
 
 /// Why a reply ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +83,8 @@ pub(crate) struct Usage {
     pub(crate) cache_read: u64,
     /// Of `input`: written to the prompt cache.
     pub(crate) cache_write: u64,
+    /// Of `output`: spent on reasoning (billed as output, never seen).
+    pub(crate) reasoning: u64,
     /// A count that was not a whole number of tokens (negative, fractional, not a
     /// number), named: such a report cannot be trusted.
     pub(crate) malformed: Option<String>,
@@ -125,6 +144,11 @@ impl UsageReader {
         u.cache_write = u.cache_write.saturating_add(cache_write);
     }
 
+    /// Of the output: `n` tokens of reasoning.
+    pub(crate) fn reasoning(&mut self, n: u64) {
+        self.usage.reasoning = self.usage.reasoning.saturating_add(n);
+    }
+
     /// Keeps `v` as the report (when none was given at the start).
     pub(crate) fn keep(&mut self, v: &Value) {
         if self.usage.reported.is_none() {
@@ -138,6 +162,56 @@ impl UsageReader {
         }
         self.usage
     }
+}
+
+/// The key names of an OpenAI-shaped usage object: chat completions' (`prompt_tokens`,
+/// `completion_tokens`, their `_details`) or the Responses API's (`input_tokens`, …).
+pub(crate) struct UsageKeys {
+    pub(crate) input: &'static str,
+    pub(crate) output: &'static str,
+    pub(crate) input_details: &'static str,
+    pub(crate) output_details: &'static str,
+}
+
+/// `v.usage` read with `keys`: the input includes its cached part, the output its reasoning.
+pub(crate) fn openai_usage(v: &Value, keys: &UsageKeys) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    u.get(keys.input)?;
+    let mut r = UsageReader::new(Some(u.clone()));
+    let input = r.count(u, keys.input, &format!("usage.{}", keys.input));
+    let output = r.count(u, keys.output, &format!("usage.{}", keys.output));
+    let mut detail = |details: &str, key: &str| {
+        u.get(details)
+            .map_or(0, |d| r.count(d, key, &format!("usage.{details}.{key}")))
+    };
+    let cached = detail(keys.input_details, "cached_tokens");
+    let reasoning = detail(keys.output_details, "reasoning_tokens");
+    r.add_total(input, output, cached, 0);
+    r.reasoning(reasoning);
+    Some(r.finish())
+}
+
+/// One stream event's data as JSON, or the transient failure it is.
+pub(crate) fn event_json(data: &str, partial: &str, id: Option<&str>) -> Result<Value, Failure> {
+    serde_json::from_str(data).map_err(|e| {
+        Failure::transient(format!(
+            "a stream event is not JSON ({e}): {}",
+            &data[..data.floor_char_boundary(200)]
+        ))
+        .with_partial(partial)
+        .with_request_id(id.map(str::to_string))
+    })
+}
+
+/// A whole reply body as JSON, or the transient failure it is.
+pub(crate) fn body_json(bytes: &[u8], request_id: Option<&str>) -> Result<Value, Failure> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Failure::transient(format!(
+            "the reply is not JSON ({e}): {}",
+            http::truncate(&String::from_utf8_lossy(bytes), 200)
+        ))
+        .with_request_id(request_id.map(str::to_string))
+    })
 }
 
 /// A count of tokens from outside: a whole number, 0 or more (`100` or `100.0`); `None`
@@ -266,6 +340,8 @@ pub(crate) enum Update {
     /// An agent's process group exists: the runner journals it so that a run resumed after
     /// a crash can kill it if it outlived the runner.
     AgentStarted(ProcessGroup),
+    /// The request waits for the endpoint's rate limit (what for, and how long).
+    Waiting(String),
 }
 
 pub(crate) type Progress<'a> = &'a (dyn Fn(Update) + Send + Sync);
@@ -292,10 +368,13 @@ impl Provider {
     pub(crate) fn from_config(config: &Config) -> Result<Provider> {
         let key_env = config.llm.api_key_env().to_string();
         Ok(match config.llm.provider {
-            ProviderKind::Openai => Provider::OpenAi(openai::OpenAi::new(
-                http::Http::new(config, key_env)?,
-                config,
-            )),
+            ProviderKind::Openai | ProviderKind::OpenaiResponses => {
+                Provider::OpenAi(openai::OpenAi::new(
+                    http::Http::new(config, key_env)?,
+                    config,
+                    config.llm.provider == ProviderKind::OpenaiResponses,
+                ))
+            }
             ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic::new(
                 http::Http::new(config, key_env)?,
                 config,
@@ -333,8 +412,35 @@ impl Provider {
         }
     }
 
+    /// The settings the endpoint refused since the last call, as changed (for the journal).
+    pub(crate) fn learned(&self) -> Vec<Learned> {
+        match self {
+            Provider::OpenAi(p) => p.adapt.take(),
+            Provider::Anthropic(_) | Provider::Command(_) => Vec::new(),
+        }
+    }
+
+    /// A setting an earlier run of the session learned (from the journal).
+    pub(crate) fn adopt(&self, setting: &str, value: &str) {
+        match self {
+            Provider::OpenAi(p) => p.adapt.adopt(setting, value),
+            Provider::Anthropic(_) | Provider::Command(_) => {}
+        }
+    }
+
+    /// Whether the tokenizer counts the input exactly as the endpoint does: tiktoken for
+    /// a model of OpenAI's on chat completions (the Responses API's framing is not
+    /// published, so it is calibrated like any other endpoint).
+    pub(crate) fn counts_exactly(&self, model: &str) -> bool {
+        matches!(self, Provider::OpenAi(p) if !p.speaks_responses())
+            && crate::tokens::Encoding::knows(model)
+    }
+
     pub(crate) fn describe(&self) -> String {
         match self {
+            Provider::OpenAi(p) if p.speaks_responses() => {
+                format!("openai-responses at {}", p.url())
+            }
             Provider::OpenAi(p) => format!("openai at {}", p.url()),
             Provider::Anthropic(p) => format!("anthropic at {}", p.url()),
             Provider::Command(p) => format!("command {}", p.program()),

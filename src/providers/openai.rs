@@ -7,74 +7,160 @@
 //! and `content_filter`, a `refusal` field, an `error` object inside a 200 stream, a
 //! streamed request answered with one JSON body, and a stream that ends without `[DONE]`
 //! (complete if a `finish_reason` came, else cut short and transient).
+//!
+//! Today's hosts add: reasoning models that take the cap only as `max_completion_tokens`
+//! and no temperature but their default (see `adapt.rs`), `reasoning_effort`, reasoning
+//! tokens in `completion_tokens_details`, reasoning streamed apart from the text
+//! (`reasoning`, `reasoning_content`: it keeps the stream alive but is not the reply),
+//! OpenRouter's `usage.cost`, and errors inside a 200 answer (OpenRouter, LM Studio),
+//! classified by their code.
 
 use serde_json::{Value, json};
 
-use super::http::{Body, Http, provider_message};
-use super::stream::{self, Clocks, Decoder};
-use super::{Failure, Finish, Outcome, Progress, Reply, Usage, UsageReader};
+use super::adapt::{self, Adapt};
+use super::http::{Http, body_failure};
+use super::responses;
+use super::stream::{self, Decoder};
+use super::{Failure, Finish, Outcome, Progress, Reply, Usage, UsageKeys};
 use crate::config::Config;
 use crate::request::Request;
 
+/// OpenAI's API in either shape: chat completions, or the Responses API
+/// (`provider = "openai-responses"`, its body and events in `responses.rs`).
 pub(crate) struct OpenAi {
     pub(crate) http: Http,
+    pub(crate) adapt: Adapt,
+    effort: Option<String>,
+    responses: bool,
 }
 
 impl OpenAi {
-    pub(crate) fn new(http: Http, _config: &Config) -> OpenAi {
-        OpenAi { http }
+    pub(crate) fn new(http: Http, config: &Config, responses: bool) -> OpenAi {
+        OpenAi {
+            http,
+            adapt: Adapt::new(config.llm.max_tokens_param),
+            effort: config.llm.reasoning_effort.clone(),
+            responses,
+        }
+    }
+
+    /// The Responses API rather than chat completions.
+    pub(crate) fn speaks_responses(&self) -> bool {
+        self.responses
     }
 
     pub(crate) fn url(&self) -> String {
-        self.http.endpoint("", "chat/completions")
+        let path = if self.responses {
+            "responses"
+        } else {
+            "chat/completions"
+        };
+        self.http.endpoint("", path)
     }
 
+    /// Sends; a 400 refusing the cap's name or the temperature is learned and the request
+    /// sent again (once per setting).
     pub(crate) async fn send(
         &self,
         request: &Request,
         max_tokens: u32,
         progress: Progress<'_>,
     ) -> Outcome {
-        let url = self.url();
-        let mut body = json!({
-            "model": request.model,
-            "messages": [
-                {"role": "system", "content": request.system},
-                {"role": "user", "content": request.user},
-            ],
-            "max_tokens": max_tokens,
-            "temperature": request.temperature,
-            "stream": request.stream,
-        });
-        if request.stream {
-            body["stream_options"] = json!({"include_usage": true});
-        }
-        let mut builder = self.http.client.post(&url).json(&body);
-        if let Some(key) = self.http.key() {
-            builder = builder.bearer_auth(key);
-        }
-        let clocks = Clocks::start(self.http.timeout, self.http.idle_timeout);
-        let body = (self.http)
-            .exchange(&url, builder, request.stream, clocks.deadline)
-            .await?;
-        match body {
-            Body::Whole { bytes, request_id } => {
-                parse_json_reply(&bytes, request_id).map_err(|f| self.redacted(f))
-            }
-            Body::Events {
-                mut events,
-                request_id,
-            } => {
-                let decoder = StreamState::new(request_id);
-                stream::decode(&self.http, &mut events, clocks, decoder, progress).await
+        let host = self
+            .http
+            .base_url
+            .host_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut resent = 0;
+        loop {
+            let cap = if self.responses {
+                responses::CAP
+            } else {
+                self.adapt.cap_name(&host, &request.model)
+            };
+            let temperature = self.adapt.temperature(request.temperature);
+            match self
+                .once(request, max_tokens, cap, temperature, progress)
+                .await
+            {
+                Err(f)
+                    if resent < 2
+                        && f.status == Some(400)
+                        && self
+                            .adapt
+                            .learn_from(&f.message, cap, temperature.is_some()) =>
+                {
+                    resent += 1;
+                }
+                outcome => return outcome,
             }
         }
     }
 
-    fn redacted(&self, mut f: Failure) -> Failure {
-        f.message = self.http.redact(&f.message);
-        f
+    async fn once(
+        &self,
+        request: &Request,
+        max_tokens: u32,
+        cap: &str,
+        temperature: Option<f64>,
+        progress: Progress<'_>,
+    ) -> Outcome {
+        self.http.pace(progress).await;
+        let url = self.url();
+        let mut body = if self.responses {
+            responses::body(request, max_tokens, self.effort.as_deref())
+        } else {
+            chat_body(request, max_tokens, cap, self.effort.as_deref())
+        };
+        if let Some(t) = temperature {
+            body["temperature"] = json!(t);
+        }
+        let builder = self.http.client.post(&url).json(&body);
+        let builder = self.http.authorize(builder, None);
+        let thinks = self.effort.is_some() || adapt::reasons(&request.model);
+        let (http, stream) = (&self.http, request.stream);
+        if self.responses {
+            let (whole, decoder) = responses::decoders();
+            stream::exchange(
+                http, &url, builder, stream, thinks, whole, decoder, progress,
+            )
+            .await
+        } else {
+            let decoder = StreamState::new;
+            stream::exchange(
+                http,
+                &url,
+                builder,
+                stream,
+                thinks,
+                parse_json_reply,
+                decoder,
+                progress,
+            )
+            .await
+        }
     }
+}
+
+/// A chat completions request: the two messages, the cap under its name `cap`.
+fn chat_body(request: &Request, max_tokens: u32, cap: &str, effort: Option<&str>) -> Value {
+    let mut body = json!({
+        "model": request.model,
+        "messages": [
+            {"role": "system", "content": request.system},
+            {"role": "user", "content": request.user},
+        ],
+        "stream": request.stream,
+    });
+    body[cap] = json!(max_tokens);
+    if let Some(effort) = effort {
+        body["reasoning_effort"] = json!(effort);
+    }
+    if request.stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
 }
 
 /// Parses an SSE body given as the reads it arrived in, without a network: what `send`
@@ -89,6 +175,8 @@ struct StreamState {
     refusal: String,
     finish: Option<Finish>,
     usage: Option<Usage>,
+    /// OpenRouter's `usage.cost` (USD).
+    cost: Option<f64>,
     id: Option<String>,
     chunks: u64,
     done: bool,
@@ -100,14 +188,7 @@ impl Decoder for StreamState {
             self.done = true;
             return Ok(false);
         }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| {
-            Failure::transient(format!(
-                "a stream event is not JSON ({e}): {}",
-                &data[..data.floor_char_boundary(200)]
-            ))
-            .with_partial(&self.text)
-            .with_request_id(self.id.clone())
-        })?;
+        let chunk = super::event_json(data, &self.text, self.id.as_deref())?;
         self.apply(&chunk)
     }
 
@@ -135,6 +216,7 @@ impl StreamState {
             refusal: String::new(),
             finish: None,
             usage: None,
+            cost: None,
             id,
             chunks: 0,
             done: false,
@@ -143,14 +225,15 @@ impl StreamState {
 
     /// Applies one chunk; `true` if it carried content (which resets the idle clock).
     fn apply(&mut self, chunk: &Value) -> Result<bool, Failure> {
-        if let Some(error) = chunk.get("error") {
-            let body = json!({ "error": error }).to_string();
-            return Err(Failure::transient(format!(
-                "the server reported an error inside the stream: {}",
-                provider_message(&body)
-            ))
-            .with_partial(&self.text)
-            .with_request_id(self.id.clone()));
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        let first = choices.and_then(|c| c.first());
+        // At the top (OpenRouter, LM Studio, LiteLLM) or in the choice (older OpenRouter).
+        if let Some(error) = chunk
+            .get("error")
+            .or_else(|| first.and_then(|c| c.get("error")))
+            .filter(|e| !e.is_null())
+        {
+            return Err(body_failure(error, &self.text).with_request_id(self.id.clone()));
         }
         if self.id.is_none() {
             self.id = chunk.get("id").and_then(Value::as_str).map(str::to_string);
@@ -158,10 +241,22 @@ impl StreamState {
         if let Some(u) = usage(chunk) {
             self.usage = Some(u);
         }
+        if let Some(cost) = chunk.pointer("/usage/cost").and_then(Value::as_f64) {
+            self.cost = Some(cost).filter(|c| c.is_finite() && *c >= 0.0);
+        }
         let mut content = false;
-        let choices = chunk.get("choices").and_then(Value::as_array);
-        if let Some(choice) = choices.and_then(|c| c.first()) {
+        if let Some(choice) = first {
             let delta = choice.get("delta").or_else(|| choice.get("message"));
+            // Reasoning streamed apart from the text: alive, but not the reply.
+            for key in ["reasoning", "reasoning_content"] {
+                if delta
+                    .and_then(|d| d.get(key))
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.is_empty())
+                {
+                    content = true;
+                }
+            }
             if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str)
                 && !text.is_empty()
             {
@@ -205,7 +300,7 @@ impl StreamState {
             finish,
             usage: self.usage,
             request_id: self.id,
-            cost_usd: None,
+            cost_usd: self.cost,
         })
     }
 }
@@ -225,31 +320,20 @@ fn finish(reason: &str) -> Finish {
 /// `usage` of a chunk or body: `prompt_tokens` includes the cached part
 /// (`prompt_tokens_details.cached_tokens`).
 fn usage(v: &Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
-    u.get("prompt_tokens")?;
-    let mut r = UsageReader::new(Some(u.clone()));
-    let input = r.count(u, "prompt_tokens", "usage.prompt_tokens");
-    let output = r.count(u, "completion_tokens", "usage.completion_tokens");
-    let cached = u.get("prompt_tokens_details").map_or(0, |d| {
-        r.count(
-            d,
-            "cached_tokens",
-            "usage.prompt_tokens_details.cached_tokens",
-        )
-    });
-    r.add_total(input, output, cached, 0);
-    Some(r.finish())
+    super::openai_usage(
+        v,
+        &UsageKeys {
+            input: "prompt_tokens",
+            output: "completion_tokens",
+            input_details: "prompt_tokens_details",
+            output_details: "completion_tokens_details",
+        },
+    )
 }
 
 /// A whole JSON reply (`stream: false`, or a server that ignored `stream: true`).
 fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
-        Failure::transient(format!(
-            "the reply is not JSON ({e}): {}",
-            super::http::truncate(&String::from_utf8_lossy(bytes), 200)
-        ))
-        .with_request_id(request_id.clone())
-    })?;
+    let v = super::body_json(bytes, request_id.as_deref())?;
     let mut state = StreamState::new(request_id);
     state.apply(&v)?;
     if state.finish.is_none() {

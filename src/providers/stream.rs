@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use super::http::Http;
+use super::http::{Body, Http};
 use super::{Failure, Outcome, Progress, Update};
 use crate::config::show_duration;
 
@@ -74,6 +74,40 @@ pub(super) async fn decode<D: Decoder>(
         }
     }
     decoder.finish()
+}
+
+/// One exchange of an HTTP provider: `builder` (the request, its key on it) sent to `url`,
+/// and the answer read within the attempt's clocks: a whole JSON body by `whole`, an event
+/// stream by the decoder `decoder` makes (given the response's request id). A model that
+/// `thinks` first gets the idle clock only from its first content. Failures are redacted.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn exchange<D: Decoder>(
+    http: &Http,
+    url: &str,
+    builder: reqwest::RequestBuilder,
+    streaming: bool,
+    thinks: bool,
+    whole: fn(&[u8], Option<String>) -> Outcome,
+    decoder: impl FnOnce(Option<String>) -> D,
+    progress: Progress<'_>,
+) -> Outcome {
+    let mut clocks = Clocks::start(http.timeout, http.idle_timeout);
+    if thinks {
+        clocks.idle_deadline = clocks.deadline;
+    }
+    match http
+        .exchange(url, builder, streaming, clocks.deadline)
+        .await?
+    {
+        Body::Whole { bytes, request_id } => whole(&bytes, request_id).map_err(|mut f| {
+            f.message = http.redact(&f.message);
+            f
+        }),
+        Body::Events {
+            mut events,
+            request_id,
+        } => decode(http, &mut events, clocks, decoder(request_id), progress).await,
+    }
 }
 
 /// What [`decode`] does with a body given as the reads it arrived in, without a network or

@@ -24,6 +24,8 @@ pub(crate) struct Counted {
     pub(crate) output: u64,
     pub(crate) cache_read: u64,
     pub(crate) cache_write: u64,
+    /// Of `output`: reasoning (reported, or the tokenizer's count of inline `<think>`).
+    pub(crate) reasoning: u64,
     /// The tokenizer's counts, not the endpoint's.
     pub(crate) estimated: bool,
     /// Why the report was not believed (for a warning), with the report as sent.
@@ -38,6 +40,7 @@ pub(crate) fn count(usage: Option<&Usage>, sent: u64, text: u64, agent: bool) ->
         output: text,
         cache_read: 0,
         cache_write: 0,
+        reasoning: 0,
         estimated: true,
         distrusted,
     };
@@ -63,10 +66,16 @@ pub(crate) fn count(usage: Option<&Usage>, sent: u64, text: u64, agent: bool) ->
             "{} input tokens for a request the tokenizer counts as {sent}",
             u.input
         ))
-    } else if u.output > text.saturating_mul(8).saturating_add(1000) {
+    } else if u.reasoning > u.output {
         Some(format!(
-            "{} output tokens for a reply the tokenizer counts as {text}",
-            u.output
+            "{} reasoning tokens of {} output tokens",
+            u.reasoning, u.output
+        ))
+    } else if u.output - u.reasoning > text.saturating_mul(8).saturating_add(1000) {
+        // Reasoning is output that comes back as no text.
+        Some(format!(
+            "{} output tokens ({} of them reasoning) for a reply the tokenizer counts as {text}",
+            u.output, u.reasoning
         ))
     } else {
         None
@@ -78,10 +87,41 @@ pub(crate) fn count(usage: Option<&Usage>, sent: u64, text: u64, agent: bool) ->
             output: u.output,
             cache_read: u.cache_read.min(u.input),
             cache_write: u.cache_write.min(u.input),
+            reasoning: u.reasoning,
             estimated: false,
             distrusted: None,
         },
     }
+}
+
+/// What a user must hear about one reply's counts: an output past the cap sent (the cap
+/// did not hold: the endpoint ignores the name it was sent under, and the budget may be
+/// spent past it), and no input at all for a request that had some (Ollama on a cached
+/// prompt: counted as reported; said once a run, `zero_input_told`).
+pub(crate) fn warnings(
+    counted: &Counted,
+    sent: u64,
+    cap: Option<u32>,
+    zero_input_told: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if counted.estimated {
+        return out;
+    }
+    if let Some(cap) = cap
+        && counted.output > u64::from(cap)
+    {
+        out.push(format!(
+            "the endpoint reported {} output tokens where the cap sent was {cap}: the cap did not hold, and the budget may be spent past it; if the server ignores `max_completion_tokens`, set llm.max_tokens_param = \"max_tokens\"",
+            counted.output
+        ));
+    }
+    if counted.input == 0 && sent > 0 && !zero_input_told {
+        out.push(format!(
+            "the endpoint reported 0 input tokens for a request of {sent} (Ollama does so when the prompt was cached); counted as reported, so the budget counts less than was read"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -157,6 +197,28 @@ mod tests {
                 (800, 50, true, true),
             ),
             (
+                "a reasoning model: 1,900 of 2,000 output tokens thought, 100 shown",
+                Some(Usage {
+                    reasoning: 1900,
+                    ..usage(820, 2000)
+                }),
+                800,
+                100,
+                false,
+                (820, 2000, false, false),
+            ),
+            (
+                "more reasoning than output",
+                Some(Usage {
+                    reasoning: 3000,
+                    ..usage(820, 2000)
+                }),
+                800,
+                100,
+                false,
+                (800, 100, true, true),
+            ),
+            (
                 "counts that are not whole numbers",
                 Some(malformed.clone()),
                 800,
@@ -196,6 +258,85 @@ mod tests {
                 want,
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn what_a_user_is_told_about_counts() {
+        let counted = |input, output, estimated| Counted {
+            input,
+            output,
+            cache_read: 0,
+            cache_write: 0,
+            reasoning: 0,
+            estimated,
+            distrusted: None,
+        };
+        /// (name, counted, sent, cap, told before) -> the words of each warning
+        type Case = (
+            &'static str,
+            Counted,
+            u64,
+            Option<u32>,
+            bool,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "within the cap",
+                counted(800, 500, false),
+                800,
+                Some(500),
+                false,
+                vec![],
+            ),
+            (
+                "past the cap",
+                counted(800, 4000, false),
+                800,
+                Some(500),
+                false,
+                vec!["the cap did not hold"],
+            ),
+            (
+                "an agent has no cap",
+                counted(800, 4000, false),
+                800,
+                None,
+                false,
+                vec![],
+            ),
+            (
+                "estimated counts",
+                counted(800, 4000, true),
+                800,
+                Some(500),
+                false,
+                vec![],
+            ),
+            (
+                "no input on a cached prompt",
+                counted(0, 50, false),
+                800,
+                Some(500),
+                false,
+                vec!["0 input tokens"],
+            ),
+            (
+                "said once a run",
+                counted(0, 50, false),
+                800,
+                Some(500),
+                true,
+                vec![],
+            ),
+        ];
+        for (name, c, sent, cap, told, want) in cases {
+            let got = warnings(&c, sent, cap, told);
+            assert_eq!(got.len(), want.len(), "{name}: {got:?}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(g.contains(w), "{name}: {g}");
+            }
         }
     }
 }

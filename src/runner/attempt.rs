@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Session, Step, accounting, retry, verdict};
+use super::{Session, Step, accounting, endpoint, retry, verdict};
+use crate::checkpoint::split_thinking;
 use crate::config::show_duration;
 use crate::error::{Error, Result};
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::{BuildError, Request};
 use crate::runner::RunEvent;
 use crate::state::{self, AttemptResult, Event, Outcome};
-use crate::verify;
 
 /// A request ready to send.
 struct Prepared {
@@ -254,28 +254,33 @@ impl Session<'_> {
             Update::AgentStarted(group) => {
                 let _ = groups_tx.send(group);
             }
+            Update::Waiting(why) => observer.event(RunEvent::Note(&why)),
         };
         let call = Call {
             workdir: self.workspace.as_ref().map(|ws| ws.dir()),
             budget_usd_left: self.usd_left(self.plan.prompts[p.request.prompt].phase),
         };
-        let send = self
-            .provider
-            .send(&p.request, p.max_tokens, &call, &progress);
-        tokio::pin!(send);
-        loop {
-            tokio::select! {
-                outcome = &mut send => return Ok(Some(outcome)),
-                Some(group) = groups.recv() => {
-                    self.book.journal(vec![Event::AgentStarted {
-                        id: id.to_string(),
-                        attempt,
-                        group,
-                    }])?;
+        let outcome = {
+            let send = self
+                .provider
+                .send(&p.request, p.max_tokens, &call, &progress);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    outcome = &mut send => break Some(outcome),
+                    Some(group) = groups.recv() => {
+                        self.book.journal(vec![Event::AgentStarted {
+                            id: id.to_string(),
+                            attempt,
+                            group,
+                        }])?;
+                    }
+                    () = self.interrupt.wait() => break None,
                 }
-                () = self.interrupt.wait() => return Ok(None),
             }
-        }
+        };
+        self.journal_learned(id)?;
+        Ok(outcome)
     }
 
     /// Step 4 for a reply: counted, judged, journaled.
@@ -290,8 +295,12 @@ impl Session<'_> {
         let prompt = &self.plan.prompts[index];
         let agent = !self.provider.caps_output();
         let text_tokens = self.builder.encoding.count(&reply.text);
-        let counted = accounting::count(reply.usage.as_ref(), p.counted, text_tokens, agent);
-        let mut events = Vec::new();
+        let mut counted = accounting::count(reply.usage.as_ref(), p.counted, text_tokens, agent);
+        if let (0, Some(thinking)) = (counted.reasoning, split_thinking(&reply.text).0) {
+            counted.reasoning = self.builder.encoding.count(thinking).min(counted.output);
+        }
+        let id = prompt.id.to_string();
+        let mut events = self.counts_told(&id, &counted, p.counted, p.max_tokens);
         if let Some((why, _)) = &counted.distrusted {
             let message = format!(
                 "attempt {attempt}: the endpoint's usage report cannot be true ({why}); it is kept in the journal and the tokenizer's count is used"
@@ -302,14 +311,15 @@ impl Session<'_> {
                 message,
             });
         }
+        let prompt = &self.plan.prompts[index];
         let mut verdict =
             verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
         if verdict.is_ok()
-            && let Some(failed) = self.verify(index, attempt, p).await?
+            && let Some(failed) = self.verify(index, attempt, p.request.prompt_text()).await?
         {
             verdict = Err(failed);
         }
-        self.detail(&reply_detail(
+        self.detail(&endpoint::reply_detail(
             &prompt.id.to_string(),
             attempt,
             &reply,
@@ -328,6 +338,7 @@ impl Session<'_> {
             output_tokens: counted.output,
             cache_read_tokens: counted.cache_read,
             cache_write_tokens: counted.cache_write,
+            reasoning_tokens: counted.reasoning,
             estimated: counted.estimated,
             reported_usage: counted.distrusted.as_ref().and_then(|d| d.1.clone()),
             finish_reason: Some(reply.finish.as_str().to_string()),
@@ -478,89 +489,6 @@ impl Session<'_> {
             )
         })
     }
-
-    /// The prompt's checks, after its reply passed the protocol: each journaled; the first
-    /// that fails is the attempt's content failure (`Some`: the note for the next attempt).
-    async fn verify(&mut self, index: usize, attempt: u32, p: &Prepared) -> Result<Option<String>> {
-        let sent = p.request.prompt_text();
-        let checks = match verify::checks(
-            self.ctx.config,
-            self.plan,
-            index,
-            sent,
-            &self.book.tally.vars,
-        ) {
-            Ok(checks) => checks,
-            Err(why) => return Ok(Some(why)),
-        };
-        let dir = self
-            .workspace
-            .as_ref()
-            .map_or(self.ctx.config_dir, |ws| ws.dir())
-            .to_path_buf();
-        let key_env = self.ctx.config.llm.api_key_env().to_string();
-        let timeout = self.ctx.config.verify.timeout;
-        let hidden = [key_env.as_str()];
-        for check in checks {
-            let checked = tokio::select! {
-                checked = verify::run(&check, &dir, timeout, &hidden) => checked,
-                () = self.interrupt.wait() => return self.interrupted(),
-            };
-            let id = self.plan.prompts[index].id.to_string();
-            self.detail(&format!(
-                "{id} attempt {attempt}: check ({}) {}: {}",
-                check.from.as_str(),
-                if checked.passed { "passed" } else { "failed" },
-                check.script.lines().next().unwrap_or("")
-            ));
-            self.book.journal(vec![Event::Verified {
-                id,
-                attempt,
-                from: check.from.as_str().to_string(),
-                check: check.script.clone(),
-                passed: checked.passed,
-                exit_code: checked.exit_code,
-                duration_ms: checked.duration_ms,
-                output: checked.output.clone(),
-            }])?;
-            if !checked.passed {
-                let advice = crate::checkpoint::section(sent, "if failed").map(|r| &sent[r]);
-                return Ok(Some(verify::failure_note(&check, &checked, advice)));
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// For `-v`: what came back.
-fn reply_detail(
-    id: &str,
-    attempt: u32,
-    reply: &Reply,
-    counted: &accounting::Counted,
-    duration_ms: u64,
-) -> String {
-    format!(
-        "{id} attempt {attempt}: {} after {duration_ms} ms, finish {}, {} in / {} out{}{}",
-        if reply.usage.is_some() {
-            "reply"
-        } else {
-            "reply without usage"
-        },
-        reply.finish.as_str(),
-        counted.input,
-        counted.output,
-        if counted.estimated {
-            " (estimated)"
-        } else {
-            ""
-        },
-        reply
-            .request_id
-            .as_deref()
-            .map(|r| format!(", request id {r}"))
-            .unwrap_or_default(),
-    )
 }
 
 /// The note a retry after a content failure carries, in the spirit of the seed's

@@ -29,6 +29,8 @@ use crate::workspace::Workspace;
 
 mod accounting;
 mod attempt;
+mod checks;
+mod endpoint;
 mod events;
 mod interrupt;
 mod reserve;
@@ -109,9 +111,10 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
     runtime.block_on(async {
         let interrupt = Interrupt::install()?;
         let tally = Tally::new(&fold, ctx.plan, ctx.config);
-        let tokenizer_exact = provider.caps_output()
-            && crate::tokens::Encoding::knows(ctx.config.llm.model())
-            && matches!(provider, Provider::OpenAi(_));
+        let tokenizer_exact = provider.counts_exactly(ctx.config.llm.model());
+        for (setting, value) in &fold.learned {
+            provider.adopt(setting, value);
+        }
         let mut session = Session {
             workspace,
             views_written: None,
@@ -125,6 +128,7 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
             interrupt,
             tokenizer_exact,
             endpoint_counts: true,
+            zero_input_told: false,
         };
         let todo = session.todo(options.selection);
         session.run(todo, options).await
@@ -186,6 +190,8 @@ struct Session<'a> {
     tokenizer_exact: bool,
     /// Whether to ask the endpoint to count (until it says it cannot).
     endpoint_counts: bool,
+    /// A report of no input was warned about (once a run).
+    zero_input_told: bool,
 }
 
 impl<'a> Session<'a> {

@@ -36,7 +36,14 @@ pub(crate) fn judge(
     max_tokens: u32,
 ) -> Result<Accepted, String> {
     let prompt = &plan.prompts[index];
+    // Reasoning written inline (`<think>…</think>`) is not the answer.
+    let text = checkpoint::split_thinking(text).1;
     match finish {
+        Finish::Length if text.trim().is_empty() => {
+            return Err(format!(
+                "the reply is empty: the whole output (max_tokens {max_tokens}) went to reasoning before any answer; raise llm.max_tokens (or the prompt's max_tokens), or lower llm.reasoning_effort"
+            ));
+        }
         Finish::Length => {
             return Err(format!(
                 "the reply was cut at the token limit (max_tokens {max_tokens}); answer more briefly so that the checkpoint block fits"
@@ -213,6 +220,43 @@ mod tests {
                 block(serde_json::json!({"prompt": "01.1-first", "outputs": good})),
                 Finish::Length,
                 Err("token limit"),
+            ),
+            (
+                "all of the output spent on reasoning",
+                "".into(),
+                Finish::Length,
+                Err("went to reasoning"),
+            ),
+            (
+                "inline reasoning, then cut",
+                "<think>long thoughts</think>\n".into(),
+                Finish::Length,
+                Err("went to reasoning"),
+            ),
+            (
+                "inline reasoning holding a block, then the answer's",
+                format!(
+                    "<think>{}</think>\n{}",
+                    block(
+                        serde_json::json!({"prompt": "01.1-first", "success": false, "outputs": {"error": "a thought"}})
+                    ),
+                    block(
+                        serde_json::json!({"prompt": "01.1-first", "success": true, "outputs": good})
+                    )
+                ),
+                Finish::Stop,
+                Ok(()),
+            ),
+            (
+                "a block only in the reasoning",
+                format!(
+                    "<think>{}</think>\nDone.",
+                    block(
+                        serde_json::json!({"prompt": "01.1-first", "success": true, "outputs": good})
+                    )
+                ),
+                Finish::Stop,
+                Err("no checkpoint block"),
             ),
             (
                 "a refusal",

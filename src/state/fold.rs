@@ -53,6 +53,9 @@ pub(crate) struct PromptState {
     pub(crate) cache_read: u64,
     #[serde(skip_serializing_if = "is_zero_u64", default)]
     pub(crate) cache_write: u64,
+    /// Of `tokens_out`: reasoning.
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub(crate) reasoning: u64,
     pub(crate) estimated: bool,
     pub(crate) duration_ms: u64,
     pub(crate) cost_usd: f64,
@@ -146,6 +149,9 @@ pub(crate) struct Fold {
     /// the next agent call is reserved at, at least.
     pub(crate) largest_agent_call: u64,
     pub(crate) largest_agent_cost: f64,
+    /// Settings the endpoint refused, as changed (setting, value): a resumed run starts
+    /// with them.
+    pub(crate) learned: BTreeMap<String, String>,
 }
 
 const TRAIL: usize = 20;
@@ -238,6 +244,9 @@ impl Fold {
             | Event::WorkspaceRestored { .. }
             | Event::Verified { .. }
             | Event::Reopened { .. } => self.workspace_event(&record.event),
+            Event::Learned { setting, value, .. } => {
+                self.learned.insert(setting.clone(), value.clone());
+            }
             Event::Halted { reason, code } => self.halted = Some((reason.clone(), *code)),
             Event::Finished {} => {
                 self.finished = true;
@@ -333,6 +342,7 @@ impl Fold {
         p.tokens_out = p.tokens_out.saturating_add(r.output_tokens);
         p.cache_read = p.cache_read.saturating_add(r.cache_read_tokens);
         p.cache_write = p.cache_write.saturating_add(r.cache_write_tokens);
+        p.reasoning = p.reasoning.saturating_add(r.reasoning_tokens);
         p.estimated |= r.estimated;
         p.duration_ms = p.duration_ms.saturating_add(r.duration_ms);
         let cost = if r.cost_usd.is_finite() {

@@ -46,6 +46,9 @@ pub(crate) struct AttemptResult {
     pub(crate) cache_read_tokens: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub(crate) cache_write_tokens: u64,
+    /// Of `output_tokens`: reasoning (billed as output, never seen).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub(crate) reasoning_tokens: u64,
     /// Counted by the tokenizer, not reported by the endpoint.
     pub(crate) estimated: bool,
     /// A usage report that could not be trusted (kept as sent; the counts above are
@@ -167,6 +170,14 @@ pub(crate) enum Event {
         id: String,
         file: String,
         error: String,
+    },
+    /// The endpoint refused a setting and the runner changed it for the rest of the
+    /// session (`llm.max_tokens_param` to `max_completion_tokens`, `llm.temperature` to
+    /// "not sent"), with the endpoint's words.
+    Learned {
+        setting: String,
+        value: String,
+        reason: String,
     },
     Skipped {
         id: String,

@@ -4,6 +4,7 @@
 mod support;
 
 mod agent_build;
+mod apis;
 mod architecture;
 mod claude_code;
 mod fake;

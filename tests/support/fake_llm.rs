@@ -84,15 +84,20 @@ impl Seen {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The system message (OpenAI or Anthropic shape).
+    /// The system message (OpenAI's, Anthropic's or the Responses API's shape).
     pub fn system(&self) -> String {
-        if let Some(s) = self.body.get("system").and_then(Value::as_str) {
-            return s.to_string();
+        for key in ["system", "instructions"] {
+            if let Some(s) = self.body.get(key).and_then(Value::as_str) {
+                return s.to_string();
+            }
         }
         message(&self.body, "system")
     }
 
     pub fn user(&self) -> String {
+        if let Some(s) = self.body.get("input").and_then(Value::as_str) {
+            return s.to_string();
+        }
         message(&self.body, "user")
     }
 
@@ -141,6 +146,14 @@ impl Seen {
 
     pub fn max_tokens(&self) -> u64 {
         self.body["max_tokens"].as_u64().unwrap_or(0)
+    }
+
+    /// The output cap under whichever name it was sent (`max_tokens`,
+    /// `max_completion_tokens`, `max_output_tokens`), with the name.
+    pub fn cap(&self) -> Option<(&'static str, u64)> {
+        ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+            .into_iter()
+            .find_map(|k| self.body[k].as_u64().map(|v| (k, v)))
     }
 }
 
@@ -591,6 +604,9 @@ pub fn default_reply(seen: &Seen) -> Action {
 /// with usage of 100 tokens in and 50 out.
 pub fn reply_for(seen: &Seen, text: &str) -> Action {
     let stream = seen.body["stream"].as_bool().unwrap_or(false);
+    if seen.route().ends_with("/responses") {
+        return super::hosts::responses_reply(text, stream, (100, 50, 0));
+    }
     let anthropic = seen.route().ends_with("/messages");
     match (anthropic, stream) {
         (false, true) => openai_sse(text, "stop", Some((100, 50))),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
+pub mod hosts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
