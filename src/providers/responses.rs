@@ -34,14 +34,6 @@ pub(crate) fn body(request: &Request, max_tokens: u32, effort: Option<&str>) -> 
     body
 }
 
-/// How an answer is read: a whole JSON body, and the stream decoder (given the request id).
-pub(crate) fn decoders() -> (
-    fn(&[u8], Option<String>) -> Outcome,
-    impl FnOnce(Option<String>) -> State,
-) {
-    (parse_json_reply, State::new)
-}
-
 /// Parses an SSE body given as the reads it arrived in, without a network (fuzzing).
 pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Outcome {
     stream::replay(reads, State::new(None))
@@ -58,7 +50,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn new(id: Option<String>) -> State {
+    pub(crate) fn new(id: Option<String>) -> State {
         State {
             text: String::new(),
             refusal: String::new(),
@@ -214,7 +206,7 @@ fn usage(response: &Value) -> Option<Usage> {
 }
 
 /// A whole JSON response.
-fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
+pub(crate) fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
     let v = super::body_json(bytes, request_id.as_deref())?;
     let id = request_id.or_else(|| v.get("id").and_then(Value::as_str).map(str::to_string));
     if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
