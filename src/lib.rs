@@ -10,13 +10,15 @@
 //! 2. [`config`], then [`plan`] (the build on disk: ids, prompt files, discovery, checks)
 //!    and [`workspace`] (the folder an agent builds in, snapshotted with git).
 //! 3. [`request`] (what is sent, built in one place) and [`verify`] (the checks that
-//!    decide a prompt), then [`providers`] (sending it: OpenAI-compatible, Anthropic, an
-//!    agent CLI).
+//!    decide a prompt), then [`providers`] (sending it: OpenAI chat completions and the
+//!    Responses API, Anthropic, an agent CLI; what a server says about waiting; settings an
+//!    endpoint refuses, learned).
 //! 4. [`state`] (the journal, folded; the folder a runner writes; the lock).
 //! 5. [`budget`] (the check and the ledger), [`estimate`] (the dry run), then [`views`]
 //!    (`status.json` and `memory.json`, above both state and budget).
-//! 6. [`runner`] (the run loop and its pure pieces: retry, verdict, accounting, tally),
-//!    reporting through its own event type.
+//! 6. [`runner`] (the run loop, an attempt's steps, the workspace and checks around it,
+//!    and its pure pieces: retry, verdict, accounting, tally), reporting through its own
+//!    event type.
 //! 7. [`report`] (tables and `--json` documents) and [`printer`] (stdout and stderr), then
 //!    [`settings`] (what commands work from), [`commands`] (one file per command), and
 //!    [`cli`] (clap only), which `main` calls.
