@@ -4,9 +4,10 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{self, RunRange};
+use crate::config::ProviderKind;
 use crate::error::{Result, exit};
 use crate::printer::{self, Printer};
 use crate::settings::{Locations, Settings};
@@ -38,6 +39,9 @@ pub(crate) struct Cli {
     /// Say more (repeat for more detail).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
+    /// Colour on stderr: auto (a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub(crate) color: String,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -60,9 +64,23 @@ pub(crate) enum Command {
         /// Take changes found in the workspace into a commit rather than refuse to start.
         #[arg(long)]
         allow_dirty: bool,
+        /// Answer with the embedded mock model (offline; see [mock] in config).
+        #[arg(long)]
+        mock: bool,
     },
     /// Progress, the token budget table and the success criteria.
     Status,
+    /// Write a config.toml for a folder of prompts (or, with no folder, a first prompt and
+    /// a config to start from).
+    Init {
+        /// The folder of prompt files: phase folders (01-foundation/) or NN-name.md files.
+        dir: Option<PathBuf>,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Count the tokens of files (or stdin) as Python tiktoken's encode_ordinary does.
     Tokens {
         /// Files to count; none, or `-`, reads stdin.
@@ -94,11 +112,26 @@ pub(crate) struct RunArgs {
     /// Take changes found in the workspace into a commit rather than refuse to start.
     #[arg(long)]
     pub(crate) allow_dirty: bool,
+    /// Answer with the embedded mock model: every prompt gets its own checkpoint example,
+    /// offline, nothing sent (see [mock] in config).
+    #[arg(long)]
+    pub(crate) mock: bool,
 }
 
 /// Parses the arguments, runs the command, prints any error; returns the exit code.
 pub(crate) fn main_entry() -> i32 {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let choice = color_flag(&args);
+    let clap_color = match choice.as_str() {
+        "always" => clap::ColorChoice::Always,
+        "never" => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    };
+    let parsed = Cli::command()
+        .color(clap_color)
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -109,29 +142,63 @@ pub(crate) fn main_entry() -> i32 {
             };
         }
     };
-    match run(cli) {
+    let color = printer::color(&choice, std::io::stderr().is_terminal());
+    match run(cli, color) {
         Ok(()) => exit::OK,
         Err(e) => {
-            printer::stderr(&format!("error: {e}"));
+            let word = printer::paint("error:", printer::Paint::Error, color);
+            printer::stderr(&format!("{word} {e}"));
             e.exit_code()
         }
     }
 }
 
+/// `--color WHEN` (or `--color=WHEN`) as given, before clap parses (clap's own help and
+/// errors are coloured by it too); `auto` when absent.
+fn color_flag(args: &[std::ffi::OsString]) -> String {
+    let mut choice = "auto".to_string();
+    let mut it = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--color" {
+            if let Some(v) = it.next() {
+                choice = v.into_owned();
+            }
+        } else if let Some(v) = a.strip_prefix("--color=") {
+            choice = v.to_string();
+        }
+    }
+    choice
+}
+
 /// Turns the parsed command line into settings and runs the command.
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, color: bool) -> Result<()> {
     let printer = Printer {
         json: cli.json,
         quiet: cli.quiet,
         verbose: cli.verbose,
         terminal: std::io::stderr().is_terminal(),
+        color,
     };
     let at = Locations {
         config: cli.config,
         prompts: cli.prompts,
         checkpoints: cli.checkpoints,
     };
-    let settings = Settings::load(at, printer)?;
+    match &cli.command {
+        Command::Init { dir, force } => return commands::init(printer, dir.as_deref(), *force),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "orchestrator", &mut out);
+            return printer.data(&String::from_utf8_lossy(&out));
+        }
+        _ => {}
+    }
+    let mut settings = Settings::load(at, printer)?;
+    if matches!(&cli.command, Command::Run(a) if a.mock)
+        || matches!(&cli.command, Command::Rerun { mock: true, .. })
+    {
+        settings.config.llm.provider = ProviderKind::Mock;
+    }
     if matches!(
         cli.command,
         Command::Estimate | Command::Run(_) | Command::Rerun { .. }
@@ -160,8 +227,10 @@ fn run(cli: Cli) -> Result<()> {
             id,
             and_after,
             allow_dirty,
+            ..
         } => commands::rerun(&settings, &id, and_after, allow_dirty),
         Command::Status => commands::status(&settings),
+        Command::Init { .. } | Command::Completions { .. } => Ok(()),
         Command::Tokens { files, encoding } => {
             commands::tokens(&settings, &files, encoding.as_deref())
         }

@@ -19,19 +19,58 @@ pub(crate) struct Printer {
     pub(crate) verbose: u8,
     /// stderr is a terminal (progress bars) rather than a log.
     pub(crate) terminal: bool,
+    /// Colour on stderr: `--color`, else a terminal without `NO_COLOR`.
+    pub(crate) color: bool,
+}
+
+/// What a word is painted as.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Paint {
+    Warning,
+    Error,
+    Note,
+}
+
+/// `--color`: `always` and `never` win over `NO_COLOR` (no-color.org: a flag the user gave
+/// overrides the environment); `auto` colours a terminal unless `NO_COLOR` is set.
+pub(crate) fn color(choice: &str, terminal: bool) -> bool {
+    match choice {
+        "always" => true,
+        "never" => false,
+        _ => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+/// `word` in its colour (bold), when `on`.
+pub(crate) fn paint(word: &str, paint: Paint, on: bool) -> String {
+    if !on {
+        return word.to_string();
+    }
+    let code = match paint {
+        Paint::Warning => "1;33",
+        Paint::Error => "1;31",
+        Paint::Note => "1;36",
+    };
+    format!("\x1b[{code}m{word}\x1b[0m")
 }
 
 impl Printer {
     /// A warning, on stderr, unless quiet.
     pub(crate) fn warn(&self, message: &str) {
         if !self.quiet {
-            stderr(&format!("warning: {message}"));
+            stderr(&format!(
+                "{} {message}",
+                paint("warning:", Paint::Warning, self.color)
+            ));
         }
     }
 
     pub(crate) fn note(&self, message: &str) {
         if !self.quiet {
-            stderr(&format!("note: {message}"));
+            stderr(&format!(
+                "{} {message}",
+                paint("note:", Paint::Note, self.color)
+            ));
         }
     }
 

@@ -461,6 +461,7 @@ impl Status<'_> {
         json!({
             "session_id": self.fold.session_id,
             "started": self.fold.started,
+            "mock": self.fold.mock,
             "current_prompt": self.current_prompt,
             "completed": self.fold.completed,
             "failed": self.fold.failed,
@@ -507,6 +508,9 @@ impl Status<'_> {
             list(&f.skipped),
             self.current_prompt.as_deref().unwrap_or("none (all done)")
         );
+        if f.mock {
+            out.push_str("A mock session: every answer is the prompt's own checkpoint example; nothing was sent to a model (a real `run` starts a new session)\n");
+        }
         if let Some((reason, code)) = &f.halted {
             out.push_str(&format!("Halted (exit {code}): {reason}\n"));
         }

@@ -61,6 +61,9 @@ pub(crate) enum BuildError {
 pub(crate) struct Request {
     /// Index into the plan's prompts.
     pub(crate) prompt: usize,
+    /// The prompt's name (`01.1-python-setup`) and the outputs it must return.
+    pub(crate) name: String,
+    pub(crate) outputs: Vec<String>,
     pub(crate) model: String,
     pub(crate) system: String,
     pub(crate) user: String,
@@ -188,6 +191,8 @@ impl<'a> RequestBuilder<'a> {
         Ok(Request {
             note_at,
             prompt: index,
+            name: prompt.name.clone(),
+            outputs: prompt.produces.keys().cloned().collect(),
             model: prompt
                 .front
                 .model

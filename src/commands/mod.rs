@@ -3,6 +3,7 @@
 //! ([`crate::report`]). `Ok` is exit 0; an error carries its exit code.
 
 mod estimate;
+mod init;
 mod plan;
 mod progress;
 mod run;
@@ -10,6 +11,7 @@ mod status;
 mod tokens;
 
 pub(crate) use estimate::estimate;
+pub(crate) use init::init;
 pub(crate) use plan::plan;
 pub(crate) use run::{RunRange, rerun, run};
 pub(crate) use status::status;

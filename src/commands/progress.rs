@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::budget::Ledger;
 use crate::config::show_duration;
 use crate::plan::Prompt;
-use crate::printer::{Printer, stderr};
+use crate::printer::{Paint, Printer, paint, stderr};
 use crate::report::{plural, thousands};
 use crate::runner::{Observer, RunEvent};
 
@@ -31,6 +31,7 @@ struct Bars {
 
 pub(crate) struct Progress {
     mode: Mode,
+    color: bool,
     quiet: bool,
     verbose: u8,
     total: usize,
@@ -44,9 +45,13 @@ impl Progress {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let main = multi.add(ProgressBar::new(total as u64));
             main.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} prompts {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(if output.color {
+                    "{prefix:>12.bold} [{bar:30.cyan}] {pos}/{len} prompts {msg}"
+                } else {
+                    "{prefix:>12} [{bar:30}] {pos}/{len} prompts {msg}"
+                })
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             let current = multi.add(ProgressBar::new_spinner());
             current.set_style(
@@ -64,6 +69,7 @@ impl Progress {
         };
         Progress {
             mode,
+            color: output.color,
             quiet: output.quiet,
             verbose: output.verbose,
             total,
@@ -98,7 +104,8 @@ impl Progress {
 
     fn warn(&self, message: &str) {
         if !self.quiet {
-            self.stderr(&format!("warning: {message}"));
+            let word = paint("warning:", Paint::Warning, self.color);
+            self.stderr(&format!("{word} {message}"));
         }
     }
 
@@ -111,7 +118,8 @@ impl Progress {
 
     fn note(&self, message: &str) {
         if !self.quiet {
-            self.stderr(&format!("note: {message}"));
+            let word = paint("note:", Paint::Note, self.color);
+            self.stderr(&format!("{word} {message}"));
         }
     }
 

@@ -38,6 +38,7 @@ pub(crate) struct Config {
     pub(crate) run: Run,
     pub(crate) workspace: WorkspaceConfig,
     pub(crate) verify: Verify,
+    pub(crate) mock: MockConfig,
     /// Constants usable as `{{name}}` in every prompt.
     pub(crate) variables: BTreeMap<String, serde_json::Value>,
     pub(crate) phases: Vec<PhaseConfig>,
@@ -66,6 +67,8 @@ pub(crate) enum ProviderKind {
     OpenaiResponses,
     Anthropic,
     Command,
+    /// The embedded model: answers with each prompt's own checkpoint example, offline.
+    Mock,
 }
 
 impl ProviderKind {
@@ -312,6 +315,17 @@ pub(crate) struct PhaseConfig {
     /// Checks after every prompt of the phase.
     #[serde(default)]
     pub(crate) verify: Vec<String>,
+}
+
+/// `[mock]`: how the embedded model (`provider = "mock"`, `run --mock`) behaves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MockConfig {
+    /// How long each answer takes (to watch the progress bars).
+    #[serde(deserialize_with = "duration")]
+    pub(crate) latency: Duration,
+    /// Prompts (ids) answered with a failure, to see one and a `rerun`.
+    pub(crate) fail: Vec<String>,
 }
 
 /// `[workspace]`: the folder an agent builds in (off by default).

@@ -171,12 +171,22 @@ fn judge_unknown(u: &Unknown, prompts: &[Prompt]) -> Judged {
             later.path.display()
         )),
         None => Judged::Error(format!(
-            "placeholder {{{{{}}}}}: no earlier prompt declares `{}` and config's [variables] does not define it; declare it in an earlier prompt's ## Checkpoint outputs, add it to [variables], or write \\{{{{{}}}}} to send it as text",
+            "placeholder {{{{{}}}}}: {UNDEFINED}{}` and config's [variables] does not define it; declare it in an earlier prompt's ## Checkpoint outputs, add it to [variables], or write \\{{{{{}}}}} to send it as text",
             u.name,
             root_name(&u.name),
             u.name
         )),
     }
+}
+
+/// How a plan error about a variable nothing defines says so, just before the name.
+const UNDEFINED: &str = "no earlier prompt declares `";
+
+/// The variable a plan error says nothing defines (for `init`, which adds it to
+/// `[variables]`); `None` for any other error.
+pub(crate) fn undefined_variable(message: &str) -> Option<&str> {
+    let rest = &message[message.find(UNDEFINED)? + UNDEFINED.len()..];
+    rest.split('`').next()
 }
 
 /// What each prompt must return: the outputs (and keys inside them) later prompts use.

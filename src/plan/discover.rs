@@ -1,6 +1,7 @@
 //! Finding a build's prompt files: phase folders by their number, prompt files by their id
 //! within their phase, what is not a prompt (listed as ignored), and the errors of layout:
-//! a prompt outside any phase folder, two files with one id.
+//! a prompt outside any phase folder, two files with one id. A flat folder of prompts is
+//! one phase when config lists it as `[[phases]] dir = "."`; it runs first.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ pub(super) fn discover(root: &Path, config: &Config) -> Result<Discovered> {
         }])
     })?;
     let mut phase_dirs: Vec<(PromptId, String, PathBuf)> = Vec::new();
+    let flat = config.phase(FLAT).is_some();
+    let mut loose: Vec<(PromptId, PathBuf)> = Vec::new();
     for path in entries {
         let name = file_name(&path);
         if name.starts_with('.') {
@@ -60,11 +63,13 @@ pub(super) fn discover(root: &Path, config: &Config) -> Result<Discovered> {
                 None => d.ignored.push(path),
             }
         } else if is_markdown(&path) {
-            if PromptId::split_prefix(stem(&path)).is_some() {
+            if let Some((id, _)) = PromptId::split_prefix(stem(&path)).filter(|_| flat) {
+                loose.push((id, path));
+            } else if PromptId::split_prefix(stem(&path)).is_some() {
                 d.errors.push(PlanError {
                     path: path.clone(),
                     line: None,
-                    message: "a prompt outside any phase folder; move it into a phase folder such as prompts/01-foundation/".into(),
+                    message: "a prompt outside any phase folder; move it into a phase folder such as prompts/01-foundation/, or list the folder itself as a phase: [[phases]] dir = \".\"".into(),
                 });
             } else {
                 d.ignored.push(path);
@@ -72,7 +77,17 @@ pub(super) fn discover(root: &Path, config: &Config) -> Result<Discovered> {
         }
     }
     phase_dirs.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    for (phase_index, (_, dir, path)) in phase_dirs.into_iter().enumerate() {
+    if !loose.is_empty() {
+        d.phases.push(phase(FLAT, config, &mut d.notes));
+        d.found.extend(
+            loose
+                .into_iter()
+                .map(|(id, path)| Found { id, path, phase: 0 }),
+        );
+    }
+    let first = d.phases.len();
+    for (n, (_, dir, path)) in phase_dirs.into_iter().enumerate() {
+        let phase_index = first + n;
         d.phases.push(phase(&dir, config, &mut d.notes));
         for entry in read_dir_sorted(&path).map_err(|e| Error::io(&path, e))? {
             if file_name(&entry).starts_with('.') {
@@ -173,8 +188,11 @@ fn is_markdown(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("md"))
 }
 
+/// The phase folder that is the prompts folder itself (a flat build).
+pub(crate) const FLAT: &str = ".";
+
 /// `04-extra-tools` runs as "extra tools".
-fn phase_name_from_dir(dir: &str) -> String {
+pub(crate) fn phase_name_from_dir(dir: &str) -> String {
     let rest = PromptId::split_prefix(dir).map_or(dir, |(_, rest)| rest);
     let name = rest
         .trim_start_matches(['-', '_', ' '])

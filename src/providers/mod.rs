@@ -13,6 +13,7 @@ mod anthropic;
 mod command;
 mod http;
 mod limits;
+mod mock;
 mod openai;
 mod responses;
 mod stream;
@@ -362,6 +363,7 @@ pub(crate) enum Provider {
     OpenAi(openai::OpenAi),
     Anthropic(anthropic::Anthropic),
     Command(command::Command),
+    Mock(mock::Mock),
 }
 
 impl Provider {
@@ -380,6 +382,7 @@ impl Provider {
                 config,
             )),
             ProviderKind::Command => Provider::Command(command::Command::new(config, key_env)),
+            ProviderKind::Mock => Provider::Mock(mock::Mock::new(config.mock.latency)),
         })
     }
 
@@ -395,6 +398,19 @@ impl Provider {
             Provider::OpenAi(p) => p.send(request, max_tokens, progress).await,
             Provider::Anthropic(p) => p.send(request, max_tokens, progress).await,
             Provider::Command(p) => p.send(request, max_tokens, call, progress).await,
+            Provider::Mock(p) => p.send(request, progress).await,
+        }
+    }
+
+    /// The embedded mock model: its sessions are kept apart from real ones.
+    pub(crate) fn is_mock(&self) -> bool {
+        matches!(self, Provider::Mock(_))
+    }
+
+    /// The prompts (plan indices) the mock answers with a failure.
+    pub(crate) fn mock_failures(&mut self, prompts: std::collections::HashSet<usize>) {
+        if let Provider::Mock(m) = self {
+            m.fail(prompts);
         }
     }
 
@@ -408,7 +424,7 @@ impl Provider {
     pub(crate) async fn count(&self, request: &Request) -> Count {
         match self {
             Provider::Anthropic(p) => p.count(request).await,
-            Provider::OpenAi(_) | Provider::Command(_) => Count::Unsupported,
+            Provider::OpenAi(_) | Provider::Command(_) | Provider::Mock(_) => Count::Unsupported,
         }
     }
 
@@ -416,7 +432,7 @@ impl Provider {
     pub(crate) fn learned(&self) -> Vec<Learned> {
         match self {
             Provider::OpenAi(p) => p.adapt.take(),
-            Provider::Anthropic(_) | Provider::Command(_) => Vec::new(),
+            Provider::Anthropic(_) | Provider::Command(_) | Provider::Mock(_) => Vec::new(),
         }
     }
 
@@ -424,7 +440,7 @@ impl Provider {
     pub(crate) fn adopt(&self, setting: &str, value: &str) {
         match self {
             Provider::OpenAi(p) => p.adapt.adopt(setting, value),
-            Provider::Anthropic(_) | Provider::Command(_) => {}
+            Provider::Anthropic(_) | Provider::Command(_) | Provider::Mock(_) => {}
         }
     }
 
@@ -444,6 +460,7 @@ impl Provider {
             Provider::OpenAi(p) => format!("openai at {}", p.url()),
             Provider::Anthropic(p) => format!("anthropic at {}", p.url()),
             Provider::Command(p) => format!("command {}", p.program()),
+            Provider::Mock(_) => "the mock model (nothing is sent)".to_string(),
         }
     }
 }

@@ -82,7 +82,7 @@ pub(crate) struct Options {
 pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -> Result<()> {
     let builder = RequestBuilder::new(ctx.config, ctx.plan, ctx.config_dir)?;
     // Everything a user can get wrong is found before the state is touched.
-    let provider = Provider::from_config(ctx.config)?;
+    let mut provider = Provider::from_config(ctx.config)?;
     let prompts = &ctx.plan.root;
     let workspace = Workspace::open(ctx.config, &[ctx.config_file, prompts, ctx.checkpoints])?;
     let mut store = Store::open(ctx.checkpoints)?;
@@ -94,13 +94,25 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
             archived.display()
         )));
     }
-    let (records, warning) = store.load()?;
+    let (mut records, warning) = store.load()?;
     if let Some(w) = warning {
         observer.event(RunEvent::Warning(&w));
     }
     let mut fold = Fold::default();
     for r in &records {
         fold.apply(r);
+    }
+    if apart(&fold, &provider)? {
+        if let Some(archived) = store.archive()? {
+            observer.event(RunEvent::Note(&format!(
+                "the session in checkpoints/ was a mock one; it is archived in {} and a new one starts",
+                archived.display()
+            )));
+        }
+        (records, fold) = (Vec::new(), Fold::default());
+    }
+    if provider.is_mock() {
+        provider.mock_failures(mock_failures(ctx, &fold)?);
     }
     restore_outputs(&store, &fold, &records, observer)?;
     drop(records);
@@ -133,6 +145,43 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
         let todo = session.todo(options.selection);
         session.run(todo, options).await
     })
+}
+
+/// Whether the session in `fold` must be set aside before this run: a mock session meets a
+/// real endpoint (it is archived). A real session meeting the mock is refused: the two
+/// are never mixed, and a real session is not archived unasked.
+fn apart(fold: &Fold, provider: &Provider) -> Result<bool> {
+    if fold.session_id.is_empty() || fold.mock == provider.is_mock() {
+        return Ok(false);
+    }
+    if fold.mock {
+        return Ok(true);
+    }
+    Err(Error::Usage(format!(
+        "checkpoints/ holds session {}, run against a real endpoint; --mock would mix the two. `run --mock --restart` archives it first, or give the mock its own folder with --checkpoints DIR",
+        fold.session_id
+    )))
+}
+
+/// The prompts `[mock] fail` lists, as plan indices, but for those that failed already:
+/// the run that meets a listed prompt fails it, and the next `run` or `rerun` of it passes.
+fn mock_failures(ctx: Context<'_>, fold: &Fold) -> Result<std::collections::HashSet<usize>> {
+    let mut out = std::collections::HashSet::new();
+    for id in &ctx.config.mock.fail {
+        let index = ctx.plan.resolve(id).map_err(|e| {
+            Error::Usage(format!(
+                "`mock.fail` names {id:?}, which is not a prompt of the build ({e})"
+            ))
+        })?;
+        if !fold
+            .failed
+            .iter()
+            .any(|f| *f == ctx.plan.prompts[index].id.as_str())
+        {
+            out.insert(index);
+        }
+    }
+    Ok(out)
 }
 
 /// Rewrites, from the journal, the output of any completed prompt whose file is missing
@@ -342,6 +391,7 @@ impl<'a> Session<'a> {
         self.book.journal(vec![Event::SessionStarted {
             session_id,
             started,
+            mock: self.provider.is_mock(),
         }])
     }
 

@@ -152,6 +152,8 @@ pub(crate) struct Fold {
     /// Settings the endpoint refused, as changed (setting, value): a resumed run starts
     /// with them.
     pub(crate) learned: BTreeMap<String, String>,
+    /// The session was run against the embedded mock model.
+    pub(crate) mock: bool,
 }
 
 const TRAIL: usize = 20;
@@ -171,9 +173,11 @@ impl Fold {
             Event::SessionStarted {
                 session_id,
                 started,
+                mock,
             } => {
                 self.session_id = session_id.clone();
                 self.started = started.clone();
+                self.mock = *mock;
             }
             Event::RunStarted { .. } => {
                 self.halted = None;

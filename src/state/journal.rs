@@ -77,6 +77,9 @@ pub(crate) enum Event {
     SessionStarted {
         session_id: String,
         started: String,
+        /// Run against the embedded mock model: kept apart from real sessions.
+        #[serde(default, skip_serializing_if = "is_false")]
+        mock: bool,
     },
     /// A run (or rerun) began in this session, by process `pid`.
     RunStarted {

@@ -11,6 +11,7 @@ mod fake;
 mod foundation;
 mod hardening;
 mod hostile;
+mod newcomer;
 mod providers;
 mod recovery;
 mod run;
