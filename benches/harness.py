@@ -133,6 +133,12 @@ def main():
         res["rss_run_l"].append(rss)
         _, rss = timed([str(BIN), "-q", "run", "--checkpoints", str(Path(tmp) / "ck-rss-s")], env=env, cwd=builds[small], rss=True)
         res["rss_run_s"] = [rss]
+        # The report of the large session (run already wrote one; this times it alone).
+        res["report_l"] = [timed([str(BIN), "-q", "report", "--checkpoints", str(ck_rss)], env=env, cwd=builds[large])[0]
+                           for _ in range(args.rounds)]
+        _, rss = timed([str(BIN), "-q", "report", "--checkpoints", str(ck_rss)], env=env, cwd=builds[large], rss=True)
+        res["rss_report_l"] = [rss]
+        res["report_bytes"] = [(ck_rss / "report.html").stat().st_size]
         # The memory floor: loading the encoding alone (the builds use cl100k_base).
         for enc in ("cl100k_base", "o200k_base"):
             _, rss = timed([str(TOKENIZER_FLOOR), enc], rss=True)
@@ -165,7 +171,8 @@ def main():
     floor = max(res["rss_floor_cl100k_base"]) / 1024
     print(f"| peak RSS floor: tiktoken-rs loads cl100k_base, counts one string | {floor:.1f} MiB | | | |")
     print(f"| peak RSS floor: tiktoken-rs loads o200k_base, counts one string | {max(res['rss_floor_o200k_base']) / 1024:.1f} MiB | | | |")
-    for name, key in ((f"run of {large}", "rss_run_l"), (f"run of {small}", "rss_run_s"), (f"estimate of {small}", "rss_est")):
+    print(f"| report of the {large}-prompt session | {m['report_l'] * 1000:.0f} ms, {m['report_bytes'] / 1024:.0f} KiB | | | |")
+    for name, key in ((f"run of {large}", "rss_run_l"), (f"run of {small}", "rss_run_s"), (f"estimate of {small}", "rss_est"), (f"report of {large}", "rss_report_l")):
         mib = max(res[key]) / 1024
         print(f"| peak RSS, {name} | {mib:.1f} MiB | floor {floor:.1f} MiB | +{mib - floor:.1f} MiB | <= floor + 8 MiB |")
 

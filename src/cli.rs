@@ -70,6 +70,8 @@ pub(crate) enum Command {
     },
     /// Progress, the token budget table and the success criteria.
     Status,
+    /// Write the session as one HTML page, checkpoints/report.html (--json: its data).
+    Report,
     /// Write a config.toml for a folder of prompts (or, with no folder, a first prompt and
     /// a config to start from).
     Init {
@@ -230,6 +232,7 @@ fn run(cli: Cli, color: bool) -> Result<()> {
             ..
         } => commands::rerun(&settings, &id, and_after, allow_dirty),
         Command::Status => commands::status(&settings),
+        Command::Report => commands::report(&settings),
         Command::Init { .. } | Command::Completions { .. } => Ok(()),
         Command::Tokens { files, encoding } => {
             commands::tokens(&settings, &files, encoding.as_deref())

@@ -15,12 +15,13 @@
 //!    endpoint refuses, learned).
 //! 4. [`state`] (the journal, folded; the folder a runner writes; the lock).
 //! 5. [`budget`] (the check and the ledger), [`estimate`] (the dry run), then [`views`]
-//!    (`status.json` and `memory.json`, above both state and budget).
+//!    (`status.json` and `memory.json`, above both state and budget) and [`history`] (a
+//!    session's attempts from its journal, for the report).
 //! 6. [`runner`] (the run loop, an attempt's steps, the workspace and checks around it,
 //!    and its pure pieces: retry, verdict, accounting, tally), reporting through its own
 //!    event type.
 //! 7. [`report`] (tables and `--json` documents) and [`printer`] (stdout and stderr), then
-//!    [`settings`] (what commands work from), [`commands`] (one file per command), and
+//!    [`html`] (`report.html`), [`settings`] (what commands work from), [`commands`] (one file per command), and
 //!    [`cli`] (clap only), which `main` calls.
 //!
 //! Everything is `pub(crate)`: outside the crate there is the binary (through
@@ -34,6 +35,8 @@ mod config;
 mod error;
 mod estimate;
 pub mod fuzzing;
+mod history;
+mod html;
 mod plan;
 mod printer;
 mod process;

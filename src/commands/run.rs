@@ -87,5 +87,14 @@ fn go(
         allow_dirty,
         command,
     };
-    runner::run(ctx, options, &progress)
+    let result = runner::run(ctx, options, &progress);
+    // The report, however the run ended (a state that cannot be read has none).
+    if !matches!(result, Err(Error::State { .. }))
+        && let Err(e) = super::report::write(settings, plan)
+    {
+        settings
+            .printer
+            .warn(&format!("the report was not written: {e}"));
+    }
+    result
 }

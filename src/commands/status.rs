@@ -47,7 +47,7 @@ pub(crate) fn status(settings: &Settings) -> Result<()> {
 }
 
 /// The seed's five success criteria, measured.
-fn criteria(
+pub(super) fn criteria(
     fold: &Fold,
     plan: &Plan,
     ledger: &Ledger,

@@ -12,7 +12,7 @@ mod store;
 pub(crate) use fold::{Fold, PromptState};
 pub(crate) use journal::{AttemptResult, Event, Outcome, Record, now, parse_journal, read_journal};
 pub(crate) use snapshot::{Snapshot, check_status_file};
-pub(crate) use store::Store;
+pub(crate) use store::{Store, write_atomic};
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 pub(crate) const JOURNAL: &str = "journal.jsonl";

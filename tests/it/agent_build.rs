@@ -224,15 +224,17 @@ fn a_runner_killed_mid_agent_loses_nothing_and_leaves_no_stray_file() {
     let log = b.path().join("checkpoints/agent.log");
     let runner = Running::spawn_quiet(&b, &["run"]);
     let ready = PathBuf::from(format!("{}.ready", log.display()));
+    // The file may be seen before its pid is in it: wait for the pid.
+    let pid = || {
+        std::fs::read_to_string(&ready)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    };
     assert!(
-        eventually(Duration::from_secs(30), || ready.exists()),
+        eventually(Duration::from_secs(30), || pid().is_some()),
         "the agent never wrote its half file"
     );
-    let agent: u32 = std::fs::read_to_string(&ready)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid");
+    let agent: u32 = pid().expect("pid");
     runner.kill();
     let died = eventually(Duration::from_secs(10), || !alive(agent));
     if !died {

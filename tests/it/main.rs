@@ -14,5 +14,6 @@ mod hostile;
 mod newcomer;
 mod providers;
 mod recovery;
+mod report;
 mod run;
 mod tokens;

@@ -1,0 +1,302 @@
+//! A session's history, from its journal: every attempt of every prompt in order (with
+//! its retries and waits, failures, checks and commit), the budget burned per phase as it
+//! went, and what each prompt produced. It is what `report` shows (`report.html`) and what
+//! `report --json` prints: one document, built from the journal alone (plus the plan's
+//! phases and config's budgets to weigh it against).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::budget::Ledger;
+use crate::config::Config;
+use crate::plan::Plan;
+use crate::state::{Event, Fold, Outcome, Record};
+
+/// The most of a reply a report holds (the whole one is in `outputs/<id>.md`): a report of
+/// a thousand prompts stays small.
+pub(crate) const REPLY_SHOWN: usize = 1024;
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct History {
+    pub(crate) project: String,
+    pub(crate) session_id: String,
+    pub(crate) started: String,
+    /// When the journal's last event was written.
+    pub(crate) last_event: String,
+    pub(crate) mock: bool,
+    pub(crate) prompts: Vec<PromptHistory>,
+    pub(crate) phases: Vec<PhaseHistory>,
+    pub(crate) total: PhaseHistory,
+    pub(crate) cost_usd: f64,
+    pub(crate) completed: usize,
+    pub(crate) failed: Vec<String>,
+    pub(crate) skipped: Vec<String>,
+    pub(crate) halted: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PromptHistory {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) phase: String,
+    /// completed, failed, skipped, running (cut by a crash), or not run.
+    pub(crate) status: String,
+    pub(crate) attempts: Vec<AttemptHistory>,
+    /// The largest request sent (input tokens).
+    pub(crate) request_tokens: u64,
+    /// The accepted reply, its first [`REPLY_SHOWN`] bytes.
+    pub(crate) reply: Option<String>,
+    pub(crate) reply_bytes: usize,
+    pub(crate) variables: Map<String, Value>,
+    pub(crate) commit: Option<String>,
+    /// Why it was skipped or failed for good.
+    pub(crate) reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AttemptHistory {
+    pub(crate) attempt: u32,
+    pub(crate) started: String,
+    /// ok, content, transient, permanent, interrupted, or unknown (a crash cut it: possibly
+    /// billed, counted at its worst case).
+    pub(crate) outcome: String,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) reasoning_tokens: u64,
+    pub(crate) estimated: bool,
+    pub(crate) duration_ms: u64,
+    pub(crate) error: Option<String>,
+    /// The wait before the next attempt, if one was scheduled.
+    pub(crate) retry_after_ms: Option<u64>,
+    pub(crate) checks: Vec<CheckHistory>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CheckHistory {
+    pub(crate) from: String,
+    pub(crate) check: String,
+    pub(crate) passed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct PhaseHistory {
+    pub(crate) name: String,
+    pub(crate) budget: Option<u64>,
+    pub(crate) used: u64,
+    /// Of `used`: attempts a crash cut, at their worst case.
+    pub(crate) possibly_billed: u64,
+    /// What was spent after each attempt that spent anything, in order: the burn-down.
+    pub(crate) burn: Vec<u64>,
+}
+
+/// The history of the session in `records` (folded as `fold`), weighed against `plan`'s
+/// phases and `config`'s budgets.
+pub(crate) fn history(records: &[Record], fold: &Fold, plan: &Plan, config: &Config) -> History {
+    let ledger = Ledger::new(fold, plan, config);
+    let mut walk = Walk {
+        plan,
+        index: plan
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect(),
+        prompts: plan.prompts.iter().map(|p| not_run(p, plan)).collect(),
+        phases: ledger
+            .phases
+            .iter()
+            .map(|s| PhaseHistory {
+                name: s.name.clone(),
+                budget: s.budget,
+                used: s.used,
+                possibly_billed: s.possibly_billed,
+                burn: Vec::new(),
+            })
+            .collect(),
+        total: PhaseHistory {
+            name: "Total".into(),
+            budget: Some(ledger.total.budget),
+            used: ledger.total.used,
+            possibly_billed: ledger.total.possibly_billed,
+            burn: Vec::new(),
+        },
+        spent: vec![0; ledger.phases.len()],
+        spent_total: 0,
+    };
+    for r in records {
+        walk.apply(r);
+    }
+    History {
+        project: config.project.name.clone(),
+        session_id: fold.session_id.clone(),
+        started: fold.started.clone(),
+        last_event: records.last().map(|r| r.at.clone()).unwrap_or_default(),
+        mock: fold.mock,
+        prompts: walk.prompts,
+        phases: walk.phases,
+        total: walk.total,
+        cost_usd: ledger.total.cost_usd,
+        completed: fold.completed.len(),
+        failed: fold.failed.clone(),
+        skipped: fold.skipped.clone(),
+        halted: fold.halted.as_ref().map(|(reason, _)| reason.clone()),
+    }
+}
+
+fn not_run(p: &crate::plan::Prompt, plan: &Plan) -> PromptHistory {
+    PromptHistory {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        phase: plan.phases[p.phase].name.clone(),
+        status: "not run".into(),
+        attempts: Vec::new(),
+        request_tokens: 0,
+        reply: None,
+        reply_bytes: 0,
+        variables: Map::new(),
+        commit: None,
+        reason: None,
+    }
+}
+
+/// The journal walked in order.
+struct Walk<'a> {
+    plan: &'a Plan,
+    index: BTreeMap<&'a str, usize>,
+    prompts: Vec<PromptHistory>,
+    phases: Vec<PhaseHistory>,
+    total: PhaseHistory,
+    spent: Vec<u64>,
+    spent_total: u64,
+}
+
+impl Walk<'_> {
+    fn apply(&mut self, r: &Record) {
+        let Some(i) = prompt_of(&r.event).and_then(|id| self.index.get(id).copied()) else {
+            return;
+        };
+        let p = &mut self.prompts[i];
+        match &r.event {
+            Event::AttemptStarted {
+                attempt,
+                input_tokens,
+                ..
+            } => {
+                p.status = "running".into();
+                p.request_tokens = p.request_tokens.max(*input_tokens);
+                p.attempts.push(AttemptHistory {
+                    attempt: *attempt,
+                    started: r.at.clone(),
+                    outcome: "unknown".into(),
+                    input_tokens: *input_tokens,
+                    output_tokens: 0,
+                    reasoning_tokens: 0,
+                    estimated: true,
+                    duration_ms: 0,
+                    error: None,
+                    retry_after_ms: None,
+                    checks: Vec::new(),
+                });
+            }
+            Event::AttemptFinished(a) => {
+                if let Some(h) = p.attempts.iter_mut().rev().find(|h| h.attempt == a.attempt) {
+                    h.outcome = outcome_name(a.outcome).into();
+                    (h.input_tokens, h.output_tokens) = (a.input_tokens, a.output_tokens);
+                    h.reasoning_tokens = a.reasoning_tokens;
+                    h.estimated = a.estimated;
+                    h.duration_ms = a.duration_ms;
+                    h.error.clone_from(&a.error);
+                }
+                let cache_reads = if a.by_agent { a.cache_read_tokens } else { 0 };
+                let cost = a
+                    .input_tokens
+                    .saturating_sub(cache_reads)
+                    .saturating_add(a.output_tokens);
+                self.burn(self.plan.prompts[i].phase, cost);
+            }
+            Event::Retry {
+                attempt, delay_ms, ..
+            } => {
+                // `attempt` is the one to come: the wait follows the one before it.
+                if let Some(h) = p.attempts.iter_mut().rev().find(|h| h.attempt < *attempt) {
+                    h.retry_after_ms = Some(*delay_ms);
+                }
+            }
+            Event::Verified {
+                attempt,
+                from,
+                check,
+                passed,
+                ..
+            } => {
+                if let Some(h) = p.attempts.iter_mut().rev().find(|h| h.attempt == *attempt) {
+                    h.checks.push(CheckHistory {
+                        from: from.clone(),
+                        check: check.lines().next().unwrap_or("").to_string(),
+                        passed: *passed,
+                    });
+                }
+            }
+            Event::Completed {
+                variables,
+                reply,
+                commit,
+                ..
+            } => {
+                p.status = "completed".into();
+                p.reply = Some(reply[..reply.floor_char_boundary(REPLY_SHOWN)].to_string());
+                p.reply_bytes = reply.len();
+                p.variables.clone_from(variables);
+                p.commit.clone_from(commit);
+                p.reason = None;
+            }
+            Event::Failed { error, .. } => {
+                p.status = "failed".into();
+                p.reason = Some(error.clone());
+            }
+            Event::Skipped { reason, .. } => {
+                p.status = "skipped".into();
+                p.reason = Some(reason.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// An attempt that spent `cost` in `phase`: a point of the burn-down.
+    fn burn(&mut self, phase: usize, cost: u64) {
+        if cost == 0 {
+            return;
+        }
+        self.spent[phase] = self.spent[phase].saturating_add(cost);
+        self.spent_total = self.spent_total.saturating_add(cost);
+        self.phases[phase].burn.push(self.spent[phase]);
+        self.total.burn.push(self.spent_total);
+    }
+}
+
+/// The prompt an event is about.
+fn prompt_of(event: &Event) -> Option<&str> {
+    match event {
+        Event::AttemptStarted { id, .. }
+        | Event::Retry { id, .. }
+        | Event::Verified { id, .. }
+        | Event::Completed { id, .. }
+        | Event::Failed { id, .. }
+        | Event::Skipped { id, .. } => Some(id),
+        Event::AttemptFinished(a) => Some(&a.id),
+        _ => None,
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Transient => "transient",
+        Outcome::Permanent => "permanent",
+        Outcome::Content => "content",
+        Outcome::Interrupted => "interrupted",
+        Outcome::Unknown => "unknown",
+    }
+}

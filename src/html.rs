@@ -1,0 +1,342 @@
+//! `report.html`: a session at a glance, one self-contained file (inline CSS and SVG, no
+//! script, no network, readable when printed): the success criteria, the budget burned per
+//! phase against its budget (possibly-billed spend apart), a timeline of every attempt of
+//! every prompt (retries and waits, failures, checks, commits), and per prompt what it was
+//! sent, what came back, the variables it produced and why any attempt failed.
+
+use std::fmt::Write as _;
+
+use crate::history::{AttemptHistory, History, PhaseHistory, PromptHistory, REPLY_SHOWN};
+use crate::report::{Criterion, thousands};
+
+/// The page.
+pub(crate) fn render(h: &History, criteria: &[Criterion]) -> String {
+    let mut out = String::with_capacity(4096 + h.prompts.len() * 2048);
+    let title = format!("{} — session {}", h.project, h.session_id);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>\n",
+        esc(&title)
+    );
+    header(&mut out, h);
+    let _ = write!(out, "<h2>Success criteria</h2><ul class=\"criteria\">");
+    for c in criteria {
+        let _ = write!(
+            out,
+            "<li class=\"{}\">{} {}: {}</li>",
+            if c.passed { "pass" } else { "fail" },
+            if c.passed { "✓" } else { "✗" },
+            esc(&c.name),
+            esc(&c.value)
+        );
+    }
+    out.push_str("</ul>\n<h2>Budgets</h2>\n<div class=\"budgets\">");
+    for phase in h.phases.iter().chain(std::iter::once(&h.total)) {
+        budget(&mut out, phase);
+    }
+    out.push_str("</div>\n<h2>Timeline</h2>\n");
+    timeline(&mut out, h);
+    out.push_str("<h2>Prompts</h2>\n");
+    for p in &h.prompts {
+        prompt(&mut out, p);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn header(out: &mut String, h: &History) {
+    let _ = write!(
+        out,
+        "<h1>{}</h1><p class=\"meta\">Session {} · started {} · last event {}</p>",
+        esc(&h.project),
+        esc(&h.session_id),
+        esc(&h.started),
+        esc(&h.last_event)
+    );
+    if h.mock {
+        out.push_str("<p class=\"mock\">A mock session: every answer is the prompt's own checkpoint example; nothing was sent to a model.</p>");
+    }
+    let _ = write!(
+        out,
+        "<p class=\"summary\">{} of {} prompts completed · failed: {} · skipped: {} · {} tokens used of {} · cost ${:.4}</p>",
+        h.completed,
+        h.prompts.len(),
+        esc(&list(&h.failed)),
+        esc(&list(&h.skipped)),
+        thousands(h.total.used),
+        h.total.budget.map_or_else(|| "no budget".into(), thousands),
+        h.cost_usd
+    );
+    if let Some(reason) = &h.halted {
+        let _ = write!(out, "<p class=\"halted\">Halted: {}</p>", esc(reason));
+    }
+}
+
+/// A phase's bar (used, of it possibly billed, against the budget) and its burn-down.
+fn budget(out: &mut String, p: &PhaseHistory) {
+    const W: f64 = 320.0;
+    let scale = p.budget.unwrap_or(p.used).max(p.used).max(1) as f64;
+    let used = W * p.used as f64 / scale;
+    let billed = W * p.possibly_billed as f64 / scale;
+    let limit = p.budget.map_or(W, |b| W * b as f64 / scale);
+    let over = p.budget.is_some_and(|b| p.used > b);
+    let _ = write!(
+        out,
+        "<figure class=\"phase\"><figcaption>{}: {} of {}{}{}</figcaption><svg class=\"bar\" width=\"{W}\" height=\"18\" role=\"img\"><title>{} tokens used</title><rect class=\"room\" x=\"0\" y=\"2\" width=\"{limit:.1}\" height=\"14\"/><rect class=\"{}\" x=\"0\" y=\"2\" width=\"{:.1}\" height=\"14\"/><rect class=\"billed\" x=\"{:.1}\" y=\"2\" width=\"{billed:.1}\" height=\"14\"/><line class=\"limit\" x1=\"{limit:.1}\" x2=\"{limit:.1}\" y1=\"0\" y2=\"18\"/></svg>",
+        esc(&p.name),
+        thousands(p.used),
+        p.budget.map_or_else(|| "no budget".into(), thousands),
+        if p.possibly_billed > 0 {
+            format!(" ({} possibly billed)", thousands(p.possibly_billed))
+        } else {
+            String::new()
+        },
+        if over { " — OVER budget" } else { "" },
+        thousands(p.used),
+        if over { "used over" } else { "used" },
+        (used - billed).max(0.0),
+        (used - billed).max(0.0),
+    );
+    burn_down(out, p, scale);
+    out.push_str("</figure>");
+}
+
+/// Spend after each attempt, against the budget line.
+fn burn_down(out: &mut String, p: &PhaseHistory, scale: f64) {
+    const W: f64 = 320.0;
+    const H: f64 = 60.0;
+    if p.burn.is_empty() {
+        return;
+    }
+    let step = W / p.burn.len().max(1) as f64;
+    let mut points = String::from("0,60");
+    for (i, v) in p.burn.iter().enumerate() {
+        let _ = write!(
+            points,
+            " {:.1},{:.1}",
+            step * (i + 1) as f64,
+            H - H * (*v as f64 / scale).min(1.0)
+        );
+    }
+    let limit = p
+        .budget
+        .map_or(0.0, |b| H - H * (b as f64 / scale).min(1.0));
+    let _ = write!(
+        out,
+        "<svg class=\"burn\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>spent after each of {} attempts</title><rect class=\"frame\" x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\"/><line class=\"limit\" x1=\"0\" x2=\"{W}\" y1=\"{limit:.1}\" y2=\"{limit:.1}\"/><polyline class=\"spent\" points=\"{points}\"/></svg>",
+        p.burn.len()
+    );
+}
+
+/// One row per prompt, one box per attempt, coloured by outcome; a wait before a retry is
+/// a gap with a mark, a check a dot under its attempt, a commit a diamond.
+fn timeline(out: &mut String, h: &History) {
+    const ROW: usize = 18;
+    const LABEL: usize = 230;
+    const BOX: usize = 22;
+    let widest = h
+        .prompts
+        .iter()
+        .map(|p| p.attempts.len())
+        .max()
+        .unwrap_or(0);
+    let width = LABEL + (widest + 1) * (BOX + 10) + 40;
+    let height = h.prompts.len() * ROW + 8;
+    let _ = write!(
+        out,
+        "<p class=\"legend\"><span class=\"ok\">■ accepted</span> <span class=\"content\">■ content failure</span> <span class=\"transient\">■ transient</span> <span class=\"permanent\">■ permanent</span> <span class=\"unknown\">■ cut by a crash (possibly billed)</span> <span class=\"interrupted\">■ interrupted</span> · ◆ commit · ● check</p><svg class=\"timeline\" width=\"{width}\" height=\"{height}\" role=\"img\">"
+    );
+    for (row, p) in h.prompts.iter().enumerate() {
+        let y = row * ROW + 4;
+        let _ = write!(
+            out,
+            "<text x=\"0\" y=\"{}\" class=\"label {}\">{}</text>",
+            y + 12,
+            css_status(&p.status),
+            esc(&shorten(&p.name, 30))
+        );
+        let mut x = LABEL;
+        for a in &p.attempts {
+            attempt_box(out, a, x, y);
+            x += BOX + 2;
+            if a.retry_after_ms.is_some() {
+                let _ = write!(
+                    out,
+                    "<line class=\"wait\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"><title>waited {} ms</title></line>",
+                    x,
+                    x + 6,
+                    y + 7,
+                    y + 7,
+                    a.retry_after_ms.unwrap_or(0)
+                );
+                x += 8;
+            }
+        }
+        if let Some(commit) = &p.commit {
+            let (cx, cy) = (x + 8, y + 7);
+            let _ = write!(
+                out,
+                "<polygon class=\"commit\" points=\"{},{} {},{} {},{} {},{}\"><title>commit {}</title></polygon>",
+                cx,
+                cy - 6,
+                cx + 6,
+                cy,
+                cx,
+                cy + 6,
+                cx - 6,
+                cy,
+                esc(commit)
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+}
+
+fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
+    let mut tip = format!(
+        "attempt {}: {} · {} in / {} out{} · {} ms",
+        a.attempt,
+        a.outcome,
+        thousands(a.input_tokens),
+        thousands(a.output_tokens),
+        if a.estimated { " (estimated)" } else { "" },
+        a.duration_ms
+    );
+    if let Some(e) = &a.error {
+        let _ = write!(tip, " · {}", shorten(e, 300));
+    }
+    let _ = write!(
+        out,
+        "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"22\" height=\"13\" rx=\"2\"><title>{}</title></rect>",
+        esc(&a.outcome),
+        esc(&tip)
+    );
+    for (n, c) in a.checks.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<circle class=\"{}\" cx=\"{}\" cy=\"{}\" r=\"2\"><title>check ({}) {}: {}</title></circle>",
+            if c.passed { "pass" } else { "fail" },
+            x + 3 + n * 5,
+            y + 16,
+            esc(&c.from),
+            if c.passed { "passed" } else { "failed" },
+            esc(&c.check)
+        );
+    }
+}
+
+fn prompt(out: &mut String, p: &PromptHistory) {
+    let _ = write!(
+        out,
+        "<details class=\"prompt\"><summary><span class=\"{}\">{}</span> {} — {} · {} {} · request {} tokens</summary>",
+        css_status(&p.status),
+        esc(&p.id),
+        esc(&p.name),
+        esc(&p.status),
+        p.attempts.len(),
+        if p.attempts.len() == 1 {
+            "attempt"
+        } else {
+            "attempts"
+        },
+        thousands(p.request_tokens)
+    );
+    if let Some(reason) = &p.reason {
+        let _ = write!(out, "<p class=\"reason\">{}</p>", esc(reason));
+    }
+    if !p.attempts.is_empty() {
+        out.push_str("<table><tr><th>#</th><th>outcome</th><th>in</th><th>out</th><th>reasoning</th><th>ms</th><th>why it failed</th></tr>");
+        for a in &p.attempts {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                a.attempt,
+                esc(&a.outcome),
+                esc(&a.outcome),
+                thousands(a.input_tokens),
+                thousands(a.output_tokens),
+                if a.estimated { "~" } else { "" },
+                thousands(a.reasoning_tokens),
+                a.duration_ms,
+                esc(a.error.as_deref().unwrap_or(""))
+            );
+        }
+        out.push_str("</table>");
+    }
+    if !p.variables.is_empty() {
+        let vars = serde_json::to_string_pretty(&p.variables).unwrap_or_default();
+        let _ = write!(out, "<p>Variables produced:</p><pre>{}</pre>", esc(&vars));
+    }
+    if let Some(reply) = &p.reply {
+        let cut = if p.reply_bytes > REPLY_SHOWN {
+            format!(
+                " (the first {} of {} bytes; all of it in outputs/{}.md)",
+                thousands(reply.len() as u64),
+                thousands(p.reply_bytes as u64),
+                p.id
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(out, "<p>Reply{}:</p><pre>{}</pre>", esc(&cut), esc(reply));
+    }
+    out.push_str("</details>\n");
+}
+
+fn css_status(status: &str) -> &'static str {
+    match status {
+        "completed" => "ok",
+        "failed" => "permanent",
+        "skipped" => "skipped",
+        "running" => "unknown",
+        _ => "pending",
+    }
+}
+
+fn list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "none".into()
+    } else {
+        ids.join(", ")
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max).collect();
+    s.push('…');
+    s
+}
+
+/// Text as HTML (element content and attribute values).
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:75em}\
+h1{margin:0}.meta{color:#666}.mock{background:#fff4d6;padding:.4em .8em;border-left:4px solid #e0a000}\
+.halted{color:#b00020}.criteria{list-style:none;padding:0}.criteria .pass{color:#1b7f3a}.criteria .fail{color:#b00020}\
+.budgets{display:flex;flex-wrap:wrap;gap:1.5em}.phase{margin:0}figcaption{font-weight:600;margin-bottom:.2em}\
+svg .room{fill:#eef}svg .used{fill:#3b6fd8}svg .over{fill:#b00020}svg .billed{fill:#e0a000}svg .limit{stroke:#222;stroke-dasharray:3 2}\
+svg .frame{fill:#fafafa;stroke:#ccc}svg .spent{fill:none;stroke:#3b6fd8;stroke-width:1.5}\
+svg text{font:12px ui-monospace,monospace}svg .ok,.ok{fill:#1b7f3a;color:#1b7f3a}svg .content,.content{fill:#e07000;color:#e07000}\
+svg .transient,.transient{fill:#d8b800;color:#a08800}svg .permanent,.permanent{fill:#b00020;color:#b00020}\
+svg .unknown,.unknown{fill:#888;color:#666}svg .interrupted,.interrupted{fill:#bbb;color:#888}\
+.skipped{fill:#777;color:#777}.pending{fill:#aaa;color:#999}svg .wait{stroke:#999;stroke-width:2;stroke-dasharray:2 1}\
+svg .commit{fill:#5a3fc0}svg circle.pass{fill:#1b7f3a}svg circle.fail{fill:#b00020}\
+.prompt{border-top:1px solid #eee;padding:.3em 0}summary{cursor:pointer}table{border-collapse:collapse;margin:.4em 0}\
+td,th{border:1px solid #ddd;padding:.15em .5em;text-align:left;vertical-align:top}pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;max-height:30em;overflow:auto}\
+@media print{details::details-content{content-visibility:visible;display:block}pre{max-height:none;overflow:visible}}";
