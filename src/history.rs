@@ -2,7 +2,7 @@
 //! its retries and waits, failures, checks and commit), the budget burned per phase as it
 //! went, and what each prompt produced. It is what `report` shows (`report.html`) and what
 //! `report --json` prints: one document, built from the journal alone (plus the plan's
-//! phases and config's budgets to weigh it against).
+//! phases and config's budgets to weigh it against), read a record at a time.
 
 use std::collections::BTreeMap;
 
@@ -91,11 +91,11 @@ pub(crate) struct PhaseHistory {
     pub(crate) burn: Vec<u64>,
 }
 
-/// The history of the session in `records` (folded as `fold`), weighed against `plan`'s
-/// phases and `config`'s budgets.
-pub(crate) fn history(records: &[Record], fold: &Fold, plan: &Plan, config: &Config) -> History {
-    let ledger = Ledger::new(fold, plan, config);
-    let mut walk = Walk {
+/// The journal walked in order, a record at a time (a report never holds the whole
+/// journal): [`Walk::finish`] weighs it against the plan's phases and config's budgets.
+pub(crate) fn walk(plan: &Plan) -> Walk<'_> {
+    let phases = plan.phases.len();
+    Walk {
         plan,
         index: plan
             .prompts
@@ -104,44 +104,11 @@ pub(crate) fn history(records: &[Record], fold: &Fold, plan: &Plan, config: &Con
             .map(|(i, p)| (p.id.as_str(), i))
             .collect(),
         prompts: plan.prompts.iter().map(|p| not_run(p, plan)).collect(),
-        phases: ledger
-            .phases
-            .iter()
-            .map(|s| PhaseHistory {
-                name: s.name.clone(),
-                budget: s.budget,
-                used: s.used,
-                possibly_billed: s.possibly_billed,
-                burn: Vec::new(),
-            })
-            .collect(),
-        total: PhaseHistory {
-            name: "Total".into(),
-            budget: Some(ledger.total.budget),
-            used: ledger.total.used,
-            possibly_billed: ledger.total.possibly_billed,
-            burn: Vec::new(),
-        },
-        spent: vec![0; ledger.phases.len()],
+        burns: vec![Vec::new(); phases],
+        total_burn: Vec::new(),
+        spent: vec![0; phases],
         spent_total: 0,
-    };
-    for r in records {
-        walk.apply(r);
-    }
-    History {
-        project: config.project.name.clone(),
-        session_id: fold.session_id.clone(),
-        started: fold.started.clone(),
-        last_event: records.last().map(|r| r.at.clone()).unwrap_or_default(),
-        mock: fold.mock,
-        prompts: walk.prompts,
-        phases: walk.phases,
-        total: walk.total,
-        cost_usd: ledger.total.cost_usd,
-        completed: fold.completed.len(),
-        failed: fold.failed.clone(),
-        skipped: fold.skipped.clone(),
-        halted: fold.halted.as_ref().map(|(reason, _)| reason.clone()),
+        last_event: String::new(),
     }
 }
 
@@ -161,19 +128,60 @@ fn not_run(p: &crate::plan::Prompt, plan: &Plan) -> PromptHistory {
     }
 }
 
-/// The journal walked in order.
-struct Walk<'a> {
+/// The journal walked so far.
+pub(crate) struct Walk<'a> {
     plan: &'a Plan,
     index: BTreeMap<&'a str, usize>,
     prompts: Vec<PromptHistory>,
-    phases: Vec<PhaseHistory>,
-    total: PhaseHistory,
+    burns: Vec<Vec<u64>>,
+    total_burn: Vec<u64>,
     spent: Vec<u64>,
     spent_total: u64,
+    last_event: String,
 }
 
 impl Walk<'_> {
-    fn apply(&mut self, r: &Record) {
+    /// The history of the session walked (folded as `fold`), weighed against the plan's
+    /// phases and `config`'s budgets.
+    pub(crate) fn finish(self, fold: &Fold, config: &Config) -> History {
+        let ledger = Ledger::new(fold, self.plan, config);
+        let phases = ledger
+            .phases
+            .iter()
+            .zip(self.burns)
+            .map(|(s, burn)| PhaseHistory {
+                name: s.name.clone(),
+                budget: s.budget,
+                used: s.used,
+                possibly_billed: s.possibly_billed,
+                burn,
+            })
+            .collect();
+        History {
+            project: config.project.name.clone(),
+            session_id: fold.session_id.clone(),
+            started: fold.started.clone(),
+            last_event: self.last_event,
+            mock: fold.mock,
+            prompts: self.prompts,
+            phases,
+            total: PhaseHistory {
+                name: "Total".into(),
+                budget: Some(ledger.total.budget),
+                used: ledger.total.used,
+                possibly_billed: ledger.total.possibly_billed,
+                burn: self.total_burn,
+            },
+            cost_usd: ledger.total.cost_usd,
+            completed: fold.completed.len(),
+            failed: fold.failed.clone(),
+            skipped: fold.skipped.clone(),
+            halted: fold.halted.as_ref().map(|(reason, _)| reason.clone()),
+        }
+    }
+
+    pub(crate) fn apply(&mut self, r: &Record) {
+        self.last_event.clone_from(&r.at);
         let Some(i) = prompt_of(&r.event).and_then(|id| self.index.get(id).copied()) else {
             return;
         };
@@ -271,8 +279,8 @@ impl Walk<'_> {
         }
         self.spent[phase] = self.spent[phase].saturating_add(cost);
         self.spent_total = self.spent_total.saturating_add(cost);
-        self.phases[phase].burn.push(self.spent[phase]);
-        self.total.burn.push(self.spent_total);
+        self.burns[phase].push(self.spent[phase]);
+        self.total_burn.push(self.spent_total);
     }
 }
 

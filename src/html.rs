@@ -9,9 +9,13 @@ use std::fmt::Write as _;
 use crate::history::{AttemptHistory, History, PhaseHistory, PromptHistory, REPLY_SHOWN};
 use crate::report::{Criterion, thousands};
 
-/// The page.
-pub(crate) fn render(h: &History, criteria: &[Criterion]) -> String {
-    let mut out = String::with_capacity(4096 + h.prompts.len() * 2048);
+/// The page, written to `w` a section at a time.
+pub(crate) fn render(
+    h: &History,
+    criteria: &[Criterion],
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut out = String::with_capacity(64 * 1024);
     let title = format!("{} — session {}", h.project, h.session_id);
     let _ = write!(
         out,
@@ -39,9 +43,13 @@ pub(crate) fn render(h: &History, criteria: &[Criterion]) -> String {
     out.push_str("<h2>Prompts</h2>\n");
     for p in &h.prompts {
         prompt(&mut out, p);
+        if out.len() > 48 * 1024 {
+            w.write_all(out.as_bytes())?;
+            out.clear();
+        }
     }
     out.push_str("</body></html>\n");
-    out
+    w.write_all(out.as_bytes())
 }
 
 fn header(out: &mut String, h: &History) {

@@ -10,7 +10,7 @@ use super::Settings;
 use super::status::criteria;
 use crate::budget::Ledger;
 use crate::error::Result;
-use crate::history::history;
+use crate::history::History;
 use crate::plan::Plan;
 use crate::state::{self, Fold};
 
@@ -21,11 +21,10 @@ pub(crate) fn report(settings: &Settings) -> Result<()> {
     let plan = settings.load_plan()?;
     let printer = settings.printer;
     if printer.json {
-        let Some((records, fold)) = read(settings)? else {
+        let Some((h, fold)) = read(settings, &plan)? else {
             return printer.json(&json!({"session_id": null}));
         };
         let ledger = Ledger::new(&fold, &plan, &settings.config);
-        let h = history(&records, &fold, &plan, &settings.config);
         let mut doc = serde_json::to_value(&h).unwrap_or_default();
         doc["criteria"] = json!(criteria(&fold, &plan, &ledger, settings));
         return printer.json(&doc);
@@ -42,26 +41,28 @@ pub(crate) fn report(settings: &Settings) -> Result<()> {
 /// Writes `checkpoints/report.html` for the session there; its path, or `None` when there
 /// is no session.
 pub(crate) fn write(settings: &Settings, plan: &Plan) -> Result<Option<PathBuf>> {
-    let Some((records, fold)) = read(settings)? else {
+    let Some((h, fold)) = read(settings, plan)? else {
         return Ok(None);
     };
     let ledger = Ledger::new(&fold, plan, &settings.config);
-    let h = history(&records, &fold, plan, &settings.config);
-    let page = crate::html::render(&h, &criteria(&fold, plan, &ledger, settings));
-    drop(records);
+    let criteria = criteria(&fold, plan, &ledger, settings);
+    drop(fold);
     let path = settings.checkpoints.join(REPORT);
-    state::write_atomic(&path, |w| w.write_all(page.as_bytes()))?;
+    state::write_atomic(&path, |w| crate::html::render(&h, &criteria, w))?;
     Ok(Some(path))
 }
 
-fn read(settings: &Settings) -> Result<Option<(Vec<state::Record>, Fold)>> {
-    let (records, _) = state::read_journal(&settings.checkpoints.join(state::JOURNAL))?;
-    if records.is_empty() {
+/// The session's history and its journal folded, read a record at a time.
+fn read(settings: &Settings, plan: &Plan) -> Result<Option<(History, Fold)>> {
+    let mut fold = Fold::default();
+    let mut walk = crate::history::walk(plan);
+    state::each_record(&settings.checkpoints.join(state::JOURNAL), |r| {
+        fold.apply(&r);
+        walk.apply(&r);
+    })?;
+    if fold.session_id.is_empty() {
         return Ok(None);
     }
-    let mut fold = Fold::default();
-    for r in &records {
-        fold.apply(r);
-    }
-    Ok(Some((records, fold)))
+    let h = walk.finish(&fold, &settings.config);
+    Ok(Some((h, fold)))
 }

@@ -237,48 +237,80 @@ pub(crate) fn read_journal(path: &Path) -> Result<(Vec<Record>, Option<String>)>
 pub(crate) fn parse_journal(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Option<String>)> {
     let mut records = Vec::new();
     let mut warning = None;
-    let ends_with_newline = bytes.last() == Some(&b'\n');
-    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let count = lines.len();
-    for (i, line) in lines.into_iter().enumerate() {
-        let last = i + 1 == count;
-        if line.is_empty() && last {
-            break;
-        }
-        let parsed = std::str::from_utf8(line)
-            .map_err(|e| e.to_string())
-            .and_then(|s| serde_json::from_str::<Record>(s).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(r) if r.v > SCHEMA_VERSION => {
-                return Err(Error::state(
-                    path,
-                    format!(
-                        "line {} has schema version {}, newer than this orchestrator ({SCHEMA_VERSION}); upgrade orchestrator",
-                        i + 1,
-                        r.v
-                    ),
-                ));
-            }
-            Ok(r) => records.push(r),
-            Err(_) if last && !ends_with_newline => {
-                warning = Some(format!(
-                    "{}: the last line ({} bytes) was cut short by a crash mid-write; it is ignored",
-                    path.display(),
-                    line.len()
-                ));
-            }
-            Err(e) => {
-                return Err(Error::state(
-                    path,
-                    format!(
-                        "line {} is not a journal event ({e}); the journal was changed by hand or damaged: `orchestrator run --restart` archives the session as it is (under checkpoints/archive/) and starts anew",
-                        i + 1
-                    ),
-                ));
-            }
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        match parse_line(line, i + 1, path)? {
+            Line::Record(r) => records.push(*r),
+            Line::Torn(w) => warning = Some(w),
         }
     }
     Ok((records, warning))
+}
+
+/// Reads `journal.jsonl` one line at a time, handing each record to `each` (for a reader
+/// that keeps what it needs, not every record); the warning if a torn last line was
+/// dropped. No journal is no records.
+pub(crate) fn each_record(path: &Path, mut each: impl FnMut(Record)) -> Result<Option<String>> {
+    use std::io::BufRead as _;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let (mut line, mut number, mut warning) = (Vec::new(), 0, None);
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(path, e))?
+            == 0
+        {
+            return Ok(warning);
+        }
+        number += 1;
+        match parse_line(&line, number, path)? {
+            Line::Record(r) => each(*r),
+            Line::Torn(w) => warning = Some(w),
+        }
+    }
+}
+
+enum Line {
+    Record(Box<Record>),
+    /// A last line a crash cut short: the warning.
+    Torn(String),
+}
+
+/// One line of the journal, with its newline unless it is the last: a record, a torn
+/// last line (no newline, not JSON), or an error naming the line.
+fn parse_line(line: &[u8], number: usize, path: &Path) -> Result<Line> {
+    let terminated = line.last() == Some(&b'\n');
+    let text = line.strip_suffix(b"\n").unwrap_or(line);
+    let parsed = std::str::from_utf8(text)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str::<Record>(s).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(r) if r.v > SCHEMA_VERSION => Err(Error::state(
+            path,
+            format!(
+                "line {number} has schema version {}, newer than this orchestrator ({SCHEMA_VERSION}); upgrade orchestrator",
+                r.v
+            ),
+        )),
+        Ok(r) => Ok(Line::Record(Box::new(r))),
+        Err(_) if !terminated => Ok(Line::Torn(format!(
+            "{}: the last line ({} bytes) was cut short by a crash mid-write; it is ignored",
+            path.display(),
+            text.len()
+        ))),
+        Err(e) => Err(Error::state(
+            path,
+            format!(
+                "line {number} is not a journal event ({e}); the journal was changed by hand or damaged: `orchestrator run --restart` archives the session as it is (under checkpoints/archive/) and starts anew"
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]
