@@ -31,6 +31,14 @@ impl Anthropic {
         self.http.endpoint("/v1", "v1/messages")
     }
 
+    /// A request to `url` with `body`, the API version and the key.
+    fn post(&self, url: &str, body: &Value) -> reqwest::RequestBuilder {
+        let builder = (self.http.client.post(url))
+            .header("anthropic-version", VERSION)
+            .json(body);
+        self.http.authorize(builder, Some("x-api-key"))
+    }
+
     /// Counts the request's input with `count_tokens`.
     pub(crate) async fn count(&self, request: &Request) -> Count {
         let url = self.http.endpoint("/v1", "v1/messages/count_tokens");
@@ -39,13 +47,7 @@ impl Anthropic {
             "system": request.system,
             "messages": [{"role": "user", "content": request.user}],
         });
-        let builder = self
-            .http
-            .client
-            .post(&url)
-            .header("anthropic-version", VERSION)
-            .json(&body);
-        let builder = self.http.authorize(builder, Some("x-api-key"));
+        let builder = self.post(&url, &body);
         let deadline = tokio::time::Instant::now() + self.http.timeout;
         let bytes = match self.http.exchange(&url, builder, false, deadline).await {
             Ok(Body::Whole { bytes, .. }) => bytes,
@@ -83,13 +85,7 @@ impl Anthropic {
             body["temperature"] = json!(t.min(1.0));
         }
         self.http.pace(progress).await;
-        let builder = self
-            .http
-            .client
-            .post(&url)
-            .header("anthropic-version", VERSION)
-            .json(&body);
-        let builder = self.http.authorize(builder, Some("x-api-key"));
+        let builder = self.post(&url, &body);
         let decoder = |id| State {
             id,
             ..State::default()
