@@ -53,7 +53,8 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
     // As the written file says, so that the budgets are counted as `estimate` will.
     config.llm.model = Some(MODEL.into());
     let root_name = folder_name(root);
-    config.phases = phase_dirs(root)?
+    config.phases = plan::phase_folders(root)
+        .map_err(|e| Error::io(root, e))?
         .into_iter()
         .map(|dir| PhaseConfig {
             name: Some(capitalised(&plan::phase_name_from_dir(if dir == FLAT {
@@ -103,51 +104,6 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
     printer.data(&format!(
         "next: `{next} estimate`, then `{next} run --mock` (offline) or `{next} run`"
     ))
-}
-
-/// The phase folders of `root` (`.` for prompt files in `root` itself), in run order.
-fn phase_dirs(root: &Path) -> Result<Vec<String>> {
-    let mut dirs = Vec::new();
-    let mut flat = false;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| Error::io(root, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') || plan::PromptId::split_prefix(&name).is_none() {
-            continue;
-        }
-        if path.is_dir() && has_prompts(&path) {
-            dirs.push(name);
-        } else if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("md"))
-        {
-            flat = true;
-        }
-    }
-    if flat {
-        dirs.insert(0, FLAT.to_string());
-    }
-    Ok(dirs)
-}
-
-fn has_prompts(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.filter_map(|e| e.ok()).any(|e| {
-            let p = e.path();
-            p.extension().is_some_and(|x| x.eq_ignore_ascii_case("md"))
-                && p.file_stem()
-                    .and_then(|s| s.to_str())
-                    .and_then(plan::PromptId::split_prefix)
-                    .is_some()
-        })
-    })
 }
 
 /// The plan, with every variable its placeholders need that no prompt declares added to

@@ -188,6 +188,37 @@ fn is_markdown(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("md"))
 }
 
+/// The phase folders `root` holds, in run order, as `init` proposes them: numbered folders
+/// with prompt files in them, and [`FLAT`] first when prompt files lie in `root` itself.
+pub(crate) fn phase_folders(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut dirs = Vec::new();
+    let mut flat = false;
+    for path in read_dir_sorted(root)? {
+        let name = file_name(&path);
+        if name.starts_with('.') || PromptId::split_prefix(&name).is_none() {
+            continue;
+        }
+        if path.is_dir() {
+            let holds_prompts = read_dir_sorted(&path)
+                .is_ok_and(|entries| entries.iter().any(|e| is_prompt_file(e)));
+            if holds_prompts {
+                dirs.push(name);
+            }
+        } else if is_markdown(&path) {
+            flat = true;
+        }
+    }
+    if flat {
+        dirs.insert(0, FLAT.to_string());
+    }
+    Ok(dirs)
+}
+
+/// A `.md` file whose name starts with an id.
+fn is_prompt_file(path: &Path) -> bool {
+    is_markdown(path) && PromptId::split_prefix(stem(path)).is_some()
+}
+
 /// The phase folder that is the prompts folder itself (a flat build).
 pub(crate) const FLAT: &str = ".";
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 pub(crate) use checks::undefined_variable;
-pub(crate) use discover::{FLAT, phase_name_from_dir};
+pub(crate) use discover::{FLAT, phase_folders, phase_name_from_dir};
 pub(crate) use id::PromptId;
 pub(crate) use prompt_file::{CheckpointMode, Footer, FrontMatter, parse_prompt_bytes};
 

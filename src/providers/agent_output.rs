@@ -157,22 +157,7 @@ fn claude_usage(obj: &Value) -> Option<Usage> {
         return Some(reader.finish());
     }
     let u = obj.get("usage").filter(|u| u.is_object())?;
-    u.get("input_tokens")?;
-    let mut reader = UsageReader::new(Some(u.clone()));
-    let input = reader.count(u, "input_tokens", "usage.input_tokens");
-    let cache_read = reader.count(
-        u,
-        "cache_read_input_tokens",
-        "usage.cache_read_input_tokens",
-    );
-    let cache_write = reader.count(
-        u,
-        "cache_creation_input_tokens",
-        "usage.cache_creation_input_tokens",
-    );
-    let output = reader.count(u, "output_tokens", "usage.output_tokens");
-    reader.add(input, output, cache_read, cache_write);
-    Some(reader.finish())
+    super::anthropic_usage(u)
 }
 
 fn gemini(obj: &Value) -> Parsed {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::http::{Body, Http, provider_message};
 use super::stream::{self, Decoder};
-use super::{Count, Failure, Finish, Outcome, Progress, Reply, Usage, UsageReader};
+use super::{Count, Failure, Finish, Outcome, Progress, Reply, anthropic_usage};
 use crate::config::Config;
 use crate::request::Request;
 
@@ -115,26 +115,6 @@ struct State {
     stopped: bool,
 }
 
-/// A Messages API `usage` object: input is `input_tokens` and both cache fields.
-fn read_usage(u: &Value) -> Option<Usage> {
-    u.get("input_tokens")?;
-    let mut r = UsageReader::new(Some(u.clone()));
-    let input = r.count(u, "input_tokens", "usage.input_tokens");
-    let cache_write = r.count(
-        u,
-        "cache_creation_input_tokens",
-        "usage.cache_creation_input_tokens",
-    );
-    let cache_read = r.count(
-        u,
-        "cache_read_input_tokens",
-        "usage.cache_read_input_tokens",
-    );
-    let output = r.count(u, "output_tokens", "usage.output_tokens");
-    r.add(input, output, cache_read, cache_write);
-    Some(r.finish())
-}
-
 impl Decoder for State {
     fn event(&mut self, name: Option<&str>, data: &str) -> Result<bool, Failure> {
         let v: Value = serde_json::from_str(data).map_err(|e| {
@@ -232,7 +212,7 @@ impl State {
             .with_partial(&self.text)
             .with_request_id(self.id));
         }
-        let usage = read_usage(&Value::Object(self.usage));
+        let usage = anthropic_usage(&Value::Object(self.usage));
         Ok(Reply {
             text: self.text,
             finish: stop(self.stop_reason.as_deref()),
@@ -276,7 +256,7 @@ fn parse_message(bytes: &[u8], request_id: Option<String>) -> Outcome {
                 .collect()
         })
         .unwrap_or_default();
-    let usage = v.get("usage").and_then(read_usage);
+    let usage = v.get("usage").and_then(anthropic_usage);
     Ok(Reply {
         text,
         finish: stop(v.get("stop_reason").and_then(Value::as_str)),

@@ -192,6 +192,27 @@ pub(crate) fn openai_usage(v: &Value, keys: &UsageKeys) -> Option<Usage> {
     Some(r.finish())
 }
 
+/// A usage object in Anthropic's shape (the Messages API's, and Claude Code's `usage`):
+/// input is `input_tokens` plus both cache fields.
+pub(crate) fn anthropic_usage(u: &Value) -> Option<Usage> {
+    u.get("input_tokens")?;
+    let mut r = UsageReader::new(Some(u.clone()));
+    let input = r.count(u, "input_tokens", "usage.input_tokens");
+    let cache_write = r.count(
+        u,
+        "cache_creation_input_tokens",
+        "usage.cache_creation_input_tokens",
+    );
+    let cache_read = r.count(
+        u,
+        "cache_read_input_tokens",
+        "usage.cache_read_input_tokens",
+    );
+    let output = r.count(u, "output_tokens", "usage.output_tokens");
+    r.add(input, output, cache_read, cache_write);
+    Some(r.finish())
+}
+
 /// One stream event's data as JSON, or the transient failure it is.
 pub(crate) fn event_json(data: &str, partial: &str, id: Option<&str>) -> Result<Value, Failure> {
     serde_json::from_str(data).map_err(|e| {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Build, Running, alive, attempts, config_with, copy_dir, events, eventually, kill_pid, repo,
-    status_json,
+    Build, Running, alive, attempts, config_with, events, eventually, example_agent_build,
+    kill_pid, repo, status_json,
 };
 
 const PROMPTS: [&str; 6] = ["01.1", "01.2", "01.3", "01.4", "01.5", "01.6"];
@@ -22,13 +22,7 @@ fn scripted_agent() -> PathBuf {
 /// The example agent build in a temporary folder, its agent the scripted one (behaviours
 /// `behave`), each call logged to `checkpoints/agent.log`; `sets` on top of its config.
 fn example(behave: &str, sets: &[(&str, toml::Value)]) -> Build {
-    let mut b = Build::new();
-    copy_dir(
-        &repo().join("examples/agent-build/prompts"),
-        &b.path().join("prompts"),
-    );
-    let base = std::fs::read_to_string(repo().join("examples/agent-build/config.toml"))
-        .expect("example config");
+    let (mut b, base) = example_agent_build();
     let s = |v: &str| toml::Value::String(v.to_string());
     let mut all = vec![
         (

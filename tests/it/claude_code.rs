@@ -6,19 +6,11 @@
 use serde_json::Value;
 
 use crate::support::fake_llm::{FakeLlm, claude_code_model};
-use crate::support::{Build, config_with, copy_dir, repo, status_json};
-
-/// `claude` on PATH, if it is there.
-fn claude() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("claude"))
-        .find(|p| p.is_file())
-}
+use crate::support::{config_with, example_agent_build, on_path, status_json};
 
 #[test]
 fn the_real_claude_code_builds_the_example_agent_build_against_the_fake_server() {
-    let Some(claude) = claude() else {
+    let Some(claude) = on_path("claude") else {
         eprintln!(
             "skipped: `claude` is not on PATH (npm install @anthropic-ai/claude-code, then put node_modules/.bin on PATH); the scripted agent's tests cover agent builds without it"
         );
@@ -26,13 +18,7 @@ fn the_real_claude_code_builds_the_example_agent_build_against_the_fake_server()
     };
     let server = FakeLlm::start();
     server.responder(claude_code_model());
-    let mut b = Build::new();
-    copy_dir(
-        &repo().join("examples/agent-build/prompts"),
-        &b.path().join("prompts"),
-    );
-    let base = std::fs::read_to_string(repo().join("examples/agent-build/config.toml"))
-        .expect("example config");
+    let (mut b, base) = example_agent_build();
     let s = |v: &str| toml::Value::String(v.to_string());
     let argv = [
         claude.display().to_string().as_str(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::fake_llm::{Action, FakeLlm, json_body};
-use crate::support::{Build, Running, config_with, prompt};
+use crate::support::{Build, Running, config_with, on_path, prompt};
 
 /// Four prompts, `on_failure = "skip"`: 01.1 has a transient failure, then an attempt cut
 /// by a crash (the runner killed mid-request), then is accepted; 01.2 fails for good (a
@@ -120,13 +120,7 @@ fn every_run_writes_the_report() {
 fn chromium() -> Option<PathBuf> {
     ["chromium-headless-shell", "chromium", "chromium-browser"]
         .iter()
-        .find_map(|name| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join(name))
-                    .find(|p| p.is_file())
-            })
-        })
+        .find_map(|name| on_path(name))
 }
 
 /// The page as Chromium laid it out: its DOM after a measuring script ran, with every SVG

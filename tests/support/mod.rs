@@ -22,6 +22,27 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orchestrator"))
 }
 
+/// A program on PATH, if it is there (tests that need a real client skip without it).
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The example agent build's prompts in a temporary build, and its `config.toml` text (for
+/// a test to set its agent on).
+pub fn example_agent_build() -> (Build, String) {
+    let b = Build::new();
+    copy_dir(
+        &repo().join("examples/agent-build/prompts"),
+        &b.path().join("prompts"),
+    );
+    let config = std::fs::read_to_string(repo().join("examples/agent-build/config.toml"))
+        .expect("example config");
+    (b, config)
+}
+
 /// A build in a temporary folder: `config.toml`, `prompts/`, `checkpoints/`.
 pub struct Build {
     pub dir: tempfile::TempDir,
