@@ -76,24 +76,32 @@ pub(crate) fn outline(markdown: &str) -> (Vec<CodeBlock>, Vec<Heading>) {
     (blocks, headings)
 }
 
-/// The byte range of the first section whose heading starts with `title` (any case): from
-/// its heading to the next heading of the same or a higher level.
+/// The byte range of the first section whose heading is `title` (any level and case,
+/// emphasis and trailing punctuation aside: `## Validation:` is one, `### Validation rules
+/// of the app` is not): from its heading to the next heading of the same or a higher level.
 pub(crate) fn section(markdown: &str, title: &str) -> Option<Range<usize>> {
     let (_, headings) = outline(markdown);
     section_of(markdown, &headings, title)
 }
 
 fn section_of(markdown: &str, headings: &[Heading], title: &str) -> Option<Range<usize>> {
-    let title = title.to_ascii_lowercase();
-    let at = headings
-        .iter()
-        .position(|h| h.text.trim().to_ascii_lowercase().starts_with(&title))?;
+    let at = headings.iter().position(|h| is_titled(&h.text, title))?;
     let heading = &headings[at];
     let end = headings[at + 1..]
         .iter()
         .find(|n| n.level <= heading.level)
         .map_or(markdown.len(), |n| n.start);
     Some(heading.start..end)
+}
+
+/// Whether a heading's text is `title`: case aside, and emphasis, whitespace and
+/// punctuation at its end.
+fn is_titled(text: &str, title: &str) -> bool {
+    let text = text
+        .trim()
+        .trim_start_matches(['*', '_', '`'])
+        .trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation() || c == '…');
+    text.eq_ignore_ascii_case(title)
 }
 
 /// The shell blocks (`bash`, `sh`, `shell`) of the section headed `title`: a prompt's
@@ -411,6 +419,25 @@ mod tests {
         assert!(shell_blocks(md, "nothing").is_empty());
         let failed = section(md, "if failed").expect("section");
         assert_eq!(md[failed].trim(), "## If Failed\nTry again.");
+    }
+
+    #[test]
+    fn only_a_heading_that_is_the_title_opens_its_section() {
+        let cases = [
+            ("## Validation\n```bash\na\n```\n", vec!["a\n"]),
+            ("### validation:\n```bash\na\n```\n", vec!["a\n"]),
+            ("## **Validation**\n```bash\na\n```\n", vec!["a\n"]),
+            ("# VALIDATION.\n```sh\na\n```\n", vec!["a\n"]),
+            ("### Validation rules of the app\n```bash\nx\n```\n", vec![]),
+            ("## Validations\n```bash\nx\n```\n", vec![]),
+            (
+                "### Validation rules\n```bash\nx\n```\n## Validation\n```bash\na\n```\n## Validation\n```bash\nb\n```\n",
+                vec!["a\n"],
+            ),
+        ];
+        for (md, want) in cases {
+            assert_eq!(shell_blocks(md, "validation"), want, "{md:?}");
+        }
     }
 
     #[test]

@@ -149,7 +149,7 @@ pub(crate) fn main_entry() -> i32 {
         Ok(()) => exit::OK,
         Err(e) => {
             let word = printer::paint("error:", printer::Paint::Error, color);
-            printer::stderr(&format!("{word} {e}"));
+            printer::stderr(&format!("{word} {}", printer::clean(&e.to_string())));
             e.exit_code()
         }
     }

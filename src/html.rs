@@ -66,14 +66,14 @@ fn header(out: &mut String, h: &History) {
     }
     let _ = write!(
         out,
-        "<p class=\"summary\">{} of {} prompts completed · failed: {} · skipped: {} · {} tokens used of {} · cost ${:.4}</p>",
+        "<p class=\"summary\">{} of {} prompts completed · failed: {} · skipped: {} · {} tokens used of {} · cost {}</p>",
         h.completed,
         h.prompts.len(),
         esc(&list(&h.failed)),
         esc(&list(&h.skipped)),
         thousands(h.total.used),
         h.total.budget.map_or_else(|| "no budget".into(), thousands),
-        h.cost_usd
+        crate::config::show_usd(h.cost_usd)
     );
     if let Some(reason) = &h.halted {
         let _ = write!(out, "<p class=\"halted\">Halted: {}</p>", esc(reason));

@@ -37,6 +37,7 @@ mod estimate;
 pub mod fuzzing;
 mod history;
 mod html;
+mod lockfile;
 mod plan;
 mod printer;
 mod process;

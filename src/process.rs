@@ -5,7 +5,17 @@
 //! described well enough ([`ProcessGroup`]) for a run resumed after a crash to find a group
 //! that outlived its child and kill it. Output is read while the child runs, bounded, and
 //! taken when it exits even if a background process it left holds the pipe open.
+//!
+//! A process group is not enough to contain an agent: Claude Code's Bash tool and Codex's
+//! exec start commands in sessions of their own. So every process an attempt starts carries
+//! a [`Mark`] in its environment, which its descendants inherit however they detach; when
+//! the attempt ends (and when a run resumes after a crash) every process that carries it is
+//! killed. A process that clears its whole environment escapes the mark: the README says so.
+//!
+//! Children that must not see the runner's secrets (checks, git, notifications) get a
+//! [`scrubbed_env`]: PATH, HOME, the locale and the names the user passes on.
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -79,6 +89,84 @@ fn start_time(pid: u32) -> Option<u64> {
         .nth(19)?
         .parse()
         .ok()
+}
+
+/// The environment variable that marks the processes of one attempt.
+pub(crate) const MARK_VAR: &str = "ORCHESTRATOR_ATTEMPT";
+
+/// A random value put in the environment of every process an attempt starts, so that its
+/// descendants can be found and killed however they detach (`setsid`, a double fork).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mark(pub(crate) String);
+
+impl Mark {
+    pub(crate) fn new() -> Mark {
+        Mark(
+            std::iter::repeat_with(fastrand::alphanumeric)
+                .take(20)
+                .collect(),
+        )
+    }
+
+    /// Sets the mark in `cmd`'s environment.
+    pub(crate) fn put(&self, cmd: &mut tokio::process::Command) {
+        cmd.env(MARK_VAR, &self.0);
+    }
+
+    /// Kills every process that carries the mark (but this one), again until none is
+    /// left (a process may fork while its siblings are killed); how many were killed.
+    pub(crate) fn kill_all(&self) -> usize {
+        let needle = format!("{MARK_VAR}={}", self.0).into_bytes();
+        let me = std::process::id();
+        let mut killed = 0;
+        for _ in 0..50 {
+            let found: Vec<i32> = marked(&needle)
+                .into_iter()
+                .filter(|&pid| u32::try_from(pid).is_ok_and(|p| p != me))
+                .collect();
+            if found.is_empty() {
+                break;
+            }
+            for pid in found {
+                if nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+        killed
+    }
+}
+
+/// The live processes whose environment holds `needle` as a whole entry (Linux's
+/// `/proc/PID/environ`; none elsewhere). A zombie's environment cannot be read: it is dead.
+fn marked(needle: &[u8]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == needle))
+        })
+        .collect()
+}
+
+/// What a child that must not see the runner's secrets gets of its environment: PATH,
+/// HOME, the locale (`LANG`, `LANGUAGE`, `LC_*`, `TZ`), and the variables `pass` names,
+/// but never those `hidden` names (an API key, even when a list names it).
+pub(crate) fn scrubbed_env(pass: &[String], hidden: &[&str]) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            let Some(name) = name.to_str() else {
+                return false;
+            };
+            let wanted = matches!(name, "PATH" | "HOME" | "LANG" | "LANGUAGE" | "TZ")
+                || name.starts_with("LC_")
+                || pass.iter().any(|p| p == name);
+            wanted && !hidden.contains(&name)
+        })
+        .collect()
 }
 
 /// Kills the child's whole process group when dropped (the attempt ended, however).

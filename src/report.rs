@@ -107,8 +107,9 @@ pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
     })
 }
 
-/// `plan`; `checks[i]` are prompt `i`'s checks.
-pub(crate) fn plan_text(plan: &Plan, checks: &[Vec<Check>]) -> String {
+/// `plan`; `checks[i]` are prompt `i`'s checks; `excludes`, what an agent build's
+/// snapshots leave out, if it has snapshots.
+pub(crate) fn plan_text(plan: &Plan, checks: &[Vec<Check>], excludes: Option<&[String]>) -> String {
     let mut out = String::new();
     for ph in &plan.phases {
         let budget = ph.budget.map_or_else(
@@ -157,6 +158,16 @@ pub(crate) fn plan_text(plan: &Plan, checks: &[Vec<Check>]) -> String {
         out.push_str("\n\n");
     }
     out.push_str(&checks_text(plan, checks));
+    if let Some(excludes) = excludes {
+        out.push_str(&format!(
+            "Snapshots leave out, and restores keep ([workspace] exclude): {}\n\n",
+            if excludes.is_empty() {
+                "nothing".to_string()
+            } else {
+                excludes.join(" ")
+            }
+        ));
+    }
     out.push_str(&format!(
         "{} {} in {} {}",
         plan.prompts.len(),
@@ -190,17 +201,11 @@ fn checks_text(plan: &Plan, checks: &[Vec<Check>]) -> String {
         .zip(checks)
         .flat_map(|(p, checks)| {
             checks.iter().map(|c| {
-                let mut lines = c.script.trim().lines();
-                let first = lines.next().unwrap_or("").to_string();
-                let more = lines.count();
+                // Every line: nothing runs that `plan` did not show.
                 vec![
                     p.id.to_string(),
                     c.from.as_str().to_string(),
-                    if more > 0 {
-                        format!("{first} (+{more} {})", plural(more, "line"))
-                    } else {
-                        first
-                    },
+                    c.script.trim_end().to_string(),
                 ]
             })
         })
@@ -261,7 +266,7 @@ pub(crate) fn estimate_text(e: &Estimate) -> String {
         minutes(e.total.minutes)
     ));
     if let Some(cost) = e.total.cost_usd_max {
-        out.push_str(&format!("; cost at most ${cost:.4}"));
+        out.push_str(&format!("; cost at most {}", crate::config::show_usd(cost)));
     }
     out.push('\n');
     if e.total.possibly_billed_tokens > 0 {
@@ -471,7 +476,7 @@ impl Status<'_> {
             "criteria": self.criteria,
             "changed": self.changed,
             "halted": self.fold.halted.as_ref().map(|(r, c)| json!({"reason": r, "code": c})),
-            "baseline": self.fold.baseline,
+            "baseline": self.fold.workspace.baseline,
             "commits": self.fold.prompts.iter().filter_map(|(id, p)| p.commit.as_ref().map(|c| (id.clone(), c.clone()))).collect::<BTreeMap<_, _>>(),
             "checks": self.fold.prompts.iter().filter(|(_, p)| !p.checks.is_empty()).map(|(id, p)| (id.clone(), p.checks.clone())).collect::<BTreeMap<_, _>>(),
         })
@@ -531,8 +536,8 @@ impl Status<'_> {
             ));
         }
         out.push_str(&format!(
-            "\nCost: ${:.4}{}\n",
-            self.cost_usd,
+            "\nCost: {}{}\n",
+            crate::config::show_usd(self.cost_usd),
             if l.total.estimated {
                 " (some token counts estimated)"
             } else {

@@ -1,10 +1,18 @@
 //! Checks that decide whether a prompt is accepted (README, "Agent builds"): not the
 //! model's `"success": true`, but commands run in the workspace after the reply passed the
 //! checkpoint protocol. In order: the shell blocks of the prompt's `## Validation` section
-//! when `[verify].from_prompt` (each block one `bash -e` script; a checklist without code
-//! runs nothing), front matter `verify`, the phase's `verify`, then `[verify].commands`.
-//! Checks are taken from the prompt as sent, placeholders rendered; they come from files
-//! the user wrote and run only when config turns them on.
+//! when `[verify].from_prompt` (each block one `bash -e -o pipefail` script; a checklist
+//! without code runs nothing), front matter `verify`, the phase's `verify`, then
+//! `[verify].commands`. They come from files the user wrote and run only when config turns
+//! them on.
+//!
+//! Model output is never a command: checks are taken from the prompt file as written
+//! (never from the rendered text a variable could have added a section to), and a
+//! placeholder's value reaches a check only as an environment variable
+//! (`{{module_name}}` becomes `"${ORCHESTRATOR_MODULE_NAME}"`, quoted for where it stands),
+//! which the shell expands but never parses as code. Checks get a scrubbed environment
+//! (PATH, HOME, the locale, `llm.env` and `[verify] env`; never the API key) and the
+//! attempt's mark, so that what they leave running ends with the attempt.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,11 +22,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::checkpoint;
 use crate::config::Config;
 use crate::plan::Plan;
-use crate::process::{Ended, GroupGuard, Keep, die_with_parent, talk};
-use crate::template::{Template, lookup};
+use crate::process::{Ended, GroupGuard, Keep, Mark, die_with_parent, scrubbed_env, talk};
+use crate::template::{Segment, Template, lookup};
 
 /// A check's output is journaled and shown to the next attempt: its last 4 KiB.
 pub(crate) const OUTPUT_KEPT: usize = 4 * 1024;
@@ -80,31 +87,30 @@ pub(crate) fn planned(config: &Config, plan: &Plan, index: usize) -> Vec<Check> 
         .collect()
 }
 
-/// The checks of prompt `index` as they run: the `## Validation` blocks of `sent` (the
-/// prompt as sent), the commands with placeholders rendered from `vars`. `Err` names a
-/// placeholder that has no value.
+/// A check ready to run: the check as written, the script with its placeholders turned
+/// into references to environment variables, and their values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Bound {
+    pub(crate) check: Check,
+    code: String,
+    env: Vec<(String, String)>,
+    /// The script with the values written in: what a note to the model shows (text, never
+    /// run).
+    shown: String,
+}
+
+/// The checks of prompt `index` as they run, bound to `vars`. `Err` names a placeholder
+/// of a command that has no value (in a `## Validation` block, which is code in a prompt,
+/// a name with no value stays text, as it is sent).
 pub(crate) fn checks(
     config: &Config,
     plan: &Plan,
     index: usize,
-    sent: &str,
     vars: &BTreeMap<String, Value>,
-) -> Result<Vec<Check>, String> {
-    let validation = if config.verify.from_prompt {
-        checkpoint::shell_blocks(sent, "validation")
-    } else {
-        Vec::new()
-    };
-    gather(config, plan, index, validation)
+) -> Result<Vec<Bound>, String> {
+    planned(config, plan, index)
         .into_iter()
-        .map(|(from, script)| {
-            let script = if from == From::Validation {
-                script
-            } else {
-                render(&script, vars)?
-            };
-            Ok(Check { from, script })
-        })
+        .map(|check| bind(check, vars))
         .collect()
 }
 
@@ -141,41 +147,218 @@ fn gather(
         .collect()
 }
 
-/// `{{name}}` in a command, rendered as in a prompt.
-fn render(command: &str, vars: &BTreeMap<String, Value>) -> Result<String, String> {
+/// `check` with each placeholder that has a value in `vars` replaced by a quoted reference
+/// to an environment variable holding it.
+pub(crate) fn bind(check: Check, vars: &BTreeMap<String, Value>) -> Result<Bound, String> {
+    let script = &check.script;
     let known = |name: &str| lookup(|n| vars.get(n), name).is_some();
-    let (template, unknown) = Template::parse(command, &known, &[], 1);
-    if let Some(u) = unknown.first() {
+    let (template, unknown) = Template::parse(script, &known, &[], 1);
+    if check.from != From::Validation
+        && let Some(u) = unknown.first()
+    {
         return Err(format!(
-            "the check `{command}` uses {{{{{}}}}}, which has no value",
+            "the check `{script}` uses {{{{{}}}}}, which has no value",
             u.name
         ));
     }
-    template.render(command, vars).map_err(|missing| {
-        format!(
-            "the check `{command}` uses {}, which has no value",
-            missing.join(", ")
-        )
+    let mut code = String::with_capacity(script.len());
+    let mut shown = String::with_capacity(script.len());
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut quoting = Quoting::default();
+    for segment in &template.segments {
+        match segment {
+            Segment::Text(range) => {
+                let text = script.get(range.clone()).unwrap_or_default();
+                quoting.feed(text);
+                code.push_str(text);
+                shown.push_str(text);
+            }
+            Segment::Var { name, .. } => {
+                let Some(value) = lookup(|n| vars.get(n), name) else {
+                    return Err(format!(
+                        "the check `{script}` uses {{{{{name}}}}}, which has no value"
+                    ));
+                };
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if value.contains('\0') {
+                    return Err(format!(
+                        "the check `{script}` uses {{{{{name}}}}}, whose value holds a NUL byte that no environment variable can"
+                    ));
+                }
+                let var = match names.get(name) {
+                    Some(var) => var.clone(),
+                    None => {
+                        let var = env_name(name, &env);
+                        names.insert(name.clone(), var.clone());
+                        env.push((var.clone(), value));
+                        var
+                    }
+                };
+                code.push_str(&quoting.reference(&var));
+                if let Some((_, value)) = env.iter().find(|(v, _)| *v == var) {
+                    shown.push_str(value);
+                }
+            }
+        }
+    }
+    Ok(Bound {
+        check,
+        code,
+        env,
+        shown,
     })
 }
 
-/// Runs `check` with `bash -e` in `dir`, within `timeout`; `hidden` names environment
-/// variables the check does not get (the API key).
-pub(crate) async fn run(check: &Check, dir: &Path, timeout: Duration, hidden: &[&str]) -> Checked {
+/// `ORCHESTRATOR_` and the name in capitals, anything but letters and digits as `_`, with
+/// a number added when another placeholder took that already (`a.b` and `a_b`).
+fn env_name(name: &str, taken: &[(String, String)]) -> String {
+    let base: String = std::iter::once("ORCHESTRATOR_".to_string())
+        .chain(name.chars().map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase().to_string()
+            } else {
+                "_".to_string()
+            }
+        }))
+        .collect();
+    let mut var = base.clone();
+    let mut n = 1;
+    while taken.iter().any(|(t, _)| *t == var) {
+        n += 1;
+        var = format!("{base}_{n}");
+    }
+    var
+}
+
+/// Where a shell script's text stands: inside single or double quotes, or in none, with a
+/// context of its own inside each `$(…)`. Enough to quote a reference so that it is one
+/// word with the value in it; where it guesses wrong, the value comes out with stray quotes
+/// or not at all, never as code (an expansion's result is not parsed again).
+#[derive(Debug, Default)]
+struct Quoting {
+    /// The quotes of each open `$(`, innermost last; the outermost is the script's.
+    stack: Vec<Quote>,
+    /// The last character fed was a backslash outside single quotes.
+    escaped: bool,
+    /// Inside a comment (until the end of the line).
+    comment: bool,
+    /// The last character fed (`$` before `(`; a word start before `#`).
+    last: Option<char>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Quote {
+    #[default]
+    None,
+    Single,
+    Double,
+}
+
+impl Quoting {
+    fn top(&mut self) -> &mut Quote {
+        if self.stack.is_empty() {
+            self.stack.push(Quote::None);
+        }
+        let last = self.stack.len() - 1;
+        &mut self.stack[last]
+    }
+
+    fn feed(&mut self, text: &str) {
+        for c in text.chars() {
+            let last = self.last.replace(c);
+            if self.comment {
+                self.comment = c != '\n';
+                continue;
+            }
+            if self.escaped {
+                self.escaped = false;
+                continue;
+            }
+            let depth = self.stack.len();
+            let top = self.top();
+            match (*top, c) {
+                (Quote::Single, '\'') => *top = Quote::None,
+                (Quote::Single, _) => {}
+                (_, '\\') => self.escaped = true,
+                (Quote::None, '\'') => *top = Quote::Single,
+                (Quote::None, '"') => *top = Quote::Double,
+                (Quote::Double, '"') => *top = Quote::None,
+                (_, '(') if last == Some('$') => self.stack.push(Quote::None),
+                (Quote::None, ')') if depth > 1 => {
+                    self.stack.pop();
+                }
+                (Quote::None, '#') if last.is_none_or(char::is_whitespace) => {
+                    self.comment = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A reference to `var` that is one word holding its value, where the text stands.
+    fn reference(&mut self, var: &str) -> String {
+        match *self.top() {
+            Quote::None => format!("\"${{{var}}}\""),
+            Quote::Double => format!("${{{var}}}"),
+            Quote::Single => format!("'\"${{{var}}}\"'"),
+        }
+    }
+}
+
+/// What a check's process gets: the variables passed on besides PATH, HOME and the locale
+/// (`llm.env` and `[verify] env`), those it never gets (the API key), and the attempt's
+/// mark.
+pub(crate) struct CheckEnv<'a> {
+    pub(crate) pass: Vec<String>,
+    pub(crate) hidden: Vec<String>,
+    pub(crate) mark: Option<&'a Mark>,
+}
+
+impl CheckEnv<'_> {
+    pub(crate) fn of(config: &Config) -> CheckEnv<'static> {
+        CheckEnv {
+            pass: config
+                .llm
+                .env
+                .iter()
+                .chain(&config.verify.env)
+                .cloned()
+                .collect(),
+            hidden: vec![config.llm.api_key_env().to_string()],
+            mark: None,
+        }
+    }
+}
+
+/// Runs `bound` with `bash -e -o pipefail` in `dir`, within `timeout`, its environment
+/// `env`.
+pub(crate) async fn run(
+    bound: &Bound,
+    dir: &Path,
+    timeout: Duration,
+    env: &CheckEnv<'_>,
+) -> Checked {
     let started = std::time::Instant::now();
     let mut cmd = tokio::process::Command::new("bash");
+    let hidden: Vec<&str> = env.hidden.iter().map(String::as_str).collect();
     // One stream, as a terminal would show it.
-    cmd.arg("-e")
-        .arg("-c")
-        .arg(format!("exec 2>&1\n{}", check.script))
+    cmd.args(["-e", "-o", "pipefail", "-c"])
+        .arg(format!("exec 2>&1\n{}", bound.code))
         .current_dir(dir)
+        .env_clear()
+        .envs(scrubbed_env(&env.pass, &hidden))
+        .envs(bound.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    for name in hidden {
-        cmd.env_remove(name);
+    if let Some(mark) = env.mark {
+        mark.put(&mut cmd);
     }
     die_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
@@ -218,15 +401,15 @@ pub(crate) async fn run(check: &Check, dir: &Path, timeout: Duration, hidden: &[
 
 /// What the next attempt is told about a failed check: the command, its exit status, the
 /// tail of its output, and the prompt's `## If Failed` section when it has one.
-pub(crate) fn failure_note(check: &Check, checked: &Checked, if_failed: Option<&str>) -> String {
+pub(crate) fn failure_note(bound: &Bound, checked: &Checked, if_failed: Option<&str>) -> String {
     let status = checked.exit_code.map_or_else(
         || "no exit status (killed)".to_string(),
         |c| format!("exit status {c}"),
     );
     let mut note = format!(
         "a check failed ({} check, {status}):\n```bash\n{}\n```\nIts output (the end):\n```\n{}\n```",
-        check.from.as_str(),
-        check.script.trim_end(),
+        bound.check.from.as_str(),
+        bound.shown.trim_end(),
         checked.output.trim_end()
     );
     if let Some(advice) = if_failed {
@@ -250,12 +433,21 @@ mod tests {
     }
 
     fn run_now(c: &Check, timeout: Duration) -> Checked {
+        run_bound(&bind(c.clone(), &BTreeMap::new()).expect("binds"), timeout)
+    }
+
+    fn run_bound(b: &Bound, timeout: Duration) -> Checked {
         let dir = tempfile::tempdir().expect("tempdir");
+        let env = CheckEnv {
+            pass: Vec::new(),
+            hidden: Vec::new(),
+            mark: None,
+        };
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(run(c, dir.path(), timeout, &[]))
+            .block_on(run(b, dir.path(), timeout, &env))
     }
 
     #[test]
@@ -286,16 +478,99 @@ mod tests {
         assert!(slow.output.contains("verify.timeout"), "{}", slow.output);
     }
 
+    fn vars(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
     #[test]
-    fn commands_render_placeholders_and_refuse_unknown_ones() {
-        let mut vars = BTreeMap::new();
-        vars.insert("venv".to_string(), Value::from("/v"));
+    fn placeholders_become_quoted_references_wherever_they_stand() {
+        let cases = [
+            ("test -n {{x}}", "test -n \"${ORCHESTRATOR_X}\""),
+            ("test -n \"{{x}}\"", "test -n \"${ORCHESTRATOR_X}\""),
+            ("echo '{{x}}'", "echo ''\"${ORCHESTRATOR_X}\"''"),
+            ("echo \"it's {{x}}\"", "echo \"it's ${ORCHESTRATOR_X}\""),
+            ("echo \\'{{x}}", "echo \\'\"${ORCHESTRATOR_X}\""),
+            (
+                "test \"$(echo 'a' | grep {{x}})\" = a",
+                "test \"$(echo 'a' | grep \"${ORCHESTRATOR_X}\")\" = a",
+            ),
+            (
+                "# {{x}} in a comment\necho {{x}}",
+                "# \"${ORCHESTRATOR_X}\" in a comment\necho \"${ORCHESTRATOR_X}\"",
+            ),
+            (
+                "{{paths.src}}/{{a_b}} {{a.b}}",
+                "\"${ORCHESTRATOR_PATHS_SRC}\"/\"${ORCHESTRATOR_A_B}\" \"${ORCHESTRATOR_A_B_2}\"",
+            ),
+            ("echo ${{ github.ref }}", "echo ${{ github.ref }}"),
+        ];
+        let v = vars(&[
+            ("x", Value::from("v")),
+            ("paths", serde_json::json!({"src": "s"})),
+            ("a_b", Value::from(1)),
+            ("a", serde_json::json!({"b": true})),
+        ]);
+        for (script, want) in cases {
+            let bound = bind(check(script), &v).expect(script);
+            assert_eq!(bound.code, want, "{script}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_code_stays_a_value() {
+        let hostile = "x\"; touch PWNED; \"$(touch PWNED2)`touch PWNED3`'; touch PWNED4; '";
+        let v = vars(&[("name", Value::from(hostile))]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        for script in [
+            "test -n \"{{name}}\"",
+            "test -n {{name}}",
+            "test -n '{{name}}'",
+            "printf '%s' \"{{name}}\" > got.txt",
+        ] {
+            let bound = bind(check(script), &v).expect("binds");
+            let env = CheckEnv {
+                pass: Vec::new(),
+                hidden: Vec::new(),
+                mark: None,
+            };
+            let checked = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(run(&bound, dir.path(), Duration::from_secs(10), &env));
+            assert!(checked.passed, "{script}: {checked:?}");
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["got.txt"], "nothing but what the check wrote");
         assert_eq!(
-            render("{{venv}}/bin/python -V", &vars),
-            Ok("/v/bin/python -V".into())
+            std::fs::read_to_string(dir.path().join("got.txt")).expect("read"),
+            hostile
         );
-        assert!(render("{{nope}} -V", &vars).is_err());
-        assert_eq!(render("echo ${{ x }}", &vars), Ok("echo ${{ x }}".into()));
+    }
+
+    #[test]
+    fn commands_refuse_a_placeholder_with_no_value_and_validation_blocks_send_it_as_text() {
+        let v = vars(&[("venv", Value::from("/v"))]);
+        assert!(bind(check("{{nope}} -V"), &v).is_err());
+        let validation = Check {
+            from: From::Validation,
+            script: "echo {{ track.title }}".into(),
+        };
+        let bound = bind(validation, &v).expect("text");
+        assert_eq!(bound.code, "echo {{ track.title }}");
+        assert!(bind(check("x {{venv}}"), &vars(&[("venv", Value::from("a\0b"))])).is_err());
+    }
+
+    #[test]
+    fn pipelines_fail_when_a_stage_fails() {
+        let failed = run_now(&check("false | cat"), Duration::from_secs(10));
+        assert!(!failed.passed, "{failed:?}");
     }
 
     #[test]
@@ -307,7 +582,12 @@ mod tests {
             duration_ms: 5,
             output: "1 failed".into(),
         };
-        let note = failure_note(&c, &checked, Some("## If Failed\nInstall pytest first."));
+        let bound = bind(c, &BTreeMap::new()).expect("binds");
+        let note = failure_note(
+            &bound,
+            &checked,
+            Some("## If Failed\nInstall pytest first."),
+        );
         for part in [
             "pytest -q",
             "exit status 2",

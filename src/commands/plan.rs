@@ -14,6 +14,10 @@ pub(crate) fn plan(settings: &Settings) -> Result<()> {
     if settings.printer.json {
         settings.printer.json(&report::plan_json(&plan, &checks))
     } else {
-        settings.printer.data(&report::plan_text(&plan, &checks))
+        let ws = &settings.config.workspace;
+        let excludes = ws.snapshots().then(|| ws.excludes());
+        settings
+            .printer
+            .data(&report::plan_text(&plan, &checks, excludes.as_deref()))
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::budget::Ledger;
 use crate::config::show_duration;
 use crate::plan::Prompt;
-use crate::printer::{Paint, Printer, paint, stderr};
+use crate::printer::{Paint, Printer, clean, clean_json, paint, stderr};
 use crate::report::{plural, thousands};
 use crate::runner::{Observer, RunEvent};
 
@@ -78,7 +78,7 @@ impl Progress {
 
     fn emit(&self, value: serde_json::Value) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{value}");
+        let _ = writeln!(out, "{}", clean_json(&value.to_string()));
         let _ = out.flush();
     }
 
@@ -86,6 +86,7 @@ impl Progress {
         if self.quiet {
             return;
         }
+        let text = &*clean(text);
         match &self.mode {
             Mode::Terminal(bars) => {
                 let _ = bars.multi.println(text);
@@ -105,21 +106,21 @@ impl Progress {
     fn warn(&self, message: &str) {
         if !self.quiet {
             let word = paint("warning:", Paint::Warning, self.color);
-            self.stderr(&format!("{word} {message}"));
+            self.stderr(&format!("{word} {}", clean(message)));
         }
     }
 
     /// Detail for `-v`: what is sent and what came back (never the key).
     fn detail(&self, message: &str) {
         if self.verbose > 0 && !self.quiet {
-            self.stderr(&format!("  {message}"));
+            self.stderr(&format!("  {}", clean(message)));
         }
     }
 
     fn note(&self, message: &str) {
         if !self.quiet {
             let word = paint("note:", Paint::Note, self.color);
-            self.stderr(&format!("{word} {message}"));
+            self.stderr(&format!("{word} {}", clean(message)));
         }
     }
 
@@ -139,7 +140,8 @@ impl Progress {
         match &self.mode {
             Mode::Json => self.emit(json!({"event": "attempt", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": 0, "estimated": false, "max_tokens": max_tokens})),
             Mode::Terminal(bars) => {
-                bars.current.set_prefix(format!("{} (attempt {attempt})", prompt.name));
+                bars.current
+                    .set_prefix(format!("{} (attempt {attempt})", clean(&prompt.name)));
                 bars.current.set_message(format!("sending {} tokens", thousands(input)));
                 bars.current.reset_elapsed();
             }
@@ -205,7 +207,7 @@ impl Progress {
 
     fn phase(&self, name: &str) {
         if let Mode::Terminal(bars) = &self.mode {
-            bars.main.set_prefix(name.to_string());
+            bars.main.set_prefix(clean(name).into_owned());
         }
     }
 

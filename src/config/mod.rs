@@ -336,12 +336,40 @@ pub(crate) struct WorkspaceConfig {
     pub(crate) dir: Option<PathBuf>,
     /// Snapshots with git: a commit per accepted prompt (default: on once `dir` is set).
     pub(crate) git: Option<bool>,
+    /// What snapshots leave out and restores keep (gitignore-style patterns); default
+    /// [`DEFAULT_EXCLUDES`].
+    pub(crate) exclude: Option<Vec<String>>,
 }
+
+/// What a snapshot leaves out unless `[workspace] exclude` says otherwise: virtualenvs,
+/// `node_modules`, caches and bytecode, which are large, rebuilt from what is committed,
+/// and kept across restores.
+pub(crate) const DEFAULT_EXCLUDES: &[&str] = &[
+    ".venv/",
+    "venv/",
+    "node_modules/",
+    "__pycache__/",
+    "*.pyc",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+    ".cache/",
+];
 
 impl WorkspaceConfig {
     /// Whether the workspace is a git repository the runner snapshots.
     pub(crate) fn snapshots(&self) -> bool {
         self.dir.is_some() && self.git.unwrap_or(true)
+    }
+
+    /// The snapshot excludes in force.
+    pub(crate) fn excludes(&self) -> Vec<String> {
+        match &self.exclude {
+            Some(list) => list.clone(),
+            None => DEFAULT_EXCLUDES.iter().map(|s| (*s).to_string()).collect(),
+        }
     }
 }
 
@@ -355,6 +383,9 @@ pub(crate) struct Verify {
     pub(crate) commands: Vec<String>,
     #[serde(deserialize_with = "duration")]
     pub(crate) timeout: Duration,
+    /// Variables of the runner's environment that checks get, beside PATH, HOME, the
+    /// locale and `llm.env` (never the API key).
+    pub(crate) env: Vec<String>,
 }
 
 impl Default for Verify {
@@ -363,7 +394,18 @@ impl Default for Verify {
             from_prompt: false,
             commands: Vec::new(),
             timeout: Duration::from_secs(600),
+            env: Vec::new(),
         }
+    }
+}
+
+/// Money as messages show it: four decimals, or "more than $1,000,000,000" for an amount
+/// past that (a reported `1e308` never prints 309 digits or `inf`).
+pub(crate) fn show_usd(usd: f64) -> String {
+    if usd.is_finite() && usd.abs() < 1e9 {
+        format!("${usd:.4}")
+    } else {
+        "more than $1,000,000,000".into()
     }
 }
 

@@ -34,11 +34,60 @@ pub(super) fn validate(config: &Config, path: &Path) -> Result<()> {
         .and_then(|()| agent(config))
         .and_then(|()| phases(config))
         .and_then(|()| variables(config))
+        .and_then(|()| workspace(config))
         .map_err(|Bad(key, message)| Error::Config {
             path: path.to_path_buf(),
             line: None,
             message: format!("`{key}`: {message}"),
         })
+}
+
+/// `[workspace] exclude` patterns and `[verify] env` names.
+fn workspace(config: &Config) -> Checked {
+    for (i, pattern) in config.workspace.exclude.iter().flatten().enumerate() {
+        if let Some(problem) = exclude_problem(pattern) {
+            return Err(bad(
+                &format!("workspace.exclude[{i}]"),
+                format!(
+                    "{pattern:?} {problem}; write a gitignore-style pattern such as \"node_modules/\" or \"*.log\""
+                ),
+            ));
+        }
+    }
+    let key = config.llm.api_key_env();
+    for (i, name) in config.verify.env.iter().enumerate() {
+        if name == key {
+            return Err(bad(
+                &format!("verify.env[{i}]"),
+                format!(
+                    "names {name}, the API key: checks never get it (only the agent does); remove it"
+                ),
+            ));
+        }
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(bad(
+                &format!("verify.env[{i}]"),
+                format!("{name:?} is not a variable name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a snapshot exclude pattern cannot be used, if it cannot.
+pub(crate) fn exclude_problem(pattern: &str) -> Option<&'static str> {
+    let core = pattern.trim_matches('/');
+    if core.is_empty() {
+        Some("is empty")
+    } else if pattern.starts_with('!') {
+        Some("starts with `!`: a snapshot exclude cannot be negated")
+    } else if pattern.chars().any(char::is_control) {
+        Some("holds a control character")
+    } else if core.split('/').any(|part| part == "..") {
+        Some("leaves the workspace (`..`)")
+    } else {
+        None
+    }
 }
 
 /// A bad value: its key and what is wrong.

@@ -6,7 +6,7 @@
 //!
 //! The agent's process is ours for exactly as long as the attempt: it runs in its own
 //! process group with a scrubbed environment (PATH, HOME, the key variable and
-//! `[llm].env`), it gets SIGKILL from the kernel if the runner dies (Linux's parent-death
+//! `[llm].env`) and the attempt's mark (see [`crate::process`]), it gets SIGKILL from the kernel if the runner dies (Linux's parent-death
 //! signal, so even `kill -9` of the runner takes it along), and its whole group is killed
 //! when the attempt ends for any reason (the reply taken, a timeout, a signal). The group is
 //! reported to the runner as soon as it exists ([`super::Update::AgentStarted`]), so that a
@@ -77,7 +77,7 @@ impl Command {
             prompt_file: prompt_file.as_ref().map(|f| f.0.as_path()),
             workspace: call.workdir,
         };
-        let mut child = self.spawn(&values, call.workdir, prompt_file.is_none())?;
+        let mut child = self.spawn(&values, call, prompt_file.is_none())?;
         let pid = child.id();
         let _group = GroupGuard(pid.and_then(|id| i32::try_from(id).ok()));
         if let Some(group) = pid.and_then(ProcessGroup::of) {
@@ -161,7 +161,7 @@ impl Command {
     fn spawn(
         &self,
         values: &Values<'_>,
-        workdir: Option<&Path>,
+        call: &Call<'_>,
         stdin: bool,
     ) -> Result<tokio::process::Child, Failure> {
         let argv: Vec<String> = self.argv.iter().map(|a| values.fill(a)).collect();
@@ -169,8 +169,11 @@ impl Command {
             return Err(Failure::permanent("llm.command is empty"));
         };
         let mut cmd = tokio::process::Command::new(program);
-        if let Some(dir) = workdir {
+        if let Some(dir) = call.workdir {
             cmd.current_dir(dir);
+        }
+        if let Some(mark) = call.mark {
+            mark.put(&mut cmd);
         }
         cmd.args(args)
             .env_clear()

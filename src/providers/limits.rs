@@ -56,7 +56,7 @@ impl Throttle {
     /// it resets; an allowance left, or no headers, holds nothing.
     pub(crate) fn observe(&self, headers: &HeaderMap) {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let hold = spent(text).map(|(wait, why)| (Instant::now() + wait, why));
+        let hold = spent(text).map(|(wait, why)| (after(wait), why));
         if let Ok(mut held) = self.0.lock() {
             *held = hold;
         }
@@ -68,6 +68,14 @@ impl Throttle {
         let left = held.0.saturating_duration_since(Instant::now());
         (!left.is_zero()).then_some((left, held.1))
     }
+}
+
+/// The instant `wait` from now, saturated at a century (`inf`, `1e20` or `i64::MAX`
+/// seconds would overflow an `Instant`).
+fn after(wait: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(wait.min(CENTURY)).unwrap_or(now)
 }
 
 /// The longest reset among the allowances the headers say are spent, and why.
@@ -133,6 +141,28 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     #[test]
+    fn a_spent_allowance_whose_reset_is_absurd_holds_saturated_without_panic() {
+        for reset in [
+            "inf",
+            "1e20",
+            "9223372036854775807s",
+            "1e308",
+            "99999999999999999999h",
+        ] {
+            let wait = crate::providers::rate_limit_wait("0", reset).expect("held");
+            assert!(
+                wait > Duration::from_secs(50 * 365 * 24 * 3600),
+                "{reset}: {wait:?}"
+            );
+        }
+        assert_eq!(
+            crate::providers::rate_limit_wait("5", "inf"),
+            None,
+            "allowance left"
+        );
+    }
+
+    #[test]
     fn retry_after_forms() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("7"));
@@ -176,6 +206,14 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
+            #[test]
+            fn any_rate_limit_headers_are_observed_without_panic(
+                remaining in "(\\PC{0,20}|0|0.0)",
+                reset in "(\\PC{0,40}|[0-9eE+.-]{0,30}s?|inf|NaN|9223372036854775807s)",
+            ) {
+                let _ = crate::providers::rate_limit_wait(&remaining, &reset);
+            }
+
             #[test]
             fn any_header_values_give_a_wait_or_none_without_panic(
                 ms in proptest::option::of("\\PC{0,40}"),

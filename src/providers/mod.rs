@@ -36,12 +36,19 @@ pub(crate) use responses::replay_sse as replay_responses_sse;
 /// What `x-ratelimit-remaining-tokens` and `x-ratelimit-reset-tokens` ask a request to
 /// wait (fuzzing).
 pub(crate) fn rate_limit_wait(remaining: &str, reset: &str) -> Option<Duration> {
-    limits::spent(|name| match name {
-        "x-ratelimit-remaining-tokens" => Some(remaining),
-        "x-ratelimit-reset-tokens" => Some(reset),
-        _ => None,
-    })
-    .map(|(wait, _)| wait)
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in [
+        ("x-ratelimit-remaining-tokens", remaining),
+        ("x-ratelimit-reset-tokens", reset),
+    ] {
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    // Through the throttle, as an answer's headers go: the wait it holds.
+    let throttle = limits::Throttle::default();
+    throttle.observe(&headers);
+    throttle.pending().map(|(wait, _)| wait)
 }
 
 /// Why a reply ended.
@@ -352,6 +359,8 @@ pub(crate) struct Call<'a> {
     pub(crate) workdir: Option<&'a std::path::Path>,
     /// What remains of the tightest USD limit, for `{{budget_usd_left}}`.
     pub(crate) budget_usd_left: Option<f64>,
+    /// The attempt's mark, put in the agent's environment.
+    pub(crate) mark: Option<&'a crate::process::Mark>,
 }
 
 /// What a provider tells the runner while an attempt is under way.

@@ -124,6 +124,12 @@ impl Decoder for State {
             .with_partial(&self.text)
             .with_request_id(self.id));
         };
+        // The stream and the response it ends with must agree: a `response.completed`
+        // whose response says failed, cancelled (or anything but completed or incomplete)
+        // is that failure.
+        if let Err(f) = finished(&response, self.id.clone()) {
+            return Err(f.with_partial(&self.text));
+        }
         let (mut text, mut refusal) = (self.text, self.refusal);
         if text.is_empty() && refusal.is_empty() {
             (text, refusal) = output_text(&response);
@@ -209,27 +215,30 @@ fn usage(response: &Value) -> Option<Usage> {
 pub(crate) fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
     let v = super::body_json(bytes, request_id.as_deref())?;
     let id = request_id.or_else(|| v.get("id").and_then(Value::as_str).map(str::to_string));
-    if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
-        return Err(body_failure(error, "").with_request_id(id));
-    }
-    match v.get("status").and_then(Value::as_str) {
-        Some("completed" | "incomplete") => {}
-        Some(other) => {
-            return Err(
-                Failure::transient(format!("the response is {other}, not completed"))
-                    .with_request_id(id),
-            );
-        }
-        None if v.get("output").is_none() => {
-            return Err(
-                Failure::transient("the reply is not a response (no status, no output)")
-                    .with_request_id(id),
-            );
-        }
-        None => {}
+    finished(&v, id.clone())?;
+    if v.get("status").is_none() && v.get("output").is_none() {
+        return Err(
+            Failure::transient("the reply is not a response (no status, no output)")
+                .with_request_id(id),
+        );
     }
     let (text, refusal) = output_text(&v);
     Ok(reply(&v, text, refusal, id))
+}
+
+/// A finished response's own word on how it ended: its `error`, or a status other than
+/// completed or incomplete, is a failure.
+fn finished(response: &Value, id: Option<String>) -> Result<(), Failure> {
+    if let Some(error) = response.get("error").filter(|e| !e.is_null()) {
+        return Err(body_failure(error, "").with_request_id(id));
+    }
+    match response.get("status").and_then(Value::as_str) {
+        Some("completed" | "incomplete") | None => Ok(()),
+        Some(other) => Err(
+            Failure::transient(format!("the response is {other}, not completed"))
+                .with_request_id(id),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +315,28 @@ mod tests {
                 "cut short",
                 vec![json!({"type": "response.output_text.delta", "delta": "par"})],
                 Err("before response.completed"),
+            ),
+            (
+                "completed, but the response says failed",
+                vec![
+                    json!({"type": "response.output_text.delta", "delta": "par"}),
+                    json!({"type": "response.completed", "response": {"id": "r", "status": "failed"}}),
+                ],
+                Err("the response is failed"),
+            ),
+            (
+                "completed, but the response says cancelled",
+                vec![
+                    json!({"type": "response.completed", "response": {"id": "r", "status": "cancelled"}}),
+                ],
+                Err("the response is cancelled"),
+            ),
+            (
+                "completed, with an error in the response",
+                vec![
+                    json!({"type": "response.completed", "response": {"id": "r", "status": "failed", "error": {"code": "server_error", "message": "It broke."}}}),
+                ],
+                Err("It broke."),
             ),
         ];
         for (name, events, want) in cases {

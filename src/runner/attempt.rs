@@ -10,6 +10,7 @@ use super::{Session, Step, accounting, endpoint, retry, verdict};
 use crate::checkpoint::split_thinking;
 use crate::config::show_duration;
 use crate::error::{Error, Result};
+use crate::process::Mark;
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::{BuildError, Request};
 use crate::runner::RunEvent;
@@ -23,6 +24,19 @@ struct Prepared {
     /// The input the budgets reserve (the endpoint's count, or a scaled count).
     reserved: u64,
     max_tokens: u32,
+}
+
+/// The most one call can cost: a report above it is a server's mistake.
+const MAX_CALL_USD: f64 = 100_000.0;
+
+/// An accepted attempt, for [`Session::complete`].
+struct Done {
+    attempt: u32,
+    accepted: verdict::Accepted,
+    reply: Reply,
+    /// Its workspace commit and what git does not keep of it.
+    commit: Option<(String, crate::workspace::Extras)>,
+    duration_ms: u64,
 }
 
 /// What became of one attempt.
@@ -187,9 +201,10 @@ impl Session<'_> {
 
     /// Steps 2–4 for one attempt: journal, send, judge, settle.
     async fn attempt(&mut self, index: usize, attempt: u32, p: &Prepared) -> Result<Attempted> {
+        self.restore_for(index, attempt).await?;
         let prompt = &self.plan.prompts[index];
         let id = prompt.id.to_string();
-        self.restore_for(index, attempt)?;
+        let mark = Mark::new();
         self.book.journal(vec![Event::AttemptStarted {
             id: id.clone(),
             file: prompt.file.clone(),
@@ -197,6 +212,7 @@ impl Session<'_> {
             input_tokens: p.reserved,
             max_tokens: p.max_tokens,
             tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
+            mark: Some(mark.0.clone()),
         }])?;
         self.tell(RunEvent::Attempt {
             prompt,
@@ -214,7 +230,9 @@ impl Session<'_> {
             p.max_tokens
         ));
         let t0 = Instant::now();
-        let Some(outcome) = self.send(&id, attempt, p).await? else {
+        let sent = self.send(&id, attempt, p, &mark).await;
+        self.end_processes(&mark, &id, attempt);
+        let Some(outcome) = sent? else {
             self.book
                 .journal(vec![Event::AttemptFinished(AttemptResult {
                     id,
@@ -230,13 +248,19 @@ impl Session<'_> {
             return self.interrupted();
         };
         let duration_ms = millis(t0.elapsed());
-        match outcome {
+        let attempted = match outcome {
             Ok(reply) => {
-                self.settle_reply(index, attempt, p, reply, duration_ms)
+                self.settle_reply(index, attempt, p, reply, duration_ms, &mark)
                     .await
             }
             Err(failure) => self.settle_failure(index, attempt, p, failure, duration_ms),
+        };
+        self.end_processes(&mark, &id, attempt);
+        let attempted = attempted?;
+        if !matches!(attempted, Attempted::Completed) {
+            self.record_left(index, attempt).await?;
         }
+        Ok(attempted)
     }
 
     /// Sends, journaling an agent's process group as soon as it exists; `None` when
@@ -246,6 +270,7 @@ impl Session<'_> {
         id: &str,
         attempt: u32,
         p: &Prepared,
+        mark: &Mark,
     ) -> Result<Option<std::result::Result<Reply, Failure>>> {
         let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel();
         let observer = self.observer;
@@ -259,6 +284,7 @@ impl Session<'_> {
         let call = Call {
             workdir: self.workspace.as_ref().map(|ws| ws.dir()),
             budget_usd_left: self.usd_left(self.plan.prompts[p.request.prompt].phase),
+            mark: Some(mark),
         };
         let outcome = {
             let send = self
@@ -291,6 +317,7 @@ impl Session<'_> {
         p: &Prepared,
         reply: Reply,
         duration_ms: u64,
+        mark: &Mark,
     ) -> Result<Attempted> {
         let prompt = &self.plan.prompts[index];
         let agent = !self.provider.caps_output();
@@ -315,9 +342,19 @@ impl Session<'_> {
         let mut verdict =
             verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
         if verdict.is_ok()
-            && let Some(failed) = self.verify(index, attempt, p.request.prompt_text()).await?
+            && let Some(failed) = self
+                .verify(index, attempt, p.request.prompt_text(), mark)
+                .await?
         {
             verdict = Err(failed);
+        }
+        let mut commit = None;
+        if verdict.is_ok() {
+            self.end_processes(mark, &id, attempt);
+            match self.commit_for(index).await? {
+                Ok(c) => commit = c,
+                Err(why) => verdict = Err(why),
+            }
         }
         self.detail(&endpoint::reply_detail(
             &prompt.id.to_string(),
@@ -345,19 +382,22 @@ impl Session<'_> {
             request_id: reply.request_id.clone(),
             error: verdict.as_ref().err().cloned(),
             duration_ms,
-            cost_usd: reply.cost_usd.unwrap_or_else(|| self.priced(&counted)),
+            cost_usd: self.cost(reply.cost_usd, &counted, &id),
             by_agent: agent,
         };
         events.insert(0, Event::AttemptFinished(result));
         match verdict {
             Ok(accepted) => self.complete(
                 index,
-                attempt,
-                accepted,
-                reply,
+                Done {
+                    attempt,
+                    accepted,
+                    reply,
+                    commit,
+                    duration_ms,
+                },
                 events,
                 &counted,
-                duration_ms,
             ),
             Err(reason) => {
                 self.book.journal(events)?;
@@ -373,19 +413,25 @@ impl Session<'_> {
 
     /// An accepted reply: `events` (its attempt's) with the completion, journaled; the
     /// output saved.
-    #[allow(clippy::too_many_arguments)]
     fn complete(
         &mut self,
         index: usize,
-        attempt: u32,
-        accepted: verdict::Accepted,
-        reply: Reply,
+        done: Done,
         mut events: Vec<Event>,
         counted: &accounting::Counted,
-        duration_ms: u64,
     ) -> Result<Attempted> {
+        let Done {
+            attempt,
+            accepted,
+            reply,
+            commit,
+            duration_ms,
+        } = done;
+        let (commit, extras) = match commit {
+            Some((c, e)) => (Some(c), Some(e)),
+            None => (None, None),
+        };
         let prompt = &self.plan.prompts[index];
-        let commit = self.commit_for(index)?;
         if let Some(warning) = &accepted.warning {
             events.push(Event::Warning {
                 id: Some(prompt.id.to_string()),
@@ -404,6 +450,7 @@ impl Session<'_> {
             output: output.clone(),
             reply: reply.text.clone(),
             commit,
+            extras,
         });
         self.book.journal(events)?;
         self.reopen_after(index)?;
@@ -441,7 +488,7 @@ impl Session<'_> {
         } else {
             accounting::count(Some(&crate::providers::Usage::default()), 0, 0, agent)
         };
-        let cost_usd = failure.cost_usd.unwrap_or_else(|| self.priced(&counted));
+        let cost_usd = self.cost(failure.cost_usd, &counted, &prompt.id.to_string());
         self.book
             .journal(vec![Event::AttemptFinished(AttemptResult {
                 id: prompt.id.to_string(),
@@ -476,6 +523,22 @@ impl Session<'_> {
             asked: failure.retry_after,
             tokens: (counted.input, counted.output, counted.estimated),
         })
+    }
+
+    /// What an attempt cost: the provider's report when it has one that can be true (a
+    /// number from 0 to [`MAX_CALL_USD`]), else `[pricing]`'s figure; an impossible report
+    /// is warned about and not counted.
+    fn cost(&self, reported: Option<f64>, counted: &accounting::Counted, id: &str) -> f64 {
+        match reported {
+            Some(usd) if usd.is_finite() && (0.0..=MAX_CALL_USD).contains(&usd) => usd,
+            Some(usd) => {
+                self.warn(&format!(
+                    "{id}: the reported cost of the call ({usd}) cannot be true; [pricing]'s figure is counted instead"
+                ));
+                self.priced(counted)
+            }
+            None => self.priced(counted),
+        }
     }
 
     /// Cost from `[pricing]` when the provider did not report one.

@@ -4,8 +4,9 @@
 //! failure, and its note (command, exit status, output, the prompt's `## If Failed`) goes
 //! to the next attempt.
 
-use super::Session;
+use super::{RunEvent, Session};
 use crate::error::Result;
+use crate::process::Mark;
 use crate::state::Event;
 use crate::verify;
 
@@ -17,14 +18,10 @@ impl Session<'_> {
         index: usize,
         attempt: u32,
         sent: &str,
+        mark: &Mark,
     ) -> Result<Option<String>> {
-        let checks = match verify::checks(
-            self.ctx.config,
-            self.plan,
-            index,
-            sent,
-            &self.book.tally.vars,
-        ) {
+        let checks = match verify::checks(self.ctx.config, self.plan, index, &self.book.tally.vars)
+        {
             Ok(checks) => checks,
             Err(why) => return Ok(Some(why)),
         };
@@ -33,14 +30,15 @@ impl Session<'_> {
             .as_ref()
             .map_or(self.ctx.config_dir, |ws| ws.dir())
             .to_path_buf();
-        let key_env = self.ctx.config.llm.api_key_env().to_string();
         let timeout = self.ctx.config.verify.timeout;
-        let hidden = [key_env.as_str()];
-        for check in checks {
+        let mut env = verify::CheckEnv::of(self.ctx.config);
+        env.mark = Some(mark);
+        for bound in checks {
             let checked = tokio::select! {
-                checked = verify::run(&check, &dir, timeout, &hidden) => checked,
+                checked = verify::run(&bound, &dir, timeout, &env) => checked,
                 () = self.interrupt.wait() => return self.interrupted(),
             };
+            let check = &bound.check;
             let id = self.plan.prompts[index].id.to_string();
             self.detail(&format!(
                 "{id} attempt {attempt}: check ({}) {}: {}",
@@ -60,9 +58,42 @@ impl Session<'_> {
             }])?;
             if !checked.passed {
                 let advice = crate::checkpoint::section(sent, "if failed").map(|r| &sent[r]);
-                return Ok(Some(verify::failure_note(&check, &checked, advice)));
+                return Ok(Some(verify::failure_note(&bound, &checked, advice)));
             }
         }
         Ok(None)
+    }
+
+    /// A new session's first run: how many shell checks will run, from which files, so
+    /// that nothing runs that the user has not been told of (`plan` shows them all).
+    pub(super) fn tell_checks(&self) {
+        let mut count = 0;
+        let mut files: Vec<String> = Vec::new();
+        for (i, p) in self.plan.prompts.iter().enumerate() {
+            for check in verify::planned(self.config(), self.plan, i) {
+                count += 1;
+                let file = match check.from {
+                    verify::From::Validation | verify::From::FrontMatter => {
+                        p.path.display().to_string()
+                    }
+                    verify::From::Phase | verify::From::Config => {
+                        self.ctx.config_file.display().to_string()
+                    }
+                };
+                if !files.contains(&file) {
+                    files.push(file);
+                }
+            }
+        }
+        if count > 0 {
+            let shown: Vec<&str> = files.iter().take(5).map(String::as_str).collect();
+            let more = files.len().saturating_sub(5);
+            self.tell(RunEvent::Note(&format!(
+                "{count} shell {} will run after the replies, from {}{}; `orchestrator plan` shows every line",
+                if count == 1 { "check" } else { "checks" },
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more files") } else { String::new() }
+            )));
+        }
     }
 }

@@ -33,6 +33,7 @@ mod checks;
 mod endpoint;
 mod events;
 mod interrupt;
+mod opening;
 mod reserve;
 mod retry;
 mod snapshot;
@@ -41,6 +42,7 @@ mod verdict;
 
 pub(crate) use events::{Observer, RunEvent};
 use interrupt::Interrupt;
+use opening::{Retire, apart, mock_failures, restore_outputs, session_id};
 use tally::{Book, Tally};
 
 /// What a run works on.
@@ -84,17 +86,35 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
     // Everything a user can get wrong is found before the state is touched.
     let mut provider = Provider::from_config(ctx.config)?;
     let prompts = &ctx.plan.root;
-    let workspace = Workspace::open(ctx.config, &[ctx.config_file, prompts, ctx.checkpoints])?;
+    // The workspace's lock first: a second session on it is refused before anything.
+    let holder = format!(
+        "pid {}, checkpoints {}",
+        std::process::id(),
+        std::path::absolute(ctx.checkpoints)
+            .unwrap_or_else(|_| ctx.checkpoints.to_path_buf())
+            .display()
+    );
+    let workspace = Workspace::open(
+        ctx.config,
+        &[ctx.config_file, prompts, ctx.checkpoints],
+        &holder,
+    )?;
+    let run_started = std::time::SystemTime::now();
     let mut store = Store::open(ctx.checkpoints)?;
-    if options.restart
-        && let Some(archived) = store.archive()?
-    {
-        observer.event(RunEvent::Note(&format!(
-            "the previous session is archived as it was in {}",
-            archived.display()
-        )));
-    }
-    let (mut records, warning) = store.load()?;
+    let (mut records, warning) = match store.load() {
+        Ok(loaded) => loaded,
+        // A session that cannot be read is archived as it is, unread.
+        Err(_) if options.restart => {
+            if let Some(archived) = store.archive()? {
+                observer.event(RunEvent::Note(&format!(
+                    "the previous session is archived as it was in {}",
+                    archived.display()
+                )));
+            }
+            store.load()?
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(w) = warning {
         observer.event(RunEvent::Warning(&w));
     }
@@ -102,14 +122,15 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
     for r in &records {
         fold.apply(r);
     }
-    if apart(&fold, &provider)? {
-        if let Some(archived) = store.archive()? {
-            observer.event(RunEvent::Note(&format!(
-                "the session in checkpoints/ was a mock one; it is archived in {} and a new one starts",
-                archived.display()
-            )));
-        }
-        (records, fold) = (Vec::new(), Fold::default());
+    // A session set aside is archived only once this run is sure to start (a workspace
+    // holding the user's changes refuses it first).
+    let mut retiring = None;
+    if options.restart && (!fold.session_id.is_empty() || !records.is_empty()) {
+        retiring = Some((std::mem::take(&mut fold), Retire::Restart));
+        records.clear();
+    } else if apart(&fold, &provider)? {
+        retiring = Some((std::mem::take(&mut fold), Retire::Mock));
+        records.clear();
     }
     if provider.is_mock() {
         provider.mock_failures(mock_failures(ctx, &fold)?);
@@ -141,76 +162,15 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
             tokenizer_exact,
             endpoint_counts: true,
             zero_input_told: false,
+            run_started,
+            halted: false,
         };
+        if let Some((old, why)) = retiring {
+            session.retire(old, options.allow_dirty, why).await?;
+        }
         let todo = session.todo(options.selection);
         session.run(todo, options).await
     })
-}
-
-/// Whether the session in `fold` must be set aside before this run: a mock session meets a
-/// real endpoint (it is archived). A real session meeting the mock is refused: the two
-/// are never mixed, and a real session is not archived unasked.
-fn apart(fold: &Fold, provider: &Provider) -> Result<bool> {
-    if fold.session_id.is_empty() || fold.mock == provider.is_mock() {
-        return Ok(false);
-    }
-    if fold.mock {
-        return Ok(true);
-    }
-    Err(Error::Usage(format!(
-        "checkpoints/ holds session {}, run against a real endpoint; --mock would mix the two. `run --mock --restart` archives it first, or give the mock its own folder with --checkpoints DIR",
-        fold.session_id
-    )))
-}
-
-/// The prompts `[mock] fail` lists, as plan indices, but for those that failed already:
-/// the run that meets a listed prompt fails it, and the next `run` or `rerun` of it passes.
-fn mock_failures(ctx: Context<'_>, fold: &Fold) -> Result<std::collections::HashSet<usize>> {
-    let mut out = std::collections::HashSet::new();
-    for id in &ctx.config.mock.fail {
-        let index = ctx.plan.resolve(id).map_err(|e| {
-            Error::Usage(format!(
-                "`mock.fail` names {id:?}, which is not a prompt of the build ({e})"
-            ))
-        })?;
-        if !fold
-            .failed
-            .iter()
-            .any(|f| *f == ctx.plan.prompts[index].id.as_str())
-        {
-            out.insert(index);
-        }
-    }
-    Ok(out)
-}
-
-/// Rewrites, from the journal, the output of any completed prompt whose file is missing
-/// (outputs are written without fsync; a crash can lose one, never its journal record).
-fn restore_outputs(
-    store: &Store,
-    fold: &Fold,
-    records: &[state::Record],
-    observer: &dyn Observer,
-) -> Result<()> {
-    for id in &fold.completed {
-        let Some(output) = fold.prompts.get(id).and_then(|p| p.output.as_deref()) else {
-            continue;
-        };
-        if store.dir.join(output).is_file() {
-            continue;
-        }
-        let reply = records.iter().rev().find_map(|r| match &r.event {
-            Event::Completed { id: rid, reply, .. } if rid == id => Some(reply),
-            _ => None,
-        });
-        if let Some(reply) = reply {
-            store.write_copy(output, reply.as_bytes())?;
-            observer.event(RunEvent::Note(&format!(
-                "{output} was missing; rewritten from the journal"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// How a prompt ended.
@@ -241,6 +201,10 @@ struct Session<'a> {
     endpoint_counts: bool,
     /// A report of no input was warned about (once a run).
     zero_input_told: bool,
+    /// When this run began: git's lock files older than this that nothing holds are stale.
+    run_started: std::time::SystemTime,
+    /// The run stopped with its reason journaled ([`Session::halt`]).
+    halted: bool,
 }
 
 impl<'a> Session<'a> {
@@ -287,15 +251,26 @@ impl<'a> Session<'a> {
     }
 
     async fn run(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
+        let result = self.run_todo(todo, options).await;
+        match result {
+            // What stopped the run is journaled, whatever it was (a workspace that could
+            // not be restored, a git failure), so that `status` can say.
+            Err(e) if !self.halted && !self.book.fold.session_id.is_empty() => self.halt(e),
+            other => other,
+        }
+    }
+
+    async fn run_todo(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
         if self.book.fold.session_id.is_empty() {
             self.start_session()?;
+            self.tell_checks();
         }
         self.book.journal(vec![Event::RunStarted {
             pid: std::process::id(),
             command: options.command.to_string(),
         }])?;
         self.settle_open_attempts()?;
-        self.start_workspace(options.allow_dirty)?;
+        self.start_workspace(options.allow_dirty, &todo).await?;
         for id in changed(&self.book.fold, self.plan) {
             self.warn(&format!(
                 "prompt {id} changed since it ran; `orchestrator rerun {id}` runs it again"
@@ -395,9 +370,31 @@ impl<'a> Session<'a> {
         }])
     }
 
+    /// Sets the session in `checkpoints/` aside (archived as it is) once its workspace is
+    /// known to hold nothing of the user's: what its last attempt left is discarded (kept
+    /// under `refs/orchestrator/`); the user's changes refuse the new session, or with
+    /// `allow_dirty` go into its baseline.
+    async fn retire(&mut self, old: Fold, allow_dirty: bool, why: Retire) -> Result<()> {
+        self.retire_workspace(&old, allow_dirty).await?;
+        if let Some(archived) = self.book.store.archive()? {
+            self.tell(RunEvent::Note(&match why {
+                Retire::Restart => format!(
+                    "the previous session is archived as it was in {}",
+                    archived.display()
+                ),
+                Retire::Mock => format!(
+                    "the session in checkpoints/ was a mock one; it is archived in {} and a new one starts",
+                    archived.display()
+                ),
+            }));
+        }
+        Ok(())
+    }
+
     /// An attempt journaled as started with no result: the runner died mid-request. It may
     /// have been billed, so it is counted at its worst case, and its prompt is sent again;
-    /// an agent's process group that outlived the runner is killed first.
+    /// an agent's process group that outlived the runner, and every process the attempt
+    /// started that still carries its mark, are killed first.
     fn settle_open_attempts(&mut self) -> Result<()> {
         let open = self.book.fold.open.clone();
         for o in open {
@@ -408,6 +405,17 @@ impl<'a> Session<'a> {
                     "{} attempt {}: the agent's process group {} was still running after the runner stopped; it was killed",
                     o.id, o.attempt, group.pgid
                 ));
+            }
+            if let Some(mark) = &o.mark {
+                let killed = crate::process::Mark(mark.clone()).kill_all();
+                if killed > 0 {
+                    self.warn(&format!(
+                        "{} attempt {}: {killed} process{} it started outlived the runner; killed",
+                        o.id,
+                        o.attempt,
+                        if killed == 1 { "" } else { "es" }
+                    ));
+                }
             }
             let worst = o.input_tokens.saturating_add(u64::from(o.max_tokens));
             self.warn(&format!(
@@ -472,6 +480,7 @@ impl<'a> Session<'a> {
 
     /// Stops the run: journaled, views written; the error sets the exit code.
     fn halt<T>(&mut self, error: Error) -> Result<T> {
+        self.halted = true;
         let reason = error.to_string();
         self.book.journal(vec![Event::Halted {
             reason: reason.clone(),
@@ -508,29 +517,5 @@ impl<'a> Session<'a> {
         let memory = views::MemoryView::new(fold, self.plan, &self.ctx.config.variables);
         self.book.store.write_json(state::STATUS, &status)?;
         self.book.store.write_json(state::MEMORY, &memory)
-    }
-}
-
-/// The seed's session id format, `%Y%m%d_%H%M%S`, from an RFC 3339 time.
-fn session_id(rfc3339: &str) -> String {
-    let digits: String = rfc3339
-        .chars()
-        .filter(char::is_ascii_digit)
-        .take(14)
-        .collect();
-    if digits.len() == 14 {
-        format!("{}_{}", &digits[..8], &digits[8..])
-    } else {
-        digits
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_ids_use_the_seed_format() {
-        assert_eq!(session_id("2026-11-25T08:44:09.123Z"), "20261125_084409");
     }
 }

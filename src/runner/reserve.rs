@@ -5,6 +5,7 @@
 use super::Session;
 use crate::budget::{self, Allowance};
 use crate::config::OnExceed;
+use crate::config::show_usd;
 use crate::error::{Error, Result};
 use crate::providers::Count;
 use crate::request::Request;
@@ -66,8 +67,11 @@ impl Session<'_> {
         for (which, limit, spent) in self.usd_limits(prompt.phase) {
             if spent + reserve_usd > limit || spent >= limit {
                 let reason = format!(
-                    "{which} (${limit:.2}) would be exceeded: ${spent:.4} spent, this {} may cost ${reserve_usd:.4}; nothing was sent. Raise it in config.toml, then `orchestrator run` continues",
-                    if agent { "agent call" } else { "request" }
+                    "{which} ({}) would be exceeded: {} spent, this {} may cost {}; nothing was sent. Raise it in config.toml, then `orchestrator run` continues",
+                    show_usd(limit),
+                    show_usd(spent),
+                    if agent { "agent call" } else { "request" },
+                    show_usd(reserve_usd)
                 );
                 return self.budget_exceeded(index, reason, asked);
             }

@@ -1,140 +1,392 @@
-//! The workspace's snapshots in the run (README, "Agent builds"): a baseline commit when a
-//! session starts (changes the runner did not make refused, or taken in with
-//! `--allow-dirty`), every attempt started from the last accepted commit before its prompt
-//! (the commits it leaves kept under `refs/orchestrator/`), a commit per accepted prompt,
-//! and completed prompts whose work a new commit does not hold reopened.
+//! The workspace's snapshots in the run (README, "Agent builds" and "The workspace
+//! boundary"): the repository attached and checked at the start of a run, with a baseline
+//! for a new session; the user's changes since the runner last touched the workspace
+//! refused, or taken into the base with `--allow-dirty`; every attempt started from the
+//! last accepted commit before its prompt; what an attempt that was not accepted left
+//! recorded (and kept under `refs/orchestrator/`) before it is discarded; a commit per
+//! accepted prompt, refused when the agent moved HEAD off the session's branch or rewrote
+//! its history; completed prompts whose work a new commit does not hold reopened.
 
-use super::Session;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use super::{RunEvent, Session};
 use crate::error::{Error, Result};
-use crate::state::Event;
-use crate::workspace::Workspace;
+use crate::process::Mark;
+use crate::state::{Event, Expected, Fold};
+use crate::workspace::{Changes, Committed, Extras, Head, Pin, Workspace};
 
-/// How many files a refusal lists.
-const LISTED: usize = 20;
+/// A git step that takes longer than this is said (a large tree's first snapshot).
+const SAY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Session<'_> {
     fn snapshots(&self) -> Option<&Workspace> {
         self.workspace.as_ref().filter(|ws| ws.snapshots())
     }
 
-    /// At the start of a run: the session's baseline, and the workspace checked for changes
-    /// the runner did not make.
-    pub(super) fn start_workspace(&mut self, allow_dirty: bool) -> Result<()> {
+    /// `step` (a git step on the workspace, `what` it does), told to the user if it takes
+    /// more than a second, and given up (the run interrupted) on Ctrl-C.
+    async fn git_step<T>(&self, what: &str, step: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::pin!(step);
+        let deadline = Instant::now() + SAY_AFTER;
+        let mut said = false;
+        loop {
+            tokio::select! {
+                out = &mut step => return out,
+                () = tokio::time::sleep_until(deadline), if !said => {
+                    said = true;
+                    self.tell(RunEvent::Note(&format!("{what} (git)…")));
+                }
+                () = self.interrupt.wait() => return Err(Error::Interrupted),
+            }
+        }
+    }
+
+    /// At the start of a run: the repository attached (a baseline for a new session), git
+    /// locks nothing holds removed, and what the user changed since the runner last touched
+    /// the workspace refused or, with `allow_dirty`, taken into the commit the first of
+    /// `todo` starts from.
+    pub(super) async fn start_workspace(
+        &mut self,
+        allow_dirty: bool,
+        todo: &[usize],
+    ) -> Result<()> {
+        if self.snapshots().is_none() {
+            return Ok(());
+        }
+        let fold = &self.book.fold.workspace;
+        let pin = fold.baseline.clone().map(|baseline| Pin {
+            baseline,
+            head: fold.head.clone(),
+        });
+        if let Some(ws) = self.workspace.as_mut() {
+            ws.attach(pin).await?;
+        }
+        self.remove_stale_locks(self.run_started)?;
+        if self.book.fold.workspace.baseline.is_none() {
+            return self.baseline(allow_dirty).await;
+        }
+        let Some(&first) = todo.first() else {
+            return Ok(());
+        };
+        let (expected, had) = match &self.book.fold.workspace.expected {
+            // An attempt the runner did not see through: what it left is its own, kept and
+            // discarded before the next attempt.
+            Expected::Unknown => return Ok(()),
+            Expected::At(c) => (c.clone(), self.book.fold.workspace.extras.get(c).cloned()),
+            Expected::Left { commit, extras } => (commit.clone(), Some(extras.clone())),
+        };
         let Some(ws) = self.snapshots() else {
             return Ok(());
         };
-        let changes = ws.changes()?;
-        let (id, message) = match &self.book.fold.baseline {
-            None if changes.is_empty() => (None, "orchestrator: baseline"),
-            None if allow_dirty => (
-                None,
-                "orchestrator: baseline, with the files found at start (--allow-dirty)",
-            ),
-            // Debris of an attempt the runner did not see through: restored before the
-            // next attempt.
-            Some(_) if changes.is_empty() || self.book.fold.workspace_dirty => return Ok(()),
-            Some(_) if allow_dirty => (
-                self.last_commit_before(self.plan.prompts.len()),
-                "orchestrator: changes found at start (--allow-dirty)",
-            ),
-            _ => {
-                let shown: Vec<&str> = changes.iter().take(LISTED).map(String::as_str).collect();
-                let more = changes.len().saturating_sub(LISTED);
-                return Err(Error::Workspace {
-                    dir: ws.dir().to_path_buf(),
-                    message: format!(
-                        "has changes the runner did not make: {}{}; every attempt starts from the last accepted commit, so they would be lost. Commit or remove them, or run with --allow-dirty to take them in",
-                        shown.join(", "),
-                        if more > 0 {
-                            format!(" and {more} more")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                });
-            }
+        let now = self
+            .git_step(
+                "looking for changes in the workspace",
+                ws.scan("orchestrator: the workspace at the start of a run"),
+            )
+            .await?;
+        let changes = ws.user_changes(&expected, had.as_ref(), &now).await?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        if !allow_dirty {
+            return Err(dirty(ws, &changes));
+        }
+        self.take_in(first, &now, &changes).await
+    }
+
+    /// A new session's first commit: the workspace as it is, refused when it holds
+    /// changes and `allow_dirty` is off.
+    async fn baseline(&mut self, allow_dirty: bool) -> Result<()> {
+        let Some(ws) = self.workspace.as_mut() else {
+            return Ok(());
         };
-        let commit = ws.commit(message)?;
+        let changes = ws.changes().await?;
+        if !changes.is_empty() && !allow_dirty {
+            let changes = Changes {
+                files: changes,
+                ..Changes::default()
+            };
+            return Err(dirty(ws, &changes));
+        }
+        let message = if changes.is_empty() {
+            "orchestrator: baseline"
+        } else {
+            "orchestrator: baseline, with the files found at start (--allow-dirty)"
+        };
+        let (committed, head) = ws.baseline(message).await?;
+        let (head, detached) = match head {
+            Head::Branch(b) => (Some(b), false),
+            Head::Detached => (None, true),
+        };
         self.book.journal(vec![Event::WorkspaceCommitted {
-            id,
-            commit,
+            id: None,
+            commit: committed.commit,
             message: message.to_string(),
+            head,
+            detached,
+            extras: Some(committed.extras),
         }])
     }
 
-    /// The id of the last completed prompt before `index` (in plan order) that has a
-    /// commit; `None` when there is none (the baseline is the base).
-    fn last_commit_before(&self, index: usize) -> Option<String> {
-        self.plan.prompts[..index]
-            .iter()
-            .rev()
-            .find(|p| {
-                self.book.fold.done.contains(p.id.as_str())
-                    && self
-                        .book
-                        .fold
-                        .prompts
-                        .get(p.id.as_str())
-                        .is_some_and(|s| s.commit.is_some())
-            })
-            .map(|p| p.id.to_string())
-    }
-
-    /// The commit an attempt at prompt `index` starts from.
-    fn base_of(&self, index: usize) -> Option<String> {
-        let fold = &self.book.fold;
-        match self.last_commit_before(index) {
-            Some(id) => fold.prompts.get(&id).and_then(|p| p.commit.clone()),
-            None => fold.baseline.clone(),
-        }
-    }
-
-    /// Before an attempt at prompt `index`: the workspace put back to the last accepted
-    /// commit before it (a retry never builds on a failed attempt's debris).
-    pub(super) fn restore_for(&mut self, index: usize, attempt: u32) -> Result<()> {
-        let Some(base) = self.base_of(index) else {
-            return Ok(());
-        };
+    /// `--allow-dirty`: the user's changes put on top of the commit prompt `first` starts
+    /// from, as a commit that becomes that commit.
+    async fn take_in(
+        &mut self,
+        first: usize,
+        now: &crate::workspace::Scan,
+        changes: &Changes,
+    ) -> Result<()> {
+        let message = "orchestrator: changes found at start (--allow-dirty)";
+        let (id, base) = self.base_of(first)?;
         let Some(ws) = self.snapshots() else {
             return Ok(());
         };
-        let head = ws.head();
-        if head.as_deref() == Some(base.as_str()) && ws.changes()?.is_empty() {
+        let taken = self
+            .git_step(
+                "taking your changes into the workspace's commit",
+                ws.take_in(&base, now, changes, message),
+            )
+            .await?;
+        self.warn(&format!(
+            "{} taken into the commit the next attempt starts from (--allow-dirty): {}",
+            ws.dir().display(),
+            changes.listed()
+        ));
+        self.book.journal(vec![Event::WorkspaceCommitted {
+            id,
+            commit: taken.commit,
+            message: message.to_string(),
+            head: None,
+            detached: false,
+            extras: Some(taken.extras),
+        }])
+    }
+
+    fn remove_stale_locks(&self, before: SystemTime) -> Result<()> {
+        let Some(ws) = self.snapshots() else {
+            return Ok(());
+        };
+        let removed = ws.remove_stale_locks(before)?;
+        if !removed.is_empty() {
+            self.warn(&format!(
+                "removed git's lock {} that nothing held any more (left by a git command that was killed): {}",
+                if removed.len() == 1 { "file" } else { "files" },
+                removed.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The commit an attempt at prompt `index` starts from, with its extras, and the id of
+    /// the prompt it is the commit of (`None`: the baseline).
+    fn base_of(&self, index: usize) -> Result<(Option<String>, Committed)> {
+        let fold = &self.book.fold.workspace;
+        let (id, commit) = match self.book.tally.last_commit_before(index) {
+            Some((i, c)) => (Some(self.plan.prompts[i].id.to_string()), c.to_string()),
+            None => (
+                None,
+                fold.baseline.clone().ok_or_else(|| Error::Git {
+                    dir: self.ctx.config_dir.to_path_buf(),
+                    message: "the workspace has no baseline commit".into(),
+                })?,
+            ),
+        };
+        let extras = fold.extras.get(&commit).cloned().unwrap_or_default();
+        Ok((id, Committed { commit, extras }))
+    }
+
+    /// Before an attempt at prompt `index`: the workspace put back to the last accepted
+    /// commit before it (a retry never builds on a failed attempt's debris), what it held
+    /// kept under `refs/orchestrator/` first.
+    pub(super) async fn restore_for(&mut self, index: usize, attempt: u32) -> Result<()> {
+        if self.snapshots().is_none() {
             return Ok(());
         }
-        // What the workspace holds is kept before it is discarded: a failed attempt's
-        // files (uncommitted ones too), commits past the base (later prompts' work, when a
-        // prompt runs again).
-        let id = &self.plan.prompts[index].id;
-        let held = ws.snapshot(&format!(
-            "orchestrator: the workspace before attempt {attempt} of {id}"
-        ))?;
-        let kept = match held {
-            Some(h) if h != base && !ws.contains(&base, &h) => {
-                let name = format!(
-                    "replaced/{}/{id}-attempt-{attempt}",
-                    self.book.fold.session_id
-                );
-                Some(ws.keep(&h, &name)?)
-            }
-            _ => None,
+        let (_, base) = self.base_of(index)?;
+        let id = self.plan.prompts[index].id.to_string();
+        let name = format!(
+            "replaced/{}/{id}-attempt-{attempt}",
+            self.book.fold.session_id
+        );
+        let expected = self.book.fold.workspace.expected.clone();
+        let Some(ws) = self.snapshots() else {
+            return Ok(());
         };
-        let discarded = ws.restore(&base)?;
+        let held = match expected {
+            Expected::At(c) if c == base.commit => return Ok(()),
+            Expected::At(c) => Some(c),
+            Expected::Left { commit, .. } => Some(commit),
+            Expected::Unknown => {
+                let scan = self
+                    .git_step(
+                        "keeping what the workspace holds before it is restored",
+                        ws.scan(&format!(
+                            "orchestrator: the workspace before attempt {attempt} of {id}"
+                        )),
+                    )
+                    .await?;
+                Some(scan.commit)
+            }
+        };
+        let mut kept = None;
+        if let Some(h) = held
+            && !ws.contains(&base.commit, &h).await
+        {
+            kept = Some(ws.keep(&h, &name).await?);
+        }
+        self.remove_stale_locks(SystemTime::now())?;
+        let Some(ws) = self.snapshots() else {
+            return Ok(());
+        };
+        let discarded = self
+            .git_step(
+                "restoring the workspace to the last accepted commit",
+                ws.restore(&base.commit, &base.extras, &[]),
+            )
+            .await?;
         self.book.journal(vec![Event::WorkspaceRestored {
-            commit: base,
+            commit: base.commit,
             discarded,
             kept,
         }])
     }
 
-    /// After prompt `index` is accepted: its work committed.
-    pub(super) fn commit_for(&self, index: usize) -> Result<Option<String>> {
+    /// After an attempt at prompt `index` that was not accepted: what it left recorded and
+    /// kept (the next attempt, or the next run, discards it; anything else found then is
+    /// the user's).
+    pub(super) async fn record_left(&mut self, index: usize, attempt: u32) -> Result<()> {
+        if self.snapshots().is_none() {
+            return Ok(());
+        }
+        self.remove_stale_locks(SystemTime::now())?;
+        let id = self.plan.prompts[index].id.to_string();
+        let (_, base) = self.base_of(index)?;
         let Some(ws) = self.snapshots() else {
-            return Ok(None);
+            return Ok(());
         };
+        let scan = self
+            .git_step(
+                "recording what the attempt left",
+                ws.scan(&format!(
+                    "orchestrator: what attempt {attempt} of {id} left"
+                )),
+            )
+            .await?;
+        let unchanged = scan.unchanged && scan.head.as_deref() == Some(base.commit.as_str());
+        let kept = if unchanged {
+            None
+        } else {
+            let name = format!(
+                "replaced/{}/{id}-attempt-{attempt}",
+                self.book.fold.session_id
+            );
+            Some(ws.keep(&scan.commit, &name).await?)
+        };
+        self.book.journal(vec![Event::WorkspaceLeft {
+            id,
+            attempt,
+            commit: scan.commit,
+            extras: scan.extras,
+            kept,
+        }])
+    }
+
+    /// After prompt `index` passed its checks: its work committed on the session's branch.
+    /// `Ok(Err)`: why it cannot be (the attempt's content failure).
+    pub(super) async fn commit_for(
+        &mut self,
+        index: usize,
+    ) -> Result<std::result::Result<Option<(String, Extras)>, String>> {
+        if self.snapshots().is_none() {
+            return Ok(Ok(None));
+        }
+        self.remove_stale_locks(SystemTime::now())?;
+        let (_, base) = self.base_of(index)?;
         let prompt = &self.plan.prompts[index];
-        ws.commit(&format!("{} {}", prompt.id, prompt.name))
-            .map(Some)
+        let message = format!("{} {}", prompt.id, prompt.name);
+        let session_ref = format!("sessions/{}", self.book.fold.session_id);
+        let Some(ws) = self.snapshots() else {
+            return Ok(Ok(None));
+        };
+        let accepted = self
+            .git_step(
+                "committing the accepted work",
+                ws.accept(&message, &base.commit, &session_ref),
+            )
+            .await?;
+        Ok(accepted.map(|c| Some((c.commit, c.extras))))
+    }
+
+    /// Kills every process the attempt started that is still alive (however it detached).
+    pub(super) fn end_processes(&self, mark: &Mark, id: &str, attempt: u32) {
+        let killed = mark.kill_all();
+        if killed > 0 {
+            self.detail(&format!(
+                "{id} attempt {attempt}: {killed} process{} the attempt started outlived it and {} killed",
+                if killed == 1 { "" } else { "es" },
+                if killed == 1 { "was" } else { "were" }
+            ));
+        }
+    }
+
+    /// Before the session `old` is archived: its workspace checked for the user's changes
+    /// (they refuse the new session, or with `allow_dirty` stay for its baseline), and
+    /// what its last attempt left discarded (kept under `refs/orchestrator/`), so that the
+    /// new session starts from `old`'s last accepted commit.
+    pub(super) async fn retire_workspace(&mut self, old: &Fold, allow_dirty: bool) -> Result<()> {
+        if self.snapshots().is_none() {
+            return Ok(());
+        }
+        let Some(baseline) = old.workspace.baseline.clone() else {
+            return Ok(());
+        };
+        let last = self
+            .plan
+            .prompts
+            .iter()
+            .rev()
+            .filter(|p| old.done.contains(p.id.as_str()))
+            .find_map(|p| old.prompts.get(p.id.as_str())?.commit.clone())
+            .unwrap_or_else(|| baseline.clone());
+        let pin = Pin {
+            baseline,
+            head: old.workspace.head.clone(),
+        };
+        if let Some(ws) = self.workspace.as_mut() {
+            ws.attach(Some(pin)).await?;
+        }
+        self.remove_stale_locks(self.run_started)?;
+        let Some(ws) = self.snapshots() else {
+            return Ok(());
+        };
+        let now = ws
+            .scan("orchestrator: the workspace as the last session left it")
+            .await?;
+        let expected = match &old.workspace.expected {
+            Expected::Unknown => None,
+            Expected::At(c) => Some((c.clone(), old.workspace.extras.get(c).cloned())),
+            Expected::Left { commit, extras } => Some((commit.clone(), Some(extras.clone()))),
+        };
+        if let Some((expected, had)) = expected {
+            let changes = ws.user_changes(&expected, had.as_ref(), &now).await?;
+            if !changes.is_empty() {
+                return if allow_dirty {
+                    Ok(())
+                } else {
+                    Err(dirty(ws, &changes))
+                };
+            }
+        }
+        if now.unchanged && now.head.as_deref() == Some(last.as_str()) {
+            return Ok(());
+        }
+        let name = format!("replaced/{}/at-restart", old.session_id);
+        ws.keep(&now.commit, &name).await?;
+        let extras = old.workspace.extras.get(&last).cloned().unwrap_or_default();
+        ws.restore(&last, &extras, &[]).await?;
+        Ok(())
     }
 
     /// Completed prompts after `index` whose work the workspace no longer holds (`index`
@@ -161,5 +413,16 @@ impl Session<'_> {
             ids.join(", ")
         ));
         self.book.journal(vec![Event::Reopened { ids, reason }])
+    }
+}
+
+/// The refusal of a workspace that holds changes the runner did not make.
+fn dirty(ws: &Workspace, changes: &Changes) -> Error {
+    Error::Workspace {
+        dir: ws.dir().to_path_buf(),
+        message: format!(
+            "has changes the runner did not make: {}. Every attempt starts from the last accepted commit, so they would be lost, and the runner never deletes what it did not write. Commit or move them, or run with --allow-dirty to take them into the commit the next attempt starts from",
+            changes.listed()
+        ),
     }
 }

@@ -33,6 +33,11 @@ impl Book {
 
 pub(crate) struct Tally {
     phase_of: HashMap<String, usize>,
+    /// Each prompt's place in the plan.
+    index_of: HashMap<String, usize>,
+    /// The workspace commits of completed prompts, by place in the plan: the commit an
+    /// attempt starts from is the last one before its prompt, found without a scan.
+    commits: BTreeMap<usize, String>,
     phase_spent: Vec<u64>,
     total_spent: u64,
     /// US dollars spent per phase.
@@ -46,7 +51,22 @@ pub(crate) struct Tally {
 impl Tally {
     pub(crate) fn new(fold: &Fold, plan: &Plan, config: &Config) -> Tally {
         let ledger = budget::Ledger::new(fold, plan, config);
+        let index_of: HashMap<String, usize> = plan
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.to_string(), i))
+            .collect();
+        let commits = plan
+            .prompts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| fold.done.contains(p.id.as_str()))
+            .filter_map(|(i, p)| Some((i, fold.prompts.get(p.id.as_str())?.commit.clone()?)))
+            .collect();
         Tally {
+            index_of,
+            commits,
             phase_of: plan
                 .prompts
                 .iter()
@@ -116,6 +136,41 @@ impl Tally {
             }
             _ => {}
         }
+        self.track_commits(fold, &record.event);
+    }
+
+    /// Keeps [`Tally::commits`] to the done prompts that have a commit.
+    fn track_commits(&mut self, fold: &Fold, event: &Event) {
+        let ids: Vec<&String> = match event {
+            Event::Completed { id, .. }
+            | Event::Failed { id, .. }
+            | Event::WorkspaceCommitted { id: Some(id), .. } => vec![id],
+            Event::Reopened { ids, .. } => ids.iter().collect(),
+            _ => return,
+        };
+        for id in ids {
+            let Some(&i) = self.index_of.get(id) else {
+                continue;
+            };
+            let commit = fold
+                .done
+                .contains(id)
+                .then(|| fold.prompts.get(id).and_then(|p| p.commit.clone()))
+                .flatten();
+            match commit {
+                Some(c) => self.commits.insert(i, c),
+                None => self.commits.remove(&i),
+            };
+        }
+    }
+
+    /// The last completed prompt before `index` (in plan order) that has a commit, and
+    /// the commit; `None` when there is none (the baseline is the base).
+    pub(crate) fn last_commit_before(&self, index: usize) -> Option<(usize, &str)> {
+        self.commits
+            .range(..index)
+            .next_back()
+            .map(|(&i, c)| (i, c.as_str()))
     }
 
     /// What remains of prompt's phase budget (if it has one) and of the total.

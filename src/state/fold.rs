@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::journal::{AttemptResult, Event, Outcome, Record, is_zero, is_zero_u64};
+use super::workspace_fold::WorkspaceFold;
 use crate::process::ProcessGroup;
 
 /// Where a prompt stands.
@@ -110,6 +111,8 @@ pub(crate) struct OpenAttempt {
     pub(crate) tokenizer_tokens: u64,
     /// The agent's process group, once it started.
     pub(crate) group: Option<ProcessGroup>,
+    /// The mark in the environment of every process the attempt started.
+    pub(crate) mark: Option<String>,
 }
 
 /// The journal folded: everything the views and the runner need.
@@ -140,11 +143,8 @@ pub(crate) struct Fold {
     pub(crate) input_ratio: Option<f64>,
     /// Cost of every attempt so far (reported, or from `[pricing]`).
     pub(crate) cost_usd: f64,
-    /// The workspace's baseline commit (agent builds with snapshots).
-    pub(crate) baseline: Option<String>,
-    /// The runner changed the workspace since its last commit or restore (an attempt's
-    /// work not accepted yet): changes found at start are its own, not the user's.
-    pub(crate) workspace_dirty: bool,
+    /// An agent build's workspace: baseline, branch, what it should hold.
+    pub(crate) workspace: WorkspaceFold,
     /// The most one agent call has spent against the budgets (tokens), and in USD: what
     /// the next agent call is reserved at, at least.
     pub(crate) largest_agent_call: u64,
@@ -169,6 +169,7 @@ impl Fold {
     pub(crate) fn apply(&mut self, record: &Record) {
         self.events += 1;
         let at = &record.at;
+        self.workspace.apply(&record.event);
         match &record.event {
             Event::SessionStarted {
                 session_id,
@@ -190,8 +191,8 @@ impl Fold {
                 input_tokens,
                 max_tokens,
                 tokenizer_tokens,
+                mark,
             } => {
-                self.workspace_dirty = true;
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.file = file.clone();
                 p.status = PromptStatus::Running;
@@ -208,6 +209,7 @@ impl Fold {
                     max_tokens: *max_tokens,
                     tokenizer_tokens: tokenizer_tokens.unwrap_or(*input_tokens),
                     group: None,
+                    mark: mark.clone(),
                 });
                 self.push_trail(format!("{at} {id} attempt {attempt} sent"));
             }
@@ -246,6 +248,7 @@ impl Fold {
             }
             Event::WorkspaceCommitted { .. }
             | Event::WorkspaceRestored { .. }
+            | Event::WorkspaceLeft { .. }
             | Event::Verified { .. }
             | Event::Reopened { .. } => self.workspace_event(&record.event),
             Event::Learned { setting, value, .. } => {
@@ -262,14 +265,15 @@ impl Fold {
     /// reopened.
     fn workspace_event(&mut self, event: &Event) {
         match event {
-            Event::WorkspaceCommitted { id, commit, .. } => {
-                self.workspace_dirty = false;
-                match id.as_ref().and_then(|id| self.prompts.get_mut(id)) {
-                    Some(p) => p.commit = Some(commit.clone()),
-                    None => self.baseline = Some(commit.clone()),
+            Event::WorkspaceCommitted {
+                id: Some(id),
+                commit,
+                ..
+            } => {
+                if let Some(p) = self.prompts.get_mut(id) {
+                    p.commit = Some(commit.clone());
                 }
             }
-            Event::WorkspaceRestored { .. } => self.workspace_dirty = false,
             Event::Verified {
                 id,
                 from,
@@ -410,7 +414,6 @@ impl Fold {
         p.completed_at = Some(at.to_string());
         if let Some(commit) = commit {
             p.commit = Some(commit.clone());
-            self.workspace_dirty = false;
         }
         if !self.done.insert(id.clone()) {
             self.completed.retain(|c| c != id);
@@ -478,6 +481,7 @@ mod tests {
             input_tokens: 100,
             max_tokens: 50,
             tokenizer_tokens: None,
+            mark: None,
         }));
         assert_eq!(f.spent("01.1"), 150);
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
@@ -502,6 +506,7 @@ mod tests {
             input_tokens: 100,
             max_tokens: 50,
             tokenizer_tokens: None,
+            mark: None,
         }));
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
@@ -533,6 +538,7 @@ mod tests {
             output: "outputs/02.1.md".into(),
             reply: String::new(),
             commit: Some("c1".into()),
+            extras: None,
         }));
         assert!(f.failed.is_empty());
         assert_eq!(f.completed, ["02.1"]);
@@ -556,6 +562,7 @@ mod tests {
                 input_tokens: 100,
                 max_tokens: 50,
                 tokenizer_tokens: None,
+                mark: None,
             }));
             f.apply(&rec(Event::AttemptFinished(AttemptResult {
                 id: "01.1".into(),

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::SCHEMA_VERSION;
 use crate::error::{Error, Result};
 use crate::process::ProcessGroup;
+use crate::workspace::Extras;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +100,10 @@ pub(crate) enum Event {
         /// The tokenizer's count, where `input_tokens` is another figure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokenizer_tokens: Option<u64>,
+        /// The mark in the environment of every process the attempt starts: a run resumed
+        /// after a crash kills what still carries it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mark: Option<String>,
     },
     /// An agent's process group exists (written while the agent runs): a run resumed
     /// after a crash kills it if it is still alive.
@@ -131,14 +136,37 @@ pub(crate) enum Event {
         /// The workspace's commit of this prompt's work (agent builds with snapshots).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
+        /// What git does not keep of that commit's tree (ignored entries, empty folders).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extras: Option<Extras>,
     },
-    /// The workspace's starting point (`id` none: the session's baseline), or changes
-    /// found at start taken in with `--allow-dirty` on top of prompt `id`'s commit.
+    /// The workspace's starting point (`id` none: the session's baseline), or the user's
+    /// changes taken in with `--allow-dirty` on top of prompt `id`'s commit (or of the
+    /// baseline, which it then replaces).
     WorkspaceCommitted {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         commit: String,
         message: String,
+        /// The baseline's: the session's branch (`refs/heads/…`), or `detached`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        detached: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extras: Option<Extras>,
+    },
+    /// What an attempt that was not accepted left in the workspace, as a commit on no
+    /// branch (kept as `kept` when it holds anything), and its extras: what the runner
+    /// will discard; anything else found later is the user's.
+    WorkspaceLeft {
+        id: String,
+        attempt: u32,
+        commit: String,
+        #[serde(default)]
+        extras: Extras,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept: Option<String>,
     },
     /// The workspace was put back to `commit` before an attempt; what was discarded, and
     /// where the commits it left are kept.
@@ -335,6 +363,7 @@ mod tests {
             input_tokens: 10,
             max_tokens: 20,
             tokenizer_tokens: None,
+            mark: None,
         });
         let line = serde_json::to_string(&r).expect("encode");
         assert!(line.starts_with("{\"v\":1,"), "{line}");

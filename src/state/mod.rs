@@ -8,6 +8,7 @@ mod journal;
 mod lock;
 mod snapshot;
 mod store;
+mod workspace_fold;
 
 pub(crate) use fold::{Fold, PromptState};
 pub(crate) use journal::{
@@ -15,6 +16,7 @@ pub(crate) use journal::{
 };
 pub(crate) use snapshot::{Snapshot, check_status_file};
 pub(crate) use store::{Store, write_atomic};
+pub(crate) use workspace_fold::Expected;
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 pub(crate) const JOURNAL: &str = "journal.jsonl";

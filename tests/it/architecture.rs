@@ -10,7 +10,7 @@ use crate::support::repo;
 /// The layers, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
     &["error"],
-    &["tokens", "template", "checkpoint", "process"],
+    &["tokens", "template", "checkpoint", "process", "lockfile"],
     &["config"],
     &["plan", "workspace"],
     &["request", "verify"],

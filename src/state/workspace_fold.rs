@@ -1,0 +1,78 @@
+//! The journal's account of an agent build's workspace: the session's baseline and
+//! branch, what git does not keep of each commit the runner made ([`Extras`]), and what the
+//! workspace should hold now ([`Expected`]), against which anything else is the user's.
+
+use std::collections::HashMap;
+
+use super::journal::Event;
+use crate::workspace::{Extras, Head};
+
+/// What the workspace holds, as far as the runner knows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) enum Expected {
+    /// An attempt ran and left no account (the runner died, or was interrupted): whatever
+    /// the workspace holds is that attempt's.
+    #[default]
+    Unknown,
+    /// Exactly this commit (made, restored or taken in by the runner) and its extras.
+    At(String),
+    /// What an attempt left: its tree as this commit (on no branch), and its extras.
+    Left { commit: String, extras: Extras },
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkspaceFold {
+    pub(crate) baseline: Option<String>,
+    /// The session's branch or its detached HEAD; `None` in a journal from before they
+    /// were recorded.
+    pub(crate) head: Option<Head>,
+    /// What git does not keep of each commit the runner made or took in.
+    pub(crate) extras: HashMap<String, Extras>,
+    pub(crate) expected: Expected,
+}
+
+impl WorkspaceFold {
+    pub(crate) fn apply(&mut self, event: &Event) {
+        match event {
+            Event::AttemptStarted { .. } => self.expected = Expected::Unknown,
+            Event::WorkspaceCommitted {
+                id,
+                commit,
+                head,
+                detached,
+                extras,
+                ..
+            } => {
+                if id.is_none() {
+                    self.baseline = Some(commit.clone());
+                    self.head = match (head, detached) {
+                        (Some(b), _) => Some(Head::Branch(b.clone())),
+                        (None, true) => Some(Head::Detached),
+                        (None, false) => None,
+                    };
+                }
+                self.at(commit, extras.as_ref());
+            }
+            Event::Completed {
+                commit: Some(commit),
+                extras,
+                ..
+            } => self.at(commit, extras.as_ref()),
+            Event::WorkspaceRestored { commit, .. } => self.expected = Expected::At(commit.clone()),
+            Event::WorkspaceLeft { commit, extras, .. } => {
+                self.expected = Expected::Left {
+                    commit: commit.clone(),
+                    extras: extras.clone(),
+                };
+            }
+            _ => {}
+        }
+    }
+
+    fn at(&mut self, commit: &str, extras: Option<&Extras>) {
+        if let Some(extras) = extras {
+            self.extras.insert(commit.to_string(), extras.clone());
+        }
+        self.expected = Expected::At(commit.to_string());
+    }
+}
