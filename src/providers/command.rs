@@ -172,9 +172,6 @@ impl Command {
         if let Some(dir) = call.workdir {
             cmd.current_dir(dir);
         }
-        if let Some(mark) = call.mark {
-            mark.put(&mut cmd);
-        }
         cmd.args(args)
             .env_clear()
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
@@ -191,6 +188,9 @@ impl Command {
             if let Some(value) = std::env::var_os(name) {
                 cmd.env(name, value);
             }
+        }
+        if let Some(mark) = call.mark {
+            mark.put(&mut cmd);
         }
         cmd.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

@@ -533,7 +533,7 @@ impl Session<'_> {
             Some(usd) if usd.is_finite() && (0.0..=MAX_CALL_USD).contains(&usd) => usd,
             Some(usd) => {
                 self.warn(&format!(
-                    "{id}: the reported cost of the call ({usd}) cannot be true; [pricing]'s figure is counted instead"
+                    "{id}: the reported cost of the call ({usd:e} USD) cannot be true; [pricing]'s figure is counted instead"
                 ));
                 self.priced(counted)
             }

@@ -25,11 +25,12 @@ impl Session<'_> {
             Ok(checks) => checks,
             Err(why) => return Ok(Some(why)),
         };
-        let dir = self
-            .workspace
-            .as_ref()
-            .map_or(self.ctx.config_dir, |ws| ws.dir())
-            .to_path_buf();
+        let dir = match self.workspace.as_ref().map(|ws| ws.dir()) {
+            Some(ws) => ws.to_path_buf(),
+            // Without a workspace, checks run beside the config ("" is the current folder).
+            None if self.ctx.config_dir.as_os_str().is_empty() => std::path::PathBuf::from("."),
+            None => self.ctx.config_dir.to_path_buf(),
+        };
         let timeout = self.ctx.config.verify.timeout;
         let mut env = verify::CheckEnv::of(self.ctx.config);
         env.mark = Some(mark);

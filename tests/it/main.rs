@@ -6,6 +6,7 @@ mod support;
 mod agent_build;
 mod apis;
 mod architecture;
+mod boundary;
 mod claude_code;
 mod fake;
 mod foundation;

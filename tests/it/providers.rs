@@ -1092,6 +1092,8 @@ fn command_environment_is_scrubbed() {
         "HOME",
         "ANTHROPIC_API_KEY",
         "AGENT_BASE_URL",
+        // The attempt's mark, which every process it starts inherits.
+        "ORCHESTRATOR_ATTEMPT",
         // Set by the shell itself.
         "PWD",
         "OLDPWD",

@@ -530,11 +530,21 @@ pub fn kill_pid(pid: u32) {
     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
 }
 
-/// A pid an agent script wrote into a file.
+/// A pid an agent script wrote into a file (`echo $! > file` creates the file before it
+/// writes the number: the number is waited for).
 pub fn read_pid(path: &Path) -> u32 {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{}: not a pid: {e}", path.display()))
+    let read = || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+    };
+    eventually(std::time::Duration::from_secs(10), || read().is_some());
+    read().unwrap_or_else(|| panic!("{}: no pid was written", path.display()))
+}
+
+/// Writes `text` to `path` as an executable file.
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
