@@ -6,9 +6,11 @@
 //!
 //! 1. Leaves: [`error`] (errors and exit codes), [`tokens`] (tiktoken counts),
 //!    [`template`] (the placeholder engine), [`checkpoint`] (the protocol's json blocks),
-//!    [`process`] (children in process groups that die with the runner).
+//!    [`process`] (children in process groups that die with the runner, the attempt's
+//!    mark, the scrubbed environment), [`lockfile`] (a lock that names its holder).
 //! 2. [`config`], then [`plan`] (the build on disk: ids, prompt files, discovery, checks)
-//!    and [`workspace`] (the folder an agent builds in, snapshotted with git).
+//!    and [`workspace`] (the folder an agent builds in, snapshotted with git, and the
+//!    boundary between what the runner owns and what it never touches).
 //! 3. [`request`] (what is sent, built in one place) and [`verify`] (the checks that
 //!    decide a prompt), then [`providers`] (sending it: OpenAI chat completions and the
 //!    Responses API, Anthropic, an agent CLI; what a server says about waiting; settings an

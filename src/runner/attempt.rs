@@ -232,6 +232,7 @@ impl Session<'_> {
         let t0 = Instant::now();
         let sent = self.send(&id, attempt, p, &mark).await;
         self.end_processes(&mark, &id, attempt);
+        self.own_files_intact()?;
         let Some(outcome) = sent? else {
             self.book
                 .journal(vec![Event::AttemptFinished(AttemptResult {
@@ -256,6 +257,7 @@ impl Session<'_> {
             Err(failure) => self.settle_failure(index, attempt, p, failure, duration_ms),
         };
         self.end_processes(&mark, &id, attempt);
+        self.own_files_intact()?;
         let attempted = attempted?;
         if !matches!(attempted, Attempted::Completed) {
             self.record_left(index, attempt).await?;

@@ -83,7 +83,7 @@ impl Session<'_> {
         let now = self
             .git_step(
                 "looking for changes in the workspace",
-                ws.scan("orchestrator: the workspace at the start of a run"),
+                ws.scan("orchestrator: the workspace at the start of a run", None),
             )
             .await?;
         let changes = ws.user_changes(&expected, had.as_ref(), &now).await?;
@@ -222,9 +222,12 @@ impl Session<'_> {
                 let scan = self
                     .git_step(
                         "keeping what the workspace holds before it is restored",
-                        ws.scan(&format!(
-                            "orchestrator: the workspace before attempt {attempt} of {id}"
-                        )),
+                        ws.scan(
+                            &format!(
+                                "orchestrator: the workspace before attempt {attempt} of {id}"
+                            ),
+                            Some(&base.commit),
+                        ),
                     )
                     .await?;
                 Some(scan.commit)
@@ -269,12 +272,14 @@ impl Session<'_> {
         let scan = self
             .git_step(
                 "recording what the attempt left",
-                ws.scan(&format!(
-                    "orchestrator: what attempt {attempt} of {id} left"
-                )),
+                ws.scan(
+                    &format!("orchestrator: what attempt {attempt} of {id} left"),
+                    Some(&base.commit),
+                ),
             )
             .await?;
-        let unchanged = scan.unchanged && scan.head.as_deref() == Some(base.commit.as_str());
+        ws.park_branch(&base.commit).await?;
+        let unchanged = scan.unchanged;
         let kept = if unchanged {
             None
         } else {
@@ -317,6 +322,45 @@ impl Session<'_> {
             )
             .await?;
         Ok(accepted.map(|c| Some((c.commit, c.extras))))
+    }
+
+    /// After an attempt: the runner's own files are still there. A journal something
+    /// deleted or replaced (an agent's `git stash -u` or `git reset --hard` in a
+    /// workspace that holds `checkpoints/`) is written back from the runner's open copy;
+    /// either that or a config or prompt file gone stops the run, naming them.
+    pub(super) fn own_files_intact(&mut self) -> Result<()> {
+        let repaired = self.book.store.journal_intact()?;
+        let mut gone: Vec<String> = std::iter::once(self.ctx.config_file)
+            .chain(self.plan.prompts.iter().map(|p| p.path.as_path()))
+            .filter(|p| !p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if repaired.is_none() && gone.is_empty() {
+            return Ok(());
+        }
+        let mut what = Vec::new();
+        if let Some(r) = repaired {
+            what.push(r);
+        }
+        if !gone.is_empty() {
+            let more = gone.len().saturating_sub(10);
+            gone.truncate(10);
+            what.push(format!(
+                "the runner's own files are gone: {}{} (an agent's `git stash -u` keeps them in the workspace's `git stash list`)",
+                gone.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ));
+        }
+        Err(Error::Workspace {
+            dir: self.workspace.as_ref().map_or_else(
+                || self.ctx.checkpoints.to_path_buf(),
+                |ws| ws.dir().to_path_buf(),
+            ),
+            message: format!(
+                "the attempt touched the runner's own files: {}. Put them back, and give the build a workspace of its own ([workspace].dir = \"build\") so that an agent cannot reach them; then `orchestrator run` goes on",
+                what.join("; ")
+            ),
+        })
     }
 
     /// Kills every process the attempt started that is still alive (however it detached).
@@ -362,7 +406,10 @@ impl Session<'_> {
             return Ok(());
         };
         let now = ws
-            .scan("orchestrator: the workspace as the last session left it")
+            .scan(
+                "orchestrator: the workspace as the last session left it",
+                Some(&last),
+            )
             .await?;
         let expected = match &old.workspace.expected {
             Expected::Unknown => None,
@@ -382,6 +429,7 @@ impl Session<'_> {
         if now.unchanged && now.head.as_deref() == Some(last.as_str()) {
             return Ok(());
         }
+        ws.park_branch(&last).await?;
         let name = format!("replaced/{}/at-restart", old.session_id);
         ws.keep(&now.commit, &name).await?;
         let extras = old.workspace.extras.get(&last).cloned().unwrap_or_default();

@@ -46,6 +46,41 @@ impl Store {
         })
     }
 
+    /// Whether the journal at its path is still the file this runner appends to; when
+    /// something deleted or replaced it (an agent's `git stash -u` or `git reset --hard`
+    /// in a workspace that holds `checkpoints/`), it is written back from the open file,
+    /// which the runner still holds, and the answer says so (`Some`: what happened).
+    pub(crate) fn journal_intact(&mut self) -> Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.dir.join(JOURNAL);
+        let open = self.journal.metadata().map_err(|e| Error::io(&path, e))?;
+        let same = std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.dev() == open.dev() && m.ino() == open.ino());
+        if same && open.nlink() > 0 {
+            return Ok(None);
+        }
+        let what = if std::fs::symlink_metadata(&path).is_ok() {
+            "replaced"
+        } else {
+            "deleted"
+        };
+        // The open file, by its descriptor: readable though its name is gone (Linux).
+        use std::os::fd::AsRawFd;
+        let held = format!("/proc/self/fd/{}", self.journal.as_raw_fd());
+        let bytes = std::fs::read(&held).map_err(|e| Error::io(&path, e))?;
+        create_private_dir(&self.dir)?;
+        write_atomic(&path, |w| w.write_all(&bytes))?;
+        self.journal = OpenOptions::new()
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Some(format!(
+            "{} was {what} while the runner held it; it is written back whole from the runner's open copy",
+            path.display()
+        )))
+    }
+
     /// Reads the journal (after checking the views). A torn last line is cut off the file
     /// so that the next append starts on a line of its own.
     pub(crate) fn load(&mut self) -> Result<(Vec<Record>, Option<String>)> {

@@ -246,29 +246,7 @@ impl Workspace {
         let Some(repo) = &self.repo else {
             return Ok(Vec::new());
         };
-        let git_dir = repo.git.git_dir();
-        let locks = stale::locks(git_dir);
-        if locks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let busy = stale::git_running_in(&self.dir, git_dir);
-        let mut removed = Vec::new();
-        for lock in locks {
-            let shown = lock
-                .strip_prefix(&self.dir)
-                .unwrap_or(&lock)
-                .display()
-                .to_string();
-            if busy || !stale::older_than(&lock, before) {
-                return Err(self.refuse(&format!(
-                    "`{shown}` is held{}: another git command may be working in the workspace. Wait for it, or remove the file if nothing is",
-                    if busy { " and a git process is running in it" } else { "" }
-                )));
-            }
-            std::fs::remove_file(&lock).map_err(|e| Error::io(&lock, e))?;
-            removed.push(shown);
-        }
-        Ok(removed)
+        stale::remove(&self.dir, repo.git.git_dir(), before).map_err(|why| self.refuse(&why))
     }
 
     /// Files that differ from HEAD (changed, added, deleted, untracked), as `git status`
@@ -311,10 +289,11 @@ impl Workspace {
         Ok((Committed { commit, extras }, head))
     }
 
-    /// The workspace as it is, as a commit on top of HEAD on no branch, made with a
-    /// private index (HEAD, the index and the branch untouched): what an attempt left,
-    /// kept before a restore discards it. Nested repositories with no commit are left out.
-    pub(crate) async fn scan(&self, message: &str) -> Result<Scan> {
+    /// The workspace as it is, as a commit on no branch whose parent is `parent` (HEAD when
+    /// `None`), made with a private index (HEAD, the index and the branch untouched): what
+    /// an attempt left, kept before a restore discards it. Nested repositories with no
+    /// commit are left out; the agent's own commits are not kept (the tree is).
+    pub(crate) async fn scan(&self, message: &str, parent: Option<&str>) -> Result<Scan> {
         self.check().await?;
         let repo = self.repo()?;
         let fail = |e: GitError| self.git_error(&e);
@@ -330,22 +309,23 @@ impl Workspace {
         }
         let tree = repo.write_tree(Some(&index)).await.map_err(fail)?;
         let head = repo.head().await;
-        let head_tree = match &head {
-            Some(h) => {
+        let parent = parent.map(str::to_string).or_else(|| head.clone());
+        let parent_tree = match &parent {
+            Some(p) => {
                 repo.git
-                    .maybe(&["rev-parse", &format!("{h}^{{tree}}")])
+                    .maybe(&["rev-parse", &format!("{p}^{{tree}}")])
                     .await
             }
             None => None,
         };
         let commit = repo
-            .commit_tree(&tree, head.as_deref(), message)
+            .commit_tree(&tree, parent.as_deref(), message)
             .await
             .map_err(fail)?;
         Ok(Scan {
             commit,
             extras: repo.extras().await.map_err(fail)?,
-            unchanged: head_tree.is_some_and(|t| t.trim() == tree),
+            unchanged: parent_tree.is_some_and(|t| t.trim() == tree),
             head,
         })
     }
@@ -395,6 +375,13 @@ impl Workspace {
         if let Some(why) = repo.moved_away(&want, base).await {
             return Ok(Err(why));
         }
+        // One commit per prompt on the session's branch: the agent's own commits since
+        // the base are folded into it (their work is in the tree, and nothing of theirs,
+        // such as a runner's file an agent committed, stays in the branch's history).
+        repo.git
+            .run(&["reset", "--quiet", "--soft", base])
+            .await
+            .map_err(fail)?;
         if let Err(Unstageable::NoCommit(path)) = repo.stage(None, false).await.map_err(fail)? {
             return Ok(Err(format!(
                 "the agent left a git repository with no commit in `{path}`, which git cannot snapshot; commit in it or remove it"
@@ -432,6 +419,33 @@ impl Workspace {
             commit,
             extras: repo.extras().await.map_err(fail)?,
         }))
+    }
+
+    /// After an attempt that was not accepted: the session's branch put back at `base`
+    /// if the attempt moved it (a reset, a commit), its ref alone (the files stay as the
+    /// attempt left them, to look at), so that whenever the runner stops, the branch holds
+    /// exactly the accepted commits.
+    pub(crate) async fn park_branch(&self, base: &str) -> Result<()> {
+        let Some(Head::Branch(branch)) = self.pin.as_ref().and_then(|p| p.head.clone()) else {
+            return Ok(());
+        };
+        let repo = self.repo()?;
+        let tip = repo
+            .git
+            .maybe(&[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{branch}^{{commit}}"),
+            ])
+            .await;
+        if tip.as_deref().map(str::trim) != Some(base) {
+            repo.git
+                .run(&["update-ref", &branch, base])
+                .await
+                .map_err(|e| self.git_error(&e))?;
+        }
+        Ok(())
     }
 
     /// Puts the workspace back to `commit`: HEAD back on the session's branch (no other
@@ -749,7 +763,7 @@ mod tests {
         write(&dir.join("keep.txt"), "1");
         write(&dir.join(".gitignore"), "*.log\n");
         let (base, _) = block_on(ws.baseline("baseline")).expect("baseline");
-        let left = block_on(ws.scan("left")).expect("scan");
+        let left = block_on(ws.scan("left", None)).expect("scan");
         assert!(left.unchanged);
         assert!(
             block_on(ws.user_changes(&left.commit, Some(&left.extras), &left))
@@ -760,7 +774,7 @@ mod tests {
         write(&dir.join("keep.txt"), "2");
         write(&dir.join("notes.log"), "mine");
         std::fs::create_dir_all(dir.join("empty")).expect("mkdir");
-        let now = block_on(ws.scan("now")).expect("scan");
+        let now = block_on(ws.scan("now", None)).expect("scan");
         let changes =
             block_on(ws.user_changes(&left.commit, Some(&left.extras), &now)).expect("diff");
         assert_eq!(changes.files, ["fix.py", "keep.txt"]);

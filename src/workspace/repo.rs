@@ -295,7 +295,7 @@ impl Repo {
         let now = repo.current_head().await;
         if now != *want {
             return Some(format!(
-                "the agent left the workspace on {} rather than on {}, the build's; the build goes on there, and no other branch is touched",
+                "the agent left the workspace on {} rather than on {}, the build's; the build goes on there (the runner itself moves no other branch)",
                 now.shown(),
                 want.shown()
             ));

@@ -9,6 +9,42 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// Removes the stale locks of the repository at `git_dir` (work tree `work_tree`): those
+/// older than `before` while no git process works in it; the ones removed, as shown. `Err`
+/// says which lock may still be held.
+pub(crate) fn remove(
+    work_tree: &Path,
+    git_dir: &Path,
+    before: SystemTime,
+) -> Result<Vec<String>, String> {
+    let locks = locks(git_dir);
+    if locks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let busy = git_running_in(work_tree, git_dir);
+    let mut removed = Vec::new();
+    for lock in locks {
+        let shown = lock
+            .strip_prefix(work_tree)
+            .unwrap_or(&lock)
+            .display()
+            .to_string();
+        if busy || !older_than(&lock, before) {
+            return Err(format!(
+                "`{shown}` is held{}: another git command may be working in the workspace. Wait for it, or remove the file if nothing is",
+                if busy {
+                    " and a git process is running in it"
+                } else {
+                    ""
+                }
+            ));
+        }
+        std::fs::remove_file(&lock).map_err(|e| format!("`{shown}` cannot be removed: {e}"))?;
+        removed.push(shown);
+    }
+    Ok(removed)
+}
+
 /// The lock files of the repository at `git_dir` (its top and its `refs/`).
 pub(crate) fn locks(git_dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

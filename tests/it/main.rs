@@ -7,6 +7,7 @@ mod agent_build;
 mod apis;
 mod architecture;
 mod boundary;
+mod boundary_props;
 mod claude_code;
 mod fake;
 mod foundation;

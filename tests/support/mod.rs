@@ -18,8 +18,12 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The binary under test: this build's, or another one's named by `ORCHESTRATOR_TEST_BIN`
+/// (to show that a new test fails against an older build).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_orchestrator"))
+    std::env::var_os("ORCHESTRATOR_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_orchestrator")))
 }
 
 /// A program on PATH, if it is there (tests that need a real client skip without it).
