@@ -65,7 +65,7 @@ Change one file.
 
 ## Validation
 ```bash
-test -e "$T/second" || { touch "$T/second"; false; }
+test -e "STATE/second" || { touch "STATE/second"; false; }
 ```
 
 ## Checkpoint
@@ -84,7 +84,7 @@ def restore_run(binary, files, tmp):
             d.mkdir(parents=True, exist_ok=True)
         (d / f"file-{i}.txt").write_text(f"file {i}\n")
     (build / "prompts" / "01-a").mkdir(parents=True)
-    (build / "prompts" / "01-a" / "01.1-change.md").write_text(PROMPT)
+    (build / "prompts" / "01-a" / "01.1-change.md").write_text(PROMPT.replace("STATE", str(build / "state")))
     agent = build / "agent.sh"
     agent.write_text(AGENT)
     agent.chmod(0o755)
@@ -94,7 +94,7 @@ def restore_run(binary, files, tmp):
     (build / "config.toml").write_text(
         '[llm]\nprovider = "command"\ncommand = ["./agent.sh"]\nenv = ["T"]\n'
         '[retry]\ninitial_delay = "1ms"\nmax_delay = "1ms"\n'
-        '[workspace]\ndir = "build"\n[verify]\nfrom_prompt = true\nenv = ["T"]\n')
+        '[workspace]\ndir = "build"\n[verify]\nfrom_prompt = true\n')
     env = dict(os.environ, T=str(state))
     # The baseline takes the tree in (timed apart: a first snapshot hashes every file).
     subprocess.run(["git", "init", "-q", str(ws)], check=True)

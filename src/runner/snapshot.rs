@@ -234,10 +234,10 @@ impl Session<'_> {
             }
         };
         let mut kept = None;
-        if let Some(h) = held
-            && !ws.contains(&base.commit, &h).await
+        if let Some(h) = &held
+            && !ws.contains(&base.commit, h).await
         {
-            kept = Some(ws.keep(&h, &name).await?);
+            kept = Some(ws.keep(h, &name).await?);
         }
         self.remove_stale_locks(SystemTime::now())?;
         let Some(ws) = self.snapshots() else {
@@ -246,7 +246,7 @@ impl Session<'_> {
         let discarded = self
             .git_step(
                 "restoring the workspace to the last accepted commit",
-                ws.restore(&base.commit, &base.extras, &[]),
+                ws.restore(&base.commit, &base.extras, &[], held.as_deref()),
             )
             .await?;
         self.book.journal(vec![Event::WorkspaceRestored {
@@ -329,9 +329,15 @@ impl Session<'_> {
     /// workspace that holds `checkpoints/`) is written back from the runner's open copy;
     /// either that or a config or prompt file gone stops the run, naming them.
     pub(super) fn own_files_intact(&mut self) -> Result<()> {
+        // Only a workspace puts the runner's files within an agent's reach; a check is a
+        // few calls whatever the plan's size (a deleted prompt file is found when its
+        // request is built).
+        if self.workspace.is_none() {
+            return Ok(());
+        }
         let repaired = self.book.store.journal_intact()?;
-        let mut gone: Vec<String> = std::iter::once(self.ctx.config_file)
-            .chain(self.plan.prompts.iter().map(|p| p.path.as_path()))
+        let mut gone: Vec<String> = [self.ctx.config_file, self.plan.root.as_path()]
+            .into_iter()
             .filter(|p| !p.exists())
             .map(|p| p.display().to_string())
             .collect();
@@ -433,7 +439,7 @@ impl Session<'_> {
         let name = format!("replaced/{}/at-restart", old.session_id);
         ws.keep(&now.commit, &name).await?;
         let extras = old.workspace.extras.get(&last).cloned().unwrap_or_default();
-        ws.restore(&last, &extras, &[]).await?;
+        ws.restore(&last, &extras, &[], Some(&now.commit)).await?;
         Ok(())
     }
 

@@ -451,17 +451,23 @@ impl Workspace {
     /// Puts the workspace back to `commit`: HEAD back on the session's branch (no other
     /// ref moves), the branch and index at `commit`, its tracked files as committed,
     /// everything else removed but the runner's files, the excludes, `extras.ignored`
-    /// and `also_keep`; `extras.empty_dirs` made again. The files that were discarded.
+    /// and `also_keep`; `extras.empty_dirs` made again. The files that were discarded:
+    /// those that differ between `commit` and `held` (a commit of what the workspace
+    /// holds, when the caller has one), else as `git status` finds them.
     pub(crate) async fn restore(
         &self,
         commit: &str,
         extras: &Extras,
         also_keep: &[String],
+        held: Option<&str>,
     ) -> Result<Vec<String>> {
         self.check().await?;
         let repo = self.repo()?;
         let fail = |e: GitError| self.git_error(&e);
-        let discarded = repo.changes().await.map_err(fail)?;
+        let discarded = match held {
+            Some(held) => repo.differing(commit, held).await.map_err(fail)?,
+            None => repo.changes().await.map_err(fail)?,
+        };
         match self.pin.as_ref().and_then(|p| p.head.clone()) {
             Some(Head::Branch(branch)) => {
                 repo.git
@@ -543,7 +549,7 @@ impl Workspace {
             .await
             .map_err(fail)?;
         let extras = base.extras.with(&changes.extras);
-        self.restore(&commit, &extras, &changes.extras.ignored)
+        self.restore(&commit, &extras, &changes.extras.ignored, Some(&commit))
             .await?;
         Ok(Committed { commit, extras })
     }
@@ -647,7 +653,8 @@ mod tests {
         assert!(block_on(ws.contains(&first.commit, &base.commit)));
         write(&dir.join("debris.txt"), "x");
         write(&dir.join("a.txt"), "changed");
-        let discarded = block_on(ws.restore(&first.commit, &first.extras, &[])).expect("restore");
+        let discarded =
+            block_on(ws.restore(&first.commit, &first.extras, &[], None)).expect("restore");
         assert_eq!(discarded.len(), 2, "{discarded:?}");
         assert_eq!(files(&dir), ["a.txt"]);
         assert_eq!(
@@ -656,7 +663,7 @@ mod tests {
         );
         let kept = block_on(ws.keep(&first.commit, "replaced/1")).expect("keep");
         assert_eq!(kept, "refs/orchestrator/replaced/1");
-        block_on(ws.restore(&base.commit, &base.extras, &[])).expect("restore");
+        block_on(ws.restore(&base.commit, &base.extras, &[], None)).expect("restore");
         assert!(!dir.join("a.txt").exists());
     }
 
@@ -702,7 +709,7 @@ mod tests {
         std::fs::remove_dir_all(dir.join("data")).expect("rm");
         write(&dir.join("src/app.py"), "changed");
         git(&["add", "-f", "checkpoints"]);
-        block_on(ws.restore(&accepted.commit, &accepted.extras, &[])).expect("restore");
+        block_on(ws.restore(&accepted.commit, &accepted.extras, &[], None)).expect("restore");
         assert_eq!(
             files(dir),
             [
