@@ -212,25 +212,7 @@ pub(crate) async fn available() -> bool {
 /// Creates a repository in `dir` (`git init`, with no work tree recorded in its config);
 /// its git folder.
 pub(crate) async fn init(dir: &Path) -> Result<PathBuf, GitError> {
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.arg("init")
-        .arg("--quiet")
-        .arg(dir)
-        .env_clear()
-        .envs(scrubbed_env(&["XDG_CONFIG_HOME".to_string()], &[]))
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = cmd.output().await.map_err(|e| GitError {
-        command: "init".into(),
-        message: format!("cannot run git: {e}"),
-    })?;
-    if !out.status.success() {
-        return Err(GitError {
-            command: "init".into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
+    unpinned(dir, &["init", "--quiet", "."]).await?;
     Ok(dir.join(".git"))
 }
 
@@ -240,10 +222,17 @@ pub(crate) async fn find(dir: &Path) -> Result<Option<PathBuf>, GitError> {
     if std::fs::symlink_metadata(dir.join(".git")).is_err() {
         return Ok(None);
     }
+    let out = unpinned(dir, &["rev-parse", "--absolute-git-dir"]).await?;
+    Ok(Some(PathBuf::from(String::from_utf8_lossy(&out).trim())))
+}
+
+/// `git args` in `dir` before a repository is pinned: the scrubbed environment, and no
+/// walk above `dir` (`GIT_CEILING_DIRECTORIES`); its stdout.
+async fn unpinned(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("-C")
         .arg(dir)
-        .args(["rev-parse", "--absolute-git-dir"])
+        .args(args)
         .env_clear()
         .envs(scrubbed_env(&["XDG_CONFIG_HOME".to_string()], &[]))
         .env("LC_ALL", "C")
@@ -253,17 +242,18 @@ pub(crate) async fn find(dir: &Path) -> Result<Option<PathBuf>, GitError> {
         )
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    let out = cmd.output().await.map_err(|e| GitError {
-        command: "rev-parse --absolute-git-dir".into(),
-        message: format!("cannot run git: {e}"),
-    })?;
+    let failed = |message: String| GitError {
+        command: shown(args),
+        message,
+    };
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| failed(format!("cannot run git: {e}")))?;
     if !out.status.success() {
-        return Err(GitError {
-            command: "rev-parse --absolute-git-dir".into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        return Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
-    Ok(Some(PathBuf::from(
-        String::from_utf8_lossy(&out.stdout).trim(),
-    )))
+    Ok(out.stdout)
 }

@@ -126,18 +126,15 @@ impl Repo {
     /// Paths that differ from HEAD (changed, added, deleted, untracked), as `git status`
     /// names them; ignored files, the runner's files and the excludes are not changes.
     pub(crate) async fn changes(&self) -> Result<Vec<String>, GitError> {
-        let mut args: Vec<String> = [
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-            "--no-renames",
-            "--",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(self.pathspecs());
-        let out = self.git.run_with(&strs(&args), None, b"").await?;
+        let out = self
+            .listing(&[
+                "status",
+                "--porcelain=v1",
+                "-z",
+                "--untracked-files=all",
+                "--no-renames",
+            ])
+            .await?;
         Ok(status::parse(&out)
             .into_iter()
             .filter(|e| !e.ignored())
@@ -145,40 +142,43 @@ impl Repo {
             .collect())
     }
 
+    /// `git <args> -- <pathspecs>`: a listing of the work tree but the runner's files and
+    /// the excludes.
+    async fn listing(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+        all.push("--".into());
+        all.extend(self.pathspecs());
+        self.git.run_with(&strs(&all), None, b"").await
+    }
+
     /// What git does not keep of the work tree as it is: ignored entries (folders whole)
     /// and empty folders, the runner's files and the excludes left out.
     pub(crate) async fn extras(&self) -> Result<Extras, GitError> {
-        let mut args: Vec<String> = [
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--ignored=traditional",
-            "--untracked-files=normal",
-            "--no-renames",
-            "--",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(self.pathspecs());
-        let out = self.git.run_with(&strs(&args), None, b"").await?;
+        let out = self
+            .listing(&[
+                "status",
+                "--porcelain=v1",
+                "-z",
+                "--ignored=traditional",
+                "--untracked-files=normal",
+                "--no-renames",
+            ])
+            .await?;
         let mut ignored: Vec<String> = status::parse(&out)
             .into_iter()
             .filter(|e| e.ignored())
             .map(|e| e.path)
             .collect();
         ignored.sort();
-        let mut args: Vec<String> = [
-            "ls-files",
-            "-z",
-            "--others",
-            "--directory",
-            "--exclude-standard",
-            "--",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(self.pathspecs());
-        let out = self.git.run_with(&strs(&args), None, b"").await?;
+        let out = self
+            .listing(&[
+                "ls-files",
+                "-z",
+                "--others",
+                "--directory",
+                "--exclude-standard",
+            ])
+            .await?;
         let mut empty_dirs = Vec::new();
         for dir in out.split(|&b| b == 0).filter(|p| p.ends_with(b"/")) {
             let dir = String::from_utf8_lossy(dir);

@@ -2,15 +2,14 @@
 //! agent (`tests/support/scripted_agent.py`, which does what each prompt's `## Execute`
 //! section says), in a git workspace, with the checks that decide acceptance.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::{
-    Build, Running, alive, attempts, config_with, events, eventually, example_agent_build,
-    kill_pid, repo, status_json,
+    Build, Running, alive, attempts, config_with, events, eventually, example_agent_build, git,
+    kill_pid, logged_calls, repo, status_json,
 };
 
 const PROMPTS: [&str; 6] = ["01.1", "01.2", "01.3", "01.4", "01.5", "01.6"];
@@ -56,26 +55,7 @@ fn example(behave: &str, sets: &[(&str, toml::Value)]) -> Build {
 
 /// The calls the scripted agent logged, in order.
 fn calls(b: &Build) -> Vec<Value> {
-    std::fs::read_to_string(b.path().join("checkpoints/agent.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a logged call"))
-        .collect()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    logged_calls(&b.path().join("checkpoints/agent.log"))
 }
 
 fn workspace(b: &Build) -> PathBuf {

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::support::fake_llm::{self, Action, FakeLlm};
 use crate::support::{
-    Build, Running, alive, events, eventually, kill_pid, read_pid, repo, status_json,
+    Build, Running, alive, events, eventually, git, kill_pid, logged_calls, read_pid, repo,
+    status_json, user_repo,
 };
 
 /// An agent build in a temporary folder: prompts `01.N-<name>` of phase `01-a`, each with
@@ -66,47 +67,23 @@ impl Scenario {
 
     /// The calls the scripted agent logged, in order.
     fn calls(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.state("agent.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a logged call"))
-            .collect()
+        logged_calls(&self.state("agent.log"))
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A repository in `dir` with one commit of `file`, as a user's would be.
-fn user_repo(dir: &Path, file: &str) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["config", "user.email", "user@example.com"]);
-    git(dir, &["config", "user.name", "User"]);
-    std::fs::write(dir.join(file), "the user's\n").expect("write");
-    git(dir, &["add", file]);
-    git(dir, &["commit", "-q", "-m", "the user's work"]);
 }
 
 fn subjects(dir: &Path, rev: &str) -> Vec<String> {
     git(dir, &["log", "--format=%s", rev])
         .lines()
         .map(str::to_string)
+        .collect()
+}
+
+/// The errors of the attempts that were content failures, in order.
+fn content_failures(b: &Build) -> Vec<String> {
+    events(b, "attempt_finished")
+        .iter()
+        .filter(|e| e["outcome"] == "content")
+        .map(|e| e["error"].as_str().unwrap_or("").to_string())
         .collect()
 }
 
@@ -345,11 +322,7 @@ fn an_agent_that_rewrites_history_fails_the_attempt_and_every_accepted_commit_st
         "",
     );
     s.b.run(&["run"]).code(0);
-    let failures: Vec<String> = events(&s.b, "attempt_finished")
-        .iter()
-        .filter(|e| e["outcome"] == "content")
-        .map(|e| e["error"].as_str().unwrap_or("").to_string())
-        .collect();
+    let failures = content_failures(&s.b);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(
         failures[0].contains("rewrote the build's history"),
@@ -601,11 +574,7 @@ fn an_agents_nested_repository_without_a_commit_fails_the_attempt_and_is_gone_be
         "",
     );
     s.b.run(&["run"]).code(0);
-    let failures: Vec<String> = events(&s.b, "attempt_finished")
-        .iter()
-        .filter(|e| e["outcome"] == "content")
-        .map(|e| e["error"].as_str().unwrap_or("").to_string())
-        .collect();
+    let failures = content_failures(&s.b);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("no commit in `sub`"), "{failures:?}");
     assert!(!s.ws().join("sub").exists());

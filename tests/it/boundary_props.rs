@@ -27,12 +27,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use crate::support::{Build, journal, repo, status_json, strings};
+use crate::support::{Build, git, journal, repo, status_json, strings, user_repo};
 
 /// The prompts' names: `01.1-one`, `01.2-two`, `01.3-three`.
 const PROMPTS: [&str; 3] = ["one", "two", "three"];
@@ -261,36 +260,6 @@ fn agent_build(case: &Case) -> (Build, tempfile::TempDir) {
     b.env("T", &t);
     b.env("SCRIPTED_AGENT_LOG", &format!("{t}/agent.log"));
     (b, state)
-}
-
-/// git in `dir`, with no `GIT_*` variable of the test's environment.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(dir).args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = cmd.output().expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A repository in `dir` with one commit of `file` on `main`, as a user's would be.
-fn user_repo(dir: &Path, file: &str) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["config", "user.email", "user@example.com"]);
-    git(dir, &["config", "user.name", "User"]);
-    std::fs::write(dir.join(file), "the user's\n").expect("write");
-    git(dir, &["add", file]);
-    git(dir, &["commit", "-q", "-m", "the user's work"]);
 }
 
 /// The user's repository as the workspace: `main` checked out, `feature` a commit ahead,

@@ -552,3 +552,45 @@ pub fn write_executable(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+// ---- Git ---------------------------------------------------------------------------------
+
+/// git in `dir`, with no `GIT_*` variable of the test's environment; its stdout (a failure
+/// fails the test).
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(dir).args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A repository in `dir` with one commit of `file` on `main`, as a user's would be.
+pub fn user_repo(dir: &Path, file: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.email", "user@example.com"]);
+    git(dir, &["config", "user.name", "User"]);
+    std::fs::write(dir.join(file), "the user's\n").expect("write");
+    git(dir, &["add", file]);
+    git(dir, &["commit", "-q", "-m", "the user's work"]);
+}
+
+/// The calls the scripted agent logged into `log`, in order.
+pub fn logged_calls(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a logged call"))
+        .collect()
+}
