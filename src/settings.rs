@@ -28,7 +28,8 @@ pub(crate) struct Locations {
 
 impl Settings {
     /// Loads the config (`config.toml` in the current folder unless named; a missing one
-    /// is an error only when named) and finds `prompts/` and `checkpoints/` beside it.
+    /// is an error only when named) and finds the prompts (`--prompts`, else
+    /// `project.prompts`, else `prompts/` beside it) and `checkpoints/` beside it.
     pub(crate) fn load(at: Locations, printer: Printer) -> Result<Settings> {
         let explicit = at.config.is_some();
         let config_path = at.config.unwrap_or_else(|| PathBuf::from("config.toml"));
@@ -38,7 +39,10 @@ impl Settings {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         Ok(Settings {
-            prompts: at.prompts.unwrap_or_else(|| config_dir.join("prompts")),
+            prompts: at
+                .prompts
+                .or_else(|| config.project.prompts.clone())
+                .unwrap_or_else(|| config_dir.join("prompts")),
             checkpoints: at
                 .checkpoints
                 .unwrap_or_else(|| config_dir.join("checkpoints")),

@@ -228,6 +228,7 @@ fn scaffold(printer: Printer, force: bool) -> Result<()> {
     let config = Config {
         project: crate::config::Project {
             name: "my-project".into(),
+            prompts: None,
         },
         variables: BTreeMap::from([(
             "project_name".to_string(),

@@ -8,13 +8,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{Error, Result, line_of};
 
+mod llm;
 mod validate;
+mod values;
 
-pub(crate) use validate::check_url;
+pub(crate) use llm::{ContextVariables, Llm, MaxTokensParam, ProviderKind};
+pub(crate) use values::{show_duration, show_usd};
+use values::duration;
 
 /// What `[llm].command` may contain, substituted per call: the output cap, what remains of
 /// the tightest USD limit, the prompt written to a file (for CLIs that take one), and the
@@ -39,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) workspace: WorkspaceConfig,
     pub(crate) verify: Verify,
     pub(crate) mock: MockConfig,
+    pub(crate) prompts: PromptsConfig,
+    pub(crate) context: ContextConfig,
     /// Constants usable as `{{name}}` in every prompt.
     pub(crate) variables: BTreeMap<String, serde_json::Value>,
     pub(crate) phases: Vec<PhaseConfig>,
@@ -48,155 +54,85 @@ pub(crate) struct Config {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Project {
     pub(crate) name: String,
+    /// The prompts: a folder (of phase folders, or of prompt files) or a single plan file;
+    /// relative to the config file, made absolute when the config is loaded. Unset:
+    /// `prompts/` beside the config.
+    pub(crate) prompts: Option<PathBuf>,
 }
 
 impl Default for Project {
     fn default() -> Self {
         Project {
             name: "MAP4".into(),
+            prompts: None,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum ProviderKind {
-    Openai,
-    /// OpenAI's Responses API (`POST /responses`), for models that speak nothing else.
-    #[serde(rename = "openai-responses")]
-    OpenaiResponses,
-    Anthropic,
-    Command,
-    /// The embedded model: answers with each prompt's own checkpoint example, offline.
-    Mock,
+/// `[prompts]`: what of each prompt file is sent.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct PromptsConfig {
+    pub(crate) send: Send,
 }
 
-impl ProviderKind {
-    /// OpenAI's API, either shape: `OPENAI_BASE_URL` applies, and OpenAI's defaults.
-    pub(crate) fn is_openai(self) -> bool {
-        matches!(self, ProviderKind::Openai | ProviderKind::OpenaiResponses)
+/// What of a prompt file is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Send {
+    /// The whole file (front matter removed).
+    #[default]
+    File,
+    /// Its untagged fenced blocks (or `text`, `markdown`, `md`, `prompt`), joined: the
+    /// prompt inside notes for a human ("copy the prompt below").
+    Fenced,
+}
+
+/// `[context]`: what goes with every prompt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ContextConfig {
+    /// Files sent with every prompt (`AGENTS.md`, a global context): in the system message
+    /// for chat providers, ahead of the prompt for agents. Relative to the config file.
+    pub(crate) files: Vec<PathBuf>,
+    /// Earlier prompts and their accepted replies, sent as the conversation's earlier turns.
+    pub(crate) history: History,
+    /// The most tokens of history sent; the oldest turns go first (the newest is kept).
+    pub(crate) max_tokens: u64,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        ContextConfig {
+            files: Vec::new(),
+            history: History::None,
+            max_tokens: 8000,
+        }
     }
 }
 
-/// Which name the output cap goes under in a chat completions request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum MaxTokensParam {
-    /// `max_completion_tokens` to OpenAI and Azure hosts for the models that need it (the
-    /// o-series, gpt-5), `max_tokens` elsewhere; switched once if the endpoint says so.
-    Auto,
-    MaxTokens,
-    MaxCompletionTokens,
-}
-
-/// The variables in the context recall: those the prompt's placeholders use (the default:
-/// by the end of the bundled build "all" is ~90 variables, ~1,000 tokens on every request,
-/// which leaves the Features phase no room for output), or every variable known so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Which earlier turns a prompt carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum ContextVariables {
-    Used,
+pub(crate) enum History {
+    /// None: each prompt alone, with the variables so far (the seed's way).
+    #[default]
+    None,
+    /// The prompt just before, and its reply.
+    Previous,
+    /// Every earlier prompt and its reply (oldest dropped first past `max_tokens`).
     All,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct Llm {
-    pub(crate) provider: ProviderKind,
-    /// Defaults per provider; `OPENAI_BASE_URL` overrides it for `openai`.
-    pub(crate) base_url: Option<String>,
-    pub(crate) model: Option<String>,
-    pub(crate) api_key_env: Option<String>,
-    pub(crate) max_tokens: u32,
-    /// The name `max_tokens` is sent under (chat completions).
-    pub(crate) max_tokens_param: MaxTokensParam,
-    /// Unset: not sent (the model's default; reasoning models accept no other).
-    pub(crate) temperature: Option<f64>,
-    /// Passed through when set (`reasoning_effort`; the Responses API's `reasoning.effort`).
-    pub(crate) reasoning_effort: Option<String>,
-    pub(crate) stream: bool,
-    /// Query parameters added to every request's URL (Azure's `api-version`).
-    pub(crate) query: BTreeMap<String, String>,
-    /// The header the key goes in, as it is (`api-key` for Azure); unset, the provider's
-    /// own (`Authorization: Bearer`, Anthropic's `x-api-key`).
-    pub(crate) api_key_header: Option<String>,
-    #[serde(deserialize_with = "duration")]
-    pub(crate) connect_timeout: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub(crate) timeout: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub(crate) idle_timeout: Duration,
-    pub(crate) system_template: Option<PathBuf>,
-    /// Which variables the context recall lists as JSON.
-    pub(crate) context_variables: ContextVariables,
-    pub(crate) command: Vec<String>,
-    pub(crate) env: Vec<String>,
-}
-
-impl Default for Llm {
-    fn default() -> Self {
-        Llm {
-            provider: ProviderKind::Openai,
-            base_url: None,
-            model: None,
-            api_key_env: None,
-            max_tokens: 2000,
-            max_tokens_param: MaxTokensParam::Auto,
-            temperature: None,
-            reasoning_effort: None,
-            stream: true,
-            query: BTreeMap::new(),
-            api_key_header: None,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(600),
-            idle_timeout: Duration::from_secs(120),
-            system_template: None,
-            context_variables: ContextVariables::Used,
-            command: vec![
-                "claude".into(),
-                "-p".into(),
-                "--output-format".into(),
-                "json".into(),
-            ],
-            env: Vec::new(),
-        }
-    }
-}
-
-impl Llm {
-    pub(crate) fn model(&self) -> &str {
-        match (&self.model, self.provider) {
-            (Some(m), _) => m,
-            (None, ProviderKind::Anthropic) => "claude-3-5-haiku-latest",
-            (None, _) => "gpt-4o-mini",
-        }
-    }
-
-    pub(crate) fn api_key_env(&self) -> &str {
-        match (&self.api_key_env, self.provider) {
-            (Some(k), _) => k,
-            (None, ProviderKind::Anthropic) => "ANTHROPIC_API_KEY",
-            (None, ProviderKind::Command) => "ANTHROPIC_API_KEY",
-            (None, _) => "OPENAI_API_KEY",
-        }
-    }
-
-    /// The base URL: `OPENAI_BASE_URL` (openai and openai-responses), then config, then the provider's
-    /// default; checked as [`check_url`] does, the error naming where it came from.
-    pub(crate) fn base_url(&self) -> std::result::Result<reqwest::Url, String> {
-        if self.provider.is_openai()
-            && let Ok(url) = std::env::var("OPENAI_BASE_URL")
-            && !url.trim().is_empty()
-        {
-            return check_url(url.trim()).map_err(|e| format!("OPENAI_BASE_URL: {e}"));
-        }
-        let text = match (&self.base_url, self.provider) {
-            (Some(u), _) => u.as_str(),
-            (None, ProviderKind::Anthropic) => "https://api.anthropic.com",
-            (None, _) => "https://api.openai.com/v1",
-        };
-        check_url(text).map_err(|e| format!("`llm.base_url`: {e}"))
-    }
+/// Which prompts must end their reply with a checkpoint block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CheckpointRule {
+    /// Those with a `## Checkpoint` section, or whose outputs a later prompt uses.
+    #[default]
+    Auto,
+    Required,
+    Optional,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -293,6 +229,9 @@ pub(crate) struct Run {
     pub(crate) on_failure: OnFailure,
     #[serde(deserialize_with = "duration")]
     pub(crate) max_duration: Duration,
+    /// Which prompts must return a checkpoint block (a prompt's front matter or footer
+    /// says otherwise for itself).
+    pub(crate) checkpoint: CheckpointRule,
 }
 
 impl Default for Run {
@@ -300,6 +239,7 @@ impl Default for Run {
         Run {
             on_failure: OnFailure::Halt,
             max_duration: Duration::from_secs(8 * 3600),
+            checkpoint: CheckpointRule::Auto,
         }
     }
 }
@@ -399,41 +339,6 @@ impl Default for Verify {
     }
 }
 
-/// Money as messages show it: four decimals, or "more than $1,000,000,000" for an amount
-/// past that (a reported `1e308` never prints 309 digits or `inf`).
-pub(crate) fn show_usd(usd: f64) -> String {
-    if usd.is_finite() && usd.abs() < 1e9 {
-        format!("${usd:.4}")
-    } else {
-        "more than $1,000,000,000".into()
-    }
-}
-
-/// A duration as messages show it: to the millisecond under ten seconds, to the second
-/// above (`300ms`, `5s 90ms`, `1m 30s`), "ever" past a century (a server asking to wait
-/// `1e20` seconds).
-pub(crate) fn show_duration(d: Duration) -> String {
-    if d > Duration::from_secs(100 * 365 * 24 * 3600) {
-        return "more than a century".into();
-    }
-    let rounded = if d < Duration::from_secs(10) {
-        Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    } else {
-        Duration::from_secs(d.as_secs())
-    };
-    humantime::format_duration(rounded).to_string()
-}
-
-/// Durations are strings such as `"90s"`, `"8h"`, `"1h 30m"` (humantime's syntax).
-fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?}: {e}; write a number and a unit, such as \"90s\", \"10m\" or \"8h\""
-        ))
-    })
-}
-
 impl Config {
     /// Parses config text; `path` is only used in messages.
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Config> {
@@ -478,11 +383,18 @@ impl Config {
         }
     }
 
-    /// Makes paths given relative to the config file absolute: `[workspace].dir` (and
+    /// Makes paths given relative to the config file absolute (or relative to where the
+    /// command runs): `project.prompts`, `[context] files`, `[workspace].dir` (and
     /// defines the built-in variable `{{workspace}}` as it), and an agent program given as
     /// a relative path (`./agent.sh`), which runs in the workspace.
     fn anchor(&mut self, path: &Path) -> Result<()> {
         let base = path.parent().unwrap_or(Path::new(""));
+        if let Some(prompts) = &self.project.prompts {
+            self.project.prompts = Some(base.join(prompts));
+        }
+        for file in &mut self.context.files {
+            *file = base.join(&*file);
+        }
         if let Some(program) = self.llm.command.first_mut()
             && program.contains('/')
             && Path::new(program.as_str()).is_relative()

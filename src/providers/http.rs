@@ -39,7 +39,7 @@ fn client(connect_timeout: Duration) -> Result<reqwest::Client> {
 /// An HTTP endpoint's settings and key.
 pub(crate) struct Http {
     pub(crate) client: reqwest::Client,
-    /// Checked by [`crate::config::check_url`]: http(s), a host, no credentials.
+    /// Checked by `config::validate::check_url`: http(s), a host, no credentials.
     pub(crate) base_url: reqwest::Url,
     pub(crate) timeout: Duration,
     pub(crate) idle_timeout: Duration,
