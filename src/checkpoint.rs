@@ -18,9 +18,22 @@ pub(crate) struct CodeBlock {
     pub(crate) range: Range<usize>,
     pub(crate) info: String,
     pub(crate) content: String,
+    /// Where the content is in the text (between the fences; empty at the block's end
+    /// when there is none).
+    pub(crate) content_range: Range<usize>,
 }
 
 impl CodeBlock {
+    /// A block that holds prose for a model rather than code: untagged, or tagged
+    /// `text`, `markdown`, `md`, `prompt` or `txt` (what `[prompts] send = "fenced"` sends).
+    pub(crate) fn is_prose(&self) -> bool {
+        let lang = self.info.split_whitespace().next().unwrap_or("");
+        lang.is_empty()
+            || ["text", "txt", "markdown", "md", "prompt", "plaintext"]
+                .iter()
+                .any(|l| lang.eq_ignore_ascii_case(l))
+    }
+
     pub(crate) fn is_json(&self) -> bool {
         let lang = self.info.split_whitespace().next().unwrap_or("");
         lang.eq_ignore_ascii_case("json") || lang.eq_ignore_ascii_case("jsonc")
@@ -49,6 +62,7 @@ pub(crate) fn outline(markdown: &str) -> (Vec<CodeBlock>, Vec<Heading>) {
                     CodeBlockKind::Indented => String::new(),
                 };
                 open_block = Some(CodeBlock {
+                    content_range: range.end..range.end,
                     range,
                     info,
                     content: String::new(),
@@ -65,6 +79,10 @@ pub(crate) fn outline(markdown: &str) -> (Vec<CodeBlock>, Vec<Heading>) {
             Event::End(TagEnd::Heading(_)) => headings.extend(open_heading.take()),
             Event::Text(text) | Event::Code(text) => {
                 if let Some(block) = open_block.as_mut() {
+                    if block.content.is_empty() {
+                        block.content_range = range.clone();
+                    }
+                    block.content_range.end = range.end;
                     block.content.push_str(&text);
                 } else if let Some(heading) = open_heading.as_mut() {
                     heading.text.push_str(&text);
@@ -438,6 +456,18 @@ mod tests {
         for (md, want) in cases {
             assert_eq!(shell_blocks(md, "validation"), want, "{md:?}");
         }
+    }
+
+    #[test]
+    fn a_blocks_content_is_where_the_text_says() {
+        let md = "Copy this:\n\n```\nWrite a poem\nabout {{topic}}\n```\n\n~~~text\nSecond\n~~~\n```bash\nls\n```\n";
+        let (blocks, _) = outline(md);
+        let prose: Vec<&str> = blocks
+            .iter()
+            .filter(|b| b.is_prose())
+            .map(|b| &md[b.content_range.clone()])
+            .collect();
+        assert_eq!(prose, ["Write a poem\nabout {{topic}}\n", "Second\n"]);
     }
 
     #[test]

@@ -18,22 +18,25 @@ use serde_json::Value;
 
 use crate::error::line_of;
 
-/// `true` for a variable name: letters, digits and `_`, not starting with a digit, with
-/// `.` between keys (`paths.src`; not `a.` or `a..b`).
+/// `true` for a variable name: letters (any script: `タイトル`, `título`), digits and `_`,
+/// not starting with a digit, with `.` between keys (`paths.src`; not `a.` or `a..b`).
 pub(crate) fn is_identifier(name: &str) -> bool {
-    matches!(name.chars().next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && name.split('.').all(|key| {
-            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
+    matches!(name.chars().next(), Some(c) if c.is_alphabetic() || c == '_')
+        && name
+            .split('.')
+            .all(|key| !key.is_empty() && key.chars().all(is_name_char))
+}
+
+/// A letter or digit of any script, or `_`.
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
 }
 
 /// Letters, digits, `_` and `.`, starting with a letter or `_`: what a placeholder's name
 /// is made of, well formed or not (`{{a.}}` is a malformed placeholder, not text).
 fn is_name_like(name: &str) -> bool {
-    matches!(name.chars().next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    matches!(name.chars().next(), Some(c) if c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| is_name_char(c) || c == '.')
 }
 
 /// A piece of a prompt: a range of its text, sent as written, or a placeholder.
@@ -164,7 +167,7 @@ fn placeholder_at(text: &str, at: usize) -> Option<(&str, usize)> {
     let inner_start = rest.len() - rest.trim_start_matches([' ', '\t']).len();
     let after_spaces = &rest[inner_start..];
     let name_len = after_spaces
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .find(|c: char| !(is_name_char(c) || c == '.'))
         .unwrap_or(after_spaces.len());
     let name = &after_spaces[..name_len];
     if !is_name_like(name) {
@@ -304,9 +307,17 @@ mod tests {
             ("a..b", false),
             ("", false),
             ("a-b", false),
+            ("タイトル", true),
+            ("título_do_produto", true),
+            ("PRODUCT_NAME", true),
+            ("١a", false),
+            ("a b", false),
         ] {
             assert_eq!(is_identifier(name), ok, "{name:?}");
         }
+        let (template, unknown) = scan("# {{タイトル}} and {{ título }}", &["タイトル", "título"]);
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(template.names().collect::<Vec<_>>(), ["タイトル", "título"]);
     }
 
     #[test]

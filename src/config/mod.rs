@@ -432,6 +432,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use super::validate::check_url;
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {

@@ -48,8 +48,7 @@ impl<'a> Linker<'a> {
                 || producer.contains_key(root)
                 || producer.contains_key(name)
         };
-        let (template, unknown) =
-            Template::parse(&raw.body, &known, &raw.code_blocks, raw.body_first_line);
+        let (template, unknown) = template_of(&raw, &known);
         self.unknowns
             .extend(unknown.into_iter().map(|u| (found.path.clone(), u)));
         for segment in &template.segments {
@@ -89,26 +88,34 @@ impl<'a> Linker<'a> {
                 }),
             }
         }
-        let checkpoint = raw
-            .front
-            .checkpoint
-            .or(raw.footer.as_ref().and_then(|f| f.checkpoint))
-            .unwrap_or(CheckpointMode::Required);
         for name in raw.produces.keys() {
             self.producer.insert(name.clone(), earlier.len());
         }
+        let (name, file) = match &found.section {
+            Some(section) => (
+                section.name.clone(),
+                format!("{}#{}", file_name(&found.path), section.name),
+            ),
+            None => (stem(&found.path).to_string(), file_name(&found.path)),
+        };
         Prompt {
             id: found.id,
-            file: file_name(&found.path),
-            name: stem(&found.path).to_string(),
+            file,
+            name,
             path: found.path,
             phase: found.phase,
             front: raw.front,
             footer: raw.footer,
-            checkpoint,
+            // Settled once every prompt is read (`checkpoint_modes`).
+            checkpoint: CheckpointMode::Required,
+            checkpoint_why: if raw.has_checkpoint {
+                CHECKPOINT_SECTION
+            } else {
+                ""
+            },
             produces: raw.produces,
             template,
-            body_offset: raw.body_offset,
+            source: raw.source,
             needs,
             needed_later: BTreeSet::new(),
             depends_on: depends_on.into_iter().collect(),
@@ -187,6 +194,70 @@ const UNDEFINED: &str = "no earlier prompt declares `";
 pub(crate) fn undefined_variable(message: &str) -> Option<&str> {
     let rest = &message[message.find(UNDEFINED)? + UNDEFINED.len()..];
     rest.split('`').next()
+}
+
+/// Why a prompt's checkpoint is required when it has a `## Checkpoint` section.
+const CHECKPOINT_SECTION: &str = "it has a ## Checkpoint section";
+
+/// The placeholders of a prompt's text, found piece by piece (each with its own first
+/// line in the file), as one template over the text.
+fn template_of(raw: &RawPrompt, known: &dyn Fn(&str) -> bool) -> (Template, Vec<Unknown>) {
+    let mut segments = Vec::new();
+    let mut unknowns = Vec::new();
+    let mut at = 0;
+    for part in &raw.parts {
+        if part.range.start > at {
+            segments.push(Segment::Text(at..part.range.start));
+        }
+        let text = raw.body.get(part.range.clone()).unwrap_or_default();
+        let (template, unknown) = Template::parse(text, known, &part.code, part.first_line);
+        let shift = part.range.start;
+        segments.extend(template.segments.into_iter().map(|s| match s {
+            Segment::Text(r) => Segment::Text(r.start + shift..r.end + shift),
+            var => var,
+        }));
+        unknowns.extend(unknown);
+        at = part.range.end;
+    }
+    if at < raw.body.len() {
+        segments.push(Segment::Text(at..raw.body.len()));
+    }
+    (Template { segments }, unknowns)
+}
+
+/// Each prompt's checkpoint rule, and why: its front matter, else its footer, else
+/// `[run] checkpoint`; under `"auto"` (the default), required for a prompt with a
+/// `## Checkpoint` section or whose outputs a later prompt uses, optional for the rest.
+pub(super) fn checkpoint_modes(prompts: &mut [Prompt], config: &Config) {
+    use crate::config::CheckpointRule;
+    for p in prompts {
+        let (mode, why) = match (
+            p.front.checkpoint,
+            p.footer.as_ref().and_then(|f| f.checkpoint),
+            config.run.checkpoint,
+        ) {
+            (Some(m), _, _) => (m, "its front matter says so"),
+            (None, Some(m), _) => (m, "its footer says so"),
+            (None, None, CheckpointRule::Required) => {
+                (CheckpointMode::Required, "[run] checkpoint = \"required\"")
+            }
+            (None, None, CheckpointRule::Optional) => {
+                (CheckpointMode::Optional, "[run] checkpoint = \"optional\"")
+            }
+            (None, None, CheckpointRule::Auto) if p.checkpoint_why == CHECKPOINT_SECTION => {
+                (CheckpointMode::Required, CHECKPOINT_SECTION)
+            }
+            (None, None, CheckpointRule::Auto) if !p.needed_later.is_empty() => {
+                (CheckpointMode::Required, "a later prompt uses its outputs")
+            }
+            (None, None, CheckpointRule::Auto) => (
+                CheckpointMode::Optional,
+                "no ## Checkpoint section and no output used later",
+            ),
+        };
+        p.checkpoint = mode;
+        p.checkpoint_why = why;
+    }
 }
 
 /// What each prompt must return: the outputs (and keys inside them) later prompts use.

@@ -46,44 +46,68 @@ pub(crate) struct Prompt {
     pub(crate) checkpoint: CheckpointMode,
     /// Declared outputs with the example values shown in the `## Checkpoint` block.
     pub(crate) produces: BTreeMap<String, Value>,
+    /// Why its checkpoint block is required or optional (for `plan`).
+    pub(crate) checkpoint_why: &'static str,
     /// Where the placeholders are in the text to send (front matter removed).
     pub(crate) template: Template,
-    /// Where that text starts in the file.
-    pub(crate) body_offset: usize,
+    /// Where that text is in the file.
+    pub(crate) source: Source,
     /// Placeholder root names this prompt uses, in order of first use.
     pub(crate) needs: Vec<String>,
     /// The outputs of this prompt that a later prompt uses.
     pub(crate) needed_later: BTreeSet<String>,
     /// Prompts this one depends on: front matter `depends_on` and the producers of its needs.
     pub(crate) depends_on: Vec<usize>,
-    /// sha256 of the file's bytes, to tell when a prompt changed after it ran.
+    /// sha256 of the file's bytes (of the text sent, when that is part of the file), to
+    /// tell when a prompt changed after it ran.
     pub(crate) hash: String,
     /// The shell blocks of its `## Validation` section, as written (for `plan`; a run
     /// takes them from the prompt as sent).
     pub(crate) validation: Vec<String>,
 }
 
+/// Where a prompt's text is in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// From this byte on (front matter removed): the whole file.
+    File { offset: usize },
+    /// These byte ranges, joined by newlines: a plan file's section block, or a file's
+    /// prose blocks (`[prompts] send = "fenced"`).
+    Parts(Vec<Range<usize>>),
+}
+
 impl Prompt {
-    /// The text to send (front matter removed), read again from the file. An error if the
-    /// file changed since the plan was made: its placeholders may have moved.
+    /// The text to send, read again from the file. An error if it changed since the plan
+    /// was made: its placeholders may have moved.
     pub(crate) fn read_body(&self) -> Result<String> {
         let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        if prompt_file::sha256_hex(&bytes) != self.hash {
-            return Err(Error::Usage(format!(
+        let changed = || {
+            Error::Usage(format!(
                 "{}: the file changed while orchestrator was running; run the command again to plan it anew",
                 self.path.display()
-            )));
+            ))
+        };
+        let body = match &self.source {
+            Source::File { offset } => {
+                if prompt_file::sha256_hex(&bytes) != self.hash {
+                    return Err(changed());
+                }
+                bytes
+                    .get(*offset..)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(str::to_string)
+            }
+            Source::Parts(ranges) => std::str::from_utf8(&bytes)
+                .ok()
+                .map(|text| prompt_file::joined(text, ranges).0),
+        };
+        let body = body.ok_or_else(changed)?;
+        if matches!(self.source, Source::Parts(_))
+            && prompt_file::sha256_hex(body.as_bytes()) != self.hash
+        {
+            return Err(changed());
         }
-        bytes
-            .get(self.body_offset..)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .map(str::to_string)
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "{}: cannot read the prompt again",
-                    self.path.display()
-                ))
-            })
+        Ok(body)
     }
 
     /// The text to send with its placeholders filled in.
@@ -128,7 +152,15 @@ impl Plan {
         let mut linker = checks::Linker::new(config);
         let mut prompts: Vec<Prompt> = Vec::new();
         for f in found.found {
-            match prompt_file::RawPrompt::read(&f.path) {
+            let raw = match &f.section {
+                Some(section) => prompt_file::RawPrompt::section(
+                    &f.path,
+                    section.block.clone(),
+                    section.first_line,
+                ),
+                None => prompt_file::RawPrompt::read(&f.path, config.prompts.send),
+            };
+            match raw {
                 Err(e) => errors.push(e),
                 Ok(raw) => {
                     notes.extend(
@@ -143,6 +175,7 @@ impl Plan {
         }
         linker.finish(&prompts, &mut errors, &mut notes);
         checks::mark_needed_later(&mut prompts);
+        checks::checkpoint_modes(&mut prompts, config);
         if errors.is_empty() && prompts.is_empty() {
             errors.push(PlanError {
                 path: root.to_path_buf(),

@@ -11,7 +11,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Source;
 use crate::checkpoint::{self, Checkpoint};
+use crate::config::Send;
 use crate::error::{PlanError, line_of};
 use crate::template::is_identifier;
 
@@ -168,24 +170,116 @@ pub(crate) struct RawPrompt {
     pub(super) front: FrontMatter,
     pub(super) footer: Option<Footer>,
     pub(super) produces: BTreeMap<String, Value>,
+    /// The file has a `## Checkpoint` section (even one that declares nothing).
+    pub(super) has_checkpoint: bool,
+    /// The text to send.
     pub(super) body: String,
-    pub(super) body_offset: usize,
-    pub(super) body_first_line: usize,
-    pub(super) code_blocks: Vec<Range<usize>>,
+    /// Where that text is in the file.
+    pub(super) source: Source,
+    /// The pieces of `body` that came from the file, for the placeholder scan.
+    pub(super) parts: Vec<Part>,
+    /// sha256 of the file's bytes (the whole file is sent) or of the text sent.
     pub(super) hash: String,
     pub(super) notes: Vec<String>,
     /// The shell blocks of the `## Validation` section, as written.
     pub(super) validation: Vec<String>,
 }
 
+/// A piece of a prompt's text as it stands in its file.
+pub(super) struct Part {
+    /// Where it is in the text to send.
+    pub(super) range: Range<usize>,
+    /// The file line it starts on.
+    pub(super) first_line: usize,
+    /// Code blocks in it (relative to the piece), where an unknown placeholder stays text.
+    pub(super) code: Vec<Range<usize>>,
+}
+
 impl RawPrompt {
-    pub(super) fn read(path: &Path) -> std::result::Result<RawPrompt, PlanError> {
+    pub(super) fn read(path: &Path, send: Send) -> std::result::Result<RawPrompt, PlanError> {
         let bytes = std::fs::read(path).map_err(|e| PlanError {
             path: path.to_path_buf(),
             line: None,
             message: format!("cannot read: {e}"),
         })?;
-        RawPrompt::parse(path, &bytes)
+        let mut raw = RawPrompt::parse(path, &bytes)?;
+        if send == Send::Fenced {
+            raw.fenced_only(path, &bytes)?;
+        }
+        Ok(raw)
+    }
+
+    /// One `Prompt N` section of a plan file: its block, alone.
+    pub(super) fn section(
+        path: &Path,
+        block: Range<usize>,
+        first_line: usize,
+    ) -> std::result::Result<RawPrompt, PlanError> {
+        let bytes = std::fs::read(path).map_err(|e| PlanError {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let body = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.get(block.clone()))
+            .ok_or_else(|| PlanError {
+                path: path.to_path_buf(),
+                line: Some(first_line),
+                message: "the plan file changed while it was read; run the command again".into(),
+            })?
+            .to_string();
+        if body.trim().is_empty() {
+            return Err(PlanError {
+                path: path.to_path_buf(),
+                line: Some(first_line),
+                message: "the prompt's block is empty: there is nothing to send".into(),
+            });
+        }
+        Ok(RawPrompt {
+            front: FrontMatter::default(),
+            footer: None,
+            produces: BTreeMap::new(),
+            has_checkpoint: false,
+            hash: sha256_hex(body.as_bytes()),
+            parts: vec![Part {
+                range: 0..body.len(),
+                first_line,
+                code: Vec::new(),
+            }],
+            body,
+            source: Source::Parts(vec![block]),
+            notes: Vec::new(),
+            validation: Vec::new(),
+        })
+    }
+
+    /// `[prompts] send = "fenced"`: the text to send is the file's prose blocks (untagged,
+    /// or `text`, `markdown`, `prompt`), joined; the rest of the file is notes for a human.
+    fn fenced_only(&mut self, path: &Path, bytes: &[u8]) -> std::result::Result<(), PlanError> {
+        let Source::File { offset } = self.source else {
+            return Ok(());
+        };
+        let text = std::str::from_utf8(bytes).unwrap_or_default();
+        let (blocks, _) = checkpoint::outline(&text[offset..]);
+        let ranges: Vec<Range<usize>> = blocks
+            .iter()
+            .filter(|b| b.is_prose() && !b.content.trim().is_empty())
+            .map(|b| offset + b.content_range.start..offset + b.content_range.end)
+            .collect();
+        if ranges.is_empty() {
+            return Err(PlanError {
+                path: path.to_path_buf(),
+                line: None,
+                message: "[prompts] send = \"fenced\", but the file has no untagged (or text, markdown, prompt) fenced block to send; put the prompt between ``` lines, or send the whole file (send = \"file\")".into(),
+            });
+        }
+        let (body, parts) = joined(text, &ranges);
+        self.hash = sha256_hex(body.as_bytes());
+        self.body = body;
+        self.parts = parts;
+        self.source = Source::Parts(ranges);
+        Ok(())
     }
 
     pub(super) fn parse(path: &Path, bytes: &[u8]) -> std::result::Result<RawPrompt, PlanError> {
@@ -222,10 +316,10 @@ impl RawPrompt {
 
         let mut notes = Vec::new();
         let mut produces = BTreeMap::new();
-        if let Some(h) = headings
+        let checkpoint_heading = headings
             .iter()
-            .position(|h| h.text.trim().to_ascii_lowercase().starts_with("checkpoint"))
-        {
+            .position(|h| h.text.trim().to_ascii_lowercase().starts_with("checkpoint"));
+        if let Some(h) = checkpoint_heading {
             let heading = &headings[h];
             let section_end = headings[h + 1..]
                 .iter()
@@ -263,11 +357,17 @@ impl RawPrompt {
             front,
             footer,
             produces,
+            has_checkpoint: checkpoint_heading.is_some(),
             validation: checkpoint::shell_blocks(body, "validation"),
-            body_offset: bytes.len() - body.len(),
+            source: Source::File {
+                offset: bytes.len() - body.len(),
+            },
+            parts: vec![Part {
+                range: 0..body.len(),
+                first_line: body_first_line,
+                code: code_blocks,
+            }],
             body: body.to_string(),
-            body_first_line,
-            code_blocks,
             hash,
             notes,
         })
@@ -305,6 +405,25 @@ fn split_front_matter(
     ))
 }
 
+/// `ranges` of `text` joined by newlines, and where each is in the result.
+pub(super) fn joined(text: &str, ranges: &[Range<usize>]) -> (String, Vec<Part>) {
+    let mut body = String::new();
+    let mut parts = Vec::new();
+    for r in ranges {
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        let start = body.len();
+        body.push_str(text.get(r.clone()).unwrap_or_default());
+        parts.push(Part {
+            range: start..body.len(),
+            first_line: line_of(text, r.start),
+            code: Vec::new(),
+        });
+    }
+    (body, parts)
+}
+
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     use std::fmt::Write;
@@ -322,8 +441,9 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 pub(crate) fn parse_prompt_bytes(bytes: &[u8]) -> std::result::Result<Vec<String>, PlanError> {
     let raw = RawPrompt::parse(Path::new("fuzz.md"), bytes)?;
     let known = |name: &str| raw.produces.contains_key(crate::template::root_name(name));
+    let part = &raw.parts[0];
     let (template, unknown) =
-        crate::template::Template::parse(&raw.body, &known, &raw.code_blocks, raw.body_first_line);
+        crate::template::Template::parse(&raw.body, &known, &part.code, part.first_line);
     let _ = template.render(&raw.body, &BTreeMap::new());
     Ok(unknown.into_iter().map(|u| u.name).collect())
 }

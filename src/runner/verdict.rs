@@ -364,17 +364,24 @@ mod tests {
 
     #[test]
     fn an_optional_checkpoint_may_be_left_out() {
-        let (_dir, plan) = plan();
-        assert!(judge(&plan, 1, "no block", &Finish::Stop, 100).is_err());
+        let (dir, auto) = plan();
+        // `[run] checkpoint = "auto"`: 01.1 has a ## Checkpoint section, 01.2 has none and
+        // no output a later prompt uses.
+        assert!(judge(&auto, 0, "no block", &Finish::Stop, 100).is_err());
+        assert!(judge(&auto, 1, "no block", &Finish::Stop, 100).is_ok());
+        let required: crate::config::Config =
+            toml::from_str("[run]\ncheckpoint = \"required\"\n").expect("config");
+        let strict = Plan::load(&dir.path().join("prompts"), &required).expect("plan");
+        assert!(judge(&strict, 1, "no block", &Finish::Stop, 100).is_err());
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("prompts/01-a");
         std::fs::create_dir_all(&p).expect("mkdir");
         std::fs::write(
             p.join("01.1-x.md"),
-            "+++\ncheckpoint = \"optional\"\n+++\n# X\n",
+            "+++\ncheckpoint = \"optional\"\n+++\n# X\n\n## Checkpoint\n```json\n{\"prompt\": \"01.1-x\", \"outputs\": {}}\n```\n",
         )
         .expect("write");
-        let plan = Plan::load(&dir.path().join("prompts"), &Default::default()).expect("plan");
-        assert!(judge(&plan, 0, "no block", &Finish::Stop, 100).is_ok());
+        let plan = Plan::load(&dir.path().join("prompts"), &required).expect("plan");
+        assert!(judge(&plan, 0, "no block", &Finish::Stop, 100).is_ok(), "front matter wins");
     }
 }

@@ -817,9 +817,17 @@ mod tests {
             Path::new("config.toml"),
         )
         .expect("config");
-        let mut ws = Workspace::open(&config, &[&dir.join("config.toml")], "test")
-            .expect("opens")
-            .expect("a workspace");
+        // The first one's lock may still be held an instant by a git another test thread
+        // forked before its exec closed the descriptor: wait for it.
+        let mut opened = None;
+        for _ in 0..100 {
+            if let Ok(ws) = Workspace::open(&config, &[&dir.join("config.toml")], "test") {
+                opened = ws;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut ws = opened.expect("a workspace");
         let err = block_on(ws.attach(None)).expect_err("refused");
         assert!(err.to_string().contains("config.toml"), "{err}");
         assert_eq!(err.exit_code(), 2);

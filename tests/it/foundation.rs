@@ -308,13 +308,16 @@ fn bad_input_each_exits_with_its_code_and_names_the_place() {
             stderr: &["config.toml:2", "invalid duration \"eight hours\""],
         },
         BadInput {
-            row: "a prompt outside any phase folder",
+            row: "a prompt beside phase folders",
             config: Some(""),
-            files: vec![("prompts/01.1-loose.md", b"# loose\n".to_vec())],
+            files: vec![
+                ("prompts/01.1-loose.md", b"# loose\n".to_vec()),
+                ("prompts/02-a/02.1-in.md", b"# in a phase\n".to_vec()),
+            ],
             dirs: &[],
             args: &["plan"],
             code: 2,
-            stderr: &["outside any phase folder"],
+            stderr: &["01.1-loose.md", "beside phase folders"],
         },
         BadInput {
             row: "an explicit --config that does not exist",
