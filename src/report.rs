@@ -80,6 +80,7 @@ pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
                         "name": p.name,
                         "file": p.path.display().to_string(),
                         "checkpoint": p.checkpoint,
+                        "checkpoint_why": p.checkpoint_why,
                         "tokens_hint": p.footer.as_ref().and_then(|f| f.tokens),
                         "minutes_hint": p.footer.as_ref().and_then(|f| f.minutes),
                         "max_tokens": p.front.max_tokens,
@@ -111,51 +112,60 @@ pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
 /// snapshots leave out, if it has snapshots.
 pub(crate) fn plan_text(plan: &Plan, checks: &[Vec<Check>], excludes: Option<&[String]>) -> String {
     let mut out = String::new();
+    // Hint columns only where some prompt has a footer to fill them.
+    let hints = plan.prompts.iter().any(|p| {
+        p.footer
+            .as_ref()
+            .is_some_and(|f| f.tokens.is_some() || f.minutes.is_some())
+    });
     for ph in &plan.phases {
         let budget = ph.budget.map_or_else(
             || "no phase budget".to_string(),
             |b| format!("budget {}", thousands(b)),
         );
         out.push_str(&format!(
-            "{} ({}/): {} prompts, {budget}\n",
+            "{} ({}/): {} {}, {budget}\n",
             ph.name,
             ph.dir,
-            ph.prompts.len()
+            ph.prompts.len(),
+            plural(ph.prompts.len(), "prompt")
         ));
         let rows = plan.prompts[ph.prompts.clone()]
             .iter()
             .map(|p| {
-                vec![
-                    p.id.to_string(),
-                    p.name.clone(),
-                    opt(p.footer.as_ref().and_then(|f| f.tokens)),
-                    p.footer
-                        .as_ref()
-                        .and_then(|f| f.minutes)
-                        .map_or_else(|| "-".into(), minutes),
+                let mut row = vec![p.id.to_string(), p.name.clone()];
+                if hints {
+                    row.push(opt(p.footer.as_ref().and_then(|f| f.tokens)));
+                    row.push(
+                        p.footer
+                            .as_ref()
+                            .and_then(|f| f.minutes)
+                            .map_or_else(|| "-".into(), minutes),
+                    );
+                }
+                row.push(format!(
+                    "{} ({})",
                     match p.checkpoint {
-                        CheckpointMode::Required => "required".into(),
-                        CheckpointMode::Optional => "optional".into(),
+                        CheckpointMode::Required => "required",
+                        CheckpointMode::Optional => "optional",
                     },
-                    p.needs.join(", "),
-                    p.produces.keys().cloned().collect::<Vec<_>>().join(", "),
-                ]
+                    p.checkpoint_why
+                ));
+                row.push(p.needs.join(", "));
+                row.push(p.produces.keys().cloned().collect::<Vec<_>>().join(", "));
+                row
             })
             .collect();
-        out.push_str(&table(
-            &[
-                "Id",
-                "Prompt",
-                "Tokens~",
-                "Time~",
-                "Checkpoint",
-                "Needs",
-                "Produces",
-            ],
-            rows,
-            &[2, 3],
-        ));
+        let mut header = vec!["Id", "Prompt"];
+        if hints {
+            header.extend(["Tokens~", "Time~"]);
+        }
+        header.extend(["Checkpoint", "Needs", "Produces"]);
+        out.push_str(&table(&header, rows, if hints { &[2, 3] } else { &[] }));
         out.push_str("\n\n");
+    }
+    if plan.prompts.iter().any(|p| p.checkpoint_why == "auto") {
+        out.push_str("A checkpoint block is required from a prompt with a ## Checkpoint section or whose outputs a later prompt uses; \"optional (auto)\" prompts may answer in prose ([run] checkpoint = \"required\" asks it of all).\n\n");
     }
     out.push_str(&checks_text(plan, checks));
     if let Some(excludes) = excludes {

@@ -197,7 +197,7 @@ pub(crate) fn undefined_variable(message: &str) -> Option<&str> {
 }
 
 /// Why a prompt's checkpoint is required when it has a `## Checkpoint` section.
-const CHECKPOINT_SECTION: &str = "it has a ## Checkpoint section";
+const CHECKPOINT_SECTION: &str = "## Checkpoint";
 
 /// The placeholders of a prompt's text, found piece by piece (each with its own first
 /// line in the file), as one template over the text.
@@ -236,24 +236,21 @@ pub(super) fn checkpoint_modes(prompts: &mut [Prompt], config: &Config) {
             p.footer.as_ref().and_then(|f| f.checkpoint),
             config.run.checkpoint,
         ) {
-            (Some(m), _, _) => (m, "its front matter says so"),
-            (None, Some(m), _) => (m, "its footer says so"),
+            (Some(m), _, _) => (m, "front matter"),
+            (None, Some(m), _) => (m, "footer"),
             (None, None, CheckpointRule::Required) => {
-                (CheckpointMode::Required, "[run] checkpoint = \"required\"")
+                (CheckpointMode::Required, "[run] checkpoint")
             }
             (None, None, CheckpointRule::Optional) => {
-                (CheckpointMode::Optional, "[run] checkpoint = \"optional\"")
+                (CheckpointMode::Optional, "[run] checkpoint")
             }
             (None, None, CheckpointRule::Auto) if p.checkpoint_why == CHECKPOINT_SECTION => {
                 (CheckpointMode::Required, CHECKPOINT_SECTION)
             }
             (None, None, CheckpointRule::Auto) if !p.needed_later.is_empty() => {
-                (CheckpointMode::Required, "a later prompt uses its outputs")
+                (CheckpointMode::Required, "outputs used later")
             }
-            (None, None, CheckpointRule::Auto) => (
-                CheckpointMode::Optional,
-                "no ## Checkpoint section and no output used later",
-            ),
+            (None, None, CheckpointRule::Auto) => (CheckpointMode::Optional, "auto"),
         };
         p.checkpoint = mode;
         p.checkpoint_why = why;
