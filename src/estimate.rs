@@ -101,11 +101,22 @@ pub(crate) fn estimate(
                     missing.join(", ")
                 )),
             })?;
-            out.push((builder.input_tokens(&request), request.max_tokens));
+            // As a turn of a later prompt's history: its text, and its reply at the most
+            // it may be (its max_tokens).
+            let turn = builder.turn_tokens(&crate::request::Turn {
+                user: request.user.clone(),
+                assistant: String::new(),
+            }) + u64::from(request.max_tokens);
+            out.push(Counted {
+                input: builder.input_tokens(&request),
+                turn,
+                max_tokens: request.max_tokens,
+            });
             vars.extend(outputs[i].iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         Ok(out)
     })?;
+    let counted = with_history(plan, config, builder, counted);
 
     let prompts: Vec<PromptEstimate> = plan
         .prompts
@@ -139,6 +150,42 @@ pub(crate) fn estimate(
         total,
         over_budget,
     })
+}
+
+/// One prompt's request, counted.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    input: u64,
+    /// What it adds to a later prompt's history at the most.
+    turn: u64,
+    max_tokens: u32,
+}
+
+/// Each prompt's input with the history it would carry (`[context] history`): earlier
+/// turns, newest first, within `[context] max_tokens` (the newest always), each reply at
+/// its worst case; and within `budget.per_prompt`, as a run trims it.
+fn with_history(
+    plan: &Plan,
+    config: &Config,
+    builder: &RequestBuilder<'_>,
+    counted: Vec<Counted>,
+) -> Vec<(u64, u32)> {
+    (0..plan.prompts.len())
+        .map(|i| {
+            let c = counted[i];
+            let mut history = 0;
+            for (turns, j) in builder.history_sources(i).into_iter().enumerate() {
+                let cost = counted[j].turn;
+                let fits_context = history + cost <= config.context.max_tokens;
+                let fits_prompt = c.input + history + cost <= config.budget.per_prompt;
+                if turns > 0 && !(fits_context && fits_prompt) {
+                    break;
+                }
+                history += cost;
+            }
+            (c.input + history, c.max_tokens)
+        })
+        .collect()
 }
 
 /// Tokens an earlier run spent on `prompts`, if it spent any.
@@ -191,8 +238,8 @@ fn total_estimate(config: &Config, prompts: &[PromptEstimate]) -> TotalEstimate 
 /// in order: counting is the whole cost of an estimate once the encoding is loaded.
 fn count_in_parallel(
     n: usize,
-    work: &(dyn Fn(std::ops::Range<usize>) -> Result<Vec<(u64, u32)>> + Sync),
-) -> Result<Vec<(u64, u32)>> {
+    work: &(dyn Fn(std::ops::Range<usize>) -> Result<Vec<Counted>> + Sync),
+) -> Result<Vec<Counted>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .min(8);

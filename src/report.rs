@@ -105,6 +105,7 @@ pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
         "phases": phases,
         "ignored": plan.ignored.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "notes": plan.notes,
+        "warnings": plan.warnings,
     })
 }
 

@@ -2,22 +2,24 @@
 //! `estimate` counts what `run` sends.
 //!
 //! A request is a system message (the context recall: project, phase, prompt, the previous
-//! prompt, the variables so far as JSON, and the checkpoint protocol) and a user message
-//! (the prompt with its placeholders filled in). No chat history is sent.
+//! prompt, the variables so far as JSON, and the checkpoint protocol; then the files of
+//! `[context] files`) and a user message (the prompt with its placeholders filled in). With
+//! `[context] history`, earlier prompts and their accepted replies go before it as the
+//! conversation's earlier turns, the oldest dropped first past `[context] max_tokens`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::{Config, ContextVariables};
+use crate::config::{Config, ContextVariables, History};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::template::Template;
 use crate::tokens::{CHAT_OVERHEAD_PER_MESSAGE, CHAT_OVERHEAD_REPLY, Encoding};
 
 /// The built-in context recall. `[llm].system_template` replaces it; the same names are
-/// available there.
+/// available there. (With `[context] history`, the sentence about no chat history goes.)
 pub(crate) const DEFAULT_SYSTEM_TEMPLATE: &str = "\
 You are an expert software engineer building the project {{project}}, one prompt at a time, \
 unattended. There is no chat history: this message is your memory of the build so far.
@@ -56,6 +58,13 @@ pub(crate) enum BuildError {
     Prompt(Error),
 }
 
+/// An earlier prompt and its accepted reply, carried as history.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Turn {
+    pub(crate) user: String,
+    pub(crate) assistant: String,
+}
+
 /// One request, provider-neutral.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Request {
@@ -74,6 +83,8 @@ pub(crate) struct Request {
     /// Unset: not sent.
     pub(crate) temperature: Option<f64>,
     pub(crate) stream: bool,
+    /// Earlier turns, oldest first (`[context] history`).
+    pub(crate) history: Vec<Turn>,
 }
 
 /// Builds requests for one plan under one config.
@@ -82,6 +93,8 @@ pub(crate) struct RequestBuilder<'a> {
     plan: &'a Plan,
     system_text: String,
     system: Template,
+    /// `[context] files`, as they go at the end of the system message.
+    context_files: String,
     pub(crate) encoding: Encoding,
 }
 
@@ -89,6 +102,18 @@ impl Request {
     /// The prompt as rendered, without a retry's note: where checks are taken from.
     pub(crate) fn prompt_text(&self) -> &str {
         self.user.get(..self.note_at).unwrap_or(&self.user)
+    }
+
+    /// The conversation after the system message: the earlier turns, then this prompt,
+    /// as (role, text).
+    pub(crate) fn messages(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::with_capacity(2 * self.history.len() + 1);
+        for turn in &self.history {
+            out.push(("user", turn.user.as_str()));
+            out.push(("assistant", turn.assistant.as_str()));
+        }
+        out.push(("user", self.user.as_str()));
+        out
     }
 }
 
@@ -110,7 +135,16 @@ impl<'a> RequestBuilder<'a> {
                 (text, path)
             }
         };
+        let system_text = if config.context.history == History::None {
+            system_text
+        } else {
+            system_text.replace(
+                "There is no chat history: this message is your memory of the build so far.",
+                "The conversation so far holds the earlier prompts of the build and your replies.",
+            )
+        };
         let system = system_template(&system_text, &path)?;
+        let context_files = context_files(config)?;
         let encoding = config
             .tokenizer
             .encoding
@@ -120,6 +154,7 @@ impl<'a> RequestBuilder<'a> {
             plan,
             system_text,
             system,
+            context_files,
             encoding,
         })
     }
@@ -184,10 +219,11 @@ impl<'a> RequestBuilder<'a> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let system = self
+        let mut system = self
             .system
             .render(&self.system_text, &context)
             .expect("system template names are checked when it is loaded");
+        system.push_str(&self.context_files);
         Ok(Request {
             note_at,
             prompt: index,
@@ -206,7 +242,73 @@ impl<'a> RequestBuilder<'a> {
                 .unwrap_or(self.config.llm.max_tokens),
             temperature: self.config.llm.temperature,
             stream: self.config.llm.stream,
+            history: Vec::new(),
         })
+    }
+
+    /// The earlier prompts whose turns prompt `index` may carry, newest first.
+    pub(crate) fn history_sources(&self, index: usize) -> Vec<usize> {
+        match self.config.context.history {
+            History::None => Vec::new(),
+            History::Previous => index.checked_sub(1).into_iter().collect(),
+            History::All => (0..index).rev().collect(),
+        }
+    }
+
+    /// Prompt `index`'s text as it was sent (with `vars`) and its accepted `reply`: one
+    /// turn of history; `None` when it cannot be rendered.
+    pub(crate) fn turn(
+        &self,
+        index: usize,
+        vars: &BTreeMap<String, Value>,
+        reply: String,
+    ) -> Option<Turn> {
+        let user = self.plan.prompts[index].render(vars).ok()?.ok()?;
+        Some(Turn {
+            user,
+            assistant: reply,
+        })
+    }
+
+    /// Adds `turns` (newest first) to `request` as its history, while the history counts
+    /// at most `limit` tokens; the newest turn always goes. The tokens added.
+    pub(crate) fn add_history(
+        &self,
+        request: &mut Request,
+        turns: impl IntoIterator<Item = Turn>,
+        limit: u64,
+    ) -> u64 {
+        let mut used = 0;
+        let mut kept = Vec::new();
+        for turn in turns {
+            let cost = self.turn_tokens(&turn);
+            if !kept.is_empty() && used + cost > limit {
+                break;
+            }
+            used += cost;
+            kept.push(turn);
+        }
+        kept.reverse();
+        request.history = kept;
+        used
+    }
+
+    /// Drops `request`'s oldest turns until it counts at most `limit` tokens or only the
+    /// newest turn is left; its count.
+    pub(crate) fn fit_history(&self, request: &mut Request, limit: u64) -> u64 {
+        let mut counted = self.input_tokens(request);
+        while counted > limit && request.history.len() > 1 {
+            let oldest = request.history.remove(0);
+            counted = counted.saturating_sub(self.turn_tokens(&oldest));
+        }
+        counted
+    }
+
+    /// A turn's tokens: both messages and their chat overhead.
+    pub(crate) fn turn_tokens(&self, turn: &Turn) -> u64 {
+        self.encoding.count(&turn.user)
+            + self.encoding.count(&turn.assistant)
+            + 2 * CHAT_OVERHEAD_PER_MESSAGE
     }
 
     /// The variables the context recall shows, as JSON (`llm.context_variables`).
@@ -224,13 +326,42 @@ impl<'a> RequestBuilder<'a> {
         Value::Object(shown).to_string()
     }
 
-    /// Input tokens of a request: both messages and the chat format's overhead.
+    /// Input tokens of a request: every message and the chat format's overhead.
     pub(crate) fn input_tokens(&self, request: &Request) -> u64 {
         self.encoding.count(&request.system)
             + self.encoding.count(&request.user)
             + 2 * CHAT_OVERHEAD_PER_MESSAGE
             + CHAT_OVERHEAD_REPLY
+            + request
+                .history
+                .iter()
+                .map(|t| self.turn_tokens(t))
+                .sum::<u64>()
     }
+}
+
+/// `[context] files`, read, as the end of the system message.
+fn context_files(config: &Config) -> Result<String> {
+    let mut out = String::new();
+    for path in &config.context.files {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.clone(),
+            line: None,
+            message: format!(
+                "`context.files` names this file, which cannot be read ({e}); fix the path (relative to config.toml)"
+            ),
+        })?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        out.push_str(&format!("\n\n## {name}\n\n{}", text.trim_end()));
+    }
+    if !out.is_empty() {
+        out.insert_str(0, "\n\nContext for every prompt of the build:");
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 fn system_template(text: &str, path: &Path) -> Result<Template> {

@@ -59,6 +59,9 @@ impl Settings {
         for note in &plan.notes {
             self.printer.note(note);
         }
+        for warning in &plan.warnings {
+            self.printer.warn(warning);
+        }
         Ok(plan)
     }
 }

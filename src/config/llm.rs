@@ -149,4 +149,3 @@ impl Llm {
         check_url(text).map_err(|e| format!("`llm.base_url`: {e}"))
     }
 }
-

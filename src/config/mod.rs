@@ -17,8 +17,8 @@ mod validate;
 mod values;
 
 pub(crate) use llm::{ContextVariables, Llm, MaxTokensParam, ProviderKind};
-pub(crate) use values::{show_duration, show_usd};
 use values::duration;
+pub(crate) use values::{show_duration, show_usd};
 
 /// What `[llm].command` may contain, substituted per call: the output cap, what remains of
 /// the tightest USD limit, the prompt written to a file (for CLIs that take one), and the

@@ -38,4 +38,3 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<D
         ))
     })
 }
-

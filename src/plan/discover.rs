@@ -442,11 +442,23 @@ mod tests {
 
     #[test]
     fn folders_run_in_the_order_of_their_first_number() {
-        let mut dirs = vec!["phase-10", "Phase 2 - Core", "extras", "phase-0", "01-foundation"];
+        let mut dirs = vec![
+            "phase-10",
+            "Phase 2 - Core",
+            "extras",
+            "phase-0",
+            "01-foundation",
+        ];
         dirs.sort_by_key(|a| folder_order(a));
         assert_eq!(
             dirs,
-            ["phase-0", "01-foundation", "Phase 2 - Core", "phase-10", "extras"]
+            [
+                "phase-0",
+                "01-foundation",
+                "Phase 2 - Core",
+                "phase-10",
+                "extras"
+            ]
         );
     }
 

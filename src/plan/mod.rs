@@ -120,6 +120,31 @@ impl Prompt {
     }
 }
 
+/// Config's variables that are empty (`""`) and used by prompts: each prompt would be sent
+/// with nothing where the value goes (an `init` placeholder left to fill in).
+fn empty_variables(config: &Config, prompts: &[Prompt]) -> Vec<String> {
+    config
+        .variables
+        .iter()
+        .filter(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()))
+        .filter_map(|(name, _)| {
+            let users: Vec<&str> = prompts
+                .iter()
+                .filter(|p| p.needs.iter().any(|n| n == name))
+                .map(|p| p.id.as_str())
+                .collect();
+            (!users.is_empty()).then(|| {
+                format!(
+                    "`{name}` is empty ([variables] in the config) and {} {}: fill it in, or {} sent with nothing where it goes",
+                    users.join(", "),
+                    if users.len() == 1 { "uses it" } else { "use it" },
+                    if users.len() == 1 { "that prompt is" } else { "those prompts are" }
+                )
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Phase {
     pub(crate) dir: String,
@@ -140,6 +165,8 @@ pub(crate) struct Plan {
     pub(crate) ignored: Vec<PathBuf>,
     /// Things worth saying that are not errors.
     pub(crate) notes: Vec<String>,
+    /// Things a user should see before anything is sent (variables that render empty).
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Plan {
@@ -195,12 +222,14 @@ impl Plan {
                 notes.push(format!("phase folder {}/ has no prompts", phase.dir));
             }
         }
+        let warnings = empty_variables(config, &prompts);
         Ok(Plan {
             root: root.to_path_buf(),
             phases,
             prompts,
             ignored,
             notes,
+            warnings,
         })
     }
     /// Finds a prompt by id (`02.3`, `2.3`), name (`02.3-name`) or file name.

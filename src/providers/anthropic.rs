@@ -45,7 +45,7 @@ impl Anthropic {
         let body = json!({
             "model": request.model,
             "system": request.system,
-            "messages": [{"role": "user", "content": request.user}],
+            "messages": messages(request),
         });
         let builder = self.post(&url, &body);
         let deadline = tokio::time::Instant::now() + self.http.timeout;
@@ -78,7 +78,7 @@ impl Anthropic {
             "model": request.model,
             "max_tokens": max_tokens,
             "system": request.system,
-            "messages": [{"role": "user", "content": request.user}],
+            "messages": messages(request),
             "stream": request.stream,
         });
         if let Some(t) = request.temperature {
@@ -268,6 +268,15 @@ fn parse_message(bytes: &[u8], request_id: Option<String>) -> Outcome {
             .or(request_id),
         cost_usd: None,
     })
+}
+
+/// The conversation as Anthropic's `messages`: earlier turns, then the prompt.
+fn messages(request: &Request) -> Vec<serde_json::Value> {
+    request
+        .messages()
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect()
 }
 
 #[cfg(test)]

@@ -51,9 +51,23 @@ impl Command {
         self.argv.first().map_or("", String::as_str)
     }
 
-    /// The prompt as the agent gets it on stdin.
+    /// The prompt as the agent gets it on stdin: the system message, earlier turns (as a
+    /// transcript) when there are any, then the prompt.
     pub(crate) fn stdin_text(request: &Request) -> String {
-        format!("{}\n\n---\n\n{}", request.system, request.user)
+        let mut text = format!("{}\n\n---\n\n", request.system);
+        if !request.history.is_empty() {
+            text.push_str("Earlier in this build (oldest first):\n\n");
+            for turn in &request.history {
+                text.push_str(&format!(
+                    "### Prompt\n\n{}\n\n### Your reply\n\n{}\n\n",
+                    turn.user.trim_end(),
+                    turn.assistant.trim_end()
+                ));
+            }
+            text.push_str("---\n\nNow this prompt:\n\n");
+        }
+        text.push_str(&request.user);
+        text
     }
 
     pub(crate) async fn send(

@@ -143,14 +143,21 @@ impl OpenAi {
     }
 }
 
-/// A chat completions request: the two messages, the cap under its name `cap`.
+/// A chat completions request: the system message, any earlier turns, the prompt; the cap
+/// under its name `cap`.
 fn chat_body(request: &Request, max_tokens: u32, cap: &str, effort: Option<&str>) -> Value {
+    let messages: Vec<Value> =
+        std::iter::once(json!({"role": "system", "content": request.system}))
+            .chain(
+                request
+                    .messages()
+                    .into_iter()
+                    .map(|(role, content)| json!({"role": role, "content": content})),
+            )
+            .collect();
     let mut body = json!({
         "model": request.model,
-        "messages": [
-            {"role": "system", "content": request.system},
-            {"role": "user", "content": request.user},
-        ],
+        "messages": messages,
         "stream": request.stream,
     });
     body[cap] = json!(max_tokens);

@@ -18,12 +18,24 @@ use crate::request::Request;
 /// The cap's one name here.
 pub(crate) const CAP: &str = "max_output_tokens";
 
-/// A Responses API request: stateless, the system message as `instructions`.
+/// A Responses API request: stateless, the system message as `instructions`; earlier
+/// turns, when there are any, as input messages before the prompt.
 pub(crate) fn body(request: &Request, max_tokens: u32, effort: Option<&str>) -> Value {
+    let input = if request.history.is_empty() {
+        json!(request.user)
+    } else {
+        Value::Array(
+            request
+                .messages()
+                .into_iter()
+                .map(|(role, content)| json!({"role": role, "content": content}))
+                .collect(),
+        )
+    };
     let mut body = json!({
         "model": request.model,
         "instructions": request.system,
-        "input": request.user,
+        "input": input,
         CAP: max_tokens,
         "stream": request.stream,
         "store": false,

@@ -157,8 +157,11 @@ impl Session<'_> {
                 )));
             }
         };
-        let counted = self.builder.input_tokens(&request);
+        let mut request = request;
+        self.add_history(index, &mut request);
         let per_prompt = self.config().budget.per_prompt;
+        // History gives way first: its oldest turns go until the request fits.
+        let counted = self.builder.fit_history(&mut request, per_prompt);
         if counted > per_prompt {
             return self.halt(Error::Budget(format!(
                 "{} counts {counted} tokens as sent, over budget.per_prompt ({per_prompt}); nothing was sent. Shorten the prompt or raise budget.per_prompt",

@@ -38,6 +38,7 @@ mod reserve;
 mod retry;
 mod snapshot;
 mod tally;
+mod turns;
 mod verdict;
 
 pub(crate) use events::{Observer, RunEvent};
@@ -270,6 +271,7 @@ impl<'a> Session<'a> {
             command: options.command.to_string(),
         }])?;
         self.settle_open_attempts()?;
+        self.preflight(&todo)?;
         self.start_workspace(options.allow_dirty, &todo).await?;
         for id in changed(&self.book.fold, self.plan) {
             self.warn(&format!(

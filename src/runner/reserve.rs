@@ -18,6 +18,62 @@ use crate::state::Event;
 const UNCALIBRATED_MARGIN: f64 = 1.5;
 
 impl Session<'_> {
+    /// Before the first request: every prompt of `todo` counted as `estimate` counts it
+    /// (variables so far, else the declared examples), and what no run could send refused
+    /// now rather than after paid prompts: a prompt over `budget.per_prompt`, or the inputs
+    /// alone over what remains of a phase's budget or the total (exit 3, nothing sent).
+    pub(super) fn preflight(&mut self, todo: &[usize]) -> Result<()> {
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let fold = &self.book.fold;
+        let plan = self.plan;
+        let e = crate::estimate::estimate(
+            plan,
+            self.config(),
+            &self.builder,
+            &|i| fold.variables.get(plan.prompts[i].id.as_str()).cloned(),
+            &|_| None,
+        )?;
+        let per_prompt = self.config().budget.per_prompt;
+        if let Some(&i) = todo.iter().find(|&&i| e.prompts[i].over_per_prompt) {
+            return Err(Error::Budget(format!(
+                "{} counts {} input tokens, over budget.per_prompt ({per_prompt}); nothing was sent. Shorten the prompt or raise budget.per_prompt (`orchestrator estimate` shows every prompt)",
+                plan.prompts[i].path.display(),
+                e.prompts[i].input_tokens
+            )));
+        }
+        // `on_exceed = "warn"`: budgets are not hard; the run says so as it goes.
+        if self.config().budget.on_exceed == OnExceed::Warn {
+            return Ok(());
+        }
+        let mut total = 0;
+        for (phase_index, phase) in plan.phases.iter().enumerate() {
+            let inputs: u64 = todo
+                .iter()
+                .filter(|&&i| plan.prompts[i].phase == phase_index)
+                .map(|&i| e.prompts[i].input_tokens)
+                .sum();
+            total += inputs;
+            let remaining = self.book.tally.remaining(phase_index, plan, self.config());
+            if let Some((which, left)) = remaining.phase
+                && inputs > left
+            {
+                return Err(Error::Budget(format!(
+                    "the inputs of phase {} alone count {inputs} tokens, over what remains of its budget ({left}, {which}); nothing was sent. Raise [[phases]] budget for {:?} (`orchestrator estimate` shows every prompt)",
+                    phase.name, phase.dir
+                )));
+            }
+        }
+        let left = self.book.tally.remaining(0, plan, self.config()).total;
+        if total > left {
+            return Err(Error::Budget(format!(
+                "the prompts left count {total} input tokens before any output, over what remains of budget.total ({left}); nothing was sent. Raise budget.total (`orchestrator estimate` shows every prompt)"
+            )));
+        }
+        Ok(())
+    }
+
     /// The input to reserve for `request`: exact where the tokenizer is the model's or the
     /// endpoint counts for free; scaled by calibration once the endpoint has reported
     /// usage; else scaled by a margin.

@@ -382,6 +382,9 @@ mod tests {
         )
         .expect("write");
         let plan = Plan::load(&dir.path().join("prompts"), &required).expect("plan");
-        assert!(judge(&plan, 0, "no block", &Finish::Stop, 100).is_ok(), "front matter wins");
+        assert!(
+            judge(&plan, 0, "no block", &Finish::Stop, 100).is_ok(),
+            "front matter wins"
+        );
     }
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::fake_llm::{
-    Action, FakeLlm, Piece, Seen, openai_events, openai_sse, sse, sse_bytes, status,
+    Action, FakeLlm, Piece, Seen, checkpoint_text, openai_events, openai_sse, requested_outputs,
+    sse, sse_bytes, status,
 };
 use crate::support::{
     Build, Running, attempts, await_requests, bundled_against, error_of, events, eventually,
@@ -286,14 +287,19 @@ fn a_connection_closed_after_the_headers_is_retried() {
 #[test]
 fn no_request_asks_for_more_than_the_phase_has_left_and_the_run_halts_with_3() {
     let server = FakeLlm::start();
-    // A bundled Foundation prompt is ~800 tokens in; the fake reports 100 in, 50 out. With
-    // 1300 the first two fit (capped) and the third does not.
-    const FOUNDATION: u64 = 1300;
+    // The bundled Foundation's five inputs count 4,744 (so `run` does not refuse it at the
+    // start); each reply reports 950 in and up to 800 out (never past its cap), so the
+    // budget runs out mid-phase: a later request is capped, and one does not fit.
+    server.responder(|seen| {
+        let text = checkpoint_text(&seen.prompt_name(), &requested_outputs(seen));
+        openai_sse(&text, "stop", Some((950, seen.max_tokens().min(800))))
+    });
+    const FOUNDATION: u64 = 5000;
     const TOTAL: u64 = 1_000_000;
     let b = fast_bundled(
         &server,
         &[
-            ("phases.Foundation.budget", 1300.into()),
+            ("phases.Foundation.budget", 5000.into()),
             ("phases.Core.budget", 1_000_000.into()),
             ("phases.Features.budget", 1_000_000.into()),
             ("budget.total", 1_000_000.into()),
@@ -400,7 +406,8 @@ fn a_phase_budget_of_600_sends_nothing_that_does_not_fit_and_halts_with_3() {
     );
     let run = b.run(&["run"]);
     run.code(3)
-        .stderr_has("phase Foundation has 600 left; nothing was sent");
+        .stderr_has("the inputs of phase Foundation alone count")
+        .stderr_has("nothing was sent");
     assert_eq!(server.count(), 0, "no request asked for more than remains");
     assert!(events(&b, "attempt_started").is_empty());
     let halted = events(&b, "halted");
