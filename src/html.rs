@@ -84,6 +84,18 @@ fn header(out: &mut String, h: &History) {
 fn budget(out: &mut String, p: &PhaseHistory) {
     const W: f64 = 320.0;
     let scale = p.budget.unwrap_or(p.used).max(p.used).max(1) as f64;
+    if p.budget.is_none() {
+        // Nothing to burn down to: a bar against no budget would read as one used up.
+        let _ = write!(
+            out,
+            "<figure class=\"phase\"><figcaption>{}: {} used; no budget (the phase is not limited)</figcaption>",
+            esc(&p.name),
+            thousands(p.used)
+        );
+        burn_down(out, p, scale);
+        out.push_str("</figure>");
+        return;
+    }
     let used = W * p.used as f64 / scale;
     let billed = W * p.possibly_billed as f64 / scale;
     let limit = p.budget.map_or(W, |b| W * b as f64 / scale);
@@ -126,12 +138,13 @@ fn burn_down(out: &mut String, p: &PhaseHistory, scale: f64) {
             H - H * (*v as f64 / scale).min(1.0)
         );
     }
-    let limit = p
-        .budget
-        .map_or(0.0, |b| H - H * (b as f64 / scale).min(1.0));
+    let limit = p.budget.map_or_else(String::new, |b| {
+        let y = H - H * (b as f64 / scale).min(1.0);
+        format!("<line class=\"limit\" x1=\"0\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>")
+    });
     let _ = write!(
         out,
-        "<svg class=\"burn\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>spent after each of {} attempts</title><rect class=\"frame\" x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\"/><line class=\"limit\" x1=\"0\" x2=\"{W}\" y1=\"{limit:.1}\" y2=\"{limit:.1}\"/><polyline class=\"spent\" points=\"{points}\"/></svg>",
+        "<svg class=\"burn\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>spent after each of {} attempts</title><rect class=\"frame\" x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\"/>{limit}<polyline class=\"spent\" points=\"{points}\"/></svg>",
         p.burn.len()
     );
 }

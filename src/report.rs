@@ -270,12 +270,14 @@ pub(crate) fn estimate_text(e: &Estimate) -> String {
     out.push_str(&estimate_phases(e));
     out.push('\n');
     out.push_str(&format!(
-        "\n{} {}, encoding {}; time (footers): {}",
+        "\n{} {}, encoding {}",
         e.prompts.len(),
         plural(e.prompts.len(), "prompt"),
         e.encoding,
-        minutes(e.total.minutes)
     ));
+    if e.prompts.iter().any(|p| p.minutes_hint.is_some()) {
+        out.push_str(&format!("; time (footers): {}", minutes(e.total.minutes)));
+    }
     if let Some(cost) = e.total.cost_usd_max {
         out.push_str(&format!("; cost at most {}", crate::config::show_usd(cost)));
     }

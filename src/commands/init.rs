@@ -1,10 +1,17 @@
-//! `init [DIR]`: a way in for a user who arrives with a folder of prompts (phase folders or
-//! a flat folder of `NN-name.md`): a `config.toml` beside it with the phases found, each
-//! phase's budget from its prompts' footer hints (`*Tokens: ~2000*`) or, where a prompt has
-//! none, `estimate`'s worst case (input + `max_tokens`), the variables its placeholders need
-//! that no prompt declares, and every other key as a commented default. Without `DIR`, a
-//! first prompt in the seed's shape and a config, so that `estimate` and `run --mock` work
-//! at once. It never overwrites a file unless told to (`--force`).
+//! `init [DIR | PLAN.md]`: a way in for a user who arrives with prompts of their own, in
+//! any of the shapes people write them (phase folders with any names, numbering restarting
+//! in each; a flat folder; a single plan file of `Prompt N` sections; prompts inside notes
+//! for a human): a `config.toml` beside them that runs them with no hand edit. It says
+//! where the prompts are (`project.prompts`), the phases found, and budgets with headroom:
+//! a phase's budget is its prompts' footer hints (the author's figures) or, where a prompt
+//! has none, `retry.max_attempts` passes of `estimate`'s worst case with a margin of 1.5 for
+//! an endpoint whose tokenizer counts more than tiktoken; `per_prompt` fits the largest
+//! prompt with its history. Prompts with no checkpoint protocol get `[context] history =
+//! "all"` (each builds on the replies before it, as such chains are written); prompts that
+//! are fenced blocks inside notes get `[prompts] send = "fenced"`. The variables their
+//! placeholders need that no prompt declares are listed to fill in. Without an argument, a
+//! first prompt in the seed's shape and a config. It never overwrites a file unless told to
+//! (`--force`, which keeps the old one as `config.toml.bak`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,11 +41,18 @@ pub(crate) fn init(printer: Printer, dir: Option<&Path>, force: bool) -> Result<
     }
 }
 
-/// A config for the prompts in `root`.
+/// What `init` chose, beyond the phases, and why (for its summary).
+#[derive(Default)]
+struct Choices {
+    fenced: bool,
+    history: bool,
+}
+
+/// A config for the prompts in `root` (a folder, or a plan file).
 fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
-    if !root.is_dir() {
+    if !root.exists() {
         return Err(Error::Usage(format!(
-            "{}: no such folder; give the folder that holds your prompt files",
+            "{}: no such folder or file; give the folder that holds your prompt files, or a plan file of `Prompt N` sections",
             root.display()
         )));
     }
@@ -47,14 +61,21 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let config_path = base.join("config.toml");
-    refuse_to_overwrite(&[&config_path], force)?;
+    let kept = refuse_to_overwrite(&[&config_path], force)?;
     let mut config = Config::default();
     config.project.name = folder_name(base);
     // As the written file says, so that the budgets are counted as `estimate` will.
     config.llm.model = Some(MODEL.into());
+    if !same_folder(root, &base.join("prompts")) {
+        config.project.prompts = root.file_name().map(PathBuf::from);
+    }
     let root_name = folder_name(root);
-    config.phases = plan::phase_folders(root)
-        .map_err(|e| Error::io(root, e))?
+    let dirs = if root.is_file() {
+        vec![FLAT.to_string()]
+    } else {
+        plan::phase_folders(root).map_err(|e| Error::io(root, e))?
+    };
+    config.phases = dirs
         .into_iter()
         .map(|dir| PhaseConfig {
             name: Some(capitalised(&plan::phase_name_from_dir(if dir == FLAT {
@@ -70,26 +91,28 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
         .collect();
     if config.phases.is_empty() {
         return Err(Error::Usage(format!(
-            "{}: no prompt files found; looked for phase folders (01-foundation/) holding NN.M-name.md files, and for NN-name.md files in the folder itself",
+            "{}: no prompt files found; looked for folders holding NN-name.md (or NN.M-name.md) files, for such files in the folder itself, and a plan file needs `Prompt N` headings",
             root.display()
         )));
     }
-    let plan = load_defining_variables(root, &mut config)?;
-    let found = budgets(&plan, &config, base)?;
+    load_defining_variables(root, &mut config)?;
+    let choices = choose(root, &mut config)?;
+    let plan = Plan::load(root, &config)?;
+    let (found, per_prompt) = budgets(&plan, &config, base)?;
     for (phase, f) in config.phases.iter_mut().zip(&found) {
         phase.budget = Some(f.budget.max(1));
     }
+    config.budget.per_prompt = per_prompt;
     let total: u64 = found.iter().map(|f| f.budget).sum();
     write(&config_path, &config_text(&config, total.max(1)))?;
-    let default_prompts = base.join("prompts");
     let mut next = String::from("orchestrator");
     if base != Path::new(".") {
         let _ = write!(next, " --config {}", config_path.display());
     }
-    if !same_folder(root, &default_prompts) {
-        let _ = write!(next, " --prompts {}", root.display());
-    }
     printer.data(&summary(&config_path, &plan, &found, total))?;
+    for line in choice_lines(&choices, &plan, kept.as_deref()) {
+        printer.data(&line)?;
+    }
     if !config.variables.is_empty() {
         printer.data(&format!(
             "[variables] lists what the prompts use and none declares ({}): fill in their values",
@@ -104,6 +127,71 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
     printer.data(&format!(
         "next: `{next} estimate`, then `{next} run --mock` (offline) or `{next} run`"
     ))
+}
+
+/// What the prompts' shape asks of the config: with no `## Checkpoint` section anywhere,
+/// each prompt builds on the replies before it (`[context] history = "all"`); and when
+/// every file also holds its prompt in a fenced block among notes for a human, only those
+/// blocks are sent (`[prompts] send = "fenced"`).
+fn choose(root: &Path, config: &mut Config) -> Result<Choices> {
+    let mut choices = Choices::default();
+    let plan = match Plan::load(root, config) {
+        Ok(plan) => plan,
+        // Variables to fill in, and the like: judged again once they are listed.
+        Err(Error::Plan(_)) => return Ok(choices),
+        Err(e) => return Err(e),
+    };
+    let protocol = plan
+        .prompts
+        .iter()
+        .any(|p| p.checkpoint_why == "## Checkpoint");
+    if protocol {
+        return Ok(choices);
+    }
+    choices.history = true;
+    config.context.history = crate::config::History::All;
+    choices.fenced = !root.is_file()
+        && plan.prompts.iter().all(|p| {
+            std::fs::read_to_string(&p.path).is_ok_and(|text| {
+                crate::checkpoint::outline(&text)
+                    .0
+                    .iter()
+                    .any(|b| b.is_prose() && !b.content.trim().is_empty())
+            })
+        });
+    if choices.fenced {
+        config.prompts.send = crate::config::Send::Fenced;
+    }
+    Ok(choices)
+}
+
+/// The summary's lines about the choices made.
+fn choice_lines(choices: &Choices, plan: &Plan, kept: Option<&Path>) -> Vec<String> {
+    let mut lines = Vec::new();
+    if plan
+        .notes
+        .iter()
+        .any(|n| n.contains("qualified by its phase"))
+    {
+        let ids: Vec<&str> = plan.prompts.iter().take(4).map(|p| p.id.as_str()).collect();
+        lines.push(format!(
+            "prompt numbers repeat across the phase folders, so ids carry their phase's number ({} …); `orchestrator plan` lists them",
+            ids.join(", ")
+        ));
+    }
+    if choices.history {
+        lines.push("no prompt has a ## Checkpoint section: each one is sent with the earlier prompts and their replies ([context] history = \"all\"), and a reply in prose is accepted".into());
+    }
+    if choices.fenced {
+        lines.push("every prompt file holds its prompt in a fenced block among notes: only those blocks are sent ([prompts] send = \"fenced\")".into());
+    }
+    if let Some(kept) = kept {
+        lines.push(format!(
+            "the config that was there is kept as {}; values you set in it are not carried over",
+            kept.display()
+        ));
+    }
+    lines
 }
 
 /// The plan, with every variable its placeholders need that no prompt declares added to
@@ -130,18 +218,32 @@ fn load_defining_variables(root: &Path, config: &mut Config) -> Result<Plan> {
     }
 }
 
-/// Each phase's budget: footer hints, else the estimate's worst case.
-fn budgets(plan: &Plan, config: &Config, base: &Path) -> Result<Vec<FoundPhase>> {
-    let builder = RequestBuilder::new(config, plan, base)?;
-    let e = crate::estimate::estimate(plan, config, &builder, &|_| None, &|_| None)?;
-    Ok(plan
+/// The margin for an endpoint whose tokenizer counts more than tiktoken does (1.2 was
+/// seen; 1.5 allows for the rest).
+const TOKENIZER_MARGIN: f64 = 1.5;
+
+/// Each phase's budget: its prompts' footer hints (the author's figures), else
+/// `retry.max_attempts` passes of the estimate's worst case with [`TOKENIZER_MARGIN`]; and
+/// a `per_prompt` that fits the largest request (history included) with the same margin.
+fn budgets(plan: &Plan, config: &Config, base: &Path) -> Result<(Vec<FoundPhase>, u64)> {
+    // History as `[context] max_tokens` allows it, not cut to fit a per_prompt yet to set.
+    let mut unbounded = config.clone();
+    unbounded.budget.per_prompt = u64::MAX;
+    let builder = RequestBuilder::new(&unbounded, plan, base)?;
+    let e = crate::estimate::estimate(plan, &unbounded, &builder, &|_| None, &|_| None)?;
+    let passes = f64::from(config.retry.max_attempts.max(1));
+    let found = plan
         .phases
         .iter()
         .map(|phase| {
             let prompts = &e.prompts[phase.prompts.clone()];
             let budget = prompts
                 .iter()
-                .map(|p| p.tokens_hint.unwrap_or(p.worst_case_tokens))
+                .map(|p| {
+                    p.tokens_hint.unwrap_or_else(|| {
+                        (p.worst_case_tokens as f64 * passes * TOKENIZER_MARGIN).ceil() as u64
+                    })
+                })
                 .sum();
             FoundPhase {
                 dir: phase.dir.clone(),
@@ -151,7 +253,11 @@ fn budgets(plan: &Plan, config: &Config, base: &Path) -> Result<Vec<FoundPhase>>
                 estimated: prompts.iter().filter(|p| p.tokens_hint.is_none()).count(),
             }
         })
-        .collect())
+        .collect();
+    let largest = e.prompts.iter().map(|p| p.input_tokens).max().unwrap_or(0);
+    let per_prompt = ((largest as f64 * TOKENIZER_MARGIN / 500.0).ceil() as u64 * 500)
+        .max(Config::default().budget.per_prompt);
+    Ok((found, per_prompt))
 }
 
 fn summary(config_path: &Path, plan: &Plan, found: &[FoundPhase], total: u64) -> String {
@@ -167,8 +273,8 @@ fn summary(config_path: &Path, plan: &Plan, found: &[FoundPhase], total: u64) ->
     for f in found {
         let from = match f.estimated {
             0 => "from footer hints".to_string(),
-            n if n == f.prompts => "from estimate's worst case".to_string(),
-            n => format!("from footer hints, {n} by estimate's worst case"),
+            n if n == f.prompts => "from estimate's worst case, x attempts, x 1.5".to_string(),
+            n => format!("from footer hints, {n} by estimate's worst case x attempts x 1.5"),
         };
         let _ = write!(
             out,
@@ -191,7 +297,34 @@ fn config_text(config: &Config, total: u64) -> String {
             &format!("name = {}", toml_string(&config.project.name)),
         )
         .replace("@MODEL@", &toml_string(MODEL));
-    let _ = write!(out, "\n[budget]\ntotal = {total}\n{BUDGET_DEFAULTS}");
+    if let Some(prompts) = &config.project.prompts {
+        // In [project], just below its name.
+        let line = format!(
+            "\nprompts = {}               # the prompts, relative to this file",
+            toml_string(&prompts.display().to_string())
+        );
+        if let Some(at) = out
+            .find("[project]\n")
+            .and_then(|p| out[p..].find('\n').map(|_| p))
+        {
+            let end = out[at..]
+                .match_indices('\n')
+                .nth(1)
+                .map_or(out.len(), |(i, _)| at + i);
+            out.insert_str(end, &line);
+        }
+    }
+    let _ = write!(
+        out,
+        "\n[budget]\n# Phase budgets: footer hints as written; elsewhere retry.max_attempts passes of the\n# estimate's worst case, x 1.5 for an endpoint whose tokenizer counts more than tiktoken.\ntotal = {total}\nper_prompt = {}              # fits the largest request (its history too), x 1.5\n{BUDGET_DEFAULTS}",
+        config.budget.per_prompt
+    );
+    if config.prompts.send == crate::config::Send::Fenced {
+        out.push_str("\n[prompts]\nsend = \"fenced\"                # only each file's fenced prompt block(s); the rest is notes\n");
+    }
+    if config.context.history != crate::config::History::None {
+        out.push_str("\n[context]\nhistory = \"all\"                # earlier prompts and their replies go with each prompt\n# max_tokens = 8000             # the oldest turns go first past this\n# files = [\"AGENTS.md\"]        # sent with every prompt\n");
+    }
     out.push_str(REST_DEFAULTS);
     if !config.variables.is_empty() {
         out.push_str("\n[variables]                     # constants the prompts use as {{name}}\n");
@@ -202,7 +335,7 @@ fn config_text(config: &Config, total: u64) -> String {
             } else {
                 ""
             };
-            let _ = writeln!(out, "{name} = {}{todo}", toml_string(value));
+            let _ = writeln!(out, "{} = {}{todo}", toml_key(name), toml_string(value));
         }
     }
     for p in &config.phases {
@@ -221,7 +354,7 @@ fn config_text(config: &Config, total: u64) -> String {
 fn scaffold(printer: Printer, force: bool) -> Result<()> {
     let config_path = PathBuf::from("config.toml");
     let prompt_path = PathBuf::from("prompts/01-first/01.1-hello.md");
-    refuse_to_overwrite(&[&config_path, &prompt_path], force)?;
+    let _ = refuse_to_overwrite(&[&config_path, &prompt_path], force)?;
     let prompt_dir = prompt_path.parent().unwrap_or(Path::new("prompts"));
     std::fs::create_dir_all(prompt_dir).map_err(|e| Error::io(prompt_dir, e))?;
     write(&prompt_path, HELLO)?;
@@ -251,14 +384,27 @@ fn scaffold(printer: Printer, force: bool) -> Result<()> {
     ))
 }
 
-fn refuse_to_overwrite(paths: &[&Path], force: bool) -> Result<()> {
+/// Refuses to overwrite any of `paths` without `force`; with it, a config that was there
+/// is kept beside as `.bak` (its path).
+fn refuse_to_overwrite(paths: &[&Path], force: bool) -> Result<Option<PathBuf>> {
     let existing: Vec<String> = paths
         .iter()
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
         .collect();
-    if existing.is_empty() || force {
-        return Ok(());
+    if existing.is_empty() {
+        return Ok(None);
+    }
+    if force {
+        let Some(config) = paths
+            .iter()
+            .find(|p| p.exists() && p.ends_with("config.toml"))
+        else {
+            return Ok(None);
+        };
+        let kept = config.with_extension("toml.bak");
+        std::fs::copy(config, &kept).map_err(|e| Error::io(&kept, e))?;
+        return Ok(Some(kept));
     }
     Err(Error::Usage(format!(
         "{} already {}; init never overwrites a file (--force to do so)",
@@ -296,9 +442,22 @@ fn capitalised(name: &str) -> String {
     })
 }
 
-/// A TOML basic string.
+/// A TOML string, as the toml crate writes it (control characters escaped as TOML wants).
 fn toml_string(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A TOML key: bare when it may be (ASCII letters, digits, `_`, `-`), else quoted.
+fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        toml_string(key)
+    }
 }
 
 /// The model the written config names.
@@ -331,8 +490,7 @@ model = @MODEL@                  # the model the server serves
 # api_key_header = "api-key"
 "#;
 
-const BUDGET_DEFAULTS: &str = r#"# per_prompt = 3000              # a request counting more is never sent
-# min_output = 256
+const BUDGET_DEFAULTS: &str = r#"# min_output = 256
 # on_exceed = "halt"             # halt | warn
 # max_cost_usd = 5.0
 "#;

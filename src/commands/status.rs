@@ -105,7 +105,9 @@ pub(super) fn criteria(
                 report::thousands(config.budget.per_prompt)
             ),
             passed: biggest <= config.budget.per_prompt,
-            value: format!("largest request {}", report::thousands(biggest)),
+            // What the budget check held for it: the count, with a margin until the
+            // endpoint reported usage (run and estimate show the count itself).
+            value: format!("largest request reserved {}", report::thousands(biggest)),
         },
         report::Criterion {
             name: "Recovery possible from any point".into(),

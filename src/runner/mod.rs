@@ -271,6 +271,9 @@ impl<'a> Session<'a> {
             command: options.command.to_string(),
         }])?;
         self.settle_open_attempts()?;
+        if let Selection::Again { .. } = options.selection {
+            self.reopen_for_rerun(&todo)?;
+        }
         self.preflight(&todo)?;
         self.start_workspace(options.allow_dirty, &todo).await?;
         for id in changed(&self.book.fold, self.plan) {
@@ -391,6 +394,25 @@ impl<'a> Session<'a> {
             }));
         }
         Ok(())
+    }
+
+    /// `rerun`: its prompts reopened first, journaled, so that a rerun cut short (even by
+    /// `kill -9`) is finished by the next `run` rather than forgotten.
+    fn reopen_for_rerun(&mut self, todo: &[usize]) -> Result<()> {
+        let ids: Vec<String> = todo
+            .iter()
+            .filter(|&&i| self.is_completed(i))
+            .map(|&i| self.plan.prompts[i].id.to_string())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.book.journal(vec![Event::Reopened {
+            ids,
+            reason:
+                "`orchestrator rerun` runs it again; `orchestrator run` finishes a rerun cut short"
+                    .into(),
+        }])
     }
 
     /// An attempt journaled as started with no result: the runner died mid-request. It may
