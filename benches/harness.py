@@ -32,10 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "orchestrator"
-FAKE = ROOT / "target" / "release" / "examples" / "fake_llm"
-FLOOR = ROOT / "target" / "release" / "examples" / "floor"
-TOKENIZER_FLOOR = ROOT / "target" / "release" / "examples" / "tokenizer_floor"
+BIN = ROOT / "target" / "dist" / "orchestrator"
+FAKE = ROOT / "target" / "dist" / "examples" / "fake_llm"
+FLOOR = ROOT / "target" / "dist" / "examples" / "floor"
+TOKENIZER_FLOOR = ROOT / "target" / "dist" / "examples" / "tokenizer_floor"
 
 
 def sh(cmd, **kw):
@@ -66,7 +66,7 @@ def timed(cmd, env=None, cwd=None, rss=False):
 
 
 def setup():
-    sh(["cargo", "build", "--release", "--quiet", "--bin", "orchestrator", "--example", "fake_llm", "--example", "floor", "--example", "tokenizer_floor"], cwd=ROOT)
+    sh(["cargo", "build", "--profile", "dist", "--quiet", "--bin", "orchestrator", "--example", "fake_llm", "--example", "floor", "--example", "tokenizer_floor"], cwd=ROOT)
     cache = ROOT / "target" / "tiktoken-cache"
     out = subprocess.run(["bash", str(ROOT / "benches" / "tiktoken_offline.sh"), str(cache)], check=True,
                          capture_output=True, text=True).stdout

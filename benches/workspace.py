@@ -15,7 +15,7 @@
    private index kept between them), so the difference is git's walk of the tree, not a
    rehash of every file.
 
-Prints a table; needs git, python3, and the binary (built with `cargo build --release`).
+Prints a table; needs git, python3, and the binary (built with `cargo build --profile dist`).
 """
 
 import argparse
@@ -127,7 +127,7 @@ def timed_restore(binary, files, tmp):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "orchestrator"))
+    ap.add_argument("--bin", default=str(ROOT / "target" / "dist" / "orchestrator"))
     ap.add_argument("--prompts", type=int, default=10000)
     ap.add_argument("--files", type=int, default=60000)
     args = ap.parse_args()

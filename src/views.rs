@@ -127,6 +127,7 @@ pub(crate) fn current_prompt(fold: &Fold, plan: &Plan) -> Option<String> {
 pub(crate) fn changed(fold: &Fold, plan: &Plan) -> Vec<String> {
     plan.prompts
         .iter()
+        .filter(|p| fold.done.contains(p.id.as_str()))
         .filter(|p| {
             fold.prompts
                 .get(p.id.as_str())

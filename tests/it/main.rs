@@ -8,6 +8,7 @@ mod apis;
 mod architecture;
 mod boundary;
 mod boundary_props;
+mod chains;
 mod claude_code;
 mod fake;
 mod foundation;

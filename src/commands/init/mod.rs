@@ -24,6 +24,10 @@ use crate::printer::Printer;
 use crate::report::{plural, thousands};
 use crate::request::RequestBuilder;
 
+mod config_text;
+
+use config_text::{MODEL, config_text};
+
 /// A phase as `init` found it.
 struct FoundPhase {
     dir: String,
@@ -46,6 +50,8 @@ pub(crate) fn init(printer: Printer, dir: Option<&Path>, force: bool) -> Result<
 struct Choices {
     fenced: bool,
     history: bool,
+    /// Files found to send with every prompt.
+    context: Vec<PathBuf>,
 }
 
 /// A config for the prompts in `root` (a folder, or a plan file).
@@ -56,10 +62,8 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
             root.display()
         )));
     }
-    let base = root
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    // The config goes where the user runs the commands, naming where the prompts are.
+    let base = Path::new(".");
     let config_path = base.join("config.toml");
     let kept = refuse_to_overwrite(&[&config_path], force)?;
     let mut config = Config::default();
@@ -67,7 +71,7 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
     // As the written file says, so that the budgets are counted as `estimate` will.
     config.llm.model = Some(MODEL.into());
     if !same_folder(root, &base.join("prompts")) {
-        config.project.prompts = root.file_name().map(PathBuf::from);
+        config.project.prompts = Some(root.to_path_buf());
     }
     let root_name = folder_name(root);
     let dirs = if root.is_file() {
@@ -97,7 +101,8 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
     }
     load_defining_variables(root, &mut config)?;
     let choices = choose(root, &mut config)?;
-    let plan = Plan::load(root, &config)?;
+    // What is sent may have changed (`send = "fenced"`): its placeholders counted again.
+    let plan = load_defining_variables(root, &mut config)?;
     let (found, per_prompt) = budgets(&plan, &config, base)?;
     for (phase, f) in config.phases.iter_mut().zip(&found) {
         phase.budget = Some(f.budget.max(1));
@@ -105,10 +110,7 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
     config.budget.per_prompt = per_prompt;
     let total: u64 = found.iter().map(|f| f.budget).sum();
     write(&config_path, &config_text(&config, total.max(1)))?;
-    let mut next = String::from("orchestrator");
-    if base != Path::new(".") {
-        let _ = write!(next, " --config {}", config_path.display());
-    }
+    let next = "orchestrator";
     printer.data(&summary(&config_path, &plan, &found, total))?;
     for line in choice_lines(&choices, &plan, kept.as_deref()) {
         printer.data(&line)?;
@@ -134,7 +136,11 @@ fn from_folder(printer: Printer, root: &Path, force: bool) -> Result<()> {
 /// every file also holds its prompt in a fenced block among notes for a human, only those
 /// blocks are sent (`[prompts] send = "fenced"`).
 fn choose(root: &Path, config: &mut Config) -> Result<Choices> {
-    let mut choices = Choices::default();
+    let mut choices = Choices {
+        context: context_files(root),
+        ..Choices::default()
+    };
+    config.context.files = choices.context.clone();
     let plan = match Plan::load(root, config) {
         Ok(plan) => plan,
         // Variables to fill in, and the like: judged again once they are listed.
@@ -165,6 +171,43 @@ fn choose(root: &Path, config: &mut Config) -> Result<Choices> {
     Ok(choices)
 }
 
+/// Files written to go with every prompt (`AGENTS.md`, `CLAUDE.md`, a global context):
+/// beside the prompts, or in an `instructions/` or `context/` folder among them.
+fn context_files(root: &Path) -> Vec<PathBuf> {
+    if root.is_file() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for dir in [
+        root.to_path_buf(),
+        root.join("instructions"),
+        root.join("context"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for path in files {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            let markdown = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("md"));
+            if markdown
+                && path.is_file()
+                && (matches!(stem.as_str(), "agents" | "claude" | "gemini")
+                    || stem.contains("context"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// The summary's lines about the choices made.
 fn choice_lines(choices: &Choices, plan: &Plan, kept: Option<&Path>) -> Vec<String> {
     let mut lines = Vec::new();
@@ -184,6 +227,17 @@ fn choice_lines(choices: &Choices, plan: &Plan, kept: Option<&Path>) -> Vec<Stri
     }
     if choices.fenced {
         lines.push("every prompt file holds its prompt in a fenced block among notes: only those blocks are sent ([prompts] send = \"fenced\")".into());
+    }
+    if !choices.context.is_empty() {
+        lines.push(format!(
+            "sent with every prompt ([context] files): {}",
+            choices
+                .context
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if let Some(kept) = kept {
         lines.push(format!(
@@ -289,67 +343,6 @@ fn summary(config_path: &Path, plan: &Plan, found: &[FoundPhase], total: u64) ->
     out
 }
 
-/// The config file: the phases found, the variables needed, the rest commented defaults.
-fn config_text(config: &Config, total: u64) -> String {
-    let mut out = HEADER
-        .replace(
-            "name = \"MAP4\"",
-            &format!("name = {}", toml_string(&config.project.name)),
-        )
-        .replace("@MODEL@", &toml_string(MODEL));
-    if let Some(prompts) = &config.project.prompts {
-        // In [project], just below its name.
-        let line = format!(
-            "\nprompts = {}               # the prompts, relative to this file",
-            toml_string(&prompts.display().to_string())
-        );
-        if let Some(at) = out
-            .find("[project]\n")
-            .and_then(|p| out[p..].find('\n').map(|_| p))
-        {
-            let end = out[at..]
-                .match_indices('\n')
-                .nth(1)
-                .map_or(out.len(), |(i, _)| at + i);
-            out.insert_str(end, &line);
-        }
-    }
-    let _ = write!(
-        out,
-        "\n[budget]\n# Phase budgets: footer hints as written; elsewhere retry.max_attempts passes of the\n# estimate's worst case, x 1.5 for an endpoint whose tokenizer counts more than tiktoken.\ntotal = {total}\nper_prompt = {}              # fits the largest request (its history too), x 1.5\n{BUDGET_DEFAULTS}",
-        config.budget.per_prompt
-    );
-    if config.prompts.send == crate::config::Send::Fenced {
-        out.push_str("\n[prompts]\nsend = \"fenced\"                # only each file's fenced prompt block(s); the rest is notes\n");
-    }
-    if config.context.history != crate::config::History::None {
-        out.push_str("\n[context]\nhistory = \"all\"                # earlier prompts and their replies go with each prompt\n# max_tokens = 8000             # the oldest turns go first past this\n# files = [\"AGENTS.md\"]        # sent with every prompt\n");
-    }
-    out.push_str(REST_DEFAULTS);
-    if !config.variables.is_empty() {
-        out.push_str("\n[variables]                     # constants the prompts use as {{name}}\n");
-        for (name, value) in &config.variables {
-            let value = value.as_str().unwrap_or_default();
-            let todo = if value.is_empty() {
-                "    # used by the prompts, declared by none: fill it in"
-            } else {
-                ""
-            };
-            let _ = writeln!(out, "{} = {}{todo}", toml_key(name), toml_string(value));
-        }
-    }
-    for p in &config.phases {
-        let _ = write!(
-            out,
-            "\n[[phases]]\ndir = {}\nname = {}\nbudget = {}\n",
-            toml_string(&p.dir),
-            toml_string(p.name.as_deref().unwrap_or(&p.dir)),
-            p.budget.unwrap_or(1)
-        );
-    }
-    out
-}
-
 /// A new build: a first prompt in the seed's shape and a config for a local server.
 fn scaffold(printer: Printer, force: bool) -> Result<()> {
     let config_path = PathBuf::from("config.toml");
@@ -441,85 +434,6 @@ fn capitalised(name: &str) -> String {
         c.to_uppercase().chain(chars).collect::<String>()
     })
 }
-
-/// A TOML string, as the toml crate writes it (control characters escaped as TOML wants).
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-/// A TOML key: bare when it may be (ASCII letters, digits, `_`, `-`), else quoted.
-fn toml_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        key.to_string()
-    } else {
-        toml_string(key)
-    }
-}
-
-/// The model the written config names.
-const MODEL: &str = "llama3.2";
-
-const HEADER: &str = r#"# Written by `orchestrator init`. Every key has a default; README.md has the reference.
-# The commented lines show the defaults.
-
-[project]
-name = "MAP4"                  # shown to the model in the context recall
-
-[llm]
-provider = "openai"             # openai | openai-responses | anthropic | command | mock
-# A local OpenAI-compatible server: Ollama (http://127.0.0.1:11434/v1), LM Studio
-# (http://127.0.0.1:1234/v1), llama.cpp (:8080), vLLM (:8000), a LiteLLM proxy (:4000).
-# OpenAI itself: base_url = "https://api.openai.com/v1" and export OPENAI_API_KEY.
-base_url = "http://127.0.0.1:11434/v1"
-model = @MODEL@                  # the model the server serves
-# api_key_env = "OPENAI_API_KEY"  # the variable holding the key (never the key itself)
-# max_tokens = 2000
-# max_tokens_param = "auto"      # auto | max_tokens | max_completion_tokens
-# temperature = 0.2              # unset: not sent
-# reasoning_effort = "medium"
-# stream = true
-# connect_timeout = "10s"
-# timeout = "600s"
-# idle_timeout = "120s"
-# context_variables = "used"     # used | all
-# query = { "api-version" = "2024-10-21" }
-# api_key_header = "api-key"
-"#;
-
-const BUDGET_DEFAULTS: &str = r#"# min_output = 256
-# on_exceed = "halt"             # halt | warn
-# max_cost_usd = 5.0
-"#;
-
-const REST_DEFAULTS: &str = r#"
-# [pricing]
-# input_per_mtok = 0.15
-# output_per_mtok = 0.60
-
-[retry]
-# max_attempts = 3
-# initial_delay = "1s"
-# max_delay = "60s"
-
-[run]
-# on_failure = "halt"            # halt | skip
-# max_duration = "8h"
-
-# [mock]                         # the embedded model of `run --mock`
-# latency = "300ms"
-# fail = ["01.2"]
-
-# [workspace]                    # agent builds (README, "Agent builds")
-# dir = "build"
-# [verify]
-# from_prompt = true
-# commands = []
-# timeout = "10m"
-"#;
 
 const HELLO: &str = r#"# 01.1 Hello
 
