@@ -1,4 +1,4 @@
-//! The checkpoint protocol (README, "What is sent"): the fenced ```json block a reply ends with,
+//! The checkpoint protocol (docs, "What is sent"): the fenced ```json block a reply ends with,
 //! and the same block in a prompt's `## Checkpoint` section, which declares its outputs.
 //!
 //! Markdown is parsed with `pulldown-cmark`, so fences are found as CommonMark finds them

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-/// Process exit codes (README, "Exit codes").
+/// Process exit codes (docs, "Exit codes").
 pub(crate) mod exit {
     pub(crate) const OK: i32 = 0;
     pub(crate) const PROMPT_FAILED: i32 = 1;

@@ -1,4 +1,4 @@
-//! The dry run (README, "What is estimated, and what is exact"): every request counted exactly as `run` builds it, per
+//! The dry run (docs, "What is estimated, and what is exact"): every request counted exactly as `run` builds it, per
 //! prompt, phase and total, against the budgets, with what an earlier run actually spent.
 //! Sends nothing. The structs serialize as `estimate --json` (stable keys).
 

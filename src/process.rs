@@ -10,7 +10,7 @@
 //! exec start commands in sessions of their own. So every process an attempt starts carries
 //! a [`Mark`] in its environment, which its descendants inherit however they detach; when
 //! the attempt ends (and when a run resumes after a crash) every process that carries it is
-//! killed. A process that clears its whole environment escapes the mark: the README says so.
+//! killed. A process that clears its whole environment escapes the mark: the docs say so.
 //!
 //! Children that must not see the runner's secrets (checks, git, notifications) get a
 //! [`scrubbed_env`]: PATH, HOME, the locale and the names the user passes on.

@@ -1,4 +1,4 @@
-//! What users see: human tables and `--json` documents (README, "What you see").
+//! What users see: human tables and `--json` documents (docs, "What you see").
 //!
 //! Functions here turn data into text and never print; `cli` writes the text to stdout
 //! (data) or stderr (warnings), so `--json` output can be piped safely.

@@ -1,4 +1,4 @@
-//! What is sent for a prompt (README, "What is sent"), built in exactly one place so that
+//! What is sent for a prompt (docs, "What is sent"), built in exactly one place so that
 //! `estimate` counts what `run` sends.
 //!
 //! A request is a system message (the context recall: project, phase, prompt, the previous

@@ -1,4 +1,4 @@
-//! The placeholder engine (README, "Prompt files"): where `{{name}}` is in a text, and the text
+//! The placeholder engine (docs, "Prompt files"): where `{{name}}` is in a text, and the text
 //! with values filled in.
 //!
 //! Placeholders: `{{name}}` where `name` is an identifier (letters, digits, `_`; `.` between

@@ -1,4 +1,4 @@
-//! Checks that decide whether a prompt is accepted (README, "Agent builds"): not the
+//! Checks that decide whether a prompt is accepted (docs, "Agent builds"): not the
 //! model's `"success": true`, but commands run in the workspace after the reply passed the
 //! checkpoint protocol. In order: the shell blocks of the prompt's `## Validation` section
 //! when `[verify].from_prompt` (each block one `bash -e -o pipefail` script; a checklist

@@ -1,4 +1,4 @@
-//! `config.toml`: the build's settings (README, "Configuration reference").
+//! `config.toml`: the build's settings (docs, "Configuration reference").
 //!
 //! Every key has a default, so an empty file is valid, and every table rejects unknown keys
 //! so that a misspelt key is an error naming it rather than a setting silently ignored.
@@ -346,7 +346,7 @@ impl Config {
             path: path.to_path_buf(),
             line: e.span().map(|s| line_of(text, s.start)),
             message: format!(
-                "{}; see the configuration reference in README.md",
+                "{}; see the configuration reference in docs/src/configuration.md",
                 e.message().trim_end()
             ),
         })?;

@@ -32,7 +32,7 @@ pub(crate) struct FrontMatter {
     /// Ids of earlier prompts, each with the line it is written on.
     pub(crate) depends_on: Vec<(String, usize)>,
     pub(crate) checkpoint: Option<CheckpointMode>,
-    /// Checks after this prompt (README, "Agent builds").
+    /// Checks after this prompt (docs, "Agent builds").
     pub(crate) verify: Vec<String>,
 }
 

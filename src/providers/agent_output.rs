@@ -1,4 +1,4 @@
-//! What an agent CLI printed (README, "Providers"), recognised by its shape:
+//! What an agent CLI printed (docs, "Providers"), recognised by its shape:
 //!
 //! - Claude Code `--output-format json`: one object with `type: "result"`; `result` is the
 //!   reply; usage is `modelUsage` summed over models (the whole call: its `usage` covers

@@ -195,7 +195,7 @@ impl Http {
         if e.is_connect() { f.not_billed() } else { f }
     }
 
-    /// Classifies an HTTP error status (README, "Recovery rules").
+    /// Classifies an HTTP error status (docs, "Recovery rules").
     pub(crate) fn status_failure(&self, status: u16, headers: &HeaderMap, body: &str) -> Failure {
         let message = provider_message(body);
         let (kind, hint) = classify(Some(status), &message, &self.key_env);

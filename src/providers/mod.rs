@@ -1,4 +1,4 @@
-//! Providers (README, "Providers"): one interface, `send(request) -> outcome`, over an
+//! Providers (docs, "Providers"): one interface, `send(request) -> outcome`, over an
 //! OpenAI-compatible endpoint, Anthropic's Messages API, and an agent CLI.
 //!
 //! A provider sends exactly once: it never retries (the runner owns the one retry layer)

@@ -1,4 +1,4 @@
-//! What an attempt is counted as (README, "Running a build"): the usage the endpoint
+//! What an attempt is counted as (docs, "Running a build"): the usage the endpoint
 //! reported where it is given and believable, else the tokenizer's count, marked estimated.
 //!
 //! A report is not believed when it cannot be true: a count that is not a whole number of

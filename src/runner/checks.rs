@@ -1,4 +1,4 @@
-//! An agent build's checks (README, "Agent builds"), after a reply passed the protocol: the
+//! An agent build's checks (docs, "Agent builds"), after a reply passed the protocol: the
 //! prompt's `## Validation` blocks, front matter, phase and config checks, run in the
 //! workspace one by one, each journaled; the first that fails is the attempt's content
 //! failure, and its note (command, exit status, output, the prompt's `## If Failed`) goes

@@ -1,4 +1,4 @@
-//! The retry schedule (README, "Recovery rules"): exponential backoff from
+//! The retry schedule (docs, "Recovery rules"): exponential backoff from
 //! `retry.initial_delay` with full jitter, never less than what the server asked for
 //! (`retry-after-ms`, `Retry-After`), and never a sleep longer than `retry.max_delay`: a
 //! server asking for more fails the prompt instead. Pure, so that the rules have a table.

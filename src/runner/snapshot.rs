@@ -1,4 +1,4 @@
-//! The workspace's snapshots in the run (README, "Agent builds" and "The workspace
+//! The workspace's snapshots in the run (docs, "Agent builds" and "The workspace
 //! boundary"): the repository attached and checked at the start of a run, with a baseline
 //! for a new session; the user's changes since the runner last touched the workspace
 //! refused, or taken into the base with `--allow-dirty`; every attempt started from the

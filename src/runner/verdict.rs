@@ -1,4 +1,4 @@
-//! What a reply means (README, "What is sent", "Recovery rules"): accepted with its
+//! What a reply means (docs, "What is sent", "Recovery rules"): accepted with its
 //! checkpoint, or a content failure and why. A pure function of the reply and the plan, so
 //! that every rule has a row in the table below.
 //!

@@ -1,4 +1,4 @@
-//! The folder an agent builds in (README, "Agent builds" and "The workspace boundary"): its
+//! The folder an agent builds in (docs, "Agent builds" and "The workspace boundary"): its
 //! working directory, where checks run, and, with `[workspace].git` (the default once `dir`
 //! is set), a git repository the runner snapshots: a commit per accepted prompt, and every
 //! attempt started from the last accepted commit.

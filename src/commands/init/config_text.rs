@@ -107,7 +107,7 @@ fn toml_key(key: &str) -> String {
 /// The model the written config names.
 pub(super) const MODEL: &str = "llama3.2";
 
-const HEADER: &str = r#"# Written by `orchestrator init`. Every key has a default; README.md has the reference.
+const HEADER: &str = r#"# Written by `orchestrator init`. Every key has a default; docs/src/configuration.md has the reference.
 # The commented lines show the defaults.
 
 [project]
@@ -157,7 +157,7 @@ const REST_DEFAULTS: &str = r#"
 # latency = "300ms"
 # fail = ["01.2"]
 
-# [workspace]                    # agent builds (README, "Agent builds")
+# [workspace]                    # agent builds (docs, "Agent builds")
 # dir = "build"
 # [verify]
 # from_prompt = true
