@@ -1011,6 +1011,7 @@ fn a_fresh_run_after_a_failure_gives_the_prompt_its_attempts_again() {
 }
 
 #[test]
+#[ignore = "needs `script` (util-linux) to fake a terminal; .ci/run runs it"]
 fn the_progress_bars_are_gone_before_the_last_line_on_a_terminal() {
     let server = FakeLlm::start();
     let b = small(&server, &[]);
@@ -1022,10 +1023,7 @@ fn the_progress_bars_are_gone_before_the_last_line_on_a_terminal() {
         .env("TERM", "xterm")
         .stdin(std::process::Stdio::null())
         .output();
-    let Ok(run) = run else {
-        eprintln!("skipped: `script` (util-linux) is not installed, so no terminal can be faked");
-        return;
-    };
+    let run = run.expect("`script` (util-linux) is not installed, so no terminal can be faked");
     let screen = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{screen}");
     assert!(
