@@ -254,7 +254,7 @@ impl Walk<'_> {
                 ..
             } => {
                 p.status = "completed".into();
-                p.reply = Some(reply[..reply.floor_char_boundary(REPLY_SHOWN)].to_string());
+                p.reply = Some(crate::text::head(reply, REPLY_SHOWN).to_string());
                 p.reply_bytes = reply.len();
                 p.variables.clone_from(variables);
                 p.commit.clone_from(commit);

@@ -7,7 +7,8 @@
 use std::fmt::Write as _;
 
 use crate::history::{AttemptHistory, History, PhaseHistory, PromptHistory, REPLY_SHOWN};
-use crate::report::{Criterion, thousands};
+use crate::report::Criterion;
+use crate::text::thousands;
 
 /// The page, written to `w` a section at a time.
 pub(crate) fn render(
@@ -73,7 +74,7 @@ fn header(out: &mut String, h: &History) {
         esc(&list(&h.skipped)),
         thousands(h.total.used),
         h.total.budget.map_or_else(|| "no budget".into(), thousands),
-        crate::config::show_usd(h.cost_usd)
+        crate::text::usd(h.cost_usd)
     );
     if let Some(reason) = &h.halted {
         let _ = write!(out, "<p class=\"halted\">Halted: {}</p>", esc(reason));
@@ -174,7 +175,7 @@ fn timeline(out: &mut String, h: &History) {
             "<text x=\"0\" y=\"{}\" class=\"label {}\">{}</text>",
             y + 12,
             css_status(&p.status),
-            esc(&shorten(&p.name, 30))
+            esc(&crate::text::truncate_chars(&p.name, 30))
         );
         let mut x = LABEL;
         for a in &p.attempts {
@@ -224,7 +225,7 @@ fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
         a.duration_ms
     );
     if let Some(e) = &a.error {
-        let _ = write!(tip, " · {}", shorten(e, 300));
+        let _ = write!(tip, " · {}", crate::text::truncate_chars(e, 300));
     }
     let _ = write!(
         out,
@@ -320,15 +321,6 @@ fn list(ids: &[String]) -> String {
     } else {
         ids.join(", ")
     }
-}
-
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut s: String = text.chars().take(max).collect();
-    s.push('…');
-    s
 }
 
 /// Text as HTML (element content and attribute values).

@@ -4,7 +4,8 @@
 //! The house, in layers: each module uses only those above it in this list, and no two
 //! modules use each other (`tests/it/architecture.rs` checks both).
 //!
-//! 1. Leaves: [`error`] (errors and exit codes), [`tokens`] (tiktoken counts),
+//! 1. Leaves: [`error`] (errors and exit codes), [`text`] (numbers, durations, money and
+//!    cut text as people read them), [`tokens`] (tiktoken counts),
 //!    [`template`] (the placeholder engine), [`checkpoint`] (the protocol's json blocks),
 //!    [`process`] (children in process groups that die with the runner, the attempt's
 //!    mark, the scrubbed environment), [`lockfile`] (a lock that names its holder).
@@ -50,6 +51,7 @@ mod runner;
 mod settings;
 mod state;
 mod template;
+mod text;
 mod tokens;
 mod verify;
 mod views;

@@ -12,41 +12,11 @@ use serde_json::{Value, json};
 use crate::budget::Ledger;
 use crate::estimate::Estimate;
 use crate::plan::{CheckpointMode, Plan};
+use crate::text::{minutes, plural, thousands};
 use crate::verify::Check;
-
-/// `12345` as `12,345`.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `noun` for one, `nouns` otherwise (the nouns here take an s).
-pub(crate) fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        noun.to_string()
-    } else {
-        format!("{noun}s")
-    }
-}
 
 fn opt(n: Option<u64>) -> String {
     n.map_or_else(|| "-".to_string(), thousands)
-}
-
-fn minutes(m: f64) -> String {
-    let m = m.round() as u64;
-    if m >= 60 {
-        format!("{}h {:02}m", m / 60, m % 60)
-    } else {
-        format!("{m} min")
-    }
 }
 
 /// A markdown-style table (the seed's tables are markdown), numbers right-aligned.
@@ -279,7 +249,7 @@ pub(crate) fn estimate_text(e: &Estimate) -> String {
         out.push_str(&format!("; time (footers): {}", minutes(e.total.minutes)));
     }
     if let Some(cost) = e.total.cost_usd_max {
-        out.push_str(&format!("; cost at most {}", crate::config::show_usd(cost)));
+        out.push_str(&format!("; cost at most {}", crate::text::usd(cost)));
     }
     out.push('\n');
     if e.total.possibly_billed_tokens > 0 {
@@ -550,7 +520,7 @@ impl Status<'_> {
         }
         out.push_str(&format!(
             "\nCost: {}{}\n",
-            crate::config::show_usd(self.cost_usd),
+            crate::text::usd(self.cost_usd),
             if l.total.estimated {
                 " (some token counts estimated)"
             } else {
@@ -588,20 +558,6 @@ impl Status<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-    }
-
-    #[test]
-    fn minutes_read_as_hours() {
-        assert_eq!(minutes(5.0), "5 min");
-        assert_eq!(minutes(125.0), "2h 05m");
-    }
 
     #[test]
     fn signed_remaining() {

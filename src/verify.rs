@@ -385,7 +385,7 @@ pub(crate) async fn run(
         Ended::TimedOut => {
             output.push_str(&format!(
                 "\n(did not finish within verify.timeout, {}; its process group was killed)",
-                crate::config::show_duration(timeout)
+                crate::text::duration(timeout)
             ));
             None
         }

@@ -11,11 +11,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::budget::Ledger;
-use crate::config::show_duration;
 use crate::plan::Prompt;
 use crate::printer::{Paint, Printer, clean, clean_json, paint, stderr};
-use crate::report::{plural, thousands};
 use crate::runner::{Observer, RunEvent};
+use crate::text::duration as show_duration;
+use crate::text::{plural, thousands};
 
 enum Mode {
     Json,

@@ -87,11 +87,14 @@ pub(super) fn criteria(
             ),
         },
         report::Criterion {
-            name: format!("Total tokens < {}", report::thousands(config.budget.total)),
+            name: format!(
+                "Total tokens < {}",
+                crate::text::thousands(config.budget.total)
+            ),
             passed: ledger.total.used < config.budget.total,
             value: format!(
                 "{}{}",
-                report::thousands(ledger.total.used),
+                crate::text::thousands(ledger.total.used),
                 if ledger.total.estimated {
                     " (partly estimated)"
                 } else {
@@ -102,12 +105,15 @@ pub(super) fn criteria(
         report::Criterion {
             name: format!(
                 "No prompt > {} tokens",
-                report::thousands(config.budget.per_prompt)
+                crate::text::thousands(config.budget.per_prompt)
             ),
             passed: biggest <= config.budget.per_prompt,
             // What the budget check held for it: the count, with a margin until the
             // endpoint reported usage (run and estimate show the count itself).
-            value: format!("largest request reserved {}", report::thousands(biggest)),
+            value: format!(
+                "largest request reserved {}",
+                crate::text::thousands(biggest)
+            ),
         },
         report::Criterion {
             name: "Recovery possible from any point".into(),

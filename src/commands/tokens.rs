@@ -65,10 +65,10 @@ pub(crate) fn tokens(settings: &Settings, files: &[PathBuf], encoding: Option<&s
         let many = counts.len() > 1;
         let mut rows: Vec<Vec<String>> = counts
             .into_iter()
-            .map(|(f, t)| vec![f, report::thousands(t)])
+            .map(|(f, t)| vec![f, crate::text::thousands(t)])
             .collect();
         if many {
-            rows.push(vec!["Total".into(), report::thousands(total)]);
+            rows.push(vec!["Total".into(), crate::text::thousands(total)]);
         }
         settings.printer.data(&report::table(
             &["File", &format!("Tokens ({encoding})")],

@@ -18,7 +18,6 @@ mod values;
 
 pub(crate) use llm::{ContextVariables, Llm, MaxTokensParam, ProviderKind};
 use values::duration;
-pub(crate) use values::{show_duration, show_usd};
 
 /// What `[llm].command` may contain, substituted per call: the output cap, what remains of
 /// the tightest USD limit, the prompt written to a file (for CLIs that take one), and the
@@ -471,19 +470,6 @@ mod tests {
         let c = parse("[llm]\ntimeout = \"90s\"\nidle_timeout = \"1h 30m\"\n").expect("valid");
         assert_eq!(c.llm.timeout, Duration::from_secs(90));
         assert_eq!(c.llm.idle_timeout, Duration::from_secs(5400));
-    }
-
-    #[test]
-    fn durations_show_rounded() {
-        for (d, shown) in [
-            (Duration::from_millis(300), "300ms"),
-            (Duration::new(5, 90), "5s"),
-            (Duration::new(5, 90_000_000), "5s 90ms"),
-            (Duration::new(90, 123_456_789), "1m 30s"),
-            (Duration::MAX, "more than a century"),
-        ] {
-            assert_eq!(show_duration(d), shown, "{d:?}");
-        }
     }
 
     #[test]

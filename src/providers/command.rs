@@ -311,9 +311,9 @@ fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = lines.len().saturating_sub(10);
     let joined = lines[start..].join(" | ");
-    let cut = joined.ceil_char_boundary(joined.len().saturating_sub(1500));
-    if cut > 0 {
-        format!("…{}", &joined[cut..])
+    let kept = crate::text::tail(&joined, 1500);
+    if kept.len() < joined.len() {
+        format!("…{kept}")
     } else {
         joined
     }

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 
 use super::limits::{Throttle, retry_after};
 use super::{Failure, FailureKind, redact};
-use crate::config::{Config, show_duration};
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::text::duration as show_duration;
 
 /// A reply (or a stream of events) larger than this is refused: memory stays bounded
 /// whatever a server sends.
@@ -438,12 +439,7 @@ pub(crate) fn provider_message(body: &str) -> String {
     truncate(&text, 500)
 }
 
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    format!("{}…", &text[..text.floor_char_boundary(max)])
-}
+pub(crate) use crate::text::truncate;
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

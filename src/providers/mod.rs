@@ -225,7 +225,7 @@ pub(crate) fn event_json(data: &str, partial: &str, id: Option<&str>) -> Result<
     serde_json::from_str(data).map_err(|e| {
         Failure::transient(format!(
             "a stream event is not JSON ({e}): {}",
-            &data[..data.floor_char_boundary(200)]
+            crate::text::head(data, 200)
         ))
         .with_partial(partial)
         .with_request_id(id.map(str::to_string))

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::http::{Body, Http};
 use super::{Failure, Outcome, Progress, Update};
-use crate::config::show_duration;
+use crate::text::duration as show_duration;
 
 /// What a provider's stream means, event by event.
 pub(super) trait Decoder {

@@ -8,13 +8,13 @@ use tokio::time::Instant;
 
 use super::{Session, Step, accounting, endpoint, retry, verdict};
 use crate::checkpoint::split_thinking;
-use crate::config::show_duration;
 use crate::error::{Error, Result};
 use crate::process::Mark;
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::{BuildError, Request};
 use crate::runner::RunEvent;
 use crate::state::{self, AttemptResult, Event, Outcome};
+use crate::text::duration as show_duration;
 
 /// A request ready to send.
 struct Prepared {
@@ -196,7 +196,7 @@ impl Session<'_> {
             let root = crate::template::root_name(m);
             parts.push(format!(
                 "{{{{{m}}}}}: `{root}` has no such key (its value: {}); rerun the prompt that produces `{root}`",
-                short(&vars[root].to_string(), 200)
+                crate::text::head(&vars[root].to_string(), 200)
             ));
         }
         parts.join("; ")
@@ -574,10 +574,6 @@ fn describe_failure(f: &Failure) -> String {
         _ => "",
     };
     format!("{label}{f}")
-}
-
-fn short(text: &str, max: usize) -> &str {
-    &text[..text.floor_char_boundary(max)]
 }
 
 fn millis(d: Duration) -> u64 {

@@ -18,12 +18,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::budget::Ledger;
-use crate::config::{Config, OnFailure, show_duration};
+use crate::config::{Config, OnFailure};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::providers::Provider;
 use crate::request::RequestBuilder;
 use crate::state::{self, AttemptResult, Event, Fold, Outcome, Store};
+use crate::text::duration as show_duration;
 use crate::views::{self, changed, current_prompt};
 use crate::workspace::Workspace;
 

@@ -5,11 +5,11 @@
 use super::Session;
 use crate::budget::{self, Allowance};
 use crate::config::OnExceed;
-use crate::config::show_usd;
 use crate::error::{Error, Result};
 use crate::providers::Count;
 use crate::request::Request;
 use crate::state::Event;
+use crate::text::usd as show_usd;
 
 /// Before an endpoint whose tokenizer is not tiktoken's has reported any usage (and where
 /// it cannot count for free), requests are counted at this multiple of tiktoken's count:

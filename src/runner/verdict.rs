@@ -160,8 +160,7 @@ fn names(plan: &Plan, index: usize, cp: &Checkpoint) -> Named {
 }
 
 fn short(text: &str) -> &str {
-    let t = text.trim();
-    &t[..t.floor_char_boundary(200)]
+    crate::text::head(text.trim(), 200)
 }
 
 #[cfg(test)]

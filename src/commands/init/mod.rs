@@ -21,8 +21,8 @@ use crate::config::{Config, PhaseConfig};
 use crate::error::{Error, Result};
 use crate::plan::{self, FLAT, Plan};
 use crate::printer::Printer;
-use crate::report::{plural, thousands};
 use crate::request::RequestBuilder;
+use crate::text::{plural, thousands};
 
 mod config_text;
 
