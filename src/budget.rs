@@ -5,9 +5,8 @@
 //! nothing is sent. The ledger adds up the folded journal per phase and in all, with what
 //! is possibly billed (attempts a crash left without a result) apart.
 
-use serde::Serialize;
-
 use crate::config::Config;
+use crate::documents::{PhaseSpend, TotalSpend};
 use crate::plan::Plan;
 use crate::state::Fold;
 
@@ -60,43 +59,10 @@ pub(crate) fn allow(
 }
 
 /// What has been spent, per phase and in all, from the folded journal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ledger {
     pub(crate) phases: Vec<PhaseSpend>,
     pub(crate) total: TotalSpend,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct PhaseSpend {
-    pub(crate) name: String,
-    pub(crate) dir: String,
-    pub(crate) budget: Option<u64>,
-    pub(crate) used: u64,
-    pub(crate) remaining: Option<u64>,
-    /// Spent past the budget: an endpoint counted more than was reserved. Always shown.
-    pub(crate) over_budget: bool,
-    /// Of `used`: attempts a crash left without a result, at their worst case.
-    pub(crate) possibly_billed: u64,
-    /// Input read from a prompt cache: shown and priced, but not in `used` when an agent
-    /// read it (its own prompts and tools, read again on every turn).
-    pub(crate) cache_read: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct TotalSpend {
-    pub(crate) budget: u64,
-    pub(crate) used: u64,
-    pub(crate) remaining: u64,
-    pub(crate) over_budget: bool,
-    /// Of `used`: attempts a crash left without a result, at their worst case.
-    pub(crate) possibly_billed: u64,
-    /// Input read from a prompt cache (see [`PhaseSpend::cache_read`]).
-    pub(crate) cache_read: u64,
-    pub(crate) input_tokens: u64,
-    pub(crate) output_tokens: u64,
-    /// Some counts came from the tokenizer rather than the endpoint.
-    pub(crate) estimated: bool,
-    pub(crate) cost_usd: f64,
 }
 
 impl Ledger {
@@ -148,6 +114,7 @@ impl Ledger {
                 cache_read: fold.prompts.values().map(|p| p.cache_read).sum(),
                 input_tokens: input + open,
                 output_tokens: output,
+                reasoning: fold.prompts.values().map(|p| p.reasoning).sum(),
                 estimated: open > 0 || fold.prompts.values().any(|p| p.estimated),
                 cost_usd,
             },

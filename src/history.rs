@@ -6,90 +6,20 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use crate::budget::Ledger;
 use crate::config::Config;
+use crate::documents::{
+    AttemptHistory, AttemptOutcome, CheckHistory, Criterion, Halted, PhaseHistory, PromptHistory,
+    PromptStatus, ReportDoc,
+};
 use crate::plan::Plan;
-use crate::state::{Event, Fold, Outcome, Record};
+use crate::state::{Event, Fold, Record};
 
 /// The most of a reply a report holds (the whole one is in `outputs/<id>.md`): a report of
 /// a thousand prompts stays small.
 pub(crate) const REPLY_SHOWN: usize = 1024;
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct History {
-    pub(crate) project: String,
-    pub(crate) session_id: String,
-    pub(crate) started: String,
-    /// When the journal's last event was written.
-    pub(crate) last_event: String,
-    pub(crate) mock: bool,
-    pub(crate) prompts: Vec<PromptHistory>,
-    pub(crate) phases: Vec<PhaseHistory>,
-    pub(crate) total: PhaseHistory,
-    pub(crate) cost_usd: f64,
-    pub(crate) completed: usize,
-    pub(crate) failed: Vec<String>,
-    pub(crate) skipped: Vec<String>,
-    pub(crate) halted: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct PromptHistory {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) phase: String,
-    /// completed, failed, skipped, running (cut by a crash), or not run.
-    pub(crate) status: String,
-    pub(crate) attempts: Vec<AttemptHistory>,
-    /// The largest request sent (input tokens).
-    pub(crate) request_tokens: u64,
-    /// The accepted reply, its first [`REPLY_SHOWN`] bytes.
-    pub(crate) reply: Option<String>,
-    pub(crate) reply_bytes: usize,
-    pub(crate) variables: Map<String, Value>,
-    pub(crate) commit: Option<String>,
-    /// Why it was skipped or failed for good.
-    pub(crate) reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct AttemptHistory {
-    pub(crate) attempt: u32,
-    pub(crate) started: String,
-    /// ok, content, transient, permanent, interrupted, or unknown (a crash cut it: possibly
-    /// billed, counted at its worst case).
-    pub(crate) outcome: String,
-    pub(crate) input_tokens: u64,
-    pub(crate) output_tokens: u64,
-    pub(crate) reasoning_tokens: u64,
-    pub(crate) estimated: bool,
-    pub(crate) duration_ms: u64,
-    pub(crate) error: Option<String>,
-    /// The wait before the next attempt, if one was scheduled.
-    pub(crate) retry_after_ms: Option<u64>,
-    pub(crate) checks: Vec<CheckHistory>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct CheckHistory {
-    pub(crate) from: String,
-    pub(crate) check: String,
-    pub(crate) passed: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct PhaseHistory {
-    pub(crate) name: String,
-    pub(crate) budget: Option<u64>,
-    pub(crate) used: u64,
-    /// Of `used`: attempts a crash cut, at their worst case.
-    pub(crate) possibly_billed: u64,
-    /// What was spent after each attempt that spent anything, in order: the burn-down.
-    pub(crate) burn: Vec<u64>,
-}
 
 /// The journal walked in order, a record at a time (a report never holds the whole
 /// journal): [`Walk::finish`] weighs it against the plan's phases and config's budgets.
@@ -117,7 +47,7 @@ fn not_run(p: &crate::plan::Prompt, plan: &Plan) -> PromptHistory {
         id: p.id.to_string(),
         name: p.name.clone(),
         phase: plan.phases[p.phase].name.clone(),
-        status: "not run".into(),
+        status: PromptStatus::Pending,
         attempts: Vec::new(),
         request_tokens: 0,
         reply: None,
@@ -142,8 +72,13 @@ pub(crate) struct Walk<'a> {
 
 impl Walk<'_> {
     /// The history of the session walked (folded as `fold`), weighed against the plan's
-    /// phases and `config`'s budgets.
-    pub(crate) fn finish(self, fold: &Fold, config: &Config) -> History {
+    /// phases and `config`'s budgets, with its `criteria` measured.
+    pub(crate) fn finish(
+        self,
+        fold: &Fold,
+        config: &Config,
+        criteria: Vec<Criterion>,
+    ) -> ReportDoc {
         let ledger = Ledger::new(fold, self.plan, config);
         let phases = ledger
             .phases
@@ -157,7 +92,7 @@ impl Walk<'_> {
                 burn,
             })
             .collect();
-        History {
+        ReportDoc {
             project: config.project.name.clone(),
             session_id: fold.session_id.clone(),
             started: fold.started.clone(),
@@ -173,10 +108,14 @@ impl Walk<'_> {
                 burn: self.total_burn,
             },
             cost_usd: ledger.total.cost_usd,
-            completed: fold.completed.len(),
+            completed: fold.completed.clone(),
             failed: fold.failed.clone(),
             skipped: fold.skipped.clone(),
-            halted: fold.halted.as_ref().map(|(reason, _)| reason.clone()),
+            halted: fold.halted.as_ref().map(|(reason, code)| Halted {
+                reason: reason.clone(),
+                code: *code,
+            }),
+            criteria,
         }
     }
 
@@ -192,12 +131,12 @@ impl Walk<'_> {
                 input_tokens,
                 ..
             } => {
-                p.status = "running".into();
+                p.status = PromptStatus::Running;
                 p.request_tokens = p.request_tokens.max(*input_tokens);
                 p.attempts.push(AttemptHistory {
                     attempt: *attempt,
                     started: r.at.clone(),
-                    outcome: "unknown".into(),
+                    outcome: AttemptOutcome::Unknown,
                     input_tokens: *input_tokens,
                     output_tokens: 0,
                     reasoning_tokens: 0,
@@ -210,19 +149,14 @@ impl Walk<'_> {
             }
             Event::AttemptFinished(a) => {
                 if let Some(h) = p.attempts.iter_mut().rev().find(|h| h.attempt == a.attempt) {
-                    h.outcome = outcome_name(a.outcome).into();
+                    h.outcome = a.outcome;
                     (h.input_tokens, h.output_tokens) = (a.input_tokens, a.output_tokens);
                     h.reasoning_tokens = a.reasoning_tokens;
                     h.estimated = a.estimated;
                     h.duration_ms = a.duration_ms;
                     h.error.clone_from(&a.error);
                 }
-                let cache_reads = if a.by_agent { a.cache_read_tokens } else { 0 };
-                let cost = a
-                    .input_tokens
-                    .saturating_sub(cache_reads)
-                    .saturating_add(a.output_tokens);
-                self.burn(self.plan.prompts[i].phase, cost);
+                self.burn(self.plan.prompts[i].phase, a.budgeted());
             }
             Event::Retry {
                 attempt, delay_ms, ..
@@ -241,7 +175,7 @@ impl Walk<'_> {
             } => {
                 if let Some(h) = p.attempts.iter_mut().rev().find(|h| h.attempt == *attempt) {
                     h.checks.push(CheckHistory {
-                        from: from.clone(),
+                        from: *from,
                         check: check.lines().next().unwrap_or("").to_string(),
                         passed: *passed,
                     });
@@ -253,7 +187,7 @@ impl Walk<'_> {
                 commit,
                 ..
             } => {
-                p.status = "completed".into();
+                p.status = PromptStatus::Completed;
                 p.reply = Some(crate::text::head(reply, REPLY_SHOWN).to_string());
                 p.reply_bytes = reply.len();
                 p.variables.clone_from(variables);
@@ -261,11 +195,11 @@ impl Walk<'_> {
                 p.reason = None;
             }
             Event::Failed { error, .. } => {
-                p.status = "failed".into();
+                p.status = PromptStatus::Failed;
                 p.reason = Some(error.clone());
             }
             Event::Skipped { reason, .. } => {
-                p.status = "skipped".into();
+                p.status = PromptStatus::Skipped;
                 p.reason = Some(reason.clone());
             }
             _ => {}
@@ -295,16 +229,5 @@ fn prompt_of(event: &Event) -> Option<&str> {
         | Event::Skipped { id, .. } => Some(id),
         Event::AttemptFinished(a) => Some(&a.id),
         _ => None,
-    }
-}
-
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "ok",
-        Outcome::Transient => "transient",
-        Outcome::Permanent => "permanent",
-        Outcome::Content => "content",
-        Outcome::Interrupted => "interrupted",
-        Outcome::Unknown => "unknown",
     }
 }

@@ -6,16 +6,12 @@
 
 use std::fmt::Write as _;
 
-use crate::history::{AttemptHistory, History, PhaseHistory, PromptHistory, REPLY_SHOWN};
-use crate::report::Criterion;
+use crate::documents::{AttemptHistory, PhaseHistory, PromptHistory, PromptStatus, ReportDoc};
+use crate::history::REPLY_SHOWN;
 use crate::text::thousands;
 
 /// The page, written to `w` a section at a time.
-pub(crate) fn render(
-    h: &History,
-    criteria: &[Criterion],
-    w: &mut dyn std::io::Write,
-) -> std::io::Result<()> {
+pub(crate) fn render(h: &ReportDoc, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut out = String::with_capacity(64 * 1024);
     let title = format!("{} — session {}", h.project, h.session_id);
     let _ = write!(
@@ -25,7 +21,7 @@ pub(crate) fn render(
     );
     header(&mut out, h);
     let _ = write!(out, "<h2>Success criteria</h2><ul class=\"criteria\">");
-    for c in criteria {
+    for c in &h.criteria {
         let _ = write!(
             out,
             "<li class=\"{}\">{} {}: {}</li>",
@@ -53,7 +49,7 @@ pub(crate) fn render(
     w.write_all(out.as_bytes())
 }
 
-fn header(out: &mut String, h: &History) {
+fn header(out: &mut String, h: &ReportDoc) {
     let _ = write!(
         out,
         "<h1>{}</h1><p class=\"meta\">Session {} · started {} · last event {}</p>",
@@ -68,7 +64,7 @@ fn header(out: &mut String, h: &History) {
     let _ = write!(
         out,
         "<p class=\"summary\">{} of {} prompts completed · failed: {} · skipped: {} · {} tokens used of {} · cost {}</p>",
-        h.completed,
+        h.completed.len(),
         h.prompts.len(),
         esc(&list(&h.failed)),
         esc(&list(&h.skipped)),
@@ -76,8 +72,12 @@ fn header(out: &mut String, h: &History) {
         h.total.budget.map_or_else(|| "no budget".into(), thousands),
         crate::text::usd(h.cost_usd)
     );
-    if let Some(reason) = &h.halted {
-        let _ = write!(out, "<p class=\"halted\">Halted: {}</p>", esc(reason));
+    if let Some(halted) = &h.halted {
+        let _ = write!(
+            out,
+            "<p class=\"halted\">Halted: {}</p>",
+            esc(&halted.reason)
+        );
     }
 }
 
@@ -152,7 +152,7 @@ fn burn_down(out: &mut String, p: &PhaseHistory, scale: f64) {
 
 /// One row per prompt, one box per attempt, coloured by outcome; a wait before a retry is
 /// a gap with a mark, a check a dot under its attempt, a commit a diamond.
-fn timeline(out: &mut String, h: &History) {
+fn timeline(out: &mut String, h: &ReportDoc) {
     const ROW: usize = 18;
     const LABEL: usize = 230;
     const BOX: usize = 22;
@@ -174,7 +174,7 @@ fn timeline(out: &mut String, h: &History) {
             out,
             "<text x=\"0\" y=\"{}\" class=\"label {}\">{}</text>",
             y + 12,
-            css_status(&p.status),
+            css_status(p.status),
             esc(&crate::text::truncate_chars(&p.name, 30))
         );
         let mut x = LABEL;
@@ -218,7 +218,7 @@ fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
     let mut tip = format!(
         "attempt {}: {} · {} in / {} out{} · {} ms",
         a.attempt,
-        a.outcome,
+        a.outcome.as_str(),
         thousands(a.input_tokens),
         thousands(a.output_tokens),
         if a.estimated { " (estimated)" } else { "" },
@@ -230,7 +230,7 @@ fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
     let _ = write!(
         out,
         "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"22\" height=\"13\" rx=\"2\"><title>{}</title></rect>",
-        esc(&a.outcome),
+        a.outcome.as_str(),
         esc(&tip)
     );
     for (n, c) in a.checks.iter().enumerate() {
@@ -240,7 +240,7 @@ fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
             if c.passed { "pass" } else { "fail" },
             x + 3 + n * 5,
             y + 16,
-            esc(&c.from),
+            c.from.as_str(),
             if c.passed { "passed" } else { "failed" },
             esc(&c.check)
         );
@@ -251,10 +251,10 @@ fn prompt(out: &mut String, p: &PromptHistory) {
     let _ = write!(
         out,
         "<details class=\"prompt\"><summary><span class=\"{}\">{}</span> {} — {} · {} {} · request {} tokens</summary>",
-        css_status(&p.status),
+        css_status(p.status),
         esc(&p.id),
         esc(&p.name),
-        esc(&p.status),
+        status_label(p.status),
         p.attempts.len(),
         if p.attempts.len() == 1 {
             "attempt"
@@ -273,8 +273,8 @@ fn prompt(out: &mut String, p: &PromptHistory) {
                 out,
                 "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 a.attempt,
-                esc(&a.outcome),
-                esc(&a.outcome),
+                a.outcome.as_str(),
+                a.outcome.as_str(),
                 thousands(a.input_tokens),
                 thousands(a.output_tokens),
                 if a.estimated { "~" } else { "" },
@@ -305,13 +305,21 @@ fn prompt(out: &mut String, p: &PromptHistory) {
     out.push_str("</details>\n");
 }
 
-fn css_status(status: &str) -> &'static str {
+fn css_status(status: PromptStatus) -> &'static str {
     match status {
-        "completed" => "ok",
-        "failed" => "permanent",
-        "skipped" => "skipped",
-        "running" => "unknown",
-        _ => "pending",
+        PromptStatus::Completed => "ok",
+        PromptStatus::Failed => "permanent",
+        PromptStatus::Skipped => "skipped",
+        PromptStatus::Running => "unknown",
+        PromptStatus::Pending => "pending",
+    }
+}
+
+fn status_label(status: PromptStatus) -> &'static str {
+    match status {
+        PromptStatus::Running => "cut by a crash",
+        PromptStatus::Pending => "not run",
+        s => s.as_str(),
     }
 }
 

@@ -4,9 +4,10 @@
 //! The house, in layers: each module uses only those above it in this list, and no two
 //! modules use each other (`tests/it/architecture.rs` checks both).
 //!
-//! 1. Leaves: [`error`] (errors and exit codes), [`text`] (numbers, durations, money and
-//!    cut text as people read them), [`tokens`] (tiktoken counts),
-//!    [`template`] (the placeholder engine), [`checkpoint`] (the protocol's json blocks),
+//! 1. Leaves: [`error`] (errors and exit codes), [`documents`] (the typed model of
+//!    everything scripts read: `status.json`, `report --json`, `run --json`), [`text`]
+//!    (numbers, durations, money and cut text as people read them), [`tokens`] (tiktoken
+//!    counts), [`template`] (the placeholder engine), [`checkpoint`] (the protocol's json blocks),
 //!    [`process`] (children in process groups that die with the runner, the attempt's
 //!    mark, the scrubbed environment), [`lockfile`] (a lock that names its holder).
 //! 2. [`config`], then [`plan`] (the build on disk: ids, prompt files, discovery, checks)
@@ -27,14 +28,16 @@
 //!    [`html`] (`report.html`), [`settings`] (what commands work from), [`commands`] (one file per command), and
 //!    [`cli`] (clap only), which `main` calls.
 //!
-//! Everything is `pub(crate)`: outside the crate there is the binary (through
-//! [`main_entry`]) and the fuzz targets (through [`fuzzing`]).
+//! Everything else is `pub(crate)`: outside the crate there is the binary (through
+//! [`main_entry`]), the fuzz targets (through [`fuzzing`]) and the tests, which read the
+//! binary's documents back into [`documents`]' types.
 
 mod budget;
 mod checkpoint;
 mod cli;
 mod commands;
 mod config;
+pub mod documents;
 mod error;
 mod estimate;
 pub mod fuzzing;

@@ -3,15 +3,14 @@
 //! Functions here turn data into text and never print; `cli` writes the text to stdout
 //! (data) or stderr (warnings), so `--json` output can be piped safely.
 
-use std::collections::BTreeMap;
-
 use comfy_table::{CellAlignment, Table, presets};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::budget::Ledger;
+use crate::documents::StatusDoc;
 use crate::estimate::Estimate;
 use crate::plan::{CheckpointMode, Plan};
+use crate::state::Fold;
 use crate::text::{minutes, plural, thousands};
 use crate::verify::Check;
 
@@ -424,135 +423,85 @@ fn prompts_table(fold: &crate::state::Fold, plan: &Plan) -> String {
     format!("{}\n\n", table(&["Id", "Commit", "Checks"], rows, &[]))
 }
 
-/// One of the seed's success criteria, measured.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Criterion {
-    pub(crate) name: String,
-    pub(crate) passed: bool,
-    pub(crate) value: String,
-}
-
-/// What `status` shows.
-pub(crate) struct Status<'a> {
-    pub(crate) fold: &'a crate::state::Fold,
-    pub(crate) plan: &'a Plan,
-    pub(crate) ledger: &'a Ledger,
-    pub(crate) current_prompt: Option<String>,
-    pub(crate) changed: Vec<String>,
-    pub(crate) criteria: Vec<Criterion>,
-    pub(crate) cost_usd: f64,
-}
-
-impl Status<'_> {
-    pub(crate) fn json(&self) -> Value {
-        let l = self.ledger;
-        json!({
-            "session_id": self.fold.session_id,
-            "started": self.fold.started,
-            "mock": self.fold.mock,
-            "current_prompt": self.current_prompt,
-            "completed": self.fold.completed,
-            "failed": self.fold.failed,
-            "skipped": self.fold.skipped,
-            "phases": l.phases.iter().map(|p| json!({"name": p.name, "budget": p.budget, "used": p.used, "remaining": p.remaining, "over_budget": p.over_budget, "possibly_billed": p.possibly_billed, "cache_read": p.cache_read})).collect::<Vec<_>>(),
-            "total": {"budget": l.total.budget, "used": l.total.used, "remaining": l.total.remaining, "over_budget": l.total.over_budget, "possibly_billed": l.total.possibly_billed, "cache_read": l.total.cache_read, "reasoning": self.reasoning().0, "cost_usd": self.cost_usd, "estimated": l.total.estimated},
-            "criteria": self.criteria,
-            "changed": self.changed,
-            "halted": self.fold.halted.as_ref().map(|(r, c)| json!({"reason": r, "code": c})),
-            "baseline": self.fold.workspace.baseline,
-            "commits": self.fold.prompts.iter().filter_map(|(id, p)| p.commit.as_ref().map(|c| (id.clone(), c.clone()))).collect::<BTreeMap<_, _>>(),
-            "checks": self.fold.prompts.iter().filter(|(_, p)| !p.checks.is_empty()).map(|(id, p)| (id.clone(), p.checks.clone())).collect::<BTreeMap<_, _>>(),
-        })
-    }
-
-    /// Reasoning tokens, and all output tokens, over the session.
-    fn reasoning(&self) -> (u64, u64) {
-        self.fold.prompts.values().fold((0, 0), |(r, o), p| {
-            (
-                r.saturating_add(p.reasoning),
-                o.saturating_add(p.tokens_out),
-            )
-        })
-    }
-
-    pub(crate) fn text(&self) -> String {
-        let l = self.ledger;
-        let f = self.fold;
-        let list = |ids: &[String]| {
-            if ids.is_empty() {
-                "none".to_string()
-            } else {
-                ids.join(", ")
-            }
-        };
-        let mut out = format!(
-            "Session {} (started {})\nCompleted {}/{} {}; failed: {}; skipped: {}; current prompt: {}\n",
-            f.session_id,
-            f.started,
-            f.completed.len(),
-            self.plan.prompts.len(),
-            plural(self.plan.prompts.len(), "prompt"),
-            list(&f.failed),
-            list(&f.skipped),
-            self.current_prompt.as_deref().unwrap_or("none (all done)")
-        );
-        if f.mock {
-            out.push_str("A mock session: every answer is the prompt's own checkpoint example; nothing was sent to a model (a real `run` starts a new session)\n");
+/// What `status` shows: the session in `doc`, with its prompts' commits and checks from
+/// `fold` and the budget table from `ledger`.
+pub(crate) fn status_text(doc: &StatusDoc, fold: &Fold, plan: &Plan, ledger: &Ledger) -> String {
+    let l = ledger;
+    let f = fold;
+    let list = |ids: &[String]| {
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
         }
-        if let Some((reason, code)) = &f.halted {
-            out.push_str(&format!("Halted (exit {code}): {reason}\n"));
-        }
+    };
+    let mut out = format!(
+        "Session {} (started {})\nCompleted {}/{} {}; failed: {}; skipped: {}; current prompt: {}\n",
+        f.session_id,
+        f.started,
+        f.completed.len(),
+        plan.prompts.len(),
+        plural(plan.prompts.len(), "prompt"),
+        list(&f.failed),
+        list(&f.skipped),
+        doc.current_prompt.as_deref().unwrap_or("none (all done)")
+    );
+    if f.mock {
+        out.push_str("A mock session: every answer is the prompt's own checkpoint example; nothing was sent to a model (a real `run` starts a new session)\n");
+    }
+    if let Some((reason, code)) = &f.halted {
+        out.push_str(&format!("Halted (exit {code}): {reason}\n"));
+    }
+    out.push('\n');
+    out.push_str(&budget_table(ledger));
+    out.push_str("\n\n");
+    out.push_str(&prompts_table(fold, plan));
+    if l.total.possibly_billed > 0 {
+        out.push_str(&possibly_billed_line(l.total.possibly_billed));
         out.push('\n');
-        out.push_str(&budget_table(self.ledger));
-        out.push_str("\n\n");
-        out.push_str(&prompts_table(self.fold, self.plan));
-        if l.total.possibly_billed > 0 {
-            out.push_str(&possibly_billed_line(l.total.possibly_billed));
-            out.push('\n');
-        }
-        for c in &self.criteria {
-            out.push_str(&format!(
-                "- [{}] {}: {}\n",
-                if c.passed { "x" } else { " " },
-                c.name,
-                c.value
-            ));
-        }
-        out.push_str(&format!(
-            "\nCost: {}{}\n",
-            crate::text::usd(self.cost_usd),
-            if l.total.estimated {
-                " (some token counts estimated)"
-            } else {
-                ""
-            }
-        ));
-        let (reasoning, output) = self.reasoning();
-        if reasoning > 0 {
-            out.push_str(&format!(
-                "Reasoning: {} of the {} output tokens (billed as output and counted against the budgets)\n",
-                thousands(reasoning),
-                thousands(output)
-            ));
-        }
-        if !self.changed.is_empty() {
-            out.push_str(&format!(
-                "Changed since they ran: {} (`orchestrator rerun ID` runs one again)\n",
-                self.changed.join(", ")
-            ));
-        }
-        if !f.failed.is_empty() {
-            for id in &f.failed {
-                if let Some(p) = f.prompts.get(id) {
-                    out.push_str(&format!(
-                        "Failed {id}: {}\n",
-                        p.last_error.as_deref().unwrap_or("?")
-                    ));
-                }
-            }
-        }
-        out
     }
+    for c in &doc.criteria {
+        out.push_str(&format!(
+            "- [{}] {}: {}\n",
+            if c.passed { "x" } else { " " },
+            c.name,
+            c.value
+        ));
+    }
+    out.push_str(&format!(
+        "\nCost: {}{}\n",
+        crate::text::usd(doc.total.cost_usd),
+        if l.total.estimated {
+            " (some token counts estimated)"
+        } else {
+            ""
+        }
+    ));
+    let (reasoning, output) = (doc.total.reasoning, doc.total.output_tokens);
+    if reasoning > 0 {
+        out.push_str(&format!(
+            "Reasoning: {} of the {} output tokens (billed as output and counted against the budgets)\n",
+            thousands(reasoning),
+            thousands(output)
+        ));
+    }
+    if !doc.changed.is_empty() {
+        out.push_str(&format!(
+            "Changed since they ran: {} (`orchestrator rerun ID` runs one again)\n",
+            doc.changed.join(", ")
+        ));
+    }
+    if !f.failed.is_empty() {
+        for id in &f.failed {
+            if let Some(p) = f.prompts.get(id) {
+                out.push_str(&format!(
+                    "Failed {id}: {}\n",
+                    p.last_error.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::documents::CheckSource;
 use crate::plan::Plan;
 use crate::process::{Ended, GroupGuard, Keep, Mark, die_with_parent, scrubbed_env, talk};
 use crate::template::{Segment, Template, lookup};
@@ -30,35 +31,10 @@ use crate::template::{Segment, Template, lookup};
 /// A check's output is journaled and shown to the next attempt: its last 4 KiB.
 pub(crate) const OUTPUT_KEPT: usize = 4 * 1024;
 
-/// Where a check comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum From {
-    /// A shell block of the prompt's `## Validation` section.
-    Validation,
-    /// The prompt's front matter `verify`.
-    FrontMatter,
-    /// The phase's `[[phases]] verify`.
-    Phase,
-    /// `[verify].commands`.
-    Config,
-}
-
-impl From {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            From::Validation => "validation",
-            From::FrontMatter => "front matter",
-            From::Phase => "phase",
-            From::Config => "config",
-        }
-    }
-}
-
 /// One check: where it comes from and the shell text to run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Check {
-    pub(crate) from: From,
+    pub(crate) from: CheckSource,
     pub(crate) script: String,
 }
 
@@ -119,30 +95,30 @@ fn gather(
     plan: &Plan,
     index: usize,
     validation: Vec<String>,
-) -> Vec<(From, String)> {
+) -> Vec<(CheckSource, String)> {
     let prompt = &plan.prompts[index];
     let phase = config.phase(&plan.phases[prompt.phase].dir);
     validation
         .into_iter()
-        .map(|s| (From::Validation, s))
+        .map(|s| (CheckSource::Validation, s))
         .chain(
             prompt
                 .front
                 .verify
                 .iter()
-                .map(|s| (From::FrontMatter, s.clone())),
+                .map(|s| (CheckSource::FrontMatter, s.clone())),
         )
         .chain(
             phase
                 .into_iter()
-                .flat_map(|p| p.verify.iter().map(|s| (From::Phase, s.clone()))),
+                .flat_map(|p| p.verify.iter().map(|s| (CheckSource::Phase, s.clone()))),
         )
         .chain(
             config
                 .verify
                 .commands
                 .iter()
-                .map(|s| (From::Config, s.clone())),
+                .map(|s| (CheckSource::Config, s.clone())),
         )
         .collect()
 }
@@ -153,7 +129,7 @@ pub(crate) fn bind(check: Check, vars: &BTreeMap<String, Value>) -> Result<Bound
     let script = &check.script;
     let known = |name: &str| lookup(|n| vars.get(n), name).is_some();
     let (template, unknown) = Template::parse(script, &known, &[], 1);
-    if check.from != From::Validation
+    if check.from != CheckSource::Validation
         && let Some(u) = unknown.first()
     {
         return Err(format!(
@@ -427,7 +403,7 @@ mod tests {
 
     fn check(script: &str) -> Check {
         Check {
-            from: From::Config,
+            from: CheckSource::Config,
             script: script.into(),
         }
     }
@@ -559,7 +535,7 @@ mod tests {
         let v = vars(&[("venv", Value::from("/v"))]);
         assert!(bind(check("{{nope}} -V"), &v).is_err());
         let validation = Check {
-            from: From::Validation,
+            from: CheckSource::Validation,
             script: "echo {{ track.title }}".into(),
         };
         let bound = bind(validation, &v).expect("text");

@@ -3,76 +3,143 @@
 //! prompts changed since they ran). Above both the state they are folded from and the
 //! budgets they show, so that neither has to know the other.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::budget::{Ledger, PhaseSpend, TotalSpend};
+use crate::budget::Ledger;
+use crate::config::Config;
+use crate::documents::{Criterion, Halted, StatusDoc};
 use crate::plan::Plan;
-use crate::state::{Fold, PromptState, SCHEMA_VERSION, now};
+use crate::state::{Fold, SCHEMA_VERSION, now};
+use crate::text::thousands;
 
-/// `status.json`: the seed's keys with the seed's meaning, then the extensions. Serialized
-/// straight from the fold (no intermediate JSON tree): it grows with the run.
-#[derive(Serialize)]
-pub(crate) struct StatusView<'a> {
-    pub(crate) schema_version: u32,
-    pub(crate) session_id: &'a str,
-    pub(crate) started: &'a str,
-    pub(crate) current_prompt: Option<&'a str>,
-    pub(crate) completed: &'a [String],
-    pub(crate) failed: &'a [String],
-    pub(crate) warnings: &'a [String],
-    pub(crate) variables: &'a BTreeMap<String, Map<String, Value>>,
-    pub(crate) last_checkpoint: Option<&'a str>,
-    pub(crate) skipped: &'a [String],
-    pub(crate) halted: Option<Halted<'a>>,
-    pub(crate) finished: bool,
-    pub(crate) prompts: &'a BTreeMap<String, PromptState>,
-    pub(crate) plan_hashes: BTreeMap<&'a str, &'a str>,
-    pub(crate) phases: &'a [PhaseSpend],
-    pub(crate) totals: &'a TotalSpend,
-}
-
-#[derive(Serialize)]
-pub(crate) struct Halted<'a> {
-    pub(crate) reason: &'a str,
-    pub(crate) code: i32,
-}
-
-impl<'a> StatusView<'a> {
-    pub(crate) fn new(
-        fold: &'a Fold,
-        plan: &'a Plan,
-        ledger: &'a Ledger,
-        current_prompt: Option<&'a str>,
-    ) -> StatusView<'a> {
-        StatusView {
-            schema_version: SCHEMA_VERSION,
-            session_id: &fold.session_id,
-            started: &fold.started,
-            current_prompt,
-            completed: &fold.completed,
-            failed: &fold.failed,
-            warnings: &fold.warnings,
-            variables: &fold.variables,
-            last_checkpoint: fold.last_checkpoint.as_deref(),
-            skipped: &fold.skipped,
-            halted: fold.halted.as_ref().map(|(reason, code)| Halted {
-                reason,
-                code: *code,
-            }),
-            finished: fold.finished,
-            prompts: &fold.prompts,
-            plan_hashes: plan
-                .prompts
-                .iter()
-                .map(|p| (p.id.as_str(), p.hash.as_str()))
-                .collect(),
-            phases: &ledger.phases,
-            totals: &ledger.total,
-        }
+/// `status.json`, and what `status --json` prints: the seed's keys with the seed's
+/// meaning, then the extensions ([`StatusDoc`]), borrowed from the fold (no intermediate
+/// JSON tree: it grows with the run). `outputs_saved`: how many completed prompts' outputs
+/// are on disk (the runner has just written them all; `status` looks).
+pub(crate) fn status_doc<'a>(
+    fold: &'a Fold,
+    plan: &Plan,
+    ledger: &Ledger,
+    config: &Config,
+    outputs_saved: usize,
+) -> StatusDoc<'a> {
+    StatusDoc {
+        schema_version: SCHEMA_VERSION,
+        session_id: Cow::Borrowed(&fold.session_id),
+        started: Cow::Borrowed(&fold.started),
+        current_prompt: current_prompt(fold, plan),
+        completed: Cow::Borrowed(&fold.completed),
+        failed: Cow::Borrowed(&fold.failed),
+        warnings: Cow::Borrowed(&fold.warnings),
+        variables: Cow::Borrowed(&fold.variables),
+        last_checkpoint: fold.last_checkpoint.as_deref().map(Cow::Borrowed),
+        skipped: Cow::Borrowed(&fold.skipped),
+        halted: fold.halted.as_ref().map(|(reason, code)| Halted {
+            reason: reason.clone(),
+            code: *code,
+        }),
+        finished: fold.finished,
+        mock: fold.mock,
+        prompts: Cow::Borrowed(&fold.prompts),
+        plan_hashes: plan
+            .prompts
+            .iter()
+            .map(|p| (p.id.to_string(), p.hash.clone()))
+            .collect(),
+        phases: Cow::Owned(ledger.phases.clone()),
+        total: Cow::Owned(ledger.total.clone()),
+        criteria: criteria(fold, plan, ledger, config, outputs_saved),
+        changed: changed(fold, plan),
+        baseline: fold.workspace.baseline.clone(),
     }
+}
+
+/// The seed's five success criteria, measured.
+pub(crate) fn criteria(
+    fold: &Fold,
+    plan: &Plan,
+    ledger: &Ledger,
+    config: &Config,
+    outputs_saved: usize,
+) -> Vec<Criterion> {
+    let done = plan
+        .prompts
+        .iter()
+        .filter(|p| fold.done.contains(p.id.as_str()))
+        .count();
+    let biggest = fold
+        .prompts
+        .values()
+        .map(|p| p.max_input)
+        .max()
+        .unwrap_or(0);
+    let elapsed = elapsed_secs(&fold.started, fold.last_checkpoint.as_deref());
+    let partly = if ledger.total.estimated {
+        " (partly estimated)"
+    } else {
+        ""
+    };
+    vec![
+        Criterion {
+            name: "All checkpoints passed".into(),
+            passed: done == plan.prompts.len() && fold.failed.is_empty(),
+            value: format!(
+                "{done}/{} completed, {} failed",
+                plan.prompts.len(),
+                fold.failed.len()
+            ),
+        },
+        Criterion {
+            name: format!("Total tokens < {}", thousands(config.budget.total)),
+            passed: ledger.total.used < config.budget.total,
+            value: format!("{}{partly}", thousands(ledger.total.used)),
+        },
+        Criterion {
+            name: format!("No prompt > {} tokens", thousands(config.budget.per_prompt)),
+            passed: biggest <= config.budget.per_prompt,
+            // What the budget check held for it: the count, with a margin until the
+            // endpoint reported usage (run and estimate show the count itself).
+            value: format!("largest request reserved {}", thousands(biggest)),
+        },
+        Criterion {
+            name: "Recovery possible from any point".into(),
+            passed: outputs_saved == fold.completed.len(),
+            value: format!(
+                "journal of {} events; {outputs_saved}/{} outputs saved",
+                fold.events,
+                fold.completed.len()
+            ),
+        },
+        Criterion {
+            name: format!(
+                "Complete in < {}",
+                humantime::format_duration(config.run.max_duration)
+            ),
+            passed: elapsed.is_some_and(|s| s < config.run.max_duration.as_secs_f64()),
+            value: elapsed.map_or_else(
+                || "not started".into(),
+                |s| {
+                    format!(
+                        "{} so far",
+                        humantime::format_duration(Duration::from_secs(s as u64))
+                    )
+                },
+            ),
+        },
+    ]
+}
+
+fn elapsed_secs(started: &str, last: Option<&str>) -> Option<f64> {
+    let start = humantime::parse_rfc3339_weak(started).ok()?;
+    let end = last
+        .and_then(|l| humantime::parse_rfc3339_weak(l).ok())
+        .unwrap_or_else(std::time::SystemTime::now);
+    Some(end.duration_since(start).unwrap_or_default().as_secs_f64())
 }
 
 /// `memory.json`: what outlives a lost conversation.

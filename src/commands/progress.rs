@@ -8,9 +8,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
 
 use crate::budget::Ledger;
+use crate::documents::RunEventDoc;
 use crate::plan::Prompt;
 use crate::printer::{Paint, Printer, clean, clean_json, paint, stderr};
 use crate::runner::{Observer, RunEvent};
@@ -76,9 +76,10 @@ impl Progress {
         }
     }
 
-    fn emit(&self, value: serde_json::Value) {
+    fn emit(&self, event: &RunEventDoc) {
+        let line = serde_json::to_string(event).unwrap_or_default();
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", clean_json(&value.to_string()));
+        let _ = writeln!(out, "{}", clean_json(&line));
         let _ = out.flush();
     }
 
@@ -126,7 +127,12 @@ impl Progress {
 
     fn started(&self, session_id: &str, todo: usize, done: usize) {
         match &self.mode {
-            Mode::Json => self.emit(json!({"event": "started", "session_id": session_id, "prompts": self.total, "to_run": todo, "completed": done})),
+            Mode::Json => self.emit(&RunEventDoc::Started {
+                session_id: session_id.to_string(),
+                prompts: self.total,
+                to_run: todo,
+                completed: done,
+            }),
             Mode::Terminal(bars) => bars.main.set_position(done as u64),
             Mode::Plain => {}
         }
@@ -138,11 +144,20 @@ impl Progress {
 
     fn attempt(&self, prompt: &Prompt, attempt: u32, input: u64, max_tokens: u32) {
         match &self.mode {
-            Mode::Json => self.emit(json!({"event": "attempt", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": 0, "estimated": false, "max_tokens": max_tokens})),
+            Mode::Json => self.emit(&RunEventDoc::Attempt {
+                id: prompt.id.to_string(),
+                name: prompt.name.clone(),
+                attempt,
+                input_tokens: input,
+                output_tokens: 0,
+                estimated: true,
+                max_tokens,
+            }),
             Mode::Terminal(bars) => {
                 bars.current
                     .set_prefix(format!("{} (attempt {attempt})", clean(&prompt.name)));
-                bars.current.set_message(format!("sending {} tokens", thousands(input)));
+                bars.current
+                    .set_message(format!("sending {} tokens", thousands(input)));
                 bars.current.reset_elapsed();
             }
             Mode::Plain => {}
@@ -167,7 +182,15 @@ impl Progress {
         last: (u64, u64, bool),
     ) {
         if let Mode::Json = self.mode {
-            self.emit(json!({"event": "retry", "id": prompt.id.to_string(), "attempt": next, "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reason": reason, "input_tokens": last.0, "output_tokens": last.1, "estimated": last.2}));
+            self.emit(&RunEventDoc::Retry {
+                id: prompt.id.to_string(),
+                attempt: next,
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason: reason.to_string(),
+                input_tokens: last.0,
+                output_tokens: last.1,
+                estimated: last.2,
+            });
         }
         self.line(&format!(
             "{}: retry {next} in {}: {reason}",
@@ -188,7 +211,15 @@ impl Progress {
         done: usize,
     ) {
         match &self.mode {
-            Mode::Json => self.emit(json!({"event": "completed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": input, "output_tokens": output, "estimated": estimated, "duration_ms": ms})),
+            Mode::Json => self.emit(&RunEventDoc::Completed {
+                id: prompt.id.to_string(),
+                name: prompt.name.clone(),
+                attempt,
+                input_tokens: input,
+                output_tokens: output,
+                estimated,
+                duration_ms: ms,
+            }),
             Mode::Terminal(bars) => {
                 bars.main.set_position(done as u64);
             }
@@ -221,7 +252,15 @@ impl Progress {
         estimated: bool,
     ) {
         if let Mode::Json = self.mode {
-            self.emit(json!({"event": "failed", "id": prompt.id.to_string(), "name": prompt.name, "attempt": attempt, "input_tokens": tokens.0, "output_tokens": tokens.1, "estimated": estimated, "error": reason}));
+            self.emit(&RunEventDoc::Failed {
+                id: prompt.id.to_string(),
+                name: prompt.name.clone(),
+                attempt,
+                error: reason.to_string(),
+                input_tokens: tokens.0,
+                output_tokens: tokens.1,
+                estimated,
+            });
         }
         // In halt mode the run's final error says it again; here it is one line of the log.
         self.line(&format!("{}: failed: {reason}", prompt.name));
@@ -229,14 +268,21 @@ impl Progress {
 
     fn skipped(&self, prompt: &Prompt, reason: &str) {
         if let Mode::Json = self.mode {
-            self.emit(json!({"event": "skipped", "id": prompt.id.to_string(), "name": prompt.name, "reason": reason}));
+            self.emit(&RunEventDoc::Skipped {
+                id: prompt.id.to_string(),
+                name: prompt.name.clone(),
+                reason: reason.to_string(),
+            });
         }
         self.line(&format!("{}: skipped: {reason}", prompt.name));
     }
 
     fn halted(&self, reason: &str, code: i32) {
         if let Mode::Json = self.mode {
-            self.emit(json!({"event": "halted", "reason": reason, "code": code}));
+            self.emit(&RunEventDoc::Halted {
+                reason: reason.to_string(),
+                code,
+            });
         }
         self.clear_bars();
     }
@@ -253,7 +299,16 @@ impl Progress {
 
     fn finished(&self, done: usize, ledger: &Ledger, failed: &[String], skipped: &[String]) {
         if let Mode::Json = self.mode {
-            self.emit(json!({"event": "finished", "completed": done, "prompts": self.total, "failed": failed, "skipped": skipped, "used": ledger.total.used, "remaining": ledger.total.remaining, "possibly_billed": ledger.total.possibly_billed, "estimated": ledger.total.estimated}));
+            self.emit(&RunEventDoc::Finished {
+                completed: done,
+                prompts: self.total,
+                failed: failed.to_vec(),
+                skipped: skipped.to_vec(),
+                used: ledger.total.used,
+                remaining: ledger.total.remaining,
+                possibly_billed: ledger.total.possibly_billed,
+                estimated: ledger.total.estimated,
+            });
         }
         self.clear_bars();
         if !self.quiet && !matches!(self.mode, Mode::Json) {

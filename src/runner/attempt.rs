@@ -8,12 +8,13 @@ use tokio::time::Instant;
 
 use super::{Session, Step, accounting, endpoint, retry, verdict};
 use crate::checkpoint::split_thinking;
+use crate::documents::AttemptOutcome;
 use crate::error::{Error, Result};
 use crate::process::Mark;
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::{BuildError, Request};
 use crate::runner::RunEvent;
-use crate::state::{self, AttemptResult, Event, Outcome};
+use crate::state::{self, AttemptResult, Event};
 use crate::text::duration as show_duration;
 
 /// A request ready to send.
@@ -241,7 +242,7 @@ impl Session<'_> {
                 .journal(vec![Event::AttemptFinished(AttemptResult {
                     id,
                     attempt,
-                    outcome: Outcome::Interrupted,
+                    outcome: AttemptOutcome::Interrupted,
                     input_tokens: p.counted,
                     estimated: true,
                     error: Some("interrupted: the request was dropped".into()),
@@ -372,9 +373,9 @@ impl Session<'_> {
             id: prompt.id.to_string(),
             attempt,
             outcome: if verdict.is_ok() {
-                Outcome::Ok
+                AttemptOutcome::Ok
             } else {
-                Outcome::Content
+                AttemptOutcome::Content
             },
             input_tokens: counted.input,
             output_tokens: counted.output,
@@ -499,8 +500,8 @@ impl Session<'_> {
                 id: prompt.id.to_string(),
                 attempt,
                 outcome: match failure.kind {
-                    FailureKind::Transient => Outcome::Transient,
-                    _ => Outcome::Permanent,
+                    FailureKind::Transient => AttemptOutcome::Transient,
+                    _ => AttemptOutcome::Permanent,
                 },
                 input_tokens: counted.input,
                 output_tokens: counted.output,

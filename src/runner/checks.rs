@@ -5,6 +5,7 @@
 //! to the next attempt.
 
 use super::{RunEvent, Session};
+use crate::documents::CheckSource;
 use crate::error::Result;
 use crate::process::Mark;
 use crate::state::Event;
@@ -50,7 +51,7 @@ impl Session<'_> {
             self.book.journal(vec![Event::Verified {
                 id,
                 attempt,
-                from: check.from.as_str().to_string(),
+                from: check.from,
                 check: check.script.clone(),
                 passed: checked.passed,
                 exit_code: checked.exit_code,
@@ -74,10 +75,10 @@ impl Session<'_> {
             for check in verify::planned(self.config(), self.plan, i) {
                 count += 1;
                 let file = match check.from {
-                    verify::From::Validation | verify::From::FrontMatter => {
+                    CheckSource::Validation | CheckSource::FrontMatter => {
                         p.path.display().to_string()
                     }
-                    verify::From::Phase | verify::From::Config => {
+                    CheckSource::Phase | CheckSource::Config => {
                         self.ctx.config_file.display().to_string()
                     }
                 };

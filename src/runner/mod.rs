@@ -19,11 +19,12 @@ use tokio::time::Instant;
 
 use crate::budget::Ledger;
 use crate::config::{Config, OnFailure};
+use crate::documents::AttemptOutcome;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::providers::Provider;
 use crate::request::RequestBuilder;
-use crate::state::{self, AttemptResult, Event, Fold, Outcome, Store};
+use crate::state::{self, AttemptResult, Event, Fold, Store};
 use crate::text::duration as show_duration;
 use crate::views::{self, changed, current_prompt};
 use crate::workspace::Workspace;
@@ -451,7 +452,7 @@ impl<'a> Session<'a> {
                 .journal(vec![Event::AttemptFinished(AttemptResult {
                     id: o.id.clone(),
                     attempt: o.attempt,
-                    outcome: Outcome::Unknown,
+                    outcome: AttemptOutcome::Unknown,
                     input_tokens: o.input_tokens,
                     output_tokens: u64::from(o.max_tokens),
                     estimated: true,
@@ -537,8 +538,8 @@ impl<'a> Session<'a> {
         self.views_written = Some(Instant::now());
         let fold = &self.book.fold;
         let ledger = Ledger::new(fold, self.plan, self.config());
-        let current = current_prompt(fold, self.plan);
-        let status = views::StatusView::new(fold, self.plan, &ledger, current.as_deref());
+        let saved = fold.completed.len();
+        let status = views::status_doc(fold, self.plan, &ledger, self.config(), saved);
         let memory = views::MemoryView::new(fold, self.plan, &self.ctx.config.variables);
         self.book.store.write_json(state::STATUS, &status)?;
         self.book.store.write_json(state::MEMORY, &memory)

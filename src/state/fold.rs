@@ -4,101 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::journal::{AttemptResult, Event, Outcome, Record, is_zero, is_zero_u64};
+use super::journal::{AttemptResult, Event, Record};
 use super::workspace_fold::WorkspaceFold;
+use crate::documents::{AttemptOutcome, CheckState, PromptState, PromptStatus};
 use crate::process::ProcessGroup;
-
-/// Where a prompt stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum PromptStatus {
-    #[default]
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Skipped,
-}
-
-/// Per-prompt facts folded from the journal.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub(crate) struct PromptState {
-    pub(crate) file: String,
-    pub(crate) status: PromptStatus,
-    /// Attempts made in the session.
-    pub(crate) attempts: u32,
-    /// The highest attempt number so far (attempts are numbered per prompt across the
-    /// session).
-    #[serde(skip)]
-    pub(crate) last_attempt: u32,
-    /// Attempts that count against `retry.max_attempts`: those with a result since the
-    /// prompt last completed, failed or was skipped. An attempt the runner did not see
-    /// through (interrupted, or cut by a crash) is not the prompt's failure and does not
-    /// count (a crash's is counted against the budget, at its worst case). A run resumed
-    /// after a halt goes on counting; a new `run` after a failure (a decision of the
-    /// user's) starts again.
-    #[serde(skip)]
-    pub(crate) attempts_used: u32,
-    /// Why the last attempt failed on content, for the next attempt's note.
-    #[serde(skip)]
-    pub(crate) retry_note: Option<String>,
-    /// The largest request sent for this prompt (input tokens).
-    pub(crate) max_input: u64,
-    pub(crate) tokens_in: u64,
-    pub(crate) tokens_out: u64,
-    /// Of `tokens_in`: read from and written to the provider's cache.
-    #[serde(skip_serializing_if = "is_zero_u64", default)]
-    pub(crate) cache_read: u64,
-    #[serde(skip_serializing_if = "is_zero_u64", default)]
-    pub(crate) cache_write: u64,
-    /// Of `tokens_out`: reasoning.
-    #[serde(skip_serializing_if = "is_zero_u64", default)]
-    pub(crate) reasoning: u64,
-    pub(crate) estimated: bool,
-    pub(crate) duration_ms: u64,
-    pub(crate) cost_usd: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) last_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) finish_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) hash: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub(crate) files_created: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) output: Option<String>,
-    /// Attempts with no recorded result (the runner died mid-request).
-    #[serde(skip_serializing_if = "is_zero", default)]
-    pub(crate) possibly_billed: u32,
-    /// Their worst case (input + max_tokens), part of `tokens_in` and `tokens_out`.
-    #[serde(skip_serializing_if = "is_zero_u64", default)]
-    pub(crate) possibly_billed_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) completed_at: Option<String>,
-    /// The workspace's commit of its accepted work.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) commit: Option<String>,
-    /// The last result of each of its checks.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub(crate) checks: Vec<CheckState>,
-    /// What it spent against the token budgets: input and output, an agent's cache reads
-    /// apart (they are shown and priced, not budgeted).
-    #[serde(default)]
-    pub(crate) budgeted: u64,
-}
-
-/// A check's last result.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub(crate) struct CheckState {
-    pub(crate) from: String,
-    pub(crate) check: String,
-    pub(crate) passed: bool,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) exit_code: Option<i32>,
-}
 
 /// An attempt journaled as started with no result yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,7 +196,7 @@ impl Fold {
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.checks.retain(|c| !(c.from == *from && c.check == *check));
                 p.checks.push(CheckState {
-                    from: from.clone(),
+                    from: *from,
                     check: check.clone(),
                     passed: *passed,
                     exit_code: *exit_code,
@@ -323,7 +234,7 @@ impl Fold {
             .find(|o| o.id == r.id && o.attempt == r.attempt)
             && !r.by_agent
             && !r.estimated
-            && r.outcome == Outcome::Ok
+            && r.outcome == AttemptOutcome::Ok
             && o.tokenizer_tokens > 0
         {
             let ratio = r.input_tokens as f64 / o.tokenizer_tokens as f64;
@@ -332,15 +243,9 @@ impl Fold {
         self.open
             .retain(|o| !(o.id == r.id && o.attempt == r.attempt));
         let p = self.prompts.entry(r.id.clone()).or_default();
-        // An agent's cache reads are shown and priced, not budgeted (its own prompts and
-        // tools, read again on every turn, would spend a budget on nothing the build asked).
-        let cache_reads = if r.by_agent { r.cache_read_tokens } else { 0 };
-        let budgeted = r
-            .input_tokens
-            .saturating_sub(cache_reads)
-            .saturating_add(r.output_tokens);
+        let budgeted = r.budgeted();
         p.budgeted = p.budgeted.saturating_add(budgeted);
-        if r.by_agent && r.outcome != Outcome::Unknown {
+        if r.by_agent && r.outcome != AttemptOutcome::Unknown {
             self.largest_agent_call = self.largest_agent_call.max(budgeted);
             if r.cost_usd.is_finite() {
                 self.largest_agent_cost = self.largest_agent_cost.max(r.cost_usd);
@@ -362,18 +267,18 @@ impl Fold {
         self.cost_usd += cost;
         p.finish_reason = r.finish_reason.clone();
         match r.outcome {
-            Outcome::Unknown => {
+            AttemptOutcome::Unknown => {
                 p.possibly_billed += 1;
                 p.possibly_billed_tokens = p
                     .possibly_billed_tokens
                     .saturating_add(r.input_tokens.saturating_add(r.output_tokens));
                 p.attempts_used = p.attempts_used.saturating_sub(1);
             }
-            Outcome::Interrupted => p.attempts_used = p.attempts_used.saturating_sub(1),
+            AttemptOutcome::Interrupted => p.attempts_used = p.attempts_used.saturating_sub(1),
             _ => {}
         }
         p.retry_note = match r.outcome {
-            Outcome::Content => r.error.clone(),
+            AttemptOutcome::Content => r.error.clone(),
             _ => None,
         };
         if let Some(e) = &r.error {
@@ -487,7 +392,7 @@ mod tests {
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
             attempt: 1,
-            outcome: Outcome::Ok,
+            outcome: AttemptOutcome::Ok,
             input_tokens: 100,
             output_tokens: 7,
             ..AttemptResult::default()
@@ -511,7 +416,7 @@ mod tests {
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
             attempt: 1,
-            outcome: Outcome::Ok,
+            outcome: AttemptOutcome::Ok,
             input_tokens: 150,
             output_tokens: 7,
             ..AttemptResult::default()
@@ -567,7 +472,7 @@ mod tests {
             f.apply(&rec(Event::AttemptFinished(AttemptResult {
                 id: "01.1".into(),
                 attempt,
-                outcome: Outcome::Content,
+                outcome: AttemptOutcome::Content,
                 input_tokens: 19_000,
                 cache_read_tokens: 18_000,
                 output_tokens: 300,

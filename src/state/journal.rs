@@ -9,36 +9,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::SCHEMA_VERSION;
+use crate::documents::{AttemptOutcome, CheckSource};
 use crate::error::{Error, Result};
 use crate::process::ProcessGroup;
 use crate::workspace::Extras;
-
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Outcome {
-    /// A reply with a valid checkpoint.
-    Ok,
-    /// Connection, timeout, 429/5xx, a cut stream: retried.
-    Transient,
-    /// 4xx, quota, context length: not retried.
-    Permanent,
-    /// A reply that fails the checkpoint protocol (no block, `success: false`, truncated,
-    /// refusal, a needed variable missing): retried with a note.
-    Content,
-    /// The runner stopped (signal) while the request was in flight.
-    Interrupted,
-    /// No result was recorded (the runner died mid-request): possibly billed.
-    #[default]
-    Unknown,
-}
 
 /// How an attempt ended, with what it cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct AttemptResult {
     pub(crate) id: String,
     pub(crate) attempt: u32,
-    pub(crate) outcome: Outcome,
+    pub(crate) outcome: AttemptOutcome,
     /// All input, cache reads and writes included.
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
@@ -69,6 +50,23 @@ pub(crate) struct AttemptResult {
     /// never calibrates the tokenizer.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) by_agent: bool,
+}
+
+impl AttemptResult {
+    /// What it spent against the token budgets: input and output, an agent's cache reads
+    /// apart (they are shown and priced, not budgeted: its own prompts and tools, read
+    /// again on every turn, would spend a budget on nothing the build asked). The one rule
+    /// the ledger, the fold and the report's burn-down all count by.
+    pub(crate) fn budgeted(&self) -> u64 {
+        let cache_reads = if self.by_agent {
+            self.cache_read_tokens
+        } else {
+            0
+        };
+        self.input_tokens
+            .saturating_sub(cache_reads)
+            .saturating_add(self.output_tokens)
+    }
 }
 
 /// One line of the journal.
@@ -181,8 +179,8 @@ pub(crate) enum Event {
     Verified {
         id: String,
         attempt: u32,
-        /// Where the check comes from: validation, front matter, phase, config.
-        from: String,
+        /// Where the check comes from.
+        from: CheckSource,
         check: String,
         passed: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,10 +235,6 @@ pub(crate) struct Record {
 
 pub(crate) fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
-pub(super) fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 pub(super) fn is_false(b: &bool) -> bool {

@@ -10,9 +10,9 @@ mod snapshot;
 mod store;
 mod workspace_fold;
 
-pub(crate) use fold::{Fold, PromptState};
+pub(crate) use fold::Fold;
 pub(crate) use journal::{
-    AttemptResult, Event, Outcome, Record, each_record, now, parse_journal, read_journal,
+    AttemptResult, Event, Record, each_record, now, parse_journal, read_journal,
 };
 pub(crate) use snapshot::{Snapshot, check_status_file};
 pub(crate) use store::{Store, write_atomic};

@@ -436,9 +436,7 @@ fn openrouters_reported_cost_is_the_attempts_cost_over_pricing() {
             b.read("config.toml") + "\n[pricing]\ninput_per_mtok = 1000\noutput_per_mtok = 1000\n";
         b.config(&config);
         b.run(&["run"]).code(0);
-        let cost = status_json(&b)["totals"]["cost_usd"]
-            .as_f64()
-            .unwrap_or(0.0);
+        let cost = status_json(&b)["total"]["cost_usd"].as_f64().unwrap_or(0.0);
         assert!((cost - 0.025).abs() < 1e-9, "stream {stream}: {cost}");
     }
 }

@@ -10,7 +10,15 @@ use crate::support::repo;
 /// The layers, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
     &["error"],
-    &["tokens", "template", "checkpoint", "process", "lockfile"],
+    &[
+        "tokens",
+        "template",
+        "checkpoint",
+        "process",
+        "lockfile",
+        "text",
+        "documents",
+    ],
     &["config"],
     &["plan", "workspace"],
     &["request", "verify"],

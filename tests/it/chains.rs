@@ -8,6 +8,8 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
+use orchestrator::documents::PromptStatus;
+
 use crate::support::fake_llm::{self, Action, FakeLlm, Seen, openai_sse};
 use crate::support::{Build, events, status_json, strings};
 
@@ -359,14 +361,14 @@ fn a_rerun_cut_by_kill_9_is_finished_by_the_next_run() {
         "the rest of the rerun, once each"
     );
     assert_eq!(completed(&b).len(), 6);
-    let report = b.run(&["report", "--json"]).json();
-    let states: Vec<String> = report["prompts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| p["status"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert!(states.iter().all(|s| s == "completed"), "{report}");
+    let report = b.run(&["report", "--json"]).report_doc();
+    assert!(
+        report
+            .prompts
+            .iter()
+            .all(|p| p.status == PromptStatus::Completed),
+        "{report:?}"
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use orchestrator::documents::RunEventDoc;
+use serde_json::json;
 
 use crate::support::fake_llm::{
     Action, CountTokens, FakeLlm, Piece, Seen, anthropic_json, checkpoint_text, openai_sse,
@@ -665,14 +666,18 @@ fn status_lists_skipped_prompts_and_run_json_keeps_them_apart_from_failed() {
     server.script_prompt("01.1-first", [status(400, "bad request", &[])]);
     let run = b.run(&["run", "--json"]);
     run.code(1);
-    let finished: Value = run
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["event"] == "finished")
-        .expect("a finished event");
-    assert_eq!(finished["failed"], json!(["01.1"]), "{finished}");
-    assert_eq!(finished["skipped"], json!(["01.2"]), "{finished}");
+    let Some((failed, skipped)) = run.events().into_iter().find_map(|e| match e {
+        RunEventDoc::Finished {
+            failed, skipped, ..
+        } => Some((failed, skipped)),
+        _ => None,
+    }) else {
+        panic!("no finished event:\n{}", run.stdout);
+    };
+    assert_eq!(
+        (failed, skipped),
+        (vec!["01.1".into()], vec!["01.2".into()])
+    );
     b.run(&["status"]).code(0).stdout_has("skipped: 01.2");
 }
 
@@ -683,16 +688,23 @@ fn the_failed_event_carries_the_attempt_and_its_tokens() {
     server.script([status(400, "bad request", &[])]);
     let run = b.run(&["run", "--json"]);
     run.code(1);
-    let failed: Value = run
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["event"] == "failed")
+    let failed = run
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            RunEventDoc::Failed {
+                id,
+                attempt,
+                input_tokens,
+                output_tokens,
+                estimated,
+                ..
+            } => Some((id, attempt, input_tokens, output_tokens, estimated)),
+            _ => None,
+        })
         .expect("a failed event");
-    assert_eq!(failed["attempt"], 1, "{failed}");
-    assert!(failed["input_tokens"].is_u64(), "{failed}");
-    assert!(failed["output_tokens"].is_u64(), "{failed}");
-    assert!(failed["estimated"].is_boolean(), "{failed}");
+    // A 400 spent nothing, and the endpoint said so: exactly zero, not an estimate.
+    assert_eq!(failed, ("01.1".into(), 1, 0, 0, false));
 }
 
 #[test]

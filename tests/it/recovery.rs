@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use orchestrator::documents::RunEventDoc;
 use serde_json::{Value, json};
 
 use crate::support::fake_llm::{
@@ -862,67 +863,74 @@ fn run_json_prints_one_event_per_line() {
     );
     let run = b.run(&["run", "--json", "--until", "01.3"]);
     run.code(0);
-    let events: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("not one JSON event per line ({e}): {l}"))
+    // Each line reads into the type the binary writes it from (unknown keys refused).
+    let events = run.events();
+    let kind = |e: &RunEventDoc| match e {
+        RunEventDoc::Started { .. } => "started",
+        RunEventDoc::Attempt { .. } => "attempt",
+        RunEventDoc::Retry { .. } => "retry",
+        RunEventDoc::Completed { .. } => "completed",
+        RunEventDoc::Failed { .. } => "failed",
+        RunEventDoc::Skipped { .. } => "skipped",
+        RunEventDoc::Halted { .. } => "halted",
+        RunEventDoc::Finished { .. } => "finished",
+    };
+    let kinds: Vec<&str> = events.iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "started",
+            "attempt",
+            "completed",
+            "attempt",
+            "retry",
+            "attempt",
+            "completed",
+            "attempt",
+            "completed",
+            "finished"
+        ]
+    );
+    let done: Vec<(&str, u32, u64, u64, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEventDoc::Completed {
+                id,
+                attempt,
+                input_tokens,
+                output_tokens,
+                estimated,
+                ..
+            } => Some((
+                id.as_str(),
+                *attempt,
+                *input_tokens,
+                *output_tokens,
+                *estimated,
+            )),
+            _ => None,
         })
         .collect();
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| e["event"].as_str().expect("event key"))
-        .collect();
-    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
-    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+    // Usage as the server reported it.
     assert_eq!(
-        kinds.iter().filter(|k| **k == "completed").count(),
-        3,
-        "{kinds:?}"
+        done,
+        [
+            ("01.1", 1, 100, 50, false),
+            ("01.2", 2, 100, 50, false),
+            ("01.3", 1, 100, 50, false)
+        ]
     );
+    let RunEventDoc::Retry {
+        id, input_tokens, ..
+    } = &events[4]
+    else {
+        panic!("{:?}", events[4]);
+    };
     assert_eq!(
-        kinds.iter().filter(|k| **k == "attempt").count(),
-        4,
-        "{kinds:?}"
+        (id.as_str(), *input_tokens),
+        ("01.2", 0),
+        "a 503 spent nothing"
     );
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "retry").count(),
-        1,
-        "{kinds:?}"
-    );
-    for e in &events {
-        if ["attempt", "completed", "retry"].contains(&e["event"].as_str().unwrap_or("")) {
-            for key in [
-                "id",
-                "attempt",
-                "input_tokens",
-                "output_tokens",
-                "estimated",
-            ] {
-                assert!(e.get(key).is_some(), "{key} missing from {e}");
-            }
-            assert!(e["id"].is_string() && e["attempt"].is_u64(), "{e}");
-        }
-    }
-    let done: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "completed")
-        .collect();
-    let ids: Vec<&str> = done
-        .iter()
-        .map(|e| e["id"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(ids, ["01.1", "01.2", "01.3"]);
-    assert_eq!(done[1]["attempt"], 2);
-    for e in done {
-        assert_eq!(
-            e["input_tokens"], 100,
-            "usage as the server reported it: {e}"
-        );
-        assert_eq!(e["output_tokens"], 50, "{e}");
-        assert_eq!(e["estimated"], false, "{e}");
-    }
 }
 
 // ---- 12. on_failure = "skip" ---------------------------------------------------------------
@@ -1201,6 +1209,6 @@ fn max_cost_usd_halts_like_a_budget() {
     assert_eq!(server.count(), 2);
     let status = status_json(&b);
     assert_eq!(strings(&status["completed"]), ["01.1", "01.2"]);
-    let cost = status["totals"]["cost_usd"].as_f64().expect("cost_usd");
+    let cost = status["total"]["cost_usd"].as_f64().expect("cost_usd");
     assert!((cost - 0.30).abs() < 1e-9, "{cost}");
 }

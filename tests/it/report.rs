@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orchestrator::documents::{AttemptOutcome, PromptStatus};
 use serde_json::Value;
 
 use crate::support::fake_llm::{Action, FakeLlm, json_body};
@@ -88,19 +89,30 @@ fn the_report_shows_a_retry_a_failure_a_skip_and_an_attempt_cut_by_a_crash() {
         !page.contains("src=") && !page.contains("href=\"http") && !page.contains("@import"),
         "nothing from the network"
     );
-    // `--json` is the same data: 01.1's attempts, in order.
-    let doc = b.run(&["report", "--json"]).json();
-    let outcomes: Vec<&str> = doc["prompts"][0]["attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["outcome"].as_str())
-        .collect();
-    assert_eq!(outcomes, ["transient", "unknown", "ok"]);
-    assert_eq!(doc["prompts"][1]["status"], "failed");
-    assert_eq!(doc["prompts"][2]["status"], "skipped");
-    assert_eq!(doc["prompts"][3]["status"], "completed");
-    assert_eq!(doc["criteria"].as_array().map(Vec::len), Some(5));
+    // `--json` is the same data (read into the type it is written from): 01.1's attempts,
+    // in order.
+    let doc = b.run(&["report", "--json"]).report_doc();
+    let outcomes: Vec<AttemptOutcome> = doc.prompts[0].attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            AttemptOutcome::Transient,
+            AttemptOutcome::Unknown,
+            AttemptOutcome::Ok
+        ]
+    );
+    let states: Vec<PromptStatus> = doc.prompts.iter().map(|p| p.status).collect();
+    assert_eq!(
+        states,
+        [
+            PromptStatus::Completed,
+            PromptStatus::Failed,
+            PromptStatus::Skipped,
+            PromptStatus::Completed
+        ]
+    );
+    assert_eq!(doc.completed.len(), 2);
+    assert_eq!(doc.criteria.len(), 5);
 }
 
 #[test]
@@ -203,4 +215,21 @@ fn the_report_reads_in_a_real_browser_and_its_svg_is_laid_out() {
             "an element with no box: {b}"
         );
     }
+}
+
+#[test]
+fn status_json_prints_the_document_the_runner_writes_to_status_json() {
+    let (_server, b) = eventful_session();
+    let printed = b.run(&["status", "--json"]);
+    printed.code(0);
+    let printed = printed.status_doc();
+    let written = crate::support::status_doc(&b);
+    assert_eq!(printed, written, "one document, not two that drift");
+    // The seed's keys with the seed's meaning, and what the runner adds beside them.
+    assert_eq!(written.completed.len(), 2);
+    assert_eq!(written.failed.as_ref(), ["01.2"]);
+    assert_eq!(written.skipped.as_ref(), ["01.3"]);
+    assert_eq!(written.criteria.len(), 5);
+    assert_eq!(written.plan_hashes.len(), 4);
+    assert!(written.total.used > 0 && written.total.possibly_billed > 0);
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use fake_llm::{FakeLlm, Seen};
+use orchestrator::documents::{ReportDoc, RunEventDoc, StatusDoc};
 
 /// The repository root (where the bundled build is).
 pub fn repo() -> PathBuf {
@@ -198,6 +199,32 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
+
+    /// `status --json`, read into the type the binary writes it from.
+    #[track_caller]
+    pub fn status_doc(&self) -> StatusDoc<'static> {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not a StatusDoc ({e}):\n{}", self.stdout))
+    }
+
+    /// `report --json`, read into the type the binary writes it from.
+    #[track_caller]
+    pub fn report_doc(&self) -> ReportDoc {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not a ReportDoc ({e}):\n{}", self.stdout))
+    }
+
+    /// `run --json`: one event per line, each read into the type the binary writes it from.
+    #[track_caller]
+    pub fn events(&self) -> Vec<RunEventDoc> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not one RunEventDoc per line ({e}): {l}"))
+            })
+            .collect()
+    }
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -269,8 +296,23 @@ pub fn error_of(attempt: &serde_json::Value) -> String {
     attempt["error"].as_str().unwrap_or("").to_string()
 }
 
+/// `status.json` as JSON, after checking that it reads into [`StatusDoc`] (so every test
+/// that looks at it also holds it to the one model of it).
+#[track_caller]
 pub fn status_json(b: &Build) -> serde_json::Value {
-    serde_json::from_str(&b.read("checkpoints/status.json")).expect("status.json parses")
+    let text = b.read("checkpoints/status.json");
+    if let Err(e) = serde_json::from_str::<StatusDoc>(&text) {
+        panic!("status.json is not a StatusDoc ({e}):\n{text}");
+    }
+    serde_json::from_str(&text).expect("status.json parses")
+}
+
+/// `status.json`, read into the type the runner writes it from.
+#[track_caller]
+pub fn status_doc(b: &Build) -> StatusDoc<'static> {
+    let text = b.read("checkpoints/status.json");
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("status.json is not a StatusDoc ({e}):\n{text}"))
 }
 
 /// A JSON array of strings (`completed`, `failed`...) as strings; anything else fails.
