@@ -10,20 +10,39 @@ use crate::documents::{PhaseSpend, TotalSpend};
 use crate::plan::Plan;
 use crate::state::Fold;
 
+/// A token budget a request is held to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// `budget.total`.
+    Total,
+    /// A phase's budget, by the phase's name.
+    Phase(String),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Total => f.write_str("total"),
+            Limit::Phase(name) => write!(f, "phase {name}"),
+        }
+    }
+}
+
 /// What the budgets allow for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Allowance {
     /// Send, asking for at most this many output tokens.
     Send { max_tokens: u32 },
-    /// `input + min_output` does not fit what remains of `which` (a phase name or "total").
+    /// `input + min_output` does not fit what remains of `which`.
     DoesNotFit {
-        which: String,
+        which: Limit,
         remaining: u64,
         needed: u64,
     },
 }
 
-/// Remaining tokens of the prompt's phase (if it has a budget) and of the total.
+/// Remaining tokens of the prompt's phase (if it has a budget: the phase's name) and of
+/// the total.
 #[derive(Debug, Clone)]
 pub(crate) struct Remaining {
     pub(crate) phase: Option<(String, u64)>,
@@ -37,9 +56,9 @@ pub(crate) fn allow(
     min_output: u64,
     remaining: &Remaining,
 ) -> Allowance {
-    let mut limits = vec![("total".to_string(), remaining.total)];
+    let mut limits = vec![(Limit::Total, remaining.total)];
     if let Some((name, left)) = &remaining.phase {
-        limits.push((name.clone(), *left));
+        limits.push((Limit::Phase(name.clone()), *left));
     }
     let mut cap = u64::from(max_tokens);
     for (which, left) in limits {
@@ -158,7 +177,7 @@ mod tests {
         assert_eq!(
             allow(1000, 2000, 256, &remaining(Some(1200), 100_000)),
             Allowance::DoesNotFit {
-                which: "Core".into(),
+                which: Limit::Phase("Core".into()),
                 remaining: 1200,
                 needed: 1256
             }
@@ -166,7 +185,7 @@ mod tests {
         assert_eq!(
             allow(1000, 2000, 256, &remaining(Some(5000), 1255)),
             Allowance::DoesNotFit {
-                which: "total".into(),
+                which: Limit::Total,
                 remaining: 1255,
                 needed: 1256
             }

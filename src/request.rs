@@ -383,6 +383,30 @@ fn system_template(text: &str, path: &Path) -> Result<Template> {
     Ok(template)
 }
 
+/// Why the placeholders `missing` ([`BuildError::Missing`]) could not be filled from `vars`,
+/// and what to do.
+pub(crate) fn missing_reason(vars: &BTreeMap<String, Value>, missing: &[String]) -> String {
+    let (present, absent): (Vec<&String>, Vec<&String>) = missing
+        .iter()
+        .partition(|m| vars.contains_key(crate::template::root_name(m)));
+    let mut parts = Vec::new();
+    if !absent.is_empty() {
+        parts.push(format!(
+            "it needs {} but no completed prompt produced {}; run the prompts that declare them first",
+            absent.iter().map(|m| format!("{{{{{m}}}}}")).collect::<Vec<_>>().join(", "),
+            if absent.len() == 1 { "it" } else { "them" },
+        ));
+    }
+    for m in present {
+        let root = crate::template::root_name(m);
+        parts.push(format!(
+            "{{{{{m}}}}}: `{root}` has no such key (its value: {}); rerun the prompt that produces `{root}`",
+            crate::text::head(&vars[root].to_string(), 200)
+        ));
+    }
+    parts.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,13 @@
 
 use serde_json::Value;
 
+use crate::config::Pricing;
+use crate::documents::AttemptOutcome;
 use crate::providers::Usage;
+use crate::state::AttemptResult;
+
+/// The most one call can cost: a report above it is a server's mistake.
+const MAX_CALL_USD: f64 = 100_000.0;
 
 /// No model reads more than this many tokens in one request.
 const MAX_CONTEXT: u64 = 10_000_000;
@@ -122,6 +128,60 @@ pub(crate) fn warnings(
         ));
     }
     out
+}
+
+/// What an attempt cost: the provider's report when it has one that can be true (a number
+/// from 0 to [`MAX_CALL_USD`]), else `pricing`'s figure (0 without one); an impossible
+/// report is not counted, and said (the warning).
+pub(crate) fn cost(
+    reported: Option<f64>,
+    counted: &Counted,
+    pricing: Option<Pricing>,
+) -> (f64, Option<String>) {
+    let priced = || {
+        pricing.map_or(0.0, |p| {
+            p.cost(
+                counted.input,
+                counted.output,
+                counted.cache_read,
+                counted.cache_write,
+            )
+        })
+    };
+    match reported {
+        Some(usd) if usd.is_finite() && (0.0..=MAX_CALL_USD).contains(&usd) => (usd, None),
+        Some(usd) => (
+            priced(),
+            Some(format!(
+                "the reported cost of the call ({usd:e} USD) cannot be true; [pricing]'s figure is counted instead"
+            )),
+        ),
+        None => (priced(), None),
+    }
+}
+
+/// The journal's record of attempt `attempt` of prompt `id`, ended as `outcome` and
+/// counted as `counted` (the rest of it is the caller's to fill).
+pub(crate) fn recorded(
+    id: String,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    counted: &Counted,
+    by_agent: bool,
+) -> AttemptResult {
+    AttemptResult {
+        id,
+        attempt,
+        outcome,
+        input_tokens: counted.input,
+        output_tokens: counted.output,
+        cache_read_tokens: counted.cache_read,
+        cache_write_tokens: counted.cache_write,
+        reasoning_tokens: counted.reasoning,
+        estimated: counted.estimated,
+        by_agent,
+        ..AttemptResult::default()
+    }
 }
 
 #[cfg(test)]

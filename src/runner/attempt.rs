@@ -1,21 +1,41 @@
-//! One prompt's attempts, each in four steps: prepare (the request, counted, and what the
-//! budgets allow), send (journaled first; an agent's process group journaled as it starts),
-//! judge and settle (journal the result; save the outputs, or say when to try again).
+//! One prompt's attempts, each read top to bottom as four steps: **prepare** (the request,
+//! counted, and what the budgets allow), **send** (journaled first; an agent's process
+//! group journaled as it starts), **judge** (what the reply means, its checks, its commit)
+//! and **settle** (journal the result; save the outputs, or say when to try again). The
+//! steps below it return what happened; this file records it (`Book::record`) and says
+//! how the prompt ended ([`Step`]): the run decides what that means for the run.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Session, Step, accounting, endpoint, retry, verdict};
-use crate::checkpoint::split_thinking;
+use super::context::Context;
+use super::endpoint::{Endpoint, reply_detail};
+use super::events::{Observer, RunEvent, Said};
+use super::interrupt::{Interrupt, Wait};
+use super::reserve::{self, Allowed};
+use super::snapshot::Snapshots;
+use super::tally::Book;
+use super::{accounting, retry, turns, verdict, verification};
+use crate::config::OnExceed;
 use crate::documents::AttemptOutcome;
 use crate::error::{Error, Result};
 use crate::process::Mark;
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::{BuildError, Request};
-use crate::runner::RunEvent;
 use crate::state::{self, AttemptResult, Event};
 use crate::text::duration as show_duration;
+
+/// How a prompt ended.
+pub(crate) enum Step {
+    Completed,
+    /// Its attempts are used up, or it failed permanently; `stop`: the run cannot go on
+    /// whatever `on_failure` says (its request cannot even be built).
+    Failed {
+        reason: String,
+        stop: Option<Error>,
+    },
+}
 
 /// A request ready to send.
 struct Prepared {
@@ -25,19 +45,6 @@ struct Prepared {
     /// The input the budgets reserve (the endpoint's count, or a scaled count).
     reserved: u64,
     max_tokens: u32,
-}
-
-/// The most one call can cost: a report above it is a server's mistake.
-const MAX_CALL_USD: f64 = 100_000.0;
-
-/// An accepted attempt, for [`Session::complete`].
-struct Done {
-    attempt: u32,
-    accepted: verdict::Accepted,
-    reply: Reply,
-    /// Its workspace commit and what git does not keep of it.
-    commit: Option<(String, crate::workspace::Extras)>,
-    duration_ms: u64,
 }
 
 /// What became of one attempt.
@@ -54,162 +61,246 @@ enum Attempted {
     },
     /// The prompt fails now (a permanent failure).
     Fail(String),
+    /// Nothing could be sent: the prompt fails, and the run stops.
+    Blocked {
+        reason: String,
+        stop: Error,
+    },
 }
 
-impl Session<'_> {
-    /// One prompt: attempts until one is accepted or `retry.max_attempts` are used (per
-    /// prompt across the session: a run resumed after a crash goes on counting).
-    pub(super) async fn run_prompt(&mut self, index: usize) -> Result<Step> {
-        let prompt = &self.plan.prompts[index];
-        let id = prompt.id.to_string();
-        self.book
-            .tally
-            .variables_up_to(index, &self.book.fold, self.plan, self.ctx.config);
-        let max_attempts = self.config().retry.max_attempts;
-        let mut backoff = retry::schedule(
-            self.config().retry.initial_delay,
-            self.config().retry.max_delay,
-        );
+/// One prompt run to its end, over the run's parts.
+pub(crate) struct PromptRun<'r, 'a> {
+    pub(crate) ctx: Context<'a>,
+    pub(crate) book: &'r mut Book,
+    pub(crate) endpoint: &'r mut Endpoint<'a>,
+    pub(crate) snapshots: &'r mut Snapshots,
+    pub(crate) interrupt: &'r Interrupt,
+    pub(crate) observer: &'a dyn Observer,
+    pub(crate) index: usize,
+}
+
+impl<'r, 'a: 'r> PromptRun<'r, 'a> {
+    fn record(&mut self, said: Said) -> Result<()> {
+        self.book.record(said, self.observer)
+    }
+
+    fn id(&self) -> String {
+        self.ctx.plan.prompts[self.index].id.to_string()
+    }
+
+    fn wait(&self) -> Wait<'r> {
+        Wait {
+            interrupt: self.interrupt,
+            observer: self.observer,
+        }
+    }
+
+    /// Attempts until one is accepted or `retry.max_attempts` are used (per prompt across
+    /// the session: a run resumed after a crash goes on counting).
+    pub(crate) async fn run(mut self) -> Result<Step> {
+        let (plan, config) = (self.ctx.plan, self.ctx.config);
+        let prompt = &plan.prompts[self.index];
+        let id = self.id();
+        let max_attempts = config.retry.max_attempts;
+        let mut backoff = retry::schedule(config.retry.initial_delay, config.retry.max_delay);
         loop {
             let state = self.book.fold.prompts.get(&id);
-            let used = state.map_or(0, |p| p.attempts_used);
-            if used >= max_attempts {
+            if state.map_or(0, |p| p.attempts_used) >= max_attempts {
                 let last = state
                     .and_then(|p| p.last_error.clone())
                     .unwrap_or_else(|| "none recorded".into());
-                return self.fail(
-                    index,
-                    format!("all {max_attempts} attempts failed; the last: {last}"),
-                );
+                let reason = format!("all {max_attempts} attempts failed; the last: {last}");
+                return Ok(Step::Failed { reason, stop: None });
             }
             let attempt = state.map_or(0, |p| p.last_attempt) + 1;
-            let note = state.and_then(|p| p.retry_note.as_deref()).map(retry_note);
-            let prepared = self.prepare(index, note.as_deref()).await?;
-            match self.attempt(index, attempt, &prepared).await? {
+            let note = state.and_then(|p| p.retry_note.as_deref()).map(retry::note);
+            let (reason, with_backoff, asked, tokens) = match self.attempt(attempt, note).await? {
                 Attempted::Completed => return Ok(Step::Completed),
-                Attempted::Fail(reason) => return self.fail(index, reason),
+                Attempted::Fail(reason) => return Ok(Step::Failed { reason, stop: None }),
+                Attempted::Blocked { reason, stop } => {
+                    return Ok(Step::Failed {
+                        reason,
+                        stop: Some(stop),
+                    });
+                }
                 Attempted::Retry {
                     reason,
-                    backoff: with_backoff,
+                    backoff,
                     asked,
                     tokens,
-                } => {
-                    let used = self
-                        .book
-                        .fold
-                        .prompts
-                        .get(&id)
-                        .map_or(0, |p| p.attempts_used);
-                    if used >= max_attempts {
-                        continue;
-                    }
-                    let max_delay = self.config().retry.max_delay;
-                    let wait = if !with_backoff {
-                        Duration::ZERO
-                    } else {
-                        let exponential = backoff.next().unwrap_or(max_delay);
-                        match retry::wait(exponential, fastrand::f64(), asked, max_delay) {
-                            retry::Wait::Sleep(d) => d,
-                            retry::Wait::TooLong { asked } => {
-                                return self.fail(index, format!(
-                                    "{reason}; the server asks to wait {}, longer than retry.max_delay ({}), so the prompt fails rather than sleeping",
-                                    show_duration(asked),
-                                    show_duration(max_delay)
-                                ));
-                            }
-                        }
-                    };
-                    self.book.journal(vec![Event::Retry {
-                        id: id.clone(),
-                        attempt: attempt + 1,
-                        delay_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        reason: reason.clone(),
-                    }])?;
-                    self.tell(RunEvent::Retry {
-                        prompt,
-                        attempt: attempt + 1,
-                        delay: wait,
-                        reason: &reason,
-                        input_tokens: tokens.0,
-                        output_tokens: tokens.1,
-                        estimated: tokens.2,
-                    });
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.interrupt.wait() => return self.interrupted(),
+                } => (reason, backoff, asked, tokens),
+            };
+            let used = self
+                .book
+                .fold
+                .prompts
+                .get(&id)
+                .map_or(0, |p| p.attempts_used);
+            if used >= max_attempts {
+                continue;
+            }
+            let max_delay = config.retry.max_delay;
+            let wait = if !with_backoff {
+                Duration::ZERO
+            } else {
+                let exponential = backoff.next().unwrap_or(max_delay);
+                match retry::wait(exponential, fastrand::f64(), asked, max_delay) {
+                    retry::Wait::Sleep(d) => d,
+                    retry::Wait::TooLong { asked } => {
+                        let reason = format!(
+                            "{reason}; the server asks to wait {}, longer than retry.max_delay ({}), so the prompt fails rather than sleeping",
+                            show_duration(asked),
+                            show_duration(max_delay)
+                        );
+                        return Ok(Step::Failed { reason, stop: None });
                     }
                 }
+            };
+            self.record(Said::event(Event::Retry {
+                id: id.clone(),
+                attempt: attempt + 1,
+                delay_ms: millis(wait),
+                reason: reason.clone(),
+            }))?;
+            self.observer.event(RunEvent::Retry {
+                prompt,
+                attempt: attempt + 1,
+                delay: wait,
+                reason: &reason,
+                input_tokens: tokens.0,
+                output_tokens: tokens.1,
+                estimated: tokens.2,
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.interrupt.wait() => return Err(Error::Interrupted),
             }
         }
     }
 
-    /// Step 1: the request, counted, and what the budgets allow it.
-    async fn prepare(&mut self, index: usize, note: Option<&str>) -> Result<Prepared> {
-        let prompt = &self.plan.prompts[index];
-        let request = match self.builder.build(index, &self.book.tally.vars, note) {
+    /// One attempt: prepare, send, judge, settle.
+    async fn attempt(&mut self, attempt: u32, note: Option<String>) -> Result<Attempted> {
+        let p = match self.prepare(note.as_deref()).await? {
+            Ok(p) => p,
+            Err(cannot) => return Ok(cannot),
+        };
+        let (book, plan, wait) = (&*self.book, self.ctx.plan, self.wait());
+        let restored = self
+            .snapshots
+            .restore_for(book, plan, self.index, attempt, wait)
+            .await?;
+        self.record(restored)?;
+        let mark = Mark::new();
+        self.started(attempt, &p, &mark)?;
+        let t0 = Instant::now();
+        let sent = self.send(attempt, &p, &mark).await;
+        self.after_processes(&mark, attempt)?;
+        let Some(outcome) = sent? else {
+            self.record(Said::event(Event::AttemptFinished(AttemptResult {
+                id: self.id(),
+                attempt,
+                outcome: AttemptOutcome::Interrupted,
+                input_tokens: p.counted,
+                estimated: true,
+                error: Some("interrupted: the request was dropped".into()),
+                duration_ms: millis(t0.elapsed()),
+                by_agent: self.endpoint.is_agent(),
+                ..AttemptResult::default()
+            })))?;
+            return Err(Error::Interrupted);
+        };
+        let duration_ms = millis(t0.elapsed());
+        let settled = match outcome {
+            Ok(reply) => self.judge(attempt, &p, reply, duration_ms, &mark).await,
+            Err(failure) => self.settle_failure(attempt, &p, failure, duration_ms),
+        };
+        self.after_processes(&mark, attempt)?;
+        let attempted = settled?;
+        if !matches!(attempted, Attempted::Completed) {
+            let (book, wait) = (&*self.book, self.wait());
+            let left = self
+                .snapshots
+                .record_left(book, plan, self.index, attempt, wait)
+                .await?;
+            self.record(left)?;
+        }
+        Ok(attempted)
+    }
+
+    /// Step 1: the request, counted, and what the budgets allow it; `Err` inside: why
+    /// nothing can be sent.
+    async fn prepare(
+        &mut self,
+        note: Option<&str>,
+    ) -> Result<std::result::Result<Prepared, Attempted>> {
+        let (plan, config, index) = (self.ctx.plan, self.ctx.config, self.index);
+        let prompt = &plan.prompts[index];
+        let builder = &self.endpoint.builder;
+        let mut request = match builder.build(index, &self.book.tally.vars, note) {
             Ok(r) => r,
-            Err(BuildError::Prompt(e)) => return self.halt(e),
+            Err(BuildError::Prompt(e)) => return Err(e),
             Err(BuildError::Missing(missing)) => {
-                let reason = self.missing_reason(&missing);
-                self.fail(index, reason.clone())?;
-                return self.halt(Error::PromptFailed(format!(
-                    "{} cannot run: {reason}",
-                    prompt.file
-                )));
+                let reason = crate::request::missing_reason(&self.book.tally.vars, &missing);
+                let stop = Error::PromptFailed(format!("{} cannot run: {reason}", prompt.file));
+                return Ok(Err(Attempted::Blocked { reason, stop }));
             }
         };
-        let mut request = request;
-        self.add_history(index, &mut request);
-        let per_prompt = self.config().budget.per_prompt;
+        turns::add_history(
+            builder,
+            self.book,
+            plan,
+            config.context.max_tokens,
+            index,
+            &mut request,
+        );
+        let per_prompt = config.budget.per_prompt;
         // History gives way first: its oldest turns go until the request fits.
-        let counted = self.builder.fit_history(&mut request, per_prompt);
+        let counted = builder.fit_history(&mut request, per_prompt);
         if counted > per_prompt {
-            return self.halt(Error::Budget(format!(
+            return Err(Error::Budget(format!(
                 "{} counts {counted} tokens as sent, over budget.per_prompt ({per_prompt}); nothing was sent. Shorten the prompt or raise budget.per_prompt",
                 prompt.file
             )));
         }
-        let reserved = self.reserved_input(&request, counted).await;
-        let max_tokens = self.allowance(index, reserved, request.max_tokens)?;
-        Ok(Prepared {
+        let (reserved, said) = self
+            .endpoint
+            .reserved_input(&self.book.fold, &request, counted)
+            .await;
+        self.record(said)?;
+        let agent = self.endpoint.is_agent();
+        let asked = request.max_tokens;
+        let max_tokens =
+            match reserve::allowance(self.book, plan, config, index, reserved, asked, agent) {
+                Allowed::Send(n) => n,
+                Allowed::Over(reason) if config.budget.on_exceed == OnExceed::Halt => {
+                    return Err(Error::Budget(reason));
+                }
+                Allowed::Over(reason) => {
+                    let id = prompt.id.to_string();
+                    let mut said = Said::warning(format!(
+                        "{id}: {reason} (budget.on_exceed = \"warn\": sending anyway)"
+                    ));
+                    said.events.push(Event::Warning {
+                        id: Some(id),
+                        message: reason,
+                    });
+                    self.record(said)?;
+                    asked
+                }
+            };
+        Ok(Ok(Prepared {
             request,
             counted,
             reserved,
             max_tokens,
-        })
+        }))
     }
 
-    /// Why placeholders could not be filled.
-    fn missing_reason(&self, missing: &[String]) -> String {
-        let vars = &self.book.tally.vars;
-        let (present, absent): (Vec<&String>, Vec<&String>) = missing
-            .iter()
-            .partition(|m| vars.contains_key(crate::template::root_name(m)));
-        let mut parts = Vec::new();
-        if !absent.is_empty() {
-            parts.push(format!(
-                "it needs {} but no completed prompt produced {}; run the prompts that declare them first",
-                absent.iter().map(|m| format!("{{{{{m}}}}}")).collect::<Vec<_>>().join(", "),
-                if absent.len() == 1 { "it" } else { "them" },
-            ));
-        }
-        for m in present {
-            let root = crate::template::root_name(m);
-            parts.push(format!(
-                "{{{{{m}}}}}: `{root}` has no such key (its value: {}); rerun the prompt that produces `{root}`",
-                crate::text::head(&vars[root].to_string(), 200)
-            ));
-        }
-        parts.join("; ")
-    }
-
-    /// Steps 2–4 for one attempt: journal, send, judge, settle.
-    async fn attempt(&mut self, index: usize, attempt: u32, p: &Prepared) -> Result<Attempted> {
-        self.restore_for(index, attempt).await?;
-        let prompt = &self.plan.prompts[index];
+    /// The attempt journaled as started (before anything is sent), and told.
+    fn started(&mut self, attempt: u32, p: &Prepared, mark: &Mark) -> Result<()> {
+        let prompt = &self.ctx.plan.prompts[self.index];
         let id = prompt.id.to_string();
-        let mark = Mark::new();
-        self.book.journal(vec![Event::AttemptStarted {
+        let mut said = Said::event(Event::AttemptStarted {
             id: id.clone(),
             file: prompt.file.clone(),
             attempt,
@@ -217,67 +308,35 @@ impl Session<'_> {
             max_tokens: p.max_tokens,
             tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
             mark: Some(mark.0.clone()),
-        }])?;
-        self.tell(RunEvent::Attempt {
-            prompt,
-            phase: &self.plan.phases[prompt.phase].name,
-            attempt,
-            input_tokens: p.reserved,
-            max_tokens: p.max_tokens,
         });
-        self.detail(&format!(
+        said.details.push(format!(
             "{id} attempt {attempt}: sending to {}: model {}, {} input tokens (tokenizer {}), max_tokens {}",
-            self.provider.describe(),
+            self.endpoint.provider.describe(),
             p.request.model,
             p.reserved,
             p.counted,
             p.max_tokens
         ));
-        let t0 = Instant::now();
-        let sent = self.send(&id, attempt, p, &mark).await;
-        self.end_processes(&mark, &id, attempt);
-        self.own_files_intact()?;
-        let Some(outcome) = sent? else {
-            self.book
-                .journal(vec![Event::AttemptFinished(AttemptResult {
-                    id,
-                    attempt,
-                    outcome: AttemptOutcome::Interrupted,
-                    input_tokens: p.counted,
-                    estimated: true,
-                    error: Some("interrupted: the request was dropped".into()),
-                    duration_ms: millis(t0.elapsed()),
-                    by_agent: !self.provider.caps_output(),
-                    ..AttemptResult::default()
-                })])?;
-            return self.interrupted();
-        };
-        let duration_ms = millis(t0.elapsed());
-        let attempted = match outcome {
-            Ok(reply) => {
-                self.settle_reply(index, attempt, p, reply, duration_ms, &mark)
-                    .await
-            }
-            Err(failure) => self.settle_failure(index, attempt, p, failure, duration_ms),
-        };
-        self.end_processes(&mark, &id, attempt);
-        self.own_files_intact()?;
-        let attempted = attempted?;
-        if !matches!(attempted, Attempted::Completed) {
-            self.record_left(index, attempt).await?;
-        }
-        Ok(attempted)
+        self.record(said)?;
+        self.observer.event(RunEvent::Attempt {
+            prompt,
+            phase: &self.ctx.plan.phases[prompt.phase].name,
+            attempt,
+            input_tokens: p.reserved,
+            max_tokens: p.max_tokens,
+        });
+        Ok(())
     }
 
-    /// Sends, journaling an agent's process group as soon as it exists; `None` when
-    /// interrupted.
+    /// Step 2: sends, journaling an agent's process group as soon as it exists; `None`
+    /// when interrupted.
     async fn send(
         &mut self,
-        id: &str,
         attempt: u32,
         p: &Prepared,
         mark: &Mark,
     ) -> Result<Option<std::result::Result<Reply, Failure>>> {
+        let id = self.id();
         let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel();
         let observer = self.observer;
         let progress = move |update: Update| match update {
@@ -287,13 +346,16 @@ impl Session<'_> {
             }
             Update::Waiting(why) => observer.event(RunEvent::Note(&why)),
         };
+        let (plan, config) = (self.ctx.plan, self.ctx.config);
+        let phase = plan.prompts[p.request.prompt].phase;
         let call = Call {
-            workdir: self.workspace.as_ref().map(|ws| ws.dir()),
-            budget_usd_left: self.usd_left(self.plan.prompts[p.request.prompt].phase),
+            workdir: self.snapshots.dir(),
+            budget_usd_left: reserve::usd_left(self.book, plan, config, phase),
             mark: Some(mark),
         };
         let outcome = {
             let send = self
+                .endpoint
                 .provider
                 .send(&p.request, p.max_tokens, &call, &progress);
             tokio::pin!(send);
@@ -301,152 +363,130 @@ impl Session<'_> {
                 tokio::select! {
                     outcome = &mut send => break Some(outcome),
                     Some(group) = groups.recv() => {
-                        self.book.journal(vec![Event::AgentStarted {
-                            id: id.to_string(),
-                            attempt,
-                            group,
-                        }])?;
+                        let started = Event::AgentStarted { id: id.clone(), attempt, group };
+                        self.book.record(Said::event(started), observer)?;
                     }
                     () = self.interrupt.wait() => break None,
                 }
             }
         };
-        self.journal_learned(id)?;
+        let learned = self.endpoint.learned(&id);
+        self.record(learned)?;
         Ok(outcome)
     }
 
-    /// Step 4 for a reply: counted, judged, journaled.
-    async fn settle_reply(
+    /// Steps 3 and 4 for a reply: counted, judged (the protocol, the checks, the commit),
+    /// journaled; completed, or to be tried again.
+    async fn judge(
         &mut self,
-        index: usize,
         attempt: u32,
         p: &Prepared,
         reply: Reply,
         duration_ms: u64,
         mark: &Mark,
     ) -> Result<Attempted> {
-        let prompt = &self.plan.prompts[index];
-        let agent = !self.provider.caps_output();
-        let text_tokens = self.builder.encoding.count(&reply.text);
-        let mut counted = accounting::count(reply.usage.as_ref(), p.counted, text_tokens, agent);
-        if let (0, Some(thinking)) = (counted.reasoning, split_thinking(&reply.text).0) {
-            counted.reasoning = self.builder.encoding.count(thinking).min(counted.output);
+        let (plan, index, id) = (self.ctx.plan, self.index, self.id());
+        let agent = self.endpoint.is_agent();
+        let (counted, mut said) =
+            self.endpoint
+                .count_reply(&id, attempt, &reply, p.counted, p.max_tokens);
+        let mut verdict = verdict::judge(plan, index, &reply.text, &reply.finish, p.max_tokens);
+        let mut checks = Said::default();
+        if verdict.is_ok() {
+            let dir = verification::check_dir(self.snapshots.dir(), self.ctx.config_dir);
+            let vars = &self.book.tally.vars;
+            let sent = p.request.prompt_text();
+            let verified = verification::verify(
+                self.ctx,
+                index,
+                attempt,
+                vars,
+                &dir,
+                sent,
+                mark,
+                self.interrupt,
+            )
+            .await?;
+            checks = verified.said;
+            if let Some(failed) = verified.failure {
+                verdict = Err(failed);
+            }
         }
-        let id = prompt.id.to_string();
-        let mut events = self.counts_told(&id, &counted, p.counted, p.max_tokens);
-        if let Some((why, _)) = &counted.distrusted {
-            let message = format!(
-                "attempt {attempt}: the endpoint's usage report cannot be true ({why}); it is kept in the journal and the tokenizer's count is used"
-            );
-            self.warn(&format!("{}: {message}", prompt.id));
-            events.push(Event::Warning {
-                id: Some(prompt.id.to_string()),
-                message,
-            });
-        }
-        let prompt = &self.plan.prompts[index];
-        let mut verdict =
-            verdict::judge(self.plan, index, &reply.text, &reply.finish, p.max_tokens);
-        if verdict.is_ok()
-            && let Some(failed) = self
-                .verify(index, attempt, p.request.prompt_text(), mark)
-                .await?
-        {
-            verdict = Err(failed);
-        }
+        self.record(checks)?;
         let mut commit = None;
         if verdict.is_ok() {
-            self.end_processes(mark, &id, attempt);
-            match self.commit_for(index).await? {
+            self.record(end_processes(mark, &id, attempt))?;
+            let (book, wait) = (&*self.book, self.wait());
+            let (accepted, locks) = self.snapshots.commit_for(book, plan, index, wait).await?;
+            self.record(locks)?;
+            match accepted {
                 Ok(c) => commit = c,
                 Err(why) => verdict = Err(why),
             }
         }
-        self.detail(&endpoint::reply_detail(
-            &prompt.id.to_string(),
-            attempt,
-            &reply,
-            &counted,
-            duration_ms,
-        ));
+        said.details
+            .push(reply_detail(&id, attempt, &reply, &counted, duration_ms));
+        let (cost_usd, impossible) =
+            accounting::cost(reply.cost_usd, &counted, self.ctx.config.pricing);
+        said.warnings
+            .extend(impossible.map(|w| format!("{id}: {w}")));
+        let outcome = if verdict.is_ok() {
+            AttemptOutcome::Ok
+        } else {
+            AttemptOutcome::Content
+        };
         let result = AttemptResult {
-            id: prompt.id.to_string(),
-            attempt,
-            outcome: if verdict.is_ok() {
-                AttemptOutcome::Ok
-            } else {
-                AttemptOutcome::Content
-            },
-            input_tokens: counted.input,
-            output_tokens: counted.output,
-            cache_read_tokens: counted.cache_read,
-            cache_write_tokens: counted.cache_write,
-            reasoning_tokens: counted.reasoning,
-            estimated: counted.estimated,
             reported_usage: counted.distrusted.as_ref().and_then(|d| d.1.clone()),
             finish_reason: Some(reply.finish.as_str().to_string()),
             request_id: reply.request_id.clone(),
             error: verdict.as_ref().err().cloned(),
             duration_ms,
-            cost_usd: self.cost(reply.cost_usd, &counted, &id),
-            by_agent: agent,
+            cost_usd,
+            ..accounting::recorded(id, attempt, outcome, &counted, agent)
         };
-        events.insert(0, Event::AttemptFinished(result));
+        said.events.insert(0, Event::AttemptFinished(result));
+        let tokens = (counted.input, counted.output, counted.estimated);
         match verdict {
-            Ok(accepted) => self.complete(
-                index,
-                Done {
-                    attempt,
-                    accepted,
-                    reply,
-                    commit,
-                    duration_ms,
-                },
-                events,
-                &counted,
-            ),
+            Ok(accepted) => {
+                self.complete(attempt, accepted, reply, commit, said, tokens, duration_ms)
+            }
             Err(reason) => {
-                self.book.journal(events)?;
+                self.record(said)?;
                 Ok(Attempted::Retry {
                     reason,
                     backoff: false,
                     asked: None,
-                    tokens: (counted.input, counted.output, counted.estimated),
+                    tokens,
                 })
             }
         }
     }
 
-    /// An accepted reply: `events` (its attempt's) with the completion, journaled; the
-    /// output saved.
+    /// Step 4 for an accepted reply: `said` (its attempt's) with the completion, journaled;
+    /// the output saved.
+    #[allow(clippy::too_many_arguments)]
     fn complete(
         &mut self,
-        index: usize,
-        done: Done,
-        mut events: Vec<Event>,
-        counted: &accounting::Counted,
+        attempt: u32,
+        accepted: verdict::Accepted,
+        reply: Reply,
+        commit: Option<(String, crate::workspace::Extras)>,
+        mut said: Said,
+        tokens: (u64, u64, bool),
+        duration_ms: u64,
     ) -> Result<Attempted> {
-        let Done {
-            attempt,
-            accepted,
-            reply,
-            commit,
-            duration_ms,
-        } = done;
-        let (commit, extras) = match commit {
-            Some((c, e)) => (Some(c), Some(e)),
-            None => (None, None),
-        };
-        let prompt = &self.plan.prompts[index];
-        if let Some(warning) = &accepted.warning {
-            events.push(Event::Warning {
+        let (plan, index) = (self.ctx.plan, self.index);
+        let prompt = &plan.prompts[index];
+        let (commit, extras) = commit.map_or((None, None), |(c, e)| (Some(c), Some(e)));
+        if let Some(warning) = accepted.warning {
+            said.warnings.push(format!("{}: {warning}", prompt.id));
+            said.events.push(Event::Warning {
                 id: Some(prompt.id.to_string()),
-                message: warning.clone(),
+                message: warning,
             });
-            self.warn(&format!("{}: {warning}", prompt.id));
         }
         let output = format!("{}/{}.md", state::OUTPUTS, prompt.id);
-        events.push(Event::Completed {
+        said.events.push(Event::Completed {
             id: prompt.id.to_string(),
             name: prompt.name.clone(),
             file: prompt.file.clone(),
@@ -458,123 +498,94 @@ impl Session<'_> {
             commit,
             extras,
         });
-        self.book.journal(events)?;
-        self.reopen_after(index)?;
+        self.record(said)?;
+        let reopened = self.snapshots.reopen_after(self.book, plan, index);
+        self.record(reopened)?;
         self.book.store.write_copy(&output, reply.text.as_bytes())?;
-        self.write_views(false)?;
-        self.tell(RunEvent::Completed {
+        self.observer.event(RunEvent::Completed {
             prompt,
             attempt,
-            input_tokens: counted.input,
-            output_tokens: counted.output,
-            estimated: counted.estimated,
+            input_tokens: tokens.0,
+            output_tokens: tokens.1,
+            estimated: tokens.2,
             duration_ms,
             completed: self.book.tally.done,
         });
         Ok(Attempted::Completed)
     }
 
-    /// Step 4 for a failure: journaled with what it may have cost, then retried or not.
+    /// Steps 3 and 4 for a failure: journaled with what it may have cost, then retried or
+    /// not.
     fn settle_failure(
         &mut self,
-        index: usize,
         attempt: u32,
         p: &Prepared,
         failure: Failure,
         duration_ms: u64,
     ) -> Result<Attempted> {
-        let prompt = &self.plan.prompts[index];
-        let agent = !self.provider.caps_output();
+        let id = self.id();
+        let agent = self.endpoint.is_agent();
         // An error status (the request refused) costs nothing: that is exact, not an
         // estimate. A failure after the request was accepted costs its input and what
         // streamed, unless the failed call reported its own usage.
         let counted = if failure.reached_model {
-            let text = self.builder.encoding.count(&failure.partial);
+            let text = self.endpoint.builder.encoding.count(&failure.partial);
             accounting::count(failure.usage.as_deref(), p.counted, text, agent)
         } else {
             accounting::count(Some(&crate::providers::Usage::default()), 0, 0, agent)
         };
-        let cost_usd = self.cost(failure.cost_usd, &counted, &prompt.id.to_string());
-        self.book
-            .journal(vec![Event::AttemptFinished(AttemptResult {
-                id: prompt.id.to_string(),
-                attempt,
-                outcome: match failure.kind {
-                    FailureKind::Transient => AttemptOutcome::Transient,
-                    _ => AttemptOutcome::Permanent,
-                },
-                input_tokens: counted.input,
-                output_tokens: counted.output,
-                cache_read_tokens: counted.cache_read,
-                cache_write_tokens: counted.cache_write,
-                estimated: counted.estimated,
-                request_id: failure.request_id.clone(),
-                error: Some(failure.to_string()),
-                duration_ms,
-                cost_usd,
-                by_agent: agent,
-                ..AttemptResult::default()
-            })])?;
-        let reason = describe_failure(&failure);
+        let (cost_usd, impossible) =
+            accounting::cost(failure.cost_usd, &counted, self.ctx.config.pricing);
+        let outcome = match failure.kind {
+            FailureKind::Transient => AttemptOutcome::Transient,
+            _ => AttemptOutcome::Permanent,
+        };
+        let mut said = Said::event(Event::AttemptFinished(AttemptResult {
+            reasoning_tokens: 0,
+            request_id: failure.request_id.clone(),
+            error: Some(failure.to_string()),
+            duration_ms,
+            cost_usd,
+            ..accounting::recorded(id.clone(), attempt, outcome, &counted, agent)
+        }));
+        said.warnings
+            .extend(impossible.map(|w| format!("{id}: {w}")));
+        self.record(said)?;
+        let reason = retry::describe(&failure);
         match failure.kind {
-            FailureKind::Transient => {}
-            FailureKind::Budget => {
-                return self.halt(Error::Budget(format!("{}: {reason}", prompt.id)));
-            }
-            FailureKind::Permanent | FailureKind::Quota => return Ok(Attempted::Fail(reason)),
-        }
-        Ok(Attempted::Retry {
-            reason,
-            backoff: true,
-            asked: failure.retry_after,
-            tokens: (counted.input, counted.output, counted.estimated),
-        })
-    }
-
-    /// What an attempt cost: the provider's report when it has one that can be true (a
-    /// number from 0 to [`MAX_CALL_USD`]), else `[pricing]`'s figure; an impossible report
-    /// is warned about and not counted.
-    fn cost(&self, reported: Option<f64>, counted: &accounting::Counted, id: &str) -> f64 {
-        match reported {
-            Some(usd) if usd.is_finite() && (0.0..=MAX_CALL_USD).contains(&usd) => usd,
-            Some(usd) => {
-                self.warn(&format!(
-                    "{id}: the reported cost of the call ({usd:e} USD) cannot be true; [pricing]'s figure is counted instead"
-                ));
-                self.priced(counted)
-            }
-            None => self.priced(counted),
+            FailureKind::Transient => Ok(Attempted::Retry {
+                reason,
+                backoff: true,
+                asked: failure.retry_after,
+                tokens: (counted.input, counted.output, counted.estimated),
+            }),
+            FailureKind::Budget => Err(Error::Budget(format!("{id}: {reason}"))),
+            FailureKind::Permanent | FailureKind::Quota => Ok(Attempted::Fail(reason)),
         }
     }
 
-    /// Cost from `[pricing]` when the provider did not report one.
-    fn priced(&self, counted: &accounting::Counted) -> f64 {
-        self.config().pricing.map_or(0.0, |p| {
-            p.cost(
-                counted.input,
-                counted.output,
-                counted.cache_read,
-                counted.cache_write,
-            )
-        })
+    /// After a step that ran the agent or checks: every process the attempt started killed,
+    /// and the runner's own files found intact.
+    fn after_processes(&mut self, mark: &Mark, attempt: u32) -> Result<()> {
+        let id = self.id();
+        self.record(end_processes(mark, &id, attempt))?;
+        self.snapshots
+            .own_files_intact(&mut self.book.store, self.ctx)
     }
 }
 
-/// The note a retry after a content failure carries, in the spirit of the seed's
-/// recovery: what to do, then why the last attempt failed, last (a failed check's command,
-/// output and the prompt's `## If Failed` advice end the message).
-fn retry_note(reason: &str) -> String {
-    format!(
-        "Note: your previous attempt at this prompt was not accepted. Do the whole task again and end your reply with the checkpoint block. Why it was not accepted: {reason}"
-    )
-}
-
-fn describe_failure(f: &Failure) -> String {
-    let label = match f.kind {
-        FailureKind::Quota => "quota exhausted: ",
-        _ => "",
-    };
-    format!("{label}{f}")
+/// Kills every process the attempt started that is still alive (however it detached).
+fn end_processes(mark: &Mark, id: &str, attempt: u32) -> Said {
+    let killed = mark.kill_all();
+    let mut said = Said::default();
+    if killed > 0 {
+        said.details.push(format!(
+            "{id} attempt {attempt}: {killed} process{} the attempt started outlived it and {} killed",
+            if killed == 1 { "" } else { "es" },
+            if killed == 1 { "was" } else { "were" }
+        ));
+    }
+    said
 }
 
 fn millis(d: Duration) -> u64 {

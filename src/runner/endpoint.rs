@@ -1,50 +1,154 @@
-//! What an endpoint taught the runner during a call, and what the user must hear of it:
-//! settings it refused (journaled, so that a resumed run starts with them), a reply
-//! longer than the cap sent, no input counted, and, for `-v`, what came back.
+//! The endpoint in a run: how much input a request is reserved at (exact, calibrated, or
+//! with a margin), what it taught the runner during a call and what the user must hear of
+//! it (settings it refused, journaled so that a resumed run starts with them; a reply
+//! longer than the cap sent; no input counted), and, for `-v`, what came back.
 
-use super::{Session, accounting};
-use crate::error::Result;
-use crate::providers::Reply;
-use crate::state::Event;
+use super::accounting;
+use super::events::Said;
+use crate::checkpoint::split_thinking;
+use crate::providers::{Count, Provider, Reply};
+use crate::request::{Request, RequestBuilder};
+use crate::state::{Event, Fold};
 
-impl Session<'_> {
-    /// Journals the settings the endpoint refused during the last call, as changed, each
-    /// with a warning.
-    pub(super) fn journal_learned(&mut self, id: &str) -> Result<()> {
+/// Before an endpoint whose tokenizer is not tiktoken's has reported any usage (and where
+/// it cannot count for free), requests are counted at this multiple of tiktoken's count:
+/// other tokenizers count up to a third more for English and code (Claude's, Gemma's,
+/// Mistral's); the first reported usage then calibrates the count.
+const UNCALIBRATED_MARGIN: f64 = 1.5;
+
+/// Where requests go and what is learned of it in a run: the provider, the requests'
+/// builder, and how its counts are to be taken.
+pub(crate) struct Endpoint<'a> {
+    pub(crate) provider: Provider,
+    pub(crate) builder: RequestBuilder<'a>,
+    /// The tokenizer is the model's own (tiktoken for an OpenAI model): counts are exact.
+    pub(crate) tokenizer_exact: bool,
+    /// Whether to ask the endpoint to count (until it says it cannot).
+    endpoint_counts: bool,
+    /// A report of no input was warned about (once a run).
+    zero_input_told: bool,
+}
+
+impl<'a> Endpoint<'a> {
+    pub(crate) fn new(
+        provider: Provider,
+        builder: RequestBuilder<'a>,
+        model: &str,
+    ) -> Endpoint<'a> {
+        Endpoint {
+            tokenizer_exact: provider.counts_exactly(model),
+            provider,
+            builder,
+            endpoint_counts: true,
+            zero_input_told: false,
+        }
+    }
+
+    /// An agent CLI (it cannot be capped mid-call), not an HTTP endpoint.
+    pub(crate) fn is_agent(&self) -> bool {
+        !self.provider.caps_output()
+    }
+
+    /// The input to reserve for `request` (`counted` by the tokenizer): exact where the
+    /// tokenizer is the model's or the endpoint counts for free; scaled by calibration once
+    /// the endpoint has reported usage; else scaled by a margin.
+    pub(crate) async fn reserved_input(
+        &mut self,
+        fold: &Fold,
+        request: &Request,
+        counted: u64,
+    ) -> (u64, Said) {
+        if let Some(c) = fold.calibrated(counted) {
+            return (c, Said::default());
+        }
+        if self.tokenizer_exact {
+            return (counted, Said::default());
+        }
+        let mut said = Said::default();
+        if self.endpoint_counts {
+            match self.provider.count(request).await {
+                Count::Exact(n) => return (n, said),
+                Count::Unsupported => self.endpoint_counts = false,
+                Count::Failed(why) => {
+                    said = Said::warning(format!(
+                        "the endpoint could not count the request ({why}); counting it with a margin"
+                    ))
+                }
+            }
+        }
+        ((counted as f64 * UNCALIBRATED_MARGIN).ceil() as u64, said)
+    }
+
+    /// The settings the endpoint refused during the last call, as changed, each with a
+    /// warning (journaled, so that a resumed run starts with them).
+    pub(crate) fn learned(&self, id: &str) -> Said {
+        let mut said = Said::default();
         for learned in self.provider.learned() {
-            self.warn(&format!(
+            said.warnings.push(format!(
                 "{id}: the endpoint refused a setting, so {} is now {} for this session (it said: {})",
                 learned.setting, learned.value, learned.reason
             ));
-            self.book.journal(vec![Event::Learned {
+            said.events.push(Event::Learned {
                 setting: learned.setting,
                 value: learned.value,
                 reason: learned.reason,
-            }])?;
+            });
         }
-        Ok(())
+        said
+    }
+
+    /// What `reply` to attempt `attempt` of prompt `id` (sent: `sent` tokens by the
+    /// tokenizer's count, asking for `max_tokens`) is counted as, with what the user must
+    /// hear of it (journaled with the attempt).
+    pub(crate) fn count_reply(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        reply: &Reply,
+        sent: u64,
+        max_tokens: u32,
+    ) -> (accounting::Counted, Said) {
+        let encoding = &self.builder.encoding;
+        let text_tokens = encoding.count(&reply.text);
+        let agent = self.is_agent();
+        let mut counted = accounting::count(reply.usage.as_ref(), sent, text_tokens, agent);
+        if let (0, Some(thinking)) = (counted.reasoning, split_thinking(&reply.text).0) {
+            counted.reasoning = encoding.count(thinking).min(counted.output);
+        }
+        let mut said = self.counts_told(id, &counted, sent, max_tokens);
+        if let Some((why, _)) = &counted.distrusted {
+            let message = format!(
+                "attempt {attempt}: the endpoint's usage report cannot be true ({why}); it is kept in the journal and the tokenizer's count is used"
+            );
+            said.warnings.push(format!("{id}: {message}"));
+            said.events.push(Event::Warning {
+                id: Some(id.to_string()),
+                message,
+            });
+        }
+        (counted, said)
     }
 
     /// The warnings one reply's counts call for, shown and to be journaled with it.
-    pub(super) fn counts_told(
+    fn counts_told(
         &mut self,
         id: &str,
         counted: &accounting::Counted,
         sent: u64,
         max_tokens: u32,
-    ) -> Vec<Event> {
+    ) -> Said {
         let cap = self.provider.caps_output().then_some(max_tokens);
         let said = accounting::warnings(counted, sent, cap, self.zero_input_told);
         self.zero_input_told |= counted.input == 0 && !counted.estimated;
-        said.into_iter()
-            .map(|message| {
-                self.warn(&format!("{id}: {message}"));
-                Event::Warning {
-                    id: Some(id.to_string()),
-                    message,
-                }
-            })
-            .collect()
+        let mut out = Said::default();
+        for message in said {
+            out.warnings.push(format!("{id}: {message}"));
+            out.events.push(Event::Warning {
+                id: Some(id.to_string()),
+                message,
+            });
+        }
+        out
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::budget::Ledger;
 use crate::plan::Prompt;
+use crate::state::Event;
 
 /// One thing that happened in a run.
 #[derive(Debug)]
@@ -77,4 +78,55 @@ pub(crate) enum RunEvent<'a> {
 /// Whoever shows a run. `Sync`: streamed events come from inside a provider's call.
 pub(crate) trait Observer: Sync {
     fn event(&self, event: RunEvent<'_>);
+}
+
+/// What a step did, as a value: the events to journal and what to tell the user. The
+/// steps (reserve, snapshot, verification, endpoint) return it; the run and the attempt
+/// record it, in one place (`Book::record`).
+#[derive(Debug, Default)]
+#[must_use = "what a step did counts only once it is recorded"]
+pub(crate) struct Said {
+    pub(crate) events: Vec<Event>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) notes: Vec<String>,
+    /// For `-v`.
+    pub(crate) details: Vec<String>,
+}
+
+impl Said {
+    pub(crate) fn event(event: Event) -> Said {
+        Said {
+            events: vec![event],
+            ..Said::default()
+        }
+    }
+
+    pub(crate) fn warning(message: String) -> Said {
+        Said {
+            warnings: vec![message],
+            ..Said::default()
+        }
+    }
+
+    /// This, then `more`.
+    pub(crate) fn and(mut self, more: Said) -> Said {
+        self.events.extend(more.events);
+        self.warnings.extend(more.warnings);
+        self.notes.extend(more.notes);
+        self.details.extend(more.details);
+        self
+    }
+
+    /// Tells `observer` what is to be told.
+    pub(crate) fn tell(&self, observer: &dyn Observer) {
+        for w in &self.warnings {
+            observer.event(RunEvent::Warning(w));
+        }
+        for n in &self.notes {
+            observer.event(RunEvent::Note(n));
+        }
+        for d in &self.details {
+            observer.event(RunEvent::Detail(d));
+        }
+    }
 }

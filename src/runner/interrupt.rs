@@ -2,7 +2,15 @@
 //! between steps and races it against a request in flight, so that state is saved and the
 //! exit is 130 whatever the runner was doing.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::events::{Observer, RunEvent};
 use crate::error::{Error, Result};
+
+/// A step that takes longer than this is said (a large tree's first snapshot).
+const SAY_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub(crate) struct Interrupt {
@@ -46,5 +54,36 @@ impl Interrupt {
     pub(crate) async fn wait(&self) {
         let mut rx = self.rx.clone();
         let _ = rx.wait_for(|set| *set).await;
+    }
+}
+
+/// What a long step needs: the interrupt that gives it up, and whom to tell it is slow.
+#[derive(Clone, Copy)]
+pub(crate) struct Wait<'w> {
+    pub(crate) interrupt: &'w Interrupt,
+    pub(crate) observer: &'w dyn Observer,
+}
+
+impl Wait<'_> {
+    /// `step` (`what` it does), told to the user if it takes more than a second, and given
+    /// up (`Error::Interrupted`) on Ctrl-C.
+    pub(crate) async fn step<T>(
+        &self,
+        what: &str,
+        step: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::pin!(step);
+        let deadline = Instant::now() + SAY_AFTER;
+        let mut said = false;
+        loop {
+            tokio::select! {
+                out = &mut step => return out,
+                () = tokio::time::sleep_until(deadline), if !said => {
+                    said = true;
+                    self.observer.event(RunEvent::Note(&format!("{what} (git)…")));
+                }
+                () = self.interrupt.wait() => return Err(Error::Interrupted),
+            }
+        }
     }
 }

@@ -1,12 +1,18 @@
 //! What happens before a run's loop: whether the session in `checkpoints/` goes on or is
 //! set aside (a restart, a mock session meeting a real endpoint), which prompts the mock
-//! fails, accepted outputs rewritten from the journal, and a new session's id.
+//! fails, accepted outputs rewritten from the journal, a new session and its id, the
+//! attempts a crash left open settled, the prompts to take on, and which are blocked.
 
-use super::Context;
-use super::{Observer, RunEvent};
+use std::path::Path;
+
+use super::context::{Context, Selection};
+use super::events::{Observer, RunEvent, Said};
+use crate::documents::AttemptOutcome;
 use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::process::Mark;
 use crate::providers::Provider;
-use crate::state::{self, Event, Fold, Store};
+use crate::state::{self, AttemptResult, Event, Fold, Store};
 
 /// Why the session in `checkpoints/` is archived before this run.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +90,123 @@ pub(super) fn restore_outputs(
         }
     }
     Ok(())
+}
+
+/// A new session, with the seed's id (one-second resolution: a session started within the
+/// second another was archived gets a suffix, so that no two sessions share an id).
+pub(super) fn new_session(checkpoints: &Path, mock: bool) -> Event {
+    let started = state::now();
+    let base = session_id(&started);
+    let archive = checkpoints.join(state::ARCHIVE);
+    let mut session_id = base.clone();
+    let mut n = 1;
+    while archive.join(&session_id).exists() {
+        n += 1;
+        session_id = format!("{base}-{n}");
+    }
+    Event::SessionStarted {
+        session_id,
+        started,
+        mock,
+    }
+}
+
+/// The attempts journaled as started with no result: the runner died mid-request. Each
+/// may have been billed, so it is counted at its worst case, and its prompt is sent again;
+/// an agent's process group that outlived the runner, and every process the attempt
+/// started that still carries its mark, are killed first.
+pub(super) fn settle_open_attempts(fold: &Fold) -> Said {
+    let mut said = Said::default();
+    for o in &fold.open {
+        if let Some(group) = &o.group
+            && group.kill_if_left()
+        {
+            said.warnings.push(format!(
+                "{} attempt {}: the agent's process group {} was still running after the runner stopped; it was killed",
+                o.id, o.attempt, group.pgid
+            ));
+        }
+        if let Some(mark) = &o.mark {
+            let killed = Mark(mark.clone()).kill_all();
+            if killed > 0 {
+                said.warnings.push(format!(
+                    "{} attempt {}: {killed} process{} it started outlived the runner; killed",
+                    o.id,
+                    o.attempt,
+                    if killed == 1 { "" } else { "es" }
+                ));
+            }
+        }
+        let worst = o.input_tokens.saturating_add(u64::from(o.max_tokens));
+        said.warnings.push(format!(
+            "{} attempt {}: no result was recorded (the runner stopped mid-request); it is possibly billed and counted at its worst case ({worst} tokens)",
+            o.id, o.attempt
+        ));
+        said.events.push(Event::AttemptFinished(AttemptResult {
+            id: o.id.clone(),
+            attempt: o.attempt,
+            outcome: AttemptOutcome::Unknown,
+            input_tokens: o.input_tokens,
+            output_tokens: u64::from(o.max_tokens),
+            estimated: true,
+            error: Some("possibly billed: no result was recorded".into()),
+            ..AttemptResult::default()
+        }));
+    }
+    said
+}
+
+/// The prompts `selection` takes on (indices into the plan), with a note when it names
+/// one that is already completed.
+pub(super) fn todo(fold: &Fold, plan: &Plan, selection: Selection) -> (Vec<usize>, Option<String>) {
+    let done = |i: usize| fold.done.contains(plan.prompts[i].id.as_str());
+    match selection {
+        Selection::Resume { from, until } => ((from..=until).filter(|&i| !done(i)).collect(), None),
+        Selection::Only(i) if done(i) => (
+            Vec::new(),
+            Some(format!(
+                "{} is already completed; `orchestrator rerun {}` runs it again",
+                plan.prompts[i].id, plan.prompts[i].id
+            )),
+        ),
+        Selection::Only(i) => (vec![i], None),
+        Selection::Again { from, until } => ((from..=until).collect(), None),
+    }
+}
+
+/// `rerun`: its prompts reopened first, journaled, so that a rerun cut short (even by
+/// `kill -9`) is finished by the next `run` rather than forgotten.
+pub(super) fn reopen_for_rerun(fold: &Fold, plan: &Plan, todo: &[usize]) -> Option<Event> {
+    let ids: Vec<String> = todo
+        .iter()
+        .map(|&i| &plan.prompts[i].id)
+        .filter(|id| fold.done.contains(id.as_str()))
+        .map(|id| id.to_string())
+        .collect();
+    (!ids.is_empty()).then(|| Event::Reopened {
+        ids,
+        reason: "`orchestrator rerun` runs it again; `orchestrator run` finishes a rerun cut short"
+            .into(),
+    })
+}
+
+/// Why prompt `index` cannot run: a dependency that did not complete.
+pub(super) fn blocked(fold: &Fold, plan: &Plan, index: usize) -> Option<String> {
+    plan.prompts[index]
+        .depends_on
+        .iter()
+        .find(|&&d| !fold.done.contains(plan.prompts[d].id.as_str()))
+        .map(|&d| {
+            let dep = &plan.prompts[d];
+            let how = if fold.failed.iter().any(|f| f == dep.id.as_str()) {
+                "failed"
+            } else if fold.skipped.iter().any(|f| f == dep.id.as_str()) {
+                "was skipped"
+            } else {
+                "has not completed"
+            };
+            format!("it depends on {} ({}), which {how}", dep.id, dep.name)
+        })
 }
 
 /// The seed's session id format, `%Y%m%d_%H%M%S`, from an RFC 3339 time.

@@ -1,9 +1,12 @@
 //! The retry schedule (docs, "Recovery rules"): exponential backoff from
 //! `retry.initial_delay` with full jitter, never less than what the server asked for
 //! (`retry-after-ms`, `Retry-After`), and never a sleep longer than `retry.max_delay`: a
-//! server asking for more fails the prompt instead. Pure, so that the rules have a table.
+//! server asking for more fails the prompt instead; and what a retry says of the last
+//! attempt. Pure, so that the rules have a table.
 
 use std::time::Duration;
+
+use crate::providers::{Failure, FailureKind};
 
 /// What to do before the next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,24 @@ pub(crate) fn schedule(initial: Duration, max: Duration) -> impl Iterator<Item =
         .with_max_delay(max)
         .without_max_times()
         .build()
+}
+
+/// The note a retry after a content failure carries, in the spirit of the seed's
+/// recovery: what to do, then why the last attempt failed, last (a failed check's command,
+/// output and the prompt's `## If Failed` advice end the message).
+pub(crate) fn note(reason: &str) -> String {
+    format!(
+        "Note: your previous attempt at this prompt was not accepted. Do the whole task again and end your reply with the checkpoint block. Why it was not accepted: {reason}"
+    )
+}
+
+/// A failure as the retry and the journal say it.
+pub(crate) fn describe(f: &Failure) -> String {
+    let label = match f.kind {
+        FailureKind::Quota => "quota exhausted: ",
+        _ => "",
+    };
+    format!("{label}{f}")
 }
 
 #[cfg(test)]

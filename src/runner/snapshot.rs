@@ -9,53 +9,50 @@
 
 use std::time::SystemTime;
 
-use tokio::time::Instant;
-
-use super::{RunEvent, Session};
+use super::context::Context;
+use super::events::Said;
+use super::interrupt::Wait;
+use super::tally::Book;
 use crate::error::{Error, Result};
-use crate::process::Mark;
-use crate::state::{Event, Expected, Fold};
-use crate::workspace::{Changes, Committed, Extras, Head, Pin, Workspace};
+use crate::plan::Plan;
+use crate::state::{Event, Expected, Fold, Store};
+use crate::workspace::{Changes, Committed, Extras, Head, Pin, Scan, Workspace};
 
-/// A git step that takes longer than this is said (a large tree's first snapshot).
-const SAY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// The workspace of a run, if config has one: each step does its git work and returns
+/// what happened ([`Said`]), for the run to journal.
+pub(crate) struct Snapshots {
+    pub(crate) workspace: Option<Workspace>,
+    /// When this run began: git's lock files older than this that nothing holds are stale.
+    pub(crate) run_started: SystemTime,
+}
 
-impl Session<'_> {
+impl Snapshots {
+    /// The workspace, when it is snapshotted with git.
     fn snapshots(&self) -> Option<&Workspace> {
         self.workspace.as_ref().filter(|ws| ws.snapshots())
     }
 
-    /// `step` (a git step on the workspace, `what` it does), told to the user if it takes
-    /// more than a second, and given up (the run interrupted) on Ctrl-C.
-    async fn git_step<T>(&self, what: &str, step: impl Future<Output = Result<T>>) -> Result<T> {
-        tokio::pin!(step);
-        let deadline = Instant::now() + SAY_AFTER;
-        let mut said = false;
-        loop {
-            tokio::select! {
-                out = &mut step => return out,
-                () = tokio::time::sleep_until(deadline), if !said => {
-                    said = true;
-                    self.tell(RunEvent::Note(&format!("{what} (git)…")));
-                }
-                () = self.interrupt.wait() => return Err(Error::Interrupted),
-            }
-        }
+    /// Where an agent works and checks run, if config has a workspace.
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.workspace.as_ref().map(|ws| ws.dir())
     }
 
     /// At the start of a run: the repository attached (a baseline for a new session), git
     /// locks nothing holds removed, and what the user changed since the runner last touched
     /// the workspace refused or, with `allow_dirty`, taken into the commit the first of
     /// `todo` starts from.
-    pub(super) async fn start_workspace(
+    pub(crate) async fn start(
         &mut self,
+        book: &Book,
+        plan: &Plan,
         allow_dirty: bool,
         todo: &[usize],
-    ) -> Result<()> {
+        wait: Wait<'_>,
+    ) -> Result<Said> {
         if self.snapshots().is_none() {
-            return Ok(());
+            return Ok(Said::default());
         }
-        let fold = &self.book.fold.workspace;
+        let fold = &book.fold.workspace;
         let pin = fold.baseline.clone().map(|baseline| Pin {
             baseline,
             head: fold.head.clone(),
@@ -63,44 +60,47 @@ impl Session<'_> {
         if let Some(ws) = self.workspace.as_mut() {
             ws.attach(pin).await?;
         }
-        self.remove_stale_locks(self.run_started)?;
-        if self.book.fold.workspace.baseline.is_none() {
-            return self.baseline(allow_dirty).await;
+        let said = self.remove_stale_locks(self.run_started)?;
+        if book.fold.workspace.baseline.is_none() {
+            return Ok(said.and(self.baseline(allow_dirty).await?));
         }
         let Some(&first) = todo.first() else {
-            return Ok(());
+            return Ok(said);
         };
-        let (expected, had) = match &self.book.fold.workspace.expected {
+        let (expected, had) = match &book.fold.workspace.expected {
             // An attempt the runner did not see through: what it left is its own, kept and
             // discarded before the next attempt.
-            Expected::Unknown => return Ok(()),
-            Expected::At(c) => (c.clone(), self.book.fold.workspace.extras.get(c).cloned()),
+            Expected::Unknown => return Ok(said),
+            Expected::At(c) => (c.clone(), book.fold.workspace.extras.get(c).cloned()),
             Expected::Left { commit, extras } => (commit.clone(), Some(extras.clone())),
         };
         let Some(ws) = self.snapshots() else {
-            return Ok(());
+            return Ok(said);
         };
-        let now = self
-            .git_step(
+        let now = wait
+            .step(
                 "looking for changes in the workspace",
                 ws.scan("orchestrator: the workspace at the start of a run", None),
             )
             .await?;
         let changes = ws.user_changes(&expected, had.as_ref(), &now).await?;
         if changes.is_empty() {
-            return Ok(());
+            return Ok(said);
         }
         if !allow_dirty {
             return Err(dirty(ws, &changes));
         }
-        self.take_in(first, &now, &changes).await
+        Ok(said.and(
+            self.take_in(book, plan, first, &now, &changes, wait)
+                .await?,
+        ))
     }
 
     /// A new session's first commit: the workspace as it is, refused when it holds
     /// changes and `allow_dirty` is off.
-    async fn baseline(&mut self, allow_dirty: bool) -> Result<()> {
+    async fn baseline(&mut self, allow_dirty: bool) -> Result<Said> {
         let Some(ws) = self.workspace.as_mut() else {
-            return Ok(());
+            return Ok(Said::default());
         };
         let changes = ws.changes().await?;
         if !changes.is_empty() && !allow_dirty {
@@ -120,107 +120,93 @@ impl Session<'_> {
             Head::Branch(b) => (Some(b), false),
             Head::Detached => (None, true),
         };
-        self.book.journal(vec![Event::WorkspaceCommitted {
+        Ok(Said::event(Event::WorkspaceCommitted {
             id: None,
             commit: committed.commit,
             message: message.to_string(),
             head,
             detached,
             extras: Some(committed.extras),
-        }])
+        }))
     }
 
     /// `--allow-dirty`: the user's changes put on top of the commit prompt `first` starts
     /// from, as a commit that becomes that commit.
     async fn take_in(
-        &mut self,
+        &self,
+        book: &Book,
+        plan: &Plan,
         first: usize,
-        now: &crate::workspace::Scan,
+        now: &Scan,
         changes: &Changes,
-    ) -> Result<()> {
+        wait: Wait<'_>,
+    ) -> Result<Said> {
         let message = "orchestrator: changes found at start (--allow-dirty)";
-        let (id, base) = self.base_of(first)?;
         let Some(ws) = self.snapshots() else {
-            return Ok(());
+            return Ok(Said::default());
         };
-        let taken = self
-            .git_step(
+        let (id, base) = base_of(ws, book, plan, first)?;
+        let taken = wait
+            .step(
                 "taking your changes into the workspace's commit",
                 ws.take_in(&base, now, changes, message),
             )
             .await?;
-        self.warn(&format!(
-            "{} taken into the commit the next attempt starts from (--allow-dirty): {}",
-            ws.dir().display(),
-            changes.listed()
-        ));
-        self.book.journal(vec![Event::WorkspaceCommitted {
+        let mut said = Said::event(Event::WorkspaceCommitted {
             id,
             commit: taken.commit,
             message: message.to_string(),
             head: None,
             detached: false,
             extras: Some(taken.extras),
-        }])
+        });
+        said.warnings.push(format!(
+            "{} taken into the commit the next attempt starts from (--allow-dirty): {}",
+            ws.dir().display(),
+            changes.listed()
+        ));
+        Ok(said)
     }
 
-    fn remove_stale_locks(&self, before: SystemTime) -> Result<()> {
+    fn remove_stale_locks(&self, before: SystemTime) -> Result<Said> {
         let Some(ws) = self.snapshots() else {
-            return Ok(());
+            return Ok(Said::default());
         };
         let removed = ws.remove_stale_locks(before)?;
-        if !removed.is_empty() {
-            self.warn(&format!(
-                "removed git's lock {} that nothing held any more (left by a git command that was killed): {}",
-                if removed.len() == 1 { "file" } else { "files" },
-                removed.join(", ")
-            ));
+        if removed.is_empty() {
+            return Ok(Said::default());
         }
-        Ok(())
-    }
-
-    /// The commit an attempt at prompt `index` starts from, with its extras, and the id of
-    /// the prompt it is the commit of (`None`: the baseline).
-    fn base_of(&self, index: usize) -> Result<(Option<String>, Committed)> {
-        let fold = &self.book.fold.workspace;
-        let (id, commit) = match self.book.tally.last_commit_before(index) {
-            Some((i, c)) => (Some(self.plan.prompts[i].id.to_string()), c.to_string()),
-            None => (
-                None,
-                fold.baseline.clone().ok_or_else(|| Error::Git {
-                    dir: self.ctx.config_dir.to_path_buf(),
-                    message: "the workspace has no baseline commit".into(),
-                })?,
-            ),
-        };
-        let extras = fold.extras.get(&commit).cloned().unwrap_or_default();
-        Ok((id, Committed { commit, extras }))
+        Ok(Said::warning(format!(
+            "removed git's lock {} that nothing held any more (left by a git command that was killed): {}",
+            if removed.len() == 1 { "file" } else { "files" },
+            removed.join(", ")
+        )))
     }
 
     /// Before an attempt at prompt `index`: the workspace put back to the last accepted
     /// commit before it (a retry never builds on a failed attempt's debris), what it held
     /// kept under `refs/orchestrator/` first.
-    pub(super) async fn restore_for(&mut self, index: usize, attempt: u32) -> Result<()> {
-        if self.snapshots().is_none() {
-            return Ok(());
-        }
-        let (_, base) = self.base_of(index)?;
-        let id = self.plan.prompts[index].id.to_string();
-        let name = format!(
-            "replaced/{}/{id}-attempt-{attempt}",
-            self.book.fold.session_id
-        );
-        let expected = self.book.fold.workspace.expected.clone();
+    pub(crate) async fn restore_for(
+        &mut self,
+        book: &Book,
+        plan: &Plan,
+        index: usize,
+        attempt: u32,
+        wait: Wait<'_>,
+    ) -> Result<Said> {
         let Some(ws) = self.snapshots() else {
-            return Ok(());
+            return Ok(Said::default());
         };
-        let held = match expected {
-            Expected::At(c) if c == base.commit => return Ok(()),
+        let (_, base) = base_of(ws, book, plan, index)?;
+        let id = plan.prompts[index].id.to_string();
+        let name = format!("replaced/{}/{id}-attempt-{attempt}", book.fold.session_id);
+        let held = match book.fold.workspace.expected.clone() {
+            Expected::At(c) if c == base.commit => return Ok(Said::default()),
             Expected::At(c) => Some(c),
             Expected::Left { commit, .. } => Some(commit),
             Expected::Unknown => {
-                let scan = self
-                    .git_step(
+                let scan = wait
+                    .step(
                         "keeping what the workspace holds before it is restored",
                         ws.scan(
                             &format!(
@@ -239,38 +225,39 @@ impl Session<'_> {
         {
             kept = Some(ws.keep(h, &name).await?);
         }
-        self.remove_stale_locks(SystemTime::now())?;
-        let Some(ws) = self.snapshots() else {
-            return Ok(());
-        };
-        let discarded = self
-            .git_step(
+        let said = self.remove_stale_locks(SystemTime::now())?;
+        let discarded = wait
+            .step(
                 "restoring the workspace to the last accepted commit",
                 ws.restore(&base.commit, &base.extras, &[], held.as_deref()),
             )
             .await?;
-        self.book.journal(vec![Event::WorkspaceRestored {
+        Ok(said.and(Said::event(Event::WorkspaceRestored {
             commit: base.commit,
             discarded,
             kept,
-        }])
+        })))
     }
 
     /// After an attempt at prompt `index` that was not accepted: what it left recorded and
     /// kept (the next attempt, or the next run, discards it; anything else found then is
     /// the user's).
-    pub(super) async fn record_left(&mut self, index: usize, attempt: u32) -> Result<()> {
-        if self.snapshots().is_none() {
-            return Ok(());
-        }
-        self.remove_stale_locks(SystemTime::now())?;
-        let id = self.plan.prompts[index].id.to_string();
-        let (_, base) = self.base_of(index)?;
+    pub(crate) async fn record_left(
+        &mut self,
+        book: &Book,
+        plan: &Plan,
+        index: usize,
+        attempt: u32,
+        wait: Wait<'_>,
+    ) -> Result<Said> {
         let Some(ws) = self.snapshots() else {
-            return Ok(());
+            return Ok(Said::default());
         };
-        let scan = self
-            .git_step(
+        let said = self.remove_stale_locks(SystemTime::now())?;
+        let id = plan.prompts[index].id.to_string();
+        let (_, base) = base_of(ws, book, plan, index)?;
+        let scan = wait
+            .step(
                 "recording what the attempt left",
                 ws.scan(
                     &format!("orchestrator: what attempt {attempt} of {id} left"),
@@ -279,64 +266,60 @@ impl Session<'_> {
             )
             .await?;
         ws.park_branch(&base.commit).await?;
-        let unchanged = scan.unchanged;
-        let kept = if unchanged {
+        let kept = if scan.unchanged {
             None
         } else {
-            let name = format!(
-                "replaced/{}/{id}-attempt-{attempt}",
-                self.book.fold.session_id
-            );
+            let name = format!("replaced/{}/{id}-attempt-{attempt}", book.fold.session_id);
             Some(ws.keep(&scan.commit, &name).await?)
         };
-        self.book.journal(vec![Event::WorkspaceLeft {
+        Ok(said.and(Said::event(Event::WorkspaceLeft {
             id,
             attempt,
             commit: scan.commit,
             extras: scan.extras,
             kept,
-        }])
+        })))
     }
 
     /// After prompt `index` passed its checks: its work committed on the session's branch.
-    /// `Ok(Err)`: why it cannot be (the attempt's content failure).
-    pub(super) async fn commit_for(
+    /// `Err` inside: why it cannot be (the attempt's content failure).
+    pub(crate) async fn commit_for(
         &mut self,
+        book: &Book,
+        plan: &Plan,
         index: usize,
-    ) -> Result<std::result::Result<Option<(String, Extras)>, String>> {
-        if self.snapshots().is_none() {
-            return Ok(Ok(None));
-        }
-        self.remove_stale_locks(SystemTime::now())?;
-        let (_, base) = self.base_of(index)?;
-        let prompt = &self.plan.prompts[index];
-        let message = format!("{} {}", prompt.id, prompt.name);
-        let session_ref = format!("sessions/{}", self.book.fold.session_id);
+        wait: Wait<'_>,
+    ) -> Result<(std::result::Result<Option<(String, Extras)>, String>, Said)> {
         let Some(ws) = self.snapshots() else {
-            return Ok(Ok(None));
+            return Ok((Ok(None), Said::default()));
         };
-        let accepted = self
-            .git_step(
+        let said = self.remove_stale_locks(SystemTime::now())?;
+        let (_, base) = base_of(ws, book, plan, index)?;
+        let prompt = &plan.prompts[index];
+        let message = format!("{} {}", prompt.id, prompt.name);
+        let session_ref = format!("sessions/{}", book.fold.session_id);
+        let accepted = wait
+            .step(
                 "committing the accepted work",
                 ws.accept(&message, &base.commit, &session_ref),
             )
             .await?;
-        Ok(accepted.map(|c| Some((c.commit, c.extras))))
+        Ok((accepted.map(|c| Some((c.commit, c.extras))), said))
     }
 
     /// After an attempt: the runner's own files are still there. A journal something
     /// deleted or replaced (an agent's `git stash -u` or `git reset --hard` in a
     /// workspace that holds `checkpoints/`) is written back from the runner's open copy;
     /// either that or a config or prompt file gone stops the run, naming them.
-    pub(super) fn own_files_intact(&mut self) -> Result<()> {
+    pub(crate) fn own_files_intact(&self, store: &mut Store, ctx: Context<'_>) -> Result<()> {
         // Only a workspace puts the runner's files within an agent's reach; a check is a
         // few calls whatever the plan's size (a deleted prompt file is found when its
         // request is built).
-        if self.workspace.is_none() {
+        let Some(ws) = &self.workspace else {
             return Ok(());
-        }
-        let repaired = self.book.store.journal_intact()?;
-        let mut gone: Vec<String> = [self.ctx.config_file, self.plan.root.as_path()]
+        };
+        let repaired = store.journal_intact()?;
+        let mut gone: Vec<String> = [ctx.config_file, ctx.plan.root.as_path()]
             .into_iter()
             .filter(|p| !p.exists())
             .map(|p| p.display().to_string())
@@ -358,10 +341,7 @@ impl Session<'_> {
             ));
         }
         Err(Error::Workspace {
-            dir: self.workspace.as_ref().map_or_else(
-                || self.ctx.checkpoints.to_path_buf(),
-                |ws| ws.dir().to_path_buf(),
-            ),
+            dir: ws.dir().to_path_buf(),
             message: format!(
                 "the attempt touched the runner's own files: {}. Put them back, and give the build a workspace of its own ([workspace].dir = \"build\") so that an agent cannot reach them; then `orchestrator run` goes on",
                 what.join("; ")
@@ -369,31 +349,23 @@ impl Session<'_> {
         })
     }
 
-    /// Kills every process the attempt started that is still alive (however it detached).
-    pub(super) fn end_processes(&self, mark: &Mark, id: &str, attempt: u32) {
-        let killed = mark.kill_all();
-        if killed > 0 {
-            self.detail(&format!(
-                "{id} attempt {attempt}: {killed} process{} the attempt started outlived it and {} killed",
-                if killed == 1 { "" } else { "es" },
-                if killed == 1 { "was" } else { "were" }
-            ));
-        }
-    }
-
     /// Before the session `old` is archived: its workspace checked for the user's changes
     /// (they refuse the new session, or with `allow_dirty` stay for its baseline), and
     /// what its last attempt left discarded (kept under `refs/orchestrator/`), so that the
     /// new session starts from `old`'s last accepted commit.
-    pub(super) async fn retire_workspace(&mut self, old: &Fold, allow_dirty: bool) -> Result<()> {
+    pub(crate) async fn retire(
+        &mut self,
+        old: &Fold,
+        plan: &Plan,
+        allow_dirty: bool,
+    ) -> Result<Said> {
         if self.snapshots().is_none() {
-            return Ok(());
+            return Ok(Said::default());
         }
         let Some(baseline) = old.workspace.baseline.clone() else {
-            return Ok(());
+            return Ok(Said::default());
         };
-        let last = self
-            .plan
+        let last = plan
             .prompts
             .iter()
             .rev()
@@ -407,9 +379,9 @@ impl Session<'_> {
         if let Some(ws) = self.workspace.as_mut() {
             ws.attach(Some(pin)).await?;
         }
-        self.remove_stale_locks(self.run_started)?;
+        let said = self.remove_stale_locks(self.run_started)?;
         let Some(ws) = self.snapshots() else {
-            return Ok(());
+            return Ok(said);
         };
         let now = ws
             .scan(
@@ -426,48 +398,71 @@ impl Session<'_> {
             let changes = ws.user_changes(&expected, had.as_ref(), &now).await?;
             if !changes.is_empty() {
                 return if allow_dirty {
-                    Ok(())
+                    Ok(said)
                 } else {
                     Err(dirty(ws, &changes))
                 };
             }
         }
         if now.unchanged && now.head.as_deref() == Some(last.as_str()) {
-            return Ok(());
+            return Ok(said);
         }
         ws.park_branch(&last).await?;
         let name = format!("replaced/{}/at-restart", old.session_id);
         ws.keep(&now.commit, &name).await?;
         let extras = old.workspace.extras.get(&last).cloned().unwrap_or_default();
         ws.restore(&last, &extras, &[], Some(&now.commit)).await?;
-        Ok(())
+        Ok(said)
     }
 
     /// Completed prompts after `index` whose work the workspace no longer holds (`index`
     /// was built again under them): reopened, for `run` to build them again.
-    pub(super) fn reopen_after(&mut self, index: usize) -> Result<()> {
+    pub(crate) fn reopen_after(&self, book: &Book, plan: &Plan, index: usize) -> Said {
         if self.snapshots().is_none() {
-            return Ok(());
+            return Said::default();
         }
-        let ids: Vec<String> = self.plan.prompts[index + 1..]
+        let ids: Vec<String> = plan.prompts[index + 1..]
             .iter()
-            .filter(|p| self.book.fold.done.contains(p.id.as_str()))
+            .filter(|p| book.fold.done.contains(p.id.as_str()))
             .map(|p| p.id.to_string())
             .collect();
         if ids.is_empty() {
-            return Ok(());
+            return Said::default();
         }
-        let prompt = &self.plan.prompts[index];
         let reason = format!(
             "its work is not in the workspace since {} was built again; `orchestrator run` builds it again on top",
-            prompt.id
+            plan.prompts[index].id
         );
-        self.warn(&format!(
+        let mut said = Said::warning(format!(
             "{} reopened: {reason} (their commits are kept under refs/orchestrator/)",
             ids.join(", ")
         ));
-        self.book.journal(vec![Event::Reopened { ids, reason }])
+        said.events.push(Event::Reopened { ids, reason });
+        said
     }
+}
+
+/// The commit an attempt at prompt `index` starts from, with its extras, and the id of the
+/// prompt it is the commit of (`None`: the baseline).
+fn base_of(
+    ws: &Workspace,
+    book: &Book,
+    plan: &Plan,
+    index: usize,
+) -> Result<(Option<String>, Committed)> {
+    let fold = &book.fold.workspace;
+    let (id, commit) = match book.tally.last_commit_before(index) {
+        Some((i, c)) => (Some(plan.prompts[i].id.to_string()), c.to_string()),
+        None => (
+            None,
+            fold.baseline.clone().ok_or_else(|| Error::Git {
+                dir: ws.dir().to_path_buf(),
+                message: "the workspace has no baseline commit".into(),
+            })?,
+        ),
+    };
+    let extras = fold.extras.get(&commit).cloned().unwrap_or_default();
+    Ok((id, Committed { commit, extras }))
 }
 
 /// The refusal of a workspace that holds changes the runner did not make.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use super::events::{Observer, Said};
 use crate::budget;
 use crate::config::Config;
 use crate::error::Result;
@@ -21,9 +22,14 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    /// Appends `events` to the journal (fsynced) and applies them.
-    pub(crate) fn journal(&mut self, events: Vec<Event>) -> Result<()> {
-        let records = self.store.append(&events)?;
+    /// What a step did, recorded: told to `observer`, its events appended to the journal
+    /// (fsynced) and applied. The one way a run changes its state.
+    pub(crate) fn record(&mut self, said: Said, observer: &dyn Observer) -> Result<()> {
+        said.tell(observer);
+        if said.events.is_empty() {
+            return Ok(());
+        }
+        let records = self.store.append(&said.events)?;
         for r in &records {
             self.tally.apply(&mut self.fold, r);
         }
@@ -182,12 +188,9 @@ impl Tally {
     ) -> budget::Remaining {
         let ph = &plan.phases[phase];
         budget::Remaining {
-            phase: ph.budget.map(|b| {
-                (
-                    format!("phase {}", ph.name),
-                    b.saturating_sub(self.phase_spent[phase]),
-                )
-            }),
+            phase: ph
+                .budget
+                .map(|b| (ph.name.clone(), b.saturating_sub(self.phase_spent[phase]))),
             total: config.budget.total.saturating_sub(self.total_spent),
         }
     }

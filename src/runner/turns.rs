@@ -2,30 +2,35 @@
 //! text and their accepted replies (as `outputs/<id>.md` holds them), newest first within
 //! `[context] max_tokens`.
 
-use super::Session;
-use crate::request::Request;
+use super::tally::Book;
+use crate::plan::Plan;
+use crate::request::{Request, RequestBuilder};
 
-impl Session<'_> {
-    /// `[context] history`: the earlier prompts' turns (their text and accepted reply),
-    /// newest first within `[context] max_tokens`, on `request`.
-    pub(super) fn add_history(&self, index: usize, request: &mut Request) {
-        let sources = self.builder.history_sources(index);
-        if sources.is_empty() {
-            return;
-        }
-        let fold = &self.book.fold;
-        let dir = &self.book.store.dir;
-        let vars = &self.book.tally.vars;
-        let turns = sources.into_iter().filter_map(|j| {
-            let id = self.plan.prompts[j].id.as_str();
-            if !fold.done.contains(id) {
-                return None;
-            }
-            let output = fold.prompts.get(id)?.output.as_deref()?;
-            let reply = std::fs::read_to_string(dir.join(output)).ok()?;
-            self.builder.turn(j, vars, reply)
-        });
-        self.builder
-            .add_history(request, turns, self.config().context.max_tokens);
+/// The earlier prompts' turns (their text and accepted reply) of prompt `index`, newest
+/// first within `max_tokens`, on `request`.
+pub(crate) fn add_history(
+    builder: &RequestBuilder<'_>,
+    book: &Book,
+    plan: &Plan,
+    max_tokens: u64,
+    index: usize,
+    request: &mut Request,
+) {
+    let sources = builder.history_sources(index);
+    if sources.is_empty() {
+        return;
     }
+    let fold = &book.fold;
+    let dir = &book.store.dir;
+    let vars = &book.tally.vars;
+    let turns = sources.into_iter().filter_map(|j| {
+        let id = plan.prompts[j].id.as_str();
+        if !fold.done.contains(id) {
+            return None;
+        }
+        let output = fold.prompts.get(id)?.output.as_deref()?;
+        let reply = std::fs::read_to_string(dir.join(output)).ok()?;
+        builder.turn(j, vars, reply)
+    });
+    builder.add_history(request, turns, max_tokens);
 }

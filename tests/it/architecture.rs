@@ -207,7 +207,8 @@ fn every_module_uses_only_the_layers_below_it() {
 #[test]
 fn no_two_files_of_a_module_use_each_other() {
     // Within `state/`, `runner/`...: which sibling files each file names (`super::x`,
-    // `crate::state::x`), and no pair both ways.
+    // `crate::state::x`; `mod.rs` is named by `super::Item` for an item of its own, and
+    // names a sibling by `x::`), and no pair both ways.
     let files = sources();
     let mut by_dir: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
     for (path, text) in &files {
@@ -224,32 +225,11 @@ fn no_two_files_of_a_module_use_each_other() {
     }
     let mut problems = Vec::new();
     for (dir, members) in &by_dir {
-        let names: BTreeSet<&str> = members
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .filter(|n| *n != "mod")
-            .collect();
+        let names: BTreeSet<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
         let module = dir.to_string_lossy().replace('/', "::");
-        let uses_of = |code: &str| -> BTreeSet<String> {
-            names
-                .iter()
-                .filter(|n| {
-                    [format!("super::{n}"), format!("crate::{module}::{n}")]
-                        .iter()
-                        .any(|p| {
-                            code.match_indices(p.as_str()).any(|(at, m)| {
-                                !code[at + m.len()..]
-                                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-                            })
-                        })
-                })
-                .map(|n| n.to_string())
-                .collect()
-        };
         let graph: BTreeMap<&str, BTreeSet<String>> = members
             .iter()
-            .filter(|(n, _)| n != "mod")
-            .map(|(n, code)| (n.as_str(), uses_of(code)))
+            .map(|(n, code)| (n.as_str(), sibling_uses(n, code, &module, &names)))
             .collect();
         for (a, used) in &graph {
             for b in used {
@@ -267,6 +247,159 @@ fn no_two_files_of_a_module_use_each_other() {
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The sibling files (of `names`, in `module`) that file `me` names.
+fn sibling_uses(me: &str, code: &str, module: &str, names: &BTreeSet<&str>) -> BTreeSet<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    // Each path `super::x` or `crate::module::x` in the file: its `x`.
+    let mut named = BTreeSet::new();
+    for prefix in ["super::".to_string(), format!("crate::{module}::")] {
+        for (at, m) in code.match_indices(prefix.as_str()) {
+            if at > 0
+                && (ident(code[..at].chars().last().unwrap_or(' ')) || code[..at].ends_with("::"))
+            {
+                continue;
+            }
+            let x: String = code[at + m.len()..]
+                .chars()
+                .take_while(|&c| ident(c))
+                .collect();
+            if x.is_empty() {
+                // `use super::{a, b}`: each name in the braces.
+                if let Some(list) = code[at + m.len()..].strip_prefix('{') {
+                    let list = &list[..list.find('}').unwrap_or(0)];
+                    named.extend(list.split(',').filter_map(|item| {
+                        let item = item.trim();
+                        let x: String = item.chars().take_while(|&c| ident(c)).collect();
+                        (!x.is_empty()).then_some(x)
+                    }));
+                }
+                continue;
+            }
+            named.insert(x);
+        }
+    }
+    let mut used: BTreeSet<String> = named
+        .iter()
+        .map(|x| {
+            if names.contains(x.as_str()) && x != "mod" {
+                x.clone()
+            } else if me == "mod" {
+                // `super::x` in mod.rs names the parent's module.
+                String::new()
+            } else {
+                // An item of mod.rs (`super::Session`, `super::tell`).
+                "mod".to_string()
+            }
+        })
+        .filter(|x| !x.is_empty() && x != me)
+        .collect();
+    if me == "mod" {
+        // mod.rs names a sibling by a path through it (`use events::Observer`).
+        for n in names.iter().filter(|n| **n != "mod") {
+            let pattern = format!("{n}::");
+            if code.match_indices(pattern.as_str()).any(|(at, _)| {
+                at == 0 || {
+                    let before = &code[..at];
+                    !before.ends_with(|c: char| ident(c) || c == ':')
+                }
+            }) {
+                used.insert(n.to_string());
+            }
+        }
+    }
+    used
+}
+
+#[test]
+fn every_inherent_impl_is_in_the_file_that_defines_its_type() {
+    let mut problems = Vec::new();
+    for (path, text) in sources() {
+        let code = code_only(&text);
+        for (name, line) in inherent_impls(&code) {
+            if !defines(&code, &name) {
+                problems.push(format!(
+                    "{}:{line}: `impl {name}` for a type defined elsewhere",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Each inherent `impl` block (not `impl Trait for`): (its type's name, line).
+fn inherent_impls(code: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        if !(t.starts_with("impl ") || t.starts_with("impl<")) {
+            continue;
+        }
+        // The header, up to the body's `{` (it may run over lines).
+        let mut header = String::new();
+        for l in &lines[i..] {
+            match l.find('{') {
+                Some(at) => {
+                    header.push_str(&l[..at]);
+                    break;
+                }
+                None => {
+                    header.push_str(l);
+                    header.push(' ');
+                }
+            }
+        }
+        let mut rest = header.trim_start()["impl".len()..].trim_start();
+        if rest.starts_with('<') {
+            let mut depth = 0;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '<' => 1,
+                        '>' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(rest.len(), |(at, _)| at + 1);
+            rest = rest[end..].trim_start();
+        }
+        if rest.contains(" for ") {
+            continue;
+        }
+        let path: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
+        let name = path.rsplit("::").next().unwrap_or("").to_string();
+        if !name.is_empty() {
+            found.push((name, i + 1));
+        }
+    }
+    found
+}
+
+/// Whether `code` defines a struct, enum or union called `name`.
+fn defines(code: &str, name: &str) -> bool {
+    code.lines().any(|l| {
+        let mut t = l.trim_start();
+        if let Some(rest) = t.strip_prefix("pub") {
+            t = rest.trim_start();
+            if t.starts_with('(') {
+                t = t[t.find(')').map_or(t.len(), |at| at + 1)..].trim_start();
+            }
+        }
+        ["struct ", "enum ", "union "].iter().any(|kw| {
+            t.strip_prefix(kw).is_some_and(|r| {
+                r.starts_with(name)
+                    && !r[name.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+    })
 }
 
 #[test]

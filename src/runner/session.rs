@@ -1,0 +1,384 @@
+//! A run over a session: opened (the workspace's lock, the journal read, a session set
+//! aside or carried on), then the prompts taken on one after another, and the one place
+//! a run stops: whatever ends it is journaled as its halt, with the views written, so that
+//! `status` can say why.
+
+use tokio::time::Instant;
+
+use super::attempt::{PromptRun, Step};
+use super::context::{Context, Options, Selection};
+use super::endpoint::Endpoint;
+use super::events::{Observer, RunEvent, Said};
+use super::interrupt::Interrupt;
+use super::opening::{self, Retire, apart, mock_failures, restore_outputs};
+use super::snapshot::Snapshots;
+use super::tally::{Book, Tally};
+use super::{reserve, verification};
+use crate::budget::Ledger;
+use crate::config::OnFailure;
+use crate::error::{Error, Result};
+use crate::providers::Provider;
+use crate::request::RequestBuilder;
+use crate::state::{self, Event, Fold, Store};
+use crate::text::duration as show_duration;
+use crate::views::{self, changed, current_prompt};
+use crate::workspace::Workspace;
+
+/// How often the views are rewritten between prompts (see [`Session::write_views`]).
+const VIEWS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs `options.selection` of the plan. `Ok` when every prompt taken on completed.
+pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -> Result<()> {
+    let builder = RequestBuilder::new(ctx.config, ctx.plan, ctx.config_dir)?;
+    // Everything a user can get wrong is found before the state is touched.
+    let mut provider = Provider::from_config(ctx.config)?;
+    // The workspace's lock first: a second session on it is refused before anything.
+    let holder = format!(
+        "pid {}, checkpoints {}",
+        std::process::id(),
+        std::path::absolute(ctx.checkpoints)
+            .unwrap_or_else(|_| ctx.checkpoints.to_path_buf())
+            .display()
+    );
+    let workspace = Workspace::open(
+        ctx.config,
+        &[ctx.config_file, &ctx.plan.root, ctx.checkpoints],
+        &holder,
+    )?;
+    let run_started = std::time::SystemTime::now();
+    let mut store = Store::open(ctx.checkpoints)?;
+    let (mut records, warning) = match store.load() {
+        Ok(loaded) => loaded,
+        // A session that cannot be read is archived as it is, unread.
+        Err(_) if options.restart => {
+            if let Some(archived) = store.archive()? {
+                observer.event(RunEvent::Note(&format!(
+                    "the previous session is archived as it was in {}",
+                    archived.display()
+                )));
+            }
+            store.load()?
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(w) = warning {
+        observer.event(RunEvent::Warning(&w));
+    }
+    let mut fold = Fold::default();
+    for r in &records {
+        fold.apply(r);
+    }
+    // A session set aside is archived only once this run is sure to start (a workspace
+    // holding the user's changes refuses it first).
+    let mut retiring = None;
+    if options.restart && (!fold.session_id.is_empty() || !records.is_empty()) {
+        retiring = Some((std::mem::take(&mut fold), Retire::Restart));
+        records.clear();
+    } else if apart(&fold, &provider)? {
+        retiring = Some((std::mem::take(&mut fold), Retire::Mock));
+        records.clear();
+    }
+    if provider.is_mock() {
+        provider.mock_failures(mock_failures(ctx, &fold)?);
+    }
+    restore_outputs(&store, &fold, &records, observer)?;
+    drop(records);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let interrupt = Interrupt::install()?;
+        let tally = Tally::new(&fold, ctx.plan, ctx.config);
+        for (setting, value) in &fold.learned {
+            provider.adopt(setting, value);
+        }
+        let mut session = Session {
+            ctx,
+            book: Book { store, fold, tally },
+            endpoint: Endpoint::new(provider, builder, ctx.config.llm.model()),
+            snapshots: Snapshots {
+                workspace,
+                run_started,
+            },
+            observer,
+            interrupt,
+            started: Instant::now(),
+            views_written: None,
+        };
+        if let Some((old, why)) = retiring {
+            session.retire(old, options.allow_dirty, why).await?;
+        }
+        let (todo, note) = opening::todo(&session.book.fold, ctx.plan, options.selection);
+        if let Some(note) = note {
+            observer.event(RunEvent::Note(&note));
+        }
+        session.run(todo, options).await
+    })
+}
+
+/// A run's parts: what it works on, its book, where it sends, where an agent builds.
+struct Session<'a> {
+    ctx: Context<'a>,
+    book: Book,
+    endpoint: Endpoint<'a>,
+    snapshots: Snapshots,
+    observer: &'a dyn Observer,
+    interrupt: Interrupt,
+    started: Instant,
+    views_written: Option<Instant>,
+}
+
+impl<'a> Session<'a> {
+    fn record(&mut self, said: Said) -> Result<()> {
+        self.book.record(said, self.observer)
+    }
+
+    fn tell(&self, event: RunEvent<'_>) {
+        self.observer.event(event);
+    }
+
+    /// The run, and the one place it stops: any error after the session exists is
+    /// journaled as the halt (what stopped it, whatever it was), so that `status` can say.
+    async fn run(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
+        match self.run_todo(todo, options).await {
+            Err(e) if !self.book.fold.session_id.is_empty() => self.halt(e),
+            other => other,
+        }
+    }
+
+    async fn run_todo(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
+        let plan = self.ctx.plan;
+        if self.book.fold.session_id.is_empty() {
+            let started =
+                opening::new_session(&self.book.store.dir, self.endpoint.provider.is_mock());
+            let mut said = Said::event(started);
+            said.notes.extend(verification::planned_note(self.ctx));
+            self.record(said)?;
+        }
+        let mut said = Said::event(Event::RunStarted {
+            pid: std::process::id(),
+            command: options.command.to_string(),
+        });
+        said = said.and(opening::settle_open_attempts(&self.book.fold));
+        self.record(said)?;
+        if let Selection::Again { .. } = options.selection
+            && let Some(reopened) = opening::reopen_for_rerun(&self.book.fold, plan, &todo)
+        {
+            self.record(Said::event(reopened))?;
+        }
+        reserve::preflight(
+            &self.book,
+            plan,
+            self.ctx.config,
+            &self.endpoint.builder,
+            &todo,
+        )?;
+        let wait = super::interrupt::Wait {
+            interrupt: &self.interrupt,
+            observer: self.observer,
+        };
+        let started = self
+            .snapshots
+            .start(&self.book, plan, options.allow_dirty, &todo, wait)
+            .await?;
+        self.record(started)?;
+        let mut said = Said::default();
+        for id in changed(&self.book.fold, plan) {
+            said.warnings.push(format!(
+                "prompt {id} changed since it ran; `orchestrator rerun {id}` runs it again"
+            ));
+        }
+        self.record(said)?;
+        self.write_views(true)?;
+        self.tell(RunEvent::Started {
+            session_id: &self.book.fold.session_id,
+            to_run: todo.len(),
+            completed: self.book.tally.done,
+        });
+        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
+        for index in todo {
+            self.may_go_on()?;
+            let prompt = &plan.prompts[index];
+            let on_failure = self.ctx.config.run.on_failure;
+            if let Some(reason) = opening::blocked(&self.book.fold, plan, index) {
+                if on_failure == OnFailure::Halt {
+                    return Err(Error::PromptFailed(format!(
+                        "{} cannot run: {reason}",
+                        prompt.file
+                    )));
+                }
+                self.record(Said::event(Event::Skipped {
+                    id: prompt.id.to_string(),
+                    reason: reason.clone(),
+                }))?;
+                self.tell(RunEvent::Skipped {
+                    prompt,
+                    reason: &reason,
+                });
+                skipped.push(prompt.id.to_string());
+                continue;
+            }
+            match self.prompt_run(index).run().await? {
+                Step::Completed => self.write_views(false)?,
+                Step::Failed { reason, stop } => {
+                    self.fail(index, &reason)?;
+                    if let Some(stop) = stop {
+                        return Err(stop);
+                    }
+                    if on_failure == OnFailure::Halt {
+                        return Err(Error::PromptFailed(format!(
+                            "{} failed: {reason}. Fix the cause, then `orchestrator rerun {}` (or `orchestrator run`) to go on",
+                            prompt.file, prompt.id
+                        )));
+                    }
+                    failed.push(prompt.id.to_string());
+                }
+            }
+        }
+        self.finish(&failed, &skipped)
+    }
+
+    fn prompt_run(&mut self, index: usize) -> PromptRun<'_, 'a> {
+        let (plan, config) = (self.ctx.plan, self.ctx.config);
+        self.book
+            .tally
+            .variables_up_to(index, &self.book.fold, plan, config);
+        PromptRun {
+            ctx: self.ctx,
+            book: &mut self.book,
+            endpoint: &mut self.endpoint,
+            snapshots: &mut self.snapshots,
+            interrupt: &self.interrupt,
+            observer: self.observer,
+            index,
+        }
+    }
+
+    /// Whether the run may take on another prompt: not when interrupted or out of time.
+    fn may_go_on(&self) -> Result<()> {
+        if self.interrupt.is_set() {
+            return Err(Error::Interrupted);
+        }
+        let max_duration = self.ctx.config.run.max_duration;
+        if self.started.elapsed() >= max_duration {
+            return Err(Error::TimeLimit(format!(
+                "run.max_duration ({}) reached; `orchestrator run` continues",
+                show_duration(max_duration)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The end of the prompts taken on: the session finished if none is left, and what
+    /// failed or was skipped said.
+    fn finish(&mut self, failed: &[String], skipped: &[String]) -> Result<()> {
+        if current_prompt(&self.book.fold, self.ctx.plan).is_none() {
+            self.record(Said::event(Event::Finished {}))?;
+        }
+        self.write_views(true)?;
+        let ledger = Ledger::new(&self.book.fold, self.ctx.plan, self.ctx.config);
+        self.tell(RunEvent::Finished {
+            completed: self.book.tally.done,
+            ledger: &ledger,
+            failed,
+            skipped,
+        });
+        let mut parts = Vec::new();
+        if !failed.is_empty() {
+            parts.push(format!("failed: {}", failed.join(", ")));
+        }
+        if !skipped.is_empty() {
+            parts.push(format!("skipped: {}", skipped.join(", ")));
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        Err(Error::PromptFailed(format!(
+            "{}; `orchestrator status` shows why",
+            parts.join("; ")
+        )))
+    }
+
+    /// Sets the session in `checkpoints/` aside (archived as it is) once its workspace is
+    /// known to hold nothing of the user's: what its last attempt left is discarded (kept
+    /// under `refs/orchestrator/`); the user's changes refuse the new session, or with
+    /// `allow_dirty` go into its baseline.
+    async fn retire(&mut self, old: Fold, allow_dirty: bool, why: Retire) -> Result<()> {
+        let said = self
+            .snapshots
+            .retire(&old, self.ctx.plan, allow_dirty)
+            .await?;
+        said.tell(self.observer);
+        if let Some(archived) = self.book.store.archive()? {
+            self.tell(RunEvent::Note(&match why {
+                Retire::Restart => format!(
+                    "the previous session is archived as it was in {}",
+                    archived.display()
+                ),
+                Retire::Mock => format!(
+                    "the session in checkpoints/ was a mock one; it is archived in {} and a new one starts",
+                    archived.display()
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    /// The prompt failed for good: journaled, the views written, told.
+    fn fail(&mut self, index: usize, reason: &str) -> Result<()> {
+        let prompt = &self.ctx.plan.prompts[index];
+        self.record(Said::event(Event::Failed {
+            id: prompt.id.to_string(),
+            file: prompt.file.clone(),
+            error: reason.to_string(),
+        }))?;
+        self.write_views(true)?;
+        let state = self.book.fold.prompts.get(prompt.id.as_str());
+        self.tell(RunEvent::Failed {
+            prompt,
+            reason,
+            attempt: state.map_or(0, |p| p.last_attempt),
+            input_tokens: state.map_or(0, |p| p.tokens_in),
+            output_tokens: state.map_or(0, |p| p.tokens_out),
+            estimated: state.is_some_and(|p| p.estimated),
+        });
+        Ok(())
+    }
+
+    /// Stops the run: journaled, views written; the error sets the exit code.
+    fn halt(&mut self, error: Error) -> Result<()> {
+        let reason = error.to_string();
+        self.record(Said::event(Event::Halted {
+            reason: reason.clone(),
+            code: error.exit_code(),
+        }))?;
+        self.write_views(true)?;
+        self.tell(RunEvent::Halted {
+            reason: &reason,
+            code: error.exit_code(),
+        });
+        Err(error)
+    }
+
+    /// Rebuilds `status.json` and `memory.json`. They grow with the run, so between
+    /// prompts they are written at most once a second (`force` writes now: at the start, a
+    /// failure, a halt and the end); the journal, appended per event, is the truth.
+    fn write_views(&mut self, force: bool) -> Result<()> {
+        if !force
+            && self
+                .views_written
+                .is_some_and(|t| t.elapsed() < VIEWS_EVERY)
+        {
+            return Ok(());
+        }
+        self.views_written = Some(Instant::now());
+        let (fold, plan, config) = (&self.book.fold, self.ctx.plan, self.ctx.config);
+        let ledger = Ledger::new(fold, plan, config);
+        let saved = fold.completed.len();
+        let status = views::status_doc(fold, plan, &ledger, config, saved);
+        let memory = views::MemoryView::new(fold, plan, &config.variables);
+        self.book.store.write_json(state::STATUS, &status)?;
+        self.book.store.write_json(state::MEMORY, &memory)
+    }
+}

@@ -1,0 +1,134 @@
+//! An agent build's checks (docs, "Agent builds"), after a reply passed the protocol: the
+//! prompt's `## Validation` blocks, front matter, phase and config checks, run in the
+//! workspace one by one; the first that fails is the attempt's content failure, and its
+//! note (command, exit status, output, the prompt's `## If Failed`) goes to the next
+//! attempt. What ran comes back as events, for the attempt to journal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::context::Context;
+use super::events::Said;
+use super::interrupt::Interrupt;
+use crate::documents::CheckSource;
+use crate::error::{Error, Result};
+use crate::process::Mark;
+use crate::state::Event;
+use crate::verify;
+
+/// What the checks of one attempt found.
+pub(crate) struct Verified {
+    /// Each check run, as an event (and a line for `-v`).
+    pub(crate) said: Said,
+    /// The first failure's note for the next attempt; `None` when all passed.
+    pub(crate) failure: Option<String>,
+}
+
+/// Where checks run: the workspace, else beside the config.
+pub(crate) fn check_dir(workspace: Option<&Path>, config_dir: &Path) -> PathBuf {
+    match workspace {
+        Some(ws) => ws.to_path_buf(),
+        // "" is the current folder.
+        None if config_dir.as_os_str().is_empty() => PathBuf::from("."),
+        None => config_dir.to_path_buf(),
+    }
+}
+
+/// The checks of prompt `index` (attempt `attempt`, whose prompt text was `sent`) run in
+/// `dir`, after its reply passed the protocol; the first that fails ends them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn verify(
+    ctx: Context<'_>,
+    index: usize,
+    attempt: u32,
+    vars: &BTreeMap<String, Value>,
+    dir: &Path,
+    sent: &str,
+    mark: &Mark,
+    interrupt: &Interrupt,
+) -> Result<Verified> {
+    let mut said = Said::default();
+    let checks = match verify::checks(ctx.config, ctx.plan, index, vars) {
+        Ok(checks) => checks,
+        Err(why) => {
+            return Ok(Verified {
+                said,
+                failure: Some(why),
+            });
+        }
+    };
+    let timeout = ctx.config.verify.timeout;
+    let mut env = verify::CheckEnv::of(ctx.config);
+    env.mark = Some(mark);
+    let id = ctx.plan.prompts[index].id.to_string();
+    for bound in checks {
+        let checked = tokio::select! {
+            checked = verify::run(&bound, dir, timeout, &env) => checked,
+            () = interrupt.wait() => return Err(Error::Interrupted),
+        };
+        let check = &bound.check;
+        said.details.push(format!(
+            "{id} attempt {attempt}: check ({}) {}: {}",
+            check.from.as_str(),
+            if checked.passed { "passed" } else { "failed" },
+            check.script.lines().next().unwrap_or("")
+        ));
+        said.events.push(Event::Verified {
+            id: id.clone(),
+            attempt,
+            from: check.from,
+            check: check.script.clone(),
+            passed: checked.passed,
+            exit_code: checked.exit_code,
+            duration_ms: checked.duration_ms,
+            output: checked.output.clone(),
+        });
+        if !checked.passed {
+            let advice = crate::checkpoint::section(sent, "if failed").map(|r| &sent[r]);
+            return Ok(Verified {
+                said,
+                failure: Some(verify::failure_note(&bound, &checked, advice)),
+            });
+        }
+    }
+    Ok(Verified {
+        said,
+        failure: None,
+    })
+}
+
+/// For a new session's first run: how many shell checks will run, from which files, so
+/// that nothing runs that the user has not been told of (`plan` shows them all).
+pub(crate) fn planned_note(ctx: Context<'_>) -> Option<String> {
+    let mut count = 0;
+    let mut files: Vec<String> = Vec::new();
+    for (i, p) in ctx.plan.prompts.iter().enumerate() {
+        for check in verify::planned(ctx.config, ctx.plan, i) {
+            count += 1;
+            let file = match check.from {
+                CheckSource::Validation | CheckSource::FrontMatter => p.path.display().to_string(),
+                CheckSource::Phase | CheckSource::Config => ctx.config_file.display().to_string(),
+            };
+            if !files.contains(&file) {
+                files.push(file);
+            }
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let shown: Vec<&str> = files.iter().take(5).map(String::as_str).collect();
+    let more = files.len().saturating_sub(5);
+    Some(format!(
+        "{count} shell {} will run after the replies, from {}{}; `orchestrator plan` shows every line",
+        if count == 1 { "check" } else { "checks" },
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more files")
+        } else {
+            String::new()
+        }
+    ))
+}
