@@ -12,7 +12,7 @@ pub fn prompt_file(bytes: &[u8]) -> Result<Vec<String>, String> {
 
 /// `config.toml` text: `Ok` or the error message, which names the file.
 pub fn config(text: &str) -> Result<(), String> {
-    crate::config::Config::parse(text, Path::new("config.toml"))
+    crate::config::parse(text, Path::new("config.toml"))
         .map(drop)
         .map_err(|e| e.to_string())
 }

@@ -5,13 +5,56 @@
 //! sent, what came back, the variables it produced and why any attempt failed.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
+use crate::budget::Ledger;
+use crate::config::Config;
 use crate::documents::{AttemptHistory, PhaseHistory, PromptHistory, PromptStatus, ReportDoc};
+use crate::error::Result;
 use crate::history::REPLY_SHOWN;
+use crate::plan::Plan;
+use crate::state::{self, Fold};
 use crate::text::thousands;
+use crate::views;
+
+/// Where the page goes, in the checkpoints folder.
+pub(crate) const REPORT: &str = "report.html";
+
+/// Writes `report.html` for the session in `checkpoints`; its path, or `None` when there
+/// is no session.
+pub(crate) fn write(checkpoints: &Path, plan: &Plan, config: &Config) -> Result<Option<PathBuf>> {
+    let Some(doc) = document(checkpoints, plan, config)? else {
+        return Ok(None);
+    };
+    let path = checkpoints.join(REPORT);
+    state::write_atomic(&path, |w| render(&doc, w))?;
+    Ok(Some(path))
+}
+
+/// The history of the session in `checkpoints` (`report --json`), its journal read a
+/// record at a time; `None` when there is no session.
+pub(crate) fn document(
+    checkpoints: &Path,
+    plan: &Plan,
+    config: &Config,
+) -> Result<Option<ReportDoc>> {
+    let mut fold = Fold::default();
+    let mut walk = crate::history::walk(plan);
+    state::each_record(&checkpoints.join(state::JOURNAL), |r| {
+        fold.apply(&r);
+        walk.apply(&r);
+    })?;
+    if fold.session_id.is_empty() {
+        return Ok(None);
+    }
+    let ledger = Ledger::new(&fold, plan, config);
+    let saved = views::outputs_saved(&fold, checkpoints);
+    let criteria = views::criteria(&fold, plan, &ledger, config, saved);
+    Ok(Some(walk.finish(&fold, config, criteria)))
+}
 
 /// The page, written to `w` a section at a time.
-pub(crate) fn render(h: &ReportDoc, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+fn render(h: &ReportDoc, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut out = String::with_capacity(64 * 1024);
     let title = format!("{} — session {}", h.project, h.session_id);
     let _ = write!(

@@ -33,7 +33,7 @@ impl Settings {
     pub(crate) fn load(at: Locations, printer: Printer) -> Result<Settings> {
         let explicit = at.config.is_some();
         let config_path = at.config.unwrap_or_else(|| PathBuf::from("config.toml"));
-        let config = Config::load(&config_path, explicit)?;
+        let config = crate::config::load(&config_path, explicit)?;
         let config_dir = config_path
             .parent()
             .map(Path::to_path_buf)

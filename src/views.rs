@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -203,4 +204,17 @@ pub(crate) fn changed(fold: &Fold, plan: &Plan) -> Vec<String> {
         })
         .map(|p| p.id.to_string())
         .collect()
+}
+
+/// How many completed prompts' outputs are on disk in `checkpoints`.
+pub(crate) fn outputs_saved(fold: &Fold, checkpoints: &Path) -> usize {
+    fold.completed
+        .iter()
+        .filter(|id| {
+            fold.prompts
+                .get(id.as_str())
+                .and_then(|p| p.output.as_deref())
+                .is_some_and(|o| checkpoints.join(o).is_file())
+        })
+        .count()
 }

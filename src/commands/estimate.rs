@@ -2,11 +2,11 @@
 //! budgets; sends nothing. Exit 3 when a prompt is over `per_prompt` or inputs alone are
 //! over a budget; a worst case over a budget is a warning.
 
-use super::Settings;
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
 use crate::report;
 use crate::request::RequestBuilder;
+use crate::settings::Settings;
 use crate::state::Snapshot;
 
 pub(crate) fn estimate(settings: &Settings) -> Result<()> {

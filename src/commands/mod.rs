@@ -1,4 +1,4 @@
-//! The commands, one file each and thin: each takes the [`Settings`], calls the layers
+//! The commands, one file each and thin: each takes the [`crate::settings::Settings`], calls the layers
 //! below, and says the result through the printer ([`crate::printer`]) and the report
 //! ([`crate::report`]). `Ok` is exit 0; an error carries its exit code.
 
@@ -18,5 +18,3 @@ pub(crate) use report::report;
 pub(crate) use run::{RunRange, rerun, run};
 pub(crate) use status::status;
 pub(crate) use tokens::tokens;
-
-use crate::settings::Settings;

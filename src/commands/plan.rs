@@ -1,9 +1,9 @@
 //! `plan`: phases and prompts in order, with ids, footer hints, what each needs and
 //! produces; exit 2 on plan errors.
 
-use super::Settings;
 use crate::error::Result;
 use crate::report;
+use crate::settings::Settings;
 use crate::verify;
 
 pub(crate) fn plan(settings: &Settings) -> Result<()> {

@@ -1,10 +1,10 @@
 //! `run` and `rerun`: the prompts to take on, resolved against the plan, handed to the
 //! runner with the progress display as its observer.
 
-use super::Settings;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::runner::{self, Context, Options, Selection};
+use crate::settings::Settings;
 
 /// Which prompts `run` takes on, as ids (or names) the user gave.
 #[derive(Debug, Clone, Default)]
@@ -90,7 +90,7 @@ fn go(
     let result = runner::run(ctx, options, &progress);
     // The report, however the run ended (a state that cannot be read has none).
     if !matches!(result, Err(Error::State { .. }))
-        && let Err(e) = super::report::write(settings, plan)
+        && let Err(e) = crate::html::write(&settings.checkpoints, plan, &settings.config)
     {
         settings
             .printer

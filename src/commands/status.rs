@@ -3,12 +3,12 @@
 
 use serde_json::json;
 
-use super::Settings;
 use crate::budget::Ledger;
 use crate::error::Result;
 use crate::report;
-use crate::state::{Fold, Snapshot};
-use crate::views::status_doc;
+use crate::settings::Settings;
+use crate::state::Snapshot;
+use crate::views::{outputs_saved, status_doc};
 
 pub(crate) fn status(settings: &Settings) -> Result<()> {
     let plan = settings.load_plan()?;
@@ -32,24 +32,11 @@ pub(crate) fn status(settings: &Settings) -> Result<()> {
         &plan,
         &ledger,
         &settings.config,
-        outputs_saved(fold, settings),
+        outputs_saved(fold, &settings.checkpoints),
     );
     if printer.json {
         printer.json(&doc)
     } else {
         printer.data(&report::status_text(&doc, fold, &plan, &ledger))
     }
-}
-
-/// How many completed prompts' outputs are on disk.
-pub(super) fn outputs_saved(fold: &Fold, settings: &Settings) -> usize {
-    fold.completed
-        .iter()
-        .filter(|id| {
-            fold.prompts
-                .get(id.as_str())
-                .and_then(|p| p.output.as_deref())
-                .is_some_and(|o| settings.checkpoints.join(o).is_file())
-        })
-        .count()
 }

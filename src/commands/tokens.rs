@@ -4,9 +4,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::Settings;
 use crate::error::{Error, Result};
 use crate::report;
+use crate::settings::Settings;
 use crate::tokens::Encoding;
 
 pub(crate) fn tokens(settings: &Settings, files: &[PathBuf], encoding: Option<&str>) -> Result<()> {

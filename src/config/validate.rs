@@ -5,28 +5,11 @@
 
 use std::path::Path;
 
-use super::{COMMAND_PLACEHOLDERS, Config, MAX_VARIABLE_DEPTH, ProviderKind};
+use super::llm::ProviderKind;
+use super::model::{COMMAND_PLACEHOLDERS, Config, MAX_VARIABLE_DEPTH};
+use super::values::check_url;
 use crate::error::{Error, Result};
 use crate::template::{Template, is_identifier};
-
-pub(crate) fn check_url(text: &str) -> std::result::Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|e| {
-        format!("{e}; write a full URL such as \"http://127.0.0.1:4000/v1\" or \"https://api.openai.com/v1\"")
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "the scheme is {:?}; use http or https",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the URL are refused (they would be written to logs and state); put the key in the environment variable llm.api_key_env names".into());
-    }
-    Ok(url)
-}
 
 pub(super) fn validate(config: &Config, path: &Path) -> Result<()> {
     llm(config)

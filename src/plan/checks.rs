@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::discover::{Found, file_name, stem};
+use super::id::PromptId;
+use super::prompt::Prompt;
+use super::prompt_file::CheckpointMode;
 use super::prompt_file::RawPrompt;
-use super::{CheckpointMode, Prompt, PromptId};
 use crate::config::Config;
 use crate::error::PlanError;
 use crate::template::{Segment, Template, Unknown, lookup, root_name};

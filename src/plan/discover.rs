@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::{Phase, PromptId};
+use super::id::PromptId;
+use super::prompt::Phase;
 use crate::checkpoint;
 use crate::config::Config;
 use crate::error::{Error, PlanError, Result, line_of};

@@ -11,11 +11,20 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Source;
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::Send;
 use crate::error::{PlanError, line_of};
 use crate::template::is_identifier;
+
+/// Where a prompt's text is in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// From this byte on (front matter removed): the whole file.
+    File { offset: usize },
+    /// These byte ranges, joined by newlines: a plan file's section block, or a file's
+    /// prose blocks (`[prompts] send = "fenced"`).
+    Parts(Vec<Range<usize>>),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

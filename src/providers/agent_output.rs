@@ -11,12 +11,12 @@
 //! - Anything else: stdout is the reply, with no usage.
 //!
 //! Formats change between releases, so every field is optional and unknown ones are
-//! ignored. Numbers from outside are read with [`super::tokens`]: never a panic, never a
+//! ignored. Numbers from outside are read with [`super::call::tokens`]: never a panic, never a
 //! wrapped-around count.
 
 use serde_json::Value;
 
-use super::{FailureKind, Usage, UsageReader};
+use super::call::{FailureKind, Usage, UsageReader};
 
 /// An agent's output, read.
 #[derive(Debug, Default, PartialEq)]
@@ -157,7 +157,7 @@ fn claude_usage(obj: &Value) -> Option<Usage> {
         return Some(reader.finish());
     }
     let u = obj.get("usage").filter(|u| u.is_object())?;
-    super::anthropic_usage(u)
+    super::call::anthropic_usage(u)
 }
 
 fn gemini(obj: &Value) -> Parsed {

@@ -10,9 +10,9 @@
 
 use serde_json::{Value, json};
 
+use super::call::{Count, Failure, Finish, OnUpdate, Reply, Sent, anthropic_usage};
 use super::http::{Body, Http, provider_message};
 use super::stream::{self, Decoder};
-use super::{Count, Failure, Finish, Outcome, Progress, Reply, anthropic_usage};
 use crate::config::Config;
 use crate::request::Request;
 
@@ -59,7 +59,7 @@ impl Anthropic {
         };
         let counted = serde_json::from_slice::<Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("input_tokens").and_then(super::tokens));
+            .and_then(|v| v.get("input_tokens").and_then(super::call::tokens));
         match counted {
             Some(n) => Count::Exact(n),
             None => Count::Failed("count_tokens gave no input_tokens".into()),
@@ -70,8 +70,8 @@ impl Anthropic {
         &self,
         request: &Request,
         max_tokens: u32,
-        progress: Progress<'_>,
-    ) -> Outcome {
+        progress: OnUpdate<'_>,
+    ) -> Sent {
         let url = self.url();
         // Temperature only, never with `top_p`: newer models refuse the two together.
         let mut body = json!({
@@ -141,7 +141,7 @@ impl Decoder for State {
         self.chunks
     }
 
-    fn finish(self) -> Outcome {
+    fn finish(self) -> Sent {
         State::finish(self)
     }
 }
@@ -204,7 +204,7 @@ impl State {
         }
     }
 
-    fn finish(self) -> Outcome {
+    fn finish(self) -> Sent {
         if !self.stopped && self.stop_reason.is_none() {
             return Err(Failure::transient(
                 "the stream ended before message_stop; the reply is incomplete",
@@ -234,7 +234,7 @@ fn stop(reason: Option<&str>) -> Finish {
 }
 
 /// A whole Messages API reply.
-fn parse_message(bytes: &[u8], request_id: Option<String>) -> Outcome {
+fn parse_message(bytes: &[u8], request_id: Option<String>) -> Sent {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| {
         Failure::transient(format!("the reply is not JSON ({e})"))
             .with_request_id(request_id.clone())

@@ -9,7 +9,7 @@
 //! `[llm].env`) and the attempt's mark (see [`crate::process`]), it gets SIGKILL from the kernel if the runner dies (Linux's parent-death
 //! signal, so even `kill -9` of the runner takes it along), and its whole group is killed
 //! when the attempt ends for any reason (the reply taken, a timeout, a signal). The group is
-//! reported to the runner as soon as it exists ([`super::Update::AgentStarted`]), so that a
+//! reported to the runner as soon as it exists ([`super::call::Update::AgentStarted`]), so that a
 //! run resumed after a crash can find a group that outlived its agent and kill it before
 //! starting the prompt again.
 //!
@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::agent_output::{self, AgentError};
-use super::{Call, Failure, FailureKind, Finish, Outcome, Progress, Reply, Update, redact};
+use super::call::{Call, Failure, FailureKind, Finish, OnUpdate, Reply, Sent, Update, redact};
 use crate::config::Config;
 use crate::process::{Ended, GroupGuard, Keep, ProcessGroup, die_with_parent, talk};
 use crate::request::Request;
@@ -75,8 +75,8 @@ impl Command {
         request: &Request,
         max_tokens: u32,
         call: &Call<'_>,
-        progress: Progress<'_>,
-    ) -> Outcome {
+        progress: OnUpdate<'_>,
+    ) -> Sent {
         let input = Command::stdin_text(request);
         // `{{prompt_file}}`: the prompt in a file of its own (removed after the call), and
         // nothing on stdin (some CLIs add what stdin holds to their prompt).
@@ -106,7 +106,7 @@ impl Command {
             &mut child,
             input.as_bytes(),
             self.timeout,
-            Keep::All(super::MAX_REPLY_BYTES),
+            Keep::All(super::http::MAX_REPLY_BYTES),
         )
         .await;
         let program = self.program();
@@ -117,7 +117,7 @@ impl Command {
             Ended::TooLarge => {
                 return Err(Failure::permanent(format!(
                     "`{program}` printed a reply over {} MiB; the agent is misbehaving (its process group was killed)",
-                    super::MAX_REPLY_BYTES / (1024 * 1024)
+                    super::http::MAX_REPLY_BYTES / (1024 * 1024)
                 )));
             }
             Ended::TimedOut => {
@@ -130,10 +130,10 @@ impl Command {
                 status.map_err(|e| Failure::transient(format!("`{program}`: {e}")))?
             }
         };
-        if out.len() > super::MAX_REPLY_BYTES {
+        if out.len() > super::http::MAX_REPLY_BYTES {
             return Err(Failure::permanent(format!(
                 "`{program}` printed a reply over {} MiB; the agent is misbehaving",
-                super::MAX_REPLY_BYTES / (1024 * 1024)
+                super::http::MAX_REPLY_BYTES / (1024 * 1024)
             )));
         }
         let stdout = String::from_utf8_lossy(&out);

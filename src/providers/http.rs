@@ -10,8 +10,8 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
+use super::call::{Failure, FailureKind, redact};
 use super::limits::{Throttle, retry_after};
-use super::{Failure, FailureKind, redact};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::text::duration as show_duration;
@@ -40,7 +40,7 @@ fn client(connect_timeout: Duration) -> Result<reqwest::Client> {
 /// An HTTP endpoint's settings and key.
 pub(crate) struct Http {
     pub(crate) client: reqwest::Client,
-    /// Checked by `config::validate::check_url`: http(s), a host, no credentials.
+    /// Checked by `config::values::check_url`: http(s), a host, no credentials.
     pub(crate) base_url: reqwest::Url,
     pub(crate) timeout: Duration,
     pub(crate) idle_timeout: Duration,
@@ -98,11 +98,11 @@ impl Http {
 
     /// Waits, before a request, for an allowance the last answer said was spent (up to
     /// `retry.max_delay`; past that the request goes, and a 429 decides).
-    pub(crate) async fn pace(&self, progress: super::Progress<'_>) {
+    pub(crate) async fn pace(&self, progress: super::call::OnUpdate<'_>) {
         if let Some((wait, why)) = self.throttle.pending()
             && wait <= self.max_wait
         {
-            progress(super::Update::Waiting(format!(
+            progress(super::call::Update::Waiting(format!(
                 "waiting {}: {why}",
                 show_duration(wait)
             )));
@@ -276,7 +276,7 @@ pub(crate) fn body_failure(error: &serde_json::Value, partial: &str) -> Failure 
     let message = provider_message(&body);
     let status = error
         .get("code")
-        .and_then(super::tokens)
+        .and_then(super::call::tokens)
         .and_then(|c| u16::try_from(c).ok())
         .filter(|c| (400..600).contains(c));
     let (kind, hint) = classify(status, &message, "llm.api_key_env");
@@ -439,7 +439,7 @@ pub(crate) fn provider_message(body: &str) -> String {
     truncate(&text, 500)
 }
 
-pub(crate) use crate::text::truncate;
+use crate::text::truncate;
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

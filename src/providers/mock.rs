@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{Finish, Outcome, Progress, Reply, Update};
+use super::call::{Finish, OnUpdate, Reply, Sent, Update};
 use crate::checkpoint;
 use crate::request::Request;
 
@@ -34,7 +34,7 @@ impl Mock {
         self.fail = prompts;
     }
 
-    pub(crate) async fn send(&self, request: &Request, progress: Progress<'_>) -> Outcome {
+    pub(crate) async fn send(&self, request: &Request, progress: OnUpdate<'_>) -> Sent {
         let text = if self.fail.contains(&request.prompt) {
             failing_reply(request)
         } else {

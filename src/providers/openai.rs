@@ -18,10 +18,10 @@
 use serde_json::{Value, json};
 
 use super::adapt::{self, Adapt};
+use super::call::{Failure, Finish, OnUpdate, Reply, Sent, Usage, UsageKeys};
 use super::http::{Http, body_failure};
 use super::responses;
 use super::stream::{self, Decoder};
-use super::{Failure, Finish, Outcome, Progress, Reply, Usage, UsageKeys};
 use crate::config::Config;
 use crate::request::Request;
 
@@ -64,8 +64,8 @@ impl OpenAi {
         &self,
         request: &Request,
         max_tokens: u32,
-        progress: Progress<'_>,
-    ) -> Outcome {
+        progress: OnUpdate<'_>,
+    ) -> Sent {
         let host = self
             .http
             .base_url
@@ -104,8 +104,8 @@ impl OpenAi {
         max_tokens: u32,
         cap: &str,
         temperature: Option<f64>,
-        progress: Progress<'_>,
-    ) -> Outcome {
+        progress: OnUpdate<'_>,
+    ) -> Sent {
         self.http.pace(progress).await;
         let url = self.url();
         let mut body = if self.responses {
@@ -172,7 +172,7 @@ fn chat_body(request: &Request, max_tokens: u32, cap: &str, effort: Option<&str>
 
 /// Parses an SSE body given as the reads it arrived in, without a network: what `send`
 /// does with a stream, minus the clocks. For property tests and fuzzing.
-pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Outcome {
+pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Sent {
     stream::replay(reads, StreamState::new(None))
 }
 
@@ -195,7 +195,7 @@ impl Decoder for StreamState {
             self.done = true;
             return Ok(false);
         }
-        let chunk = super::event_json(data, &self.text, self.id.as_deref())?;
+        let chunk = super::call::event_json(data, &self.text, self.id.as_deref())?;
         self.apply(&chunk)
     }
 
@@ -211,7 +211,7 @@ impl Decoder for StreamState {
         self.chunks
     }
 
-    fn finish(self) -> Outcome {
+    fn finish(self) -> Sent {
         StreamState::finish(self)
     }
 }
@@ -286,7 +286,7 @@ impl StreamState {
         Ok(content)
     }
 
-    fn finish(self) -> Outcome {
+    fn finish(self) -> Sent {
         if !self.done && self.finish.is_none() {
             return Err(Failure::transient(
                 "the stream ended before its end (no finish_reason and no [DONE]); the reply is incomplete",
@@ -327,7 +327,7 @@ fn finish(reason: &str) -> Finish {
 /// `usage` of a chunk or body: `prompt_tokens` includes the cached part
 /// (`prompt_tokens_details.cached_tokens`).
 fn usage(v: &Value) -> Option<Usage> {
-    super::openai_usage(
+    super::call::openai_usage(
         v,
         &UsageKeys {
             input: "prompt_tokens",
@@ -339,8 +339,8 @@ fn usage(v: &Value) -> Option<Usage> {
 }
 
 /// A whole JSON reply (`stream: false`, or a server that ignored `stream: true`).
-fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
-    let v = super::body_json(bytes, request_id.as_deref())?;
+fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Sent {
+    let v = super::call::body_json(bytes, request_id.as_deref())?;
     let mut state = StreamState::new(request_id);
     state.apply(&v)?;
     if state.finish.is_none() {
@@ -360,7 +360,7 @@ fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
 mod tests {
     use super::*;
 
-    fn run(chunks: &[Value]) -> Outcome {
+    fn run(chunks: &[Value]) -> Sent {
         let mut s = StreamState::new(None);
         for c in chunks {
             s.apply(c)?;

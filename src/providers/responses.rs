@@ -10,9 +10,9 @@
 
 use serde_json::{Value, json};
 
+use super::call::{Failure, Finish, Reply, Sent, Usage, UsageKeys};
 use super::http::body_failure;
 use super::stream::{self, Decoder};
-use super::{Failure, Finish, Outcome, Reply, Usage, UsageKeys};
 use crate::request::Request;
 
 /// The cap's one name here.
@@ -47,7 +47,7 @@ pub(crate) fn body(request: &Request, max_tokens: u32, effort: Option<&str>) -> 
 }
 
 /// Parses an SSE body given as the reads it arrived in, without a network (fuzzing).
-pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Outcome {
+pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Sent {
     stream::replay(reads, State::new(None))
 }
 
@@ -75,7 +75,7 @@ impl State {
 
 impl Decoder for State {
     fn event(&mut self, name: Option<&str>, data: &str) -> Result<bool, Failure> {
-        let v = super::event_json(data, &self.text, self.id.as_deref())?;
+        let v = super::call::event_json(data, &self.text, self.id.as_deref())?;
         let kind = v.get("type").and_then(Value::as_str).or(name).unwrap_or("");
         let delta = || v.get("delta").and_then(Value::as_str).unwrap_or("");
         if self.id.is_none() {
@@ -128,7 +128,7 @@ impl Decoder for State {
         self.chunks
     }
 
-    fn finish(self) -> Outcome {
+    fn finish(self) -> Sent {
         let Some(response) = self.done else {
             return Err(Failure::transient(
                 "the stream ended before response.completed; the reply is incomplete",
@@ -212,7 +212,7 @@ fn reply(response: &Value, mut text: String, refusal: String, id: Option<String>
 
 /// `usage`: `input_tokens` includes the cached part, `output_tokens` the reasoning.
 fn usage(response: &Value) -> Option<Usage> {
-    super::openai_usage(
+    super::call::openai_usage(
         response,
         &UsageKeys {
             input: "input_tokens",
@@ -224,8 +224,8 @@ fn usage(response: &Value) -> Option<Usage> {
 }
 
 /// A whole JSON response.
-pub(crate) fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Outcome {
-    let v = super::body_json(bytes, request_id.as_deref())?;
+pub(crate) fn parse_json_reply(bytes: &[u8], request_id: Option<String>) -> Sent {
+    let v = super::call::body_json(bytes, request_id.as_deref())?;
     let id = request_id.or_else(|| v.get("id").and_then(Value::as_str).map(str::to_string));
     finished(&v, id.clone())?;
     if v.get("status").is_none() && v.get("output").is_none() {

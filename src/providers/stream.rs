@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
+use super::call::{Failure, OnUpdate, Sent, Update};
 use super::http::{Body, Http};
-use super::{Failure, Outcome, Progress, Update};
 use crate::text::duration as show_duration;
 
 /// What a provider's stream means, event by event.
@@ -25,7 +25,7 @@ pub(super) trait Decoder {
     /// Content chunks so far (about one token each), for the progress display.
     fn chunks(&self) -> u64;
     /// The reply, or why the stream was not a whole one.
-    fn finish(self) -> Outcome;
+    fn finish(self) -> Sent;
 }
 
 /// An SSE body's events, as the parser gives them.
@@ -38,8 +38,8 @@ pub(super) async fn decode<D: Decoder>(
     events: &mut Events<'_>,
     mut clocks: Clocks,
     mut decoder: D,
-    progress: Progress<'_>,
-) -> Outcome {
+    progress: OnUpdate<'_>,
+) -> Sent {
     loop {
         let event = match tokio::time::timeout_at(clocks.next_deadline(), events.next()).await {
             Err(_) => {
@@ -87,10 +87,10 @@ pub(super) async fn exchange<D: Decoder>(
     builder: reqwest::RequestBuilder,
     streaming: bool,
     thinks: bool,
-    whole: fn(&[u8], Option<String>) -> Outcome,
+    whole: fn(&[u8], Option<String>) -> Sent,
     decoder: impl FnOnce(Option<String>) -> D,
-    progress: Progress<'_>,
-) -> Outcome {
+    progress: OnUpdate<'_>,
+) -> Sent {
     let mut clocks = Clocks::start(http.timeout, http.idle_timeout);
     if thinks {
         clocks.idle_deadline = clocks.deadline;
@@ -112,7 +112,7 @@ pub(super) async fn exchange<D: Decoder>(
 
 /// What [`decode`] does with a body given as the reads it arrived in, without a network or
 /// clocks: for property tests and fuzzing.
-pub(super) fn replay<D: Decoder>(reads: Vec<Vec<u8>>, mut decoder: D) -> Outcome {
+pub(super) fn replay<D: Decoder>(reads: Vec<Vec<u8>>, mut decoder: D) -> Sent {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Failure::permanent(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! `journal.jsonl`, the truth: one JSON event per line, each with a schema version and a
-//! time, appended and fsynced (by [`super::Store`]) before the step it records counts as
+//! time, appended and fsynced (by the store) before the step it records counts as
 //! done. A torn last line, which a crash mid-write leaves, is dropped with a warning; any
 //! other unreadable line is an error that names it, and the file is never overwritten.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::SCHEMA_VERSION;
+use super::layout::SCHEMA_VERSION;
 use crate::documents::{AttemptOutcome, CheckSource};
 use crate::error::{Error, Result};
 use crate::process::ProcessGroup;

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::LOCK;
+use super::layout::LOCK;
 use crate::error::{Error, Result};
 use crate::lockfile::{self, Refused};
 

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{Fold, JOURNAL, MEMORY, STATUS, read_journal};
+use super::fold::Fold;
+use super::journal::read_journal;
+use super::layout::{JOURNAL, MEMORY, STATUS};
 use crate::error::{Error, Result};
 use crate::plan::Prompt;
 

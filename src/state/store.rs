@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    ARCHIVE, Event, JOURNAL, MEMORY, OUTPUTS, Record, SCHEMA_VERSION, STATUS, check_status_file,
-    lock, now, read_journal,
-};
+use super::journal::{Event, Record, now, read_journal};
+use super::layout::{ARCHIVE, JOURNAL, MEMORY, OUTPUTS, SCHEMA_VERSION, STATUS};
+use super::lock;
+use super::snapshot::check_status_file;
 use crate::error::{Error, Result};
 
 /// The checkpoints folder, opened for writing by one runner.

@@ -600,7 +600,7 @@ mod tests {
     }
 
     fn open(dir: &Path, protect: &[&Path]) -> Workspace {
-        let config = Config::parse(
+        let config = crate::config::parse(
             &format!("[workspace]\ndir = {:?}\n", dir.display().to_string()),
             Path::new("config.toml"),
         )
@@ -812,7 +812,7 @@ mod tests {
         let mut ws = open(dir, &[]);
         block_on(ws.baseline("tracks config.toml")).expect("commit");
         drop(ws);
-        let config = Config::parse(
+        let config = crate::config::parse(
             &format!("[workspace]\ndir = {:?}\n", dir.display().to_string()),
             Path::new("config.toml"),
         )
@@ -836,7 +836,7 @@ mod tests {
     #[test]
     fn a_second_session_on_a_workspace_is_refused_naming_the_first() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let config = Config::parse(
+        let config = crate::config::parse(
             &format!(
                 "[workspace]\ndir = {:?}\n",
                 tmp.path().display().to_string()
