@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, RunRange};
 use crate::config::ProviderKind;
@@ -40,8 +40,8 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
     /// Colour on stderr: auto (a terminal, unless NO_COLOR is set), always or never.
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
-    pub(crate) color: String,
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = clap::ColorChoice::Auto)]
+    pub(crate) color: clap::ColorChoice,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -122,18 +122,9 @@ pub(crate) struct RunArgs {
 
 /// Parses the arguments, runs the command, prints any error; returns the exit code.
 pub(crate) fn main_entry() -> i32 {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let choice = color_flag(&args);
-    let clap_color = match choice.as_str() {
-        "always" => clap::ColorChoice::Always,
-        "never" => clap::ColorChoice::Never,
-        _ => clap::ColorChoice::Auto,
-    };
-    let parsed = Cli::command()
-        .color(clap_color)
-        .try_get_matches_from(&args)
-        .and_then(|m| Cli::from_arg_matches(&m));
-    let cli = match parsed {
+    // clap's own help and errors are coloured as clap sees fit (a terminal, NO_COLOR): the
+    // flag is not known until the arguments parse.
+    let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -144,7 +135,7 @@ pub(crate) fn main_entry() -> i32 {
             };
         }
     };
-    let color = printer::color(&choice, std::io::stderr().is_terminal());
+    let color = printer::color(cli.color);
     match run(cli, color) {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -153,23 +144,6 @@ pub(crate) fn main_entry() -> i32 {
             e.exit_code()
         }
     }
-}
-
-/// `--color WHEN` (or `--color=WHEN`) as given, before clap parses (clap's own help and
-/// errors are coloured by it too); `auto` when absent.
-fn color_flag(args: &[std::ffi::OsString]) -> String {
-    let mut choice = "auto".to_string();
-    let mut it = args.iter().map(|a| a.to_string_lossy());
-    while let Some(a) = it.next() {
-        if a == "--color" {
-            if let Some(v) = it.next() {
-                choice = v.into_owned();
-            }
-        } else if let Some(v) = a.strip_prefix("--color=") {
-            choice = v.to_string();
-        }
-    }
-    choice
 }
 
 /// Turns the parsed command line into settings and runs the command.

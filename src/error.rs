@@ -71,6 +71,14 @@ pub(crate) enum Error {
     /// SIGINT, SIGTERM or SIGHUP.
     #[error("interrupted; state is saved, `orchestrator run` resumes")]
     Interrupted,
+    /// Something the runner needs from the system failed (the HTTP client, the async
+    /// runtime, signal handlers, encoding its own output): not the user's doing.
+    #[error("{what}: {source}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// One problem found while building the plan, with where it is.
@@ -105,7 +113,10 @@ fn plan_errors(errors: &[PlanError]) -> String {
 impl Error {
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
-            Error::Io { .. } | Error::DiskFull { .. } | Error::Git { .. } => exit::PROMPT_FAILED,
+            Error::Io { .. }
+            | Error::DiskFull { .. }
+            | Error::Git { .. }
+            | Error::Internal { .. } => exit::PROMPT_FAILED,
             Error::Config { .. }
             | Error::Plan(_)
             | Error::State { .. }
@@ -115,6 +126,17 @@ impl Error {
             Error::PromptFailed(_) => exit::PROMPT_FAILED,
             Error::TimeLimit(_) => exit::TIME_LIMIT,
             Error::Interrupted => exit::INTERRUPTED,
+        }
+    }
+
+    /// An internal failure: `what` could not be done, for `source`.
+    pub(crate) fn internal(
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Internal {
+            what,
+            source: Box::new(source),
         }
     }
 

@@ -24,8 +24,9 @@
 //! 6. [`runner`] (the run loop, an attempt's steps, the workspace and checks around it,
 //!    and its pure pieces: retry, verdict, accounting, tally), reporting through its own
 //!    event type.
-//! 7. [`report`] (tables and `--json` documents) and [`printer`] (stdout and stderr), then
-//!    [`html`] (`report.html`), [`settings`] (what commands work from), [`commands`] (one file per command), and
+//! 7. [`tables`] (the tables and text commands print, and `plan --json`) and [`printer`]
+//!    (stdout and stderr), then [`report`] (`report.html` and `report --json`), [`settings`]
+//!    (what commands work from), [`commands`] (one file per command), and
 //!    [`cli`] (clap only), which `main` calls.
 //!
 //! Everything else is `pub(crate)`: outside the crate there is the binary (through
@@ -42,7 +43,6 @@ mod error;
 mod estimate;
 pub mod fuzzing;
 mod history;
-mod html;
 mod lockfile;
 mod plan;
 mod printer;
@@ -53,6 +53,7 @@ mod request;
 mod runner;
 mod settings;
 mod state;
+mod tables;
 mod template;
 mod text;
 mod tokens;

@@ -38,14 +38,18 @@ pub(crate) enum Paint {
     Note,
 }
 
-/// `--color`: `always` and `never` win over `NO_COLOR` (no-color.org: a flag the user gave
-/// overrides the environment); `auto` colours a terminal unless `NO_COLOR` is set.
-pub(crate) fn color(choice: &str, terminal: bool) -> bool {
-    match choice {
-        "always" => true,
-        "never" => false,
-        _ => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-    }
+/// Whether stderr is to be coloured, once `--color` is the global choice: `always` and
+/// `never` win over `NO_COLOR` (no-color.org: a flag the user gave overrides the
+/// environment); `auto` colours a terminal unless `NO_COLOR` (or `CLICOLOR=0`) says not
+/// (anstream's rules, which clap's own help follows).
+pub(crate) fn color(choice: clap::ColorChoice) -> bool {
+    let choice = match choice {
+        clap::ColorChoice::Always => anstream::ColorChoice::Always,
+        clap::ColorChoice::Never => anstream::ColorChoice::Never,
+        clap::ColorChoice::Auto => anstream::ColorChoice::Auto,
+    };
+    choice.write_global();
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }
 
 /// `word` in its colour (bold), when `on`.
@@ -53,12 +57,13 @@ pub(crate) fn paint(word: &str, paint: Paint, on: bool) -> String {
     if !on {
         return word.to_string();
     }
-    let code = match paint {
-        Paint::Warning => "1;33",
-        Paint::Error => "1;31",
-        Paint::Note => "1;36",
+    let colour = match paint {
+        Paint::Warning => anstyle::AnsiColor::Yellow,
+        Paint::Error => anstyle::AnsiColor::Red,
+        Paint::Note => anstyle::AnsiColor::Cyan,
     };
-    format!("\x1b[{code}m{word}\x1b[0m")
+    let style = anstyle::Style::new().bold().fg_color(Some(colour.into()));
+    format!("{style}{word}{style:#}")
 }
 
 /// Characters that must not reach a terminal as they are: C0 controls but newline and tab,
@@ -151,7 +156,7 @@ impl Printer {
     /// A document as pretty JSON on stdout.
     pub(crate) fn json(&self, value: &impl Serialize) -> Result<()> {
         let text = serde_json::to_string_pretty(value)
-            .map_err(|e| Error::Usage(format!("cannot encode the output as JSON: {e}")))?;
+            .map_err(|e| Error::internal("cannot encode the output as JSON", e))?;
         self.write_out(&clean_json(&text))
     }
 }

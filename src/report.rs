@@ -1,516 +1,407 @@
-//! What users see: human tables and `--json` documents (docs, "What you see").
-//!
-//! Functions here turn data into text and never print; `cli` writes the text to stdout
-//! (data) or stderr (warnings), so `--json` output can be piped safely.
+//! `report.html`: a session at a glance, one self-contained file (inline CSS and SVG, no
+//! script, no network, readable when printed): the success criteria, the budget burned per
+//! phase against its budget (possibly-billed spend apart), a timeline of every attempt of
+//! every prompt (retries and waits, failures, checks, commits), and per prompt what it was
+//! sent, what came back, the variables it produced and why any attempt failed; and
+//! `report --json`, the same session as one document ([`ReportDoc`]).
 
-use comfy_table::{CellAlignment, Table, presets};
-use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use crate::budget::Ledger;
-use crate::documents::StatusDoc;
-use crate::estimate::Estimate;
-use crate::plan::{CheckpointMode, Plan};
-use crate::state::Fold;
-use crate::text::{minutes, plural, thousands};
-use crate::verify::Check;
+use crate::config::Config;
+use crate::documents::{AttemptHistory, PhaseHistory, PromptHistory, PromptStatus, ReportDoc};
+use crate::error::Result;
+use crate::history::REPLY_SHOWN;
+use crate::plan::Plan;
+use crate::state::{self, Fold};
+use crate::text::thousands;
+use crate::views;
 
-fn opt(n: Option<u64>) -> String {
-    n.map_or_else(|| "-".to_string(), thousands)
-}
+/// Where the page goes, in the checkpoints folder.
+pub(crate) const REPORT: &str = "report.html";
 
-/// A markdown-style table (the seed's tables are markdown), numbers right-aligned.
-pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
-    let mut t = Table::new();
-    t.load_style(presets::ASCII_MARKDOWN);
-    t.set_header(header.iter().copied());
-    for row in rows {
-        t.add_row(row);
-    }
-    for &c in right {
-        if let Some(col) = t.column_mut(c) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    t.to_string()
-}
-
-/// `plan --json`; `checks[i]` are prompt `i`'s checks.
-pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
-    let phases: Vec<Value> = plan
-        .phases
-        .iter()
-        .map(|ph| {
-            let prompts: Vec<Value> = plan.prompts[ph.prompts.clone()]
-                .iter()
-                .zip(&checks[ph.prompts.clone()])
-                .map(|(p, checks)| {
-                    json!({
-                        "id": p.id.to_string(),
-                        "name": p.name,
-                        "file": p.path.display().to_string(),
-                        "checkpoint": p.checkpoint,
-                        "checkpoint_why": p.checkpoint_why,
-                        "tokens_hint": p.footer.as_ref().and_then(|f| f.tokens),
-                        "minutes_hint": p.footer.as_ref().and_then(|f| f.minutes),
-                        "max_tokens": p.front.max_tokens,
-                        "model": p.front.model,
-                        "depends_on": p.depends_on.iter().map(|&d| plan.prompts[d].id.to_string()).collect::<Vec<_>>(),
-                        "produces": p.produces.keys().collect::<Vec<_>>(),
-                        "needs": p.needs,
-                        "checks": checks,
-                    })
-                })
-                .collect();
-            json!({
-                "dir": ph.dir,
-                "name": ph.name,
-                "budget": ph.budget,
-                "configured": ph.configured,
-                "prompts": prompts,
-            })
-        })
-        .collect();
-    json!({
-        "phases": phases,
-        "ignored": plan.ignored.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "notes": plan.notes,
-        "warnings": plan.warnings,
-    })
-}
-
-/// `plan`; `checks[i]` are prompt `i`'s checks; `excludes`, what an agent build's
-/// snapshots leave out, if it has snapshots.
-pub(crate) fn plan_text(plan: &Plan, checks: &[Vec<Check>], excludes: Option<&[String]>) -> String {
-    let mut out = String::new();
-    // Hint columns only where some prompt has a footer to fill them.
-    let hints = plan.prompts.iter().any(|p| {
-        p.footer
-            .as_ref()
-            .is_some_and(|f| f.tokens.is_some() || f.minutes.is_some())
-    });
-    for ph in &plan.phases {
-        let budget = ph.budget.map_or_else(
-            || "no phase budget".to_string(),
-            |b| format!("budget {}", thousands(b)),
-        );
-        out.push_str(&format!(
-            "{} ({}/): {} {}, {budget}\n",
-            ph.name,
-            ph.dir,
-            ph.prompts.len(),
-            plural(ph.prompts.len(), "prompt")
-        ));
-        let rows = plan.prompts[ph.prompts.clone()]
-            .iter()
-            .map(|p| {
-                let mut row = vec![p.id.to_string(), p.name.clone()];
-                if hints {
-                    row.push(opt(p.footer.as_ref().and_then(|f| f.tokens)));
-                    row.push(
-                        p.footer
-                            .as_ref()
-                            .and_then(|f| f.minutes)
-                            .map_or_else(|| "-".into(), minutes),
-                    );
-                }
-                row.push(format!(
-                    "{} ({})",
-                    match p.checkpoint {
-                        CheckpointMode::Required => "required",
-                        CheckpointMode::Optional => "optional",
-                    },
-                    p.checkpoint_why
-                ));
-                row.push(p.needs.join(", "));
-                row.push(p.produces.keys().cloned().collect::<Vec<_>>().join(", "));
-                row
-            })
-            .collect();
-        let mut header = vec!["Id", "Prompt"];
-        if hints {
-            header.extend(["Tokens~", "Time~"]);
-        }
-        header.extend(["Checkpoint", "Needs", "Produces"]);
-        out.push_str(&table(&header, rows, if hints { &[2, 3] } else { &[] }));
-        out.push_str("\n\n");
-    }
-    if plan.prompts.iter().any(|p| p.checkpoint_why == "auto") {
-        out.push_str("A checkpoint block is required from a prompt with a ## Checkpoint section or whose outputs a later prompt uses; \"optional (auto)\" prompts may answer in prose ([run] checkpoint = \"required\" asks it of all).\n\n");
-    }
-    out.push_str(&checks_text(plan, checks));
-    if let Some(excludes) = excludes {
-        out.push_str(&format!(
-            "Snapshots leave out, and restores keep ([workspace] exclude): {}\n\n",
-            if excludes.is_empty() {
-                "nothing".to_string()
-            } else {
-                excludes.join(" ")
-            }
-        ));
-    }
-    out.push_str(&format!(
-        "{} {} in {} {}",
-        plan.prompts.len(),
-        plural(plan.prompts.len(), "prompt"),
-        plan.phases.len(),
-        plural(plan.phases.len(), "phase")
-    ));
-    if !plan.ignored.is_empty() {
-        out.push_str(&format!(
-            "; ignored (not prompts): {}",
-            plan.ignored
-                .iter()
-                .map(|p| p
-                    .strip_prefix(&plan.root)
-                    .unwrap_or(p)
-                    .display()
-                    .to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    out.push('\n');
-    out
-}
-
-/// The checks each prompt runs after its reply, if any prompt has one.
-fn checks_text(plan: &Plan, checks: &[Vec<Check>]) -> String {
-    let rows: Vec<Vec<String>> = plan
-        .prompts
-        .iter()
-        .zip(checks)
-        .flat_map(|(p, checks)| {
-            checks.iter().map(|c| {
-                // Every line: nothing runs that `plan` did not show.
-                vec![
-                    p.id.to_string(),
-                    c.from.as_str().to_string(),
-                    c.script.trim_end().to_string(),
-                ]
-            })
-        })
-        .collect();
-    if rows.is_empty() {
-        return String::new();
-    }
-    format!(
-        "Checks, run in the workspace after each reply (a failure is a content failure):\n{}\n\n",
-        table(&["Id", "From", "Check"], rows, &[])
-    )
-}
-
-pub(crate) fn estimate_text(e: &Estimate) -> String {
-    let mut out = String::new();
-    let rows = e
-        .prompts
-        .iter()
-        .map(|p| {
-            vec![
-                p.id.clone(),
-                p.name.clone(),
-                p.phase.clone(),
-                thousands(p.input_tokens),
-                thousands(u64::from(p.max_tokens)),
-                thousands(p.worst_case_tokens),
-                opt(p.actual_tokens),
-                if p.over_per_prompt {
-                    format!("OVER per_prompt {}", thousands(e.total.per_prompt))
-                } else {
-                    String::new()
-                },
-            ]
-        })
-        .collect();
-    out.push_str(&table(
-        &[
-            "Id",
-            "Prompt",
-            "Phase",
-            "Input",
-            "Max out",
-            "Worst case",
-            "Actual",
-            "Note",
-        ],
-        rows,
-        &[3, 4, 5, 6],
-    ));
-    out.push_str("\n\n");
-    out.push_str(&estimate_phases(e));
-    out.push('\n');
-    out.push_str(&format!(
-        "\n{} {}, encoding {}",
-        e.prompts.len(),
-        plural(e.prompts.len(), "prompt"),
-        e.encoding,
-    ));
-    if e.prompts.iter().any(|p| p.minutes_hint.is_some()) {
-        out.push_str(&format!("; time (footers): {}", minutes(e.total.minutes)));
-    }
-    if let Some(cost) = e.total.cost_usd_max {
-        out.push_str(&format!("; cost at most {}", crate::text::usd(cost)));
-    }
-    out.push('\n');
-    if e.total.possibly_billed_tokens > 0 {
-        out.push_str(&possibly_billed_line(e.total.possibly_billed_tokens));
-    }
-    out
-}
-
-/// The line that explains possibly-billed spend, shown wherever spend is.
-fn possibly_billed_line(tokens: u64) -> String {
-    format!(
-        "Of the actual spend, {} tokens are possibly billed: attempts a crash left without a result, counted at their worst case (input + max_tokens).\n",
-        thousands(tokens)
-    )
-}
-
-/// `estimate`'s second table: phases and the total against their budgets.
-fn estimate_phases(e: &Estimate) -> String {
-    let mut rows: Vec<Vec<String>> = e
-        .phases
-        .iter()
-        .map(|p| {
-            vec![
-                p.name.clone(),
-                opt(p.budget),
-                thousands(p.input_tokens),
-                p.budget
-                    .map_or_else(|| "-".into(), |b| signed(b, p.input_tokens)),
-                thousands(p.worst_case_tokens),
-                opt(p.actual_tokens),
-                if p.over_budget {
-                    "OVER budget".into()
-                } else if p.worst_case_over {
-                    "worst case over budget".into()
-                } else {
-                    "ok".into()
-                },
-            ]
-        })
-        .collect();
-    rows.push(vec![
-        "Total".into(),
-        thousands(e.total.budget),
-        thousands(e.total.input_tokens),
-        signed(e.total.budget, e.total.input_tokens),
-        thousands(e.total.worst_case_tokens),
-        opt(e.total.actual_tokens),
-        if e.total.over_budget {
-            "OVER budget".into()
-        } else if e.total.worst_case_over {
-            "worst case over budget".into()
-        } else {
-            "ok".into()
-        },
-    ]);
-    table(
-        &[
-            "Phase",
-            "Budget",
-            "Input",
-            "Remaining",
-            "Worst case",
-            "Actual",
-            "Status",
-        ],
-        rows,
-        &[1, 2, 3, 4, 5],
-    )
-}
-
-/// `budget - used`, negative when over.
-fn signed(budget: u64, used: u64) -> String {
-    if used > budget {
-        format!("-{}", thousands(used - budget))
-    } else {
-        thousands(budget - used)
-    }
-}
-
-/// The seed's budget table (Phase, Budget, Actual, Remaining), with a column for a budget
-/// spent past (always flagged) and one for possibly-billed spend when there is any.
-fn budget_table(l: &Ledger) -> String {
-    let billed = l.total.possibly_billed > 0;
-    let cached = l.total.cache_read > 0;
-    let flag = |over: bool| if over { "OVER budget" } else { "ok" }.to_string();
-    let row = |name: &str, budget: String, used, remaining: String, over, pb, cr| {
-        let mut row = vec![
-            name.to_string(),
-            budget,
-            thousands(used),
-            remaining,
-            flag(over),
-        ];
-        if billed {
-            row.push(thousands(pb));
-        }
-        if cached {
-            row.push(thousands(cr));
-        }
-        row
+/// Writes `report.html` for the session in `checkpoints`; its path, or `None` when there
+/// is no session.
+pub(crate) fn write(checkpoints: &Path, plan: &Plan, config: &Config) -> Result<Option<PathBuf>> {
+    let Some(doc) = document(checkpoints, plan, config)? else {
+        return Ok(None);
     };
-    let mut rows: Vec<Vec<String>> = l
-        .phases
-        .iter()
-        .map(|p| {
-            let (budget, remaining) = (opt(p.budget), opt(p.remaining));
-            row(
-                &p.name,
-                budget,
-                p.used,
-                remaining,
-                p.over_budget,
-                p.possibly_billed,
-                p.cache_read,
-            )
-        })
-        .collect();
-    let t = &l.total;
-    rows.push(row(
-        "Total",
-        thousands(t.budget),
-        t.used,
-        thousands(t.remaining),
-        t.over_budget,
-        t.possibly_billed,
-        t.cache_read,
-    ));
-    let mut header = vec!["Phase", "Budget", "Actual", "Remaining", "Status"];
-    if billed {
-        header.push("Possibly billed");
-    }
-    if cached {
-        header.push("Cache reads (apart)");
-    }
-    let right: Vec<usize> = [1, 2, 3].into_iter().chain(5..header.len()).collect();
-    table(&header, rows, &right)
+    let path = checkpoints.join(REPORT);
+    state::write_atomic(&path, |w| render(&doc, w))?;
+    Ok(Some(path))
 }
 
-/// Each prompt's workspace commit and checks, for an agent build.
-fn prompts_table(fold: &crate::state::Fold, plan: &Plan) -> String {
-    let rows: Vec<Vec<String>> = plan
-        .prompts
-        .iter()
-        .filter_map(|p| fold.prompts.get(p.id.as_str()).map(|s| (p, s)))
-        .filter(|(_, s)| s.commit.is_some() || !s.checks.is_empty())
-        .map(|(p, s)| {
-            let failed: Vec<&str> = s
-                .checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| c.check.lines().next().unwrap_or(""))
-                .collect();
-            let checks = if s.checks.is_empty() {
-                "-".to_string()
-            } else if failed.is_empty() {
-                format!("{} passed", s.checks.len())
-            } else {
-                format!("failed: {}", failed.join("; "))
-            };
-            vec![
-                p.id.to_string(),
-                s.commit
-                    .as_deref()
-                    .map_or_else(|| "-".to_string(), |c| c[..c.len().min(10)].to_string()),
-                checks,
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        return String::new();
+/// The history of the session in `checkpoints` (`report --json`), its journal read a
+/// record at a time; `None` when there is no session.
+pub(crate) fn document(
+    checkpoints: &Path,
+    plan: &Plan,
+    config: &Config,
+) -> Result<Option<ReportDoc>> {
+    let mut fold = Fold::default();
+    let mut walk = crate::history::walk(plan);
+    state::each_record(&checkpoints.join(state::JOURNAL), |r| {
+        fold.apply(&r);
+        walk.apply(&r);
+    })?;
+    if fold.session_id.is_empty() {
+        return Ok(None);
     }
-    format!("{}\n\n", table(&["Id", "Commit", "Checks"], rows, &[]))
+    let ledger = Ledger::new(&fold, plan, config);
+    let saved = views::outputs_saved(&fold, checkpoints);
+    let criteria = views::criteria(&fold, plan, &ledger, config, saved);
+    Ok(Some(walk.finish(&fold, config, criteria)))
 }
 
-/// What `status` shows: the session in `doc`, with its prompts' commits and checks from
-/// `fold` and the budget table from `ledger`.
-pub(crate) fn status_text(doc: &StatusDoc, fold: &Fold, plan: &Plan, ledger: &Ledger) -> String {
-    let l = ledger;
-    let f = fold;
-    let list = |ids: &[String]| {
-        if ids.is_empty() {
-            "none".to_string()
-        } else {
-            ids.join(", ")
-        }
-    };
-    let mut out = format!(
-        "Session {} (started {})\nCompleted {}/{} {}; failed: {}; skipped: {}; current prompt: {}\n",
-        f.session_id,
-        f.started,
-        f.completed.len(),
-        plan.prompts.len(),
-        plural(plan.prompts.len(), "prompt"),
-        list(&f.failed),
-        list(&f.skipped),
-        doc.current_prompt.as_deref().unwrap_or("none (all done)")
+/// The page, written to `w` a section at a time.
+fn render(h: &ReportDoc, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut out = String::with_capacity(64 * 1024);
+    let title = format!("{} — session {}", h.project, h.session_id);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>\n",
+        esc(&title)
     );
-    if f.mock {
-        out.push_str("A mock session: every answer is the prompt's own checkpoint example; nothing was sent to a model (a real `run` starts a new session)\n");
+    header(&mut out, h);
+    let _ = write!(out, "<h2>Success criteria</h2><ul class=\"criteria\">");
+    for c in &h.criteria {
+        let _ = write!(
+            out,
+            "<li class=\"{}\">{} {}: {}</li>",
+            if c.passed { "pass" } else { "fail" },
+            if c.passed { "✓" } else { "✗" },
+            esc(&c.name),
+            esc(&c.value)
+        );
     }
-    if let Some((reason, code)) = &f.halted {
-        out.push_str(&format!("Halted (exit {code}): {reason}\n"));
+    out.push_str("</ul>\n<h2>Budgets</h2>\n<div class=\"budgets\">");
+    for phase in h.phases.iter().chain(std::iter::once(&h.total)) {
+        budget(&mut out, phase);
     }
-    out.push('\n');
-    out.push_str(&budget_table(ledger));
-    out.push_str("\n\n");
-    out.push_str(&prompts_table(fold, plan));
-    if l.total.possibly_billed > 0 {
-        out.push_str(&possibly_billed_line(l.total.possibly_billed));
-        out.push('\n');
-    }
-    for c in &doc.criteria {
-        out.push_str(&format!(
-            "- [{}] {}: {}\n",
-            if c.passed { "x" } else { " " },
-            c.name,
-            c.value
-        ));
-    }
-    out.push_str(&format!(
-        "\nCost: {}{}\n",
-        crate::text::usd(doc.total.cost_usd),
-        if l.total.estimated {
-            " (some token counts estimated)"
-        } else {
-            ""
+    out.push_str("</div>\n<h2>Timeline</h2>\n");
+    timeline(&mut out, h);
+    out.push_str("<h2>Prompts</h2>\n");
+    for p in &h.prompts {
+        prompt(&mut out, p);
+        if out.len() > 48 * 1024 {
+            w.write_all(out.as_bytes())?;
+            out.clear();
         }
-    ));
-    let (reasoning, output) = (doc.total.reasoning, doc.total.output_tokens);
-    if reasoning > 0 {
-        out.push_str(&format!(
-            "Reasoning: {} of the {} output tokens (billed as output and counted against the budgets)\n",
-            thousands(reasoning),
-            thousands(output)
-        ));
     }
-    if !doc.changed.is_empty() {
-        out.push_str(&format!(
-            "Changed since they ran: {} (`orchestrator rerun ID` runs one again)\n",
-            doc.changed.join(", ")
-        ));
+    out.push_str("</body></html>\n");
+    w.write_all(out.as_bytes())
+}
+
+fn header(out: &mut String, h: &ReportDoc) {
+    let _ = write!(
+        out,
+        "<h1>{}</h1><p class=\"meta\">Session {} · started {} · last event {}</p>",
+        esc(&h.project),
+        esc(&h.session_id),
+        esc(&h.started),
+        esc(&h.last_event)
+    );
+    if h.mock {
+        out.push_str("<p class=\"mock\">A mock session: every answer is the prompt's own checkpoint example; nothing was sent to a model.</p>");
     }
-    if !f.failed.is_empty() {
-        for id in &f.failed {
-            if let Some(p) = f.prompts.get(id) {
-                out.push_str(&format!(
-                    "Failed {id}: {}\n",
-                    p.last_error.as_deref().unwrap_or("?")
-                ));
+    let _ = write!(
+        out,
+        "<p class=\"summary\">{} of {} prompts completed · failed: {} · skipped: {} · {} tokens used of {} · cost {}</p>",
+        h.completed.len(),
+        h.prompts.len(),
+        esc(&list(&h.failed)),
+        esc(&list(&h.skipped)),
+        thousands(h.total.used),
+        h.total.budget.map_or_else(|| "no budget".into(), thousands),
+        crate::text::usd(h.cost_usd)
+    );
+    if let Some(halted) = &h.halted {
+        let _ = write!(
+            out,
+            "<p class=\"halted\">Halted: {}</p>",
+            esc(&halted.reason)
+        );
+    }
+}
+
+/// A phase's bar (used, of it possibly billed, against the budget) and its burn-down.
+fn budget(out: &mut String, p: &PhaseHistory) {
+    const W: f64 = 320.0;
+    let scale = p.budget.unwrap_or(p.used).max(p.used).max(1) as f64;
+    if p.budget.is_none() {
+        // Nothing to burn down to: a bar against no budget would read as one used up.
+        let _ = write!(
+            out,
+            "<figure class=\"phase\"><figcaption>{}: {} used; no budget (the phase is not limited)</figcaption>",
+            esc(&p.name),
+            thousands(p.used)
+        );
+        burn_down(out, p, scale);
+        out.push_str("</figure>");
+        return;
+    }
+    let used = W * p.used as f64 / scale;
+    let billed = W * p.possibly_billed as f64 / scale;
+    let limit = p.budget.map_or(W, |b| W * b as f64 / scale);
+    let over = p.budget.is_some_and(|b| p.used > b);
+    let _ = write!(
+        out,
+        "<figure class=\"phase\"><figcaption>{}: {} of {}{}{}</figcaption><svg class=\"bar\" width=\"{W}\" height=\"18\" role=\"img\"><title>{} tokens used</title><rect class=\"room\" x=\"0\" y=\"2\" width=\"{limit:.1}\" height=\"14\"/><rect class=\"{}\" x=\"0\" y=\"2\" width=\"{:.1}\" height=\"14\"/><rect class=\"billed\" x=\"{:.1}\" y=\"2\" width=\"{billed:.1}\" height=\"14\"/><line class=\"limit\" x1=\"{limit:.1}\" x2=\"{limit:.1}\" y1=\"0\" y2=\"18\"/></svg>",
+        esc(&p.name),
+        thousands(p.used),
+        p.budget.map_or_else(|| "no budget".into(), thousands),
+        if p.possibly_billed > 0 {
+            format!(" ({} possibly billed)", thousands(p.possibly_billed))
+        } else {
+            String::new()
+        },
+        if over { " — OVER budget" } else { "" },
+        thousands(p.used),
+        if over { "used over" } else { "used" },
+        (used - billed).max(0.0),
+        (used - billed).max(0.0),
+    );
+    burn_down(out, p, scale);
+    out.push_str("</figure>");
+}
+
+/// Spend after each attempt, against the budget line.
+fn burn_down(out: &mut String, p: &PhaseHistory, scale: f64) {
+    const W: f64 = 320.0;
+    const H: f64 = 60.0;
+    if p.burn.is_empty() {
+        return;
+    }
+    let step = W / p.burn.len().max(1) as f64;
+    let mut points = String::from("0,60");
+    for (i, v) in p.burn.iter().enumerate() {
+        let _ = write!(
+            points,
+            " {:.1},{:.1}",
+            step * (i + 1) as f64,
+            H - H * (*v as f64 / scale).min(1.0)
+        );
+    }
+    let limit = p.budget.map_or_else(String::new, |b| {
+        let y = H - H * (b as f64 / scale).min(1.0);
+        format!("<line class=\"limit\" x1=\"0\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>")
+    });
+    let _ = write!(
+        out,
+        "<svg class=\"burn\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>spent after each of {} attempts</title><rect class=\"frame\" x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\"/>{limit}<polyline class=\"spent\" points=\"{points}\"/></svg>",
+        p.burn.len()
+    );
+}
+
+/// One row per prompt, one box per attempt, coloured by outcome; a wait before a retry is
+/// a gap with a mark, a check a dot under its attempt, a commit a diamond.
+fn timeline(out: &mut String, h: &ReportDoc) {
+    const ROW: usize = 18;
+    const LABEL: usize = 230;
+    const BOX: usize = 22;
+    let widest = h
+        .prompts
+        .iter()
+        .map(|p| p.attempts.len())
+        .max()
+        .unwrap_or(0);
+    let width = LABEL + (widest + 1) * (BOX + 10) + 40;
+    let height = h.prompts.len() * ROW + 8;
+    let _ = write!(
+        out,
+        "<p class=\"legend\"><span class=\"ok\">■ accepted</span> <span class=\"content\">■ content failure</span> <span class=\"transient\">■ transient</span> <span class=\"permanent\">■ permanent</span> <span class=\"unknown\">■ cut by a crash (possibly billed)</span> <span class=\"interrupted\">■ interrupted</span> · ◆ commit · ● check</p><svg class=\"timeline\" width=\"{width}\" height=\"{height}\" role=\"img\">"
+    );
+    for (row, p) in h.prompts.iter().enumerate() {
+        let y = row * ROW + 4;
+        let _ = write!(
+            out,
+            "<text x=\"0\" y=\"{}\" class=\"label {}\">{}</text>",
+            y + 12,
+            css_status(p.status),
+            esc(&crate::text::truncate_chars(&p.name, 30))
+        );
+        let mut x = LABEL;
+        for a in &p.attempts {
+            attempt_box(out, a, x, y);
+            x += BOX + 2;
+            if a.retry_after_ms.is_some() {
+                let _ = write!(
+                    out,
+                    "<line class=\"wait\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"><title>waited {} ms</title></line>",
+                    x,
+                    x + 6,
+                    y + 7,
+                    y + 7,
+                    a.retry_after_ms.unwrap_or(0)
+                );
+                x += 8;
             }
+        }
+        if let Some(commit) = &p.commit {
+            let (cx, cy) = (x + 8, y + 7);
+            let _ = write!(
+                out,
+                "<polygon class=\"commit\" points=\"{},{} {},{} {},{} {},{}\"><title>commit {}</title></polygon>",
+                cx,
+                cy - 6,
+                cx + 6,
+                cy,
+                cx,
+                cy + 6,
+                cx - 6,
+                cy,
+                esc(commit)
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+}
+
+fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
+    let mut tip = format!(
+        "attempt {}: {} · {} in / {} out{} · {} ms",
+        a.attempt,
+        a.outcome.as_str(),
+        thousands(a.input_tokens),
+        thousands(a.output_tokens),
+        if a.estimated { " (estimated)" } else { "" },
+        a.duration_ms
+    );
+    if let Some(e) = &a.error {
+        let _ = write!(tip, " · {}", crate::text::truncate_chars(e, 300));
+    }
+    let _ = write!(
+        out,
+        "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"22\" height=\"13\" rx=\"2\"><title>{}</title></rect>",
+        a.outcome.as_str(),
+        esc(&tip)
+    );
+    for (n, c) in a.checks.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<circle class=\"{}\" cx=\"{}\" cy=\"{}\" r=\"2\"><title>check ({}) {}: {}</title></circle>",
+            if c.passed { "pass" } else { "fail" },
+            x + 3 + n * 5,
+            y + 16,
+            c.from.as_str(),
+            if c.passed { "passed" } else { "failed" },
+            esc(&c.check)
+        );
+    }
+}
+
+fn prompt(out: &mut String, p: &PromptHistory) {
+    let _ = write!(
+        out,
+        "<details class=\"prompt\"><summary><span class=\"{}\">{}</span> {} — {} · {} {} · request {} tokens</summary>",
+        css_status(p.status),
+        esc(&p.id),
+        esc(&p.name),
+        status_label(p.status),
+        p.attempts.len(),
+        if p.attempts.len() == 1 {
+            "attempt"
+        } else {
+            "attempts"
+        },
+        thousands(p.request_tokens)
+    );
+    if let Some(reason) = &p.reason {
+        let _ = write!(out, "<p class=\"reason\">{}</p>", esc(reason));
+    }
+    if !p.attempts.is_empty() {
+        out.push_str("<table><tr><th>#</th><th>outcome</th><th>in</th><th>out</th><th>reasoning</th><th>ms</th><th>why it failed</th></tr>");
+        for a in &p.attempts {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                a.attempt,
+                a.outcome.as_str(),
+                a.outcome.as_str(),
+                thousands(a.input_tokens),
+                thousands(a.output_tokens),
+                if a.estimated { "~" } else { "" },
+                thousands(a.reasoning_tokens),
+                a.duration_ms,
+                esc(a.error.as_deref().unwrap_or(""))
+            );
+        }
+        out.push_str("</table>");
+    }
+    if !p.variables.is_empty() {
+        let vars = serde_json::to_string_pretty(&p.variables).unwrap_or_default();
+        let _ = write!(out, "<p>Variables produced:</p><pre>{}</pre>", esc(&vars));
+    }
+    if let Some(reply) = &p.reply {
+        let cut = if p.reply_bytes > REPLY_SHOWN {
+            format!(
+                " (the first {} of {} bytes; all of it in outputs/{}.md)",
+                thousands(reply.len() as u64),
+                thousands(p.reply_bytes as u64),
+                p.id
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(out, "<p>Reply{}:</p><pre>{}</pre>", esc(&cut), esc(reply));
+    }
+    out.push_str("</details>\n");
+}
+
+fn css_status(status: PromptStatus) -> &'static str {
+    match status {
+        PromptStatus::Completed => "ok",
+        PromptStatus::Failed => "permanent",
+        PromptStatus::Skipped => "skipped",
+        PromptStatus::Running => "unknown",
+        PromptStatus::Pending => "pending",
+    }
+}
+
+fn status_label(status: PromptStatus) -> &'static str {
+    match status {
+        PromptStatus::Running => "cut by a crash",
+        PromptStatus::Pending => "not run",
+        s => s.as_str(),
+    }
+}
+
+fn list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "none".into()
+    } else {
+        ids.join(", ")
+    }
+}
+
+/// Text as HTML (element content and attribute values).
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
         }
     }
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signed_remaining() {
-        assert_eq!(signed(10, 4), "6");
-        assert_eq!(signed(10, 14), "-4");
-    }
-}
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:75em}\
+h1{margin:0}.meta{color:#666}.mock{background:#fff4d6;padding:.4em .8em;border-left:4px solid #e0a000}\
+.halted{color:#b00020}.criteria{list-style:none;padding:0}.criteria .pass{color:#1b7f3a}.criteria .fail{color:#b00020}\
+.budgets{display:flex;flex-wrap:wrap;gap:1.5em}.phase{margin:0}figcaption{font-weight:600;margin-bottom:.2em}\
+svg .room{fill:#eef}svg .used{fill:#3b6fd8}svg .over{fill:#b00020}svg .billed{fill:#e0a000}svg .limit{stroke:#222;stroke-dasharray:3 2}\
+svg .frame{fill:#fafafa;stroke:#ccc}svg .spent{fill:none;stroke:#3b6fd8;stroke-width:1.5}\
+svg text{font:12px ui-monospace,monospace}svg .ok,.ok{fill:#1b7f3a;color:#1b7f3a}svg .content,.content{fill:#e07000;color:#e07000}\
+svg .transient,.transient{fill:#d8b800;color:#a08800}svg .permanent,.permanent{fill:#b00020;color:#b00020}\
+svg .unknown,.unknown{fill:#888;color:#666}svg .interrupted,.interrupted{fill:#bbb;color:#888}\
+.skipped{fill:#777;color:#777}.pending{fill:#aaa;color:#999}svg .wait{stroke:#999;stroke-width:2;stroke-dasharray:2 1}\
+svg .commit{fill:#5a3fc0}svg circle.pass{fill:#1b7f3a}svg circle.fail{fill:#b00020}\
+.prompt{border-top:1px solid #eee;padding:.3em 0}summary{cursor:pointer}table{border-collapse:collapse;margin:.4em 0}\
+td,th{border:1px solid #ddd;padding:.15em .5em;text-align:left;vertical-align:top}pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;max-height:30em;overflow:auto}\
+@media print{details::details-content{content-visibility:visible;display:block}pre{max-height:none;overflow:visible}}";

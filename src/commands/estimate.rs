@@ -4,15 +4,15 @@
 
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
-use crate::report;
 use crate::request::RequestBuilder;
 use crate::settings::Settings;
-use crate::state::Snapshot;
+use crate::state::Reading;
+use crate::tables;
 
 pub(crate) fn estimate(settings: &Settings) -> Result<()> {
     let plan = settings.load_plan()?;
     let builder = RequestBuilder::new(&settings.config, &plan, &settings.config_dir)?;
-    let state = Snapshot::read_if_any(&settings.checkpoints)?;
+    let state = Reading::read_if_any(&settings.checkpoints)?;
     let e = crate::estimate::estimate(
         &plan,
         &settings.config,
@@ -27,7 +27,7 @@ pub(crate) fn estimate(settings: &Settings) -> Result<()> {
     if settings.printer.json {
         settings.printer.json(&e)?;
     } else {
-        settings.printer.data(&report::estimate_text(&e))?;
+        settings.printer.data(&tables::estimate_text(&e))?;
     }
     for p in e
         .phases

@@ -1,6 +1,6 @@
 //! The commands, one file each and thin: each takes the [`crate::settings::Settings`], calls the layers
 //! below, and says the result through the printer ([`crate::printer`]) and the report
-//! ([`crate::report`]). `Ok` is exit 0; an error carries its exit code.
+//! ([`crate::tables`]). `Ok` is exit 0; an error carries its exit code.
 
 mod estimate;
 mod init;

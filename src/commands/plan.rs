@@ -2,8 +2,8 @@
 //! produces; exit 2 on plan errors.
 
 use crate::error::Result;
-use crate::report;
 use crate::settings::Settings;
+use crate::tables;
 use crate::verify;
 
 pub(crate) fn plan(settings: &Settings) -> Result<()> {
@@ -12,12 +12,12 @@ pub(crate) fn plan(settings: &Settings) -> Result<()> {
         .map(|i| verify::planned(&settings.config, &plan, i))
         .collect();
     if settings.printer.json {
-        settings.printer.json(&report::plan_json(&plan, &checks))
+        settings.printer.json(&tables::plan_json(&plan, &checks))
     } else {
         let ws = &settings.config.workspace;
         let excludes = ws.snapshots().then(|| ws.excludes());
         settings
             .printer
-            .data(&report::plan_text(&plan, &checks, excludes.as_deref()))
+            .data(&tables::plan_text(&plan, &checks, excludes.as_deref()))
     }
 }

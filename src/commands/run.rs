@@ -90,7 +90,7 @@ fn go(
     let result = runner::run(ctx, options, &progress);
     // The report, however the run ended (a state that cannot be read has none).
     if !matches!(result, Err(Error::State { .. }))
-        && let Err(e) = crate::html::write(&settings.checkpoints, plan, &settings.config)
+        && let Err(e) = crate::report::write(&settings.checkpoints, plan, &settings.config)
     {
         settings
             .printer

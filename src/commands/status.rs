@@ -5,15 +5,15 @@ use serde_json::json;
 
 use crate::budget::Ledger;
 use crate::error::Result;
-use crate::report;
 use crate::settings::Settings;
-use crate::state::Snapshot;
+use crate::state::Reading;
+use crate::tables;
 use crate::views::{outputs_saved, status_doc};
 
 pub(crate) fn status(settings: &Settings) -> Result<()> {
     let plan = settings.load_plan()?;
     let printer = settings.printer;
-    let Some(snapshot) = Snapshot::read_if_any(&settings.checkpoints)? else {
+    let Some(reading) = Reading::read_if_any(&settings.checkpoints)? else {
         if printer.json {
             return printer.json(&json!({"session_id": null, "current_prompt": null, "completed": [], "failed": [], "changed": []}));
         }
@@ -22,10 +22,10 @@ pub(crate) fn status(settings: &Settings) -> Result<()> {
             settings.checkpoints.display()
         ));
     };
-    if let Some(w) = &snapshot.warning {
+    if let Some(w) = &reading.warning {
         printer.warn(w);
     }
-    let fold = &snapshot.fold;
+    let fold = &reading.fold;
     let ledger = Ledger::new(fold, &plan, &settings.config);
     let doc = status_doc(
         fold,
@@ -37,6 +37,6 @@ pub(crate) fn status(settings: &Settings) -> Result<()> {
     if printer.json {
         printer.json(&doc)
     } else {
-        printer.data(&report::status_text(&doc, fold, &plan, &ledger))
+        printer.data(&tables::status_text(&doc, fold, &plan, &ledger))
     }
 }

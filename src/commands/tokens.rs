@@ -5,8 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::report;
 use crate::settings::Settings;
+use crate::tables;
 use crate::tokens::Encoding;
 
 pub(crate) fn tokens(settings: &Settings, files: &[PathBuf], encoding: Option<&str>) -> Result<()> {
@@ -70,7 +70,7 @@ pub(crate) fn tokens(settings: &Settings, files: &[PathBuf], encoding: Option<&s
         if many {
             rows.push(vec!["Total".into(), crate::text::thousands(total)]);
         }
-        settings.printer.data(&report::table(
+        settings.printer.data(&tables::table(
             &["File", &format!("Tokens ({encoding})")],
             rows,
             &[1],

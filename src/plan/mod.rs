@@ -4,24 +4,24 @@
 //! sent, and all of it (not just the first) is reported with path and line: the layout
 //! ([`discover`]: a prompt outside a phase folder, two files with one id), each file on its
 //! own ([`prompt_file`]: not UTF-8, bad front matter, an empty prompt), and each prompt
-//! against the rest ([`checks`]: placeholders, `depends_on`). Ids are in [`id`], a parsed
+//! against the rest ([`link`]: placeholders, `depends_on`). Ids are in [`id`], a parsed
 //! prompt and a phase in [`prompt`].
 //!
 //! The plan keeps no prompt text: templates hold ranges, and a prompt's file is read again
 //! (and checked against its hash) when its request is built, so that a plan of a thousand
 //! prompts stays small.
 
-mod checks;
 mod discover;
 mod id;
+mod link;
 mod prompt;
 mod prompt_file;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use checks::undefined_variable;
 pub(crate) use discover::{FLAT, phase_folders, phase_name_from_dir};
 pub(crate) use id::PromptId;
+pub(crate) use link::undefined_variable;
 pub(crate) use prompt::{Phase, Prompt};
 pub(crate) use prompt_file::{CheckpointMode, parse_prompt_bytes};
 
@@ -73,7 +73,7 @@ impl Plan {
         let (mut phases, ignored) = (found.phases, found.ignored);
         let (mut errors, mut notes) = (found.errors, found.notes);
         // One pass in run order: each file is read, parsed and dropped.
-        let mut linker = checks::Linker::new(config);
+        let mut linker = link::Linker::new(config);
         let mut prompts: Vec<Prompt> = Vec::new();
         for f in found.found {
             let raw = match &f.section {
@@ -98,8 +98,8 @@ impl Plan {
             }
         }
         linker.finish(&prompts, &mut errors, &mut notes);
-        checks::mark_needed_later(&mut prompts);
-        checks::checkpoint_modes(&mut prompts, config);
+        link::mark_needed_later(&mut prompts);
+        link::checkpoint_modes(&mut prompts, config);
         if errors.is_empty() && prompts.is_empty() {
             errors.push(PlanError {
                 path: root.to_path_buf(),

@@ -11,15 +11,46 @@ use std::sync::Mutex;
 use crate::config::MaxTokensParam;
 
 /// The journal's name for the cap's setting, and for the temperature's.
-pub(crate) const CAP_SETTING: &str = "llm.max_tokens_param";
-pub(crate) const TEMPERATURE_SETTING: &str = "llm.temperature";
+const CAP_SETTING: &str = "llm.max_tokens_param";
+const TEMPERATURE_SETTING: &str = "llm.temperature";
 const NOT_SENT: &str = "not sent";
 
-/// A setting the endpoint made the runner change.
+/// A change an endpoint made the runner make to what it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The output cap goes under this name.
+    Cap(MaxTokensParam),
+    /// No temperature is sent.
+    NoTemperature,
+}
+
+impl Change {
+    /// As the journal writes it: the setting, and its value.
+    pub(crate) fn setting(self) -> (&'static str, &'static str) {
+        match self {
+            Change::Cap(p) => (CAP_SETTING, name(p)),
+            Change::NoTemperature => (TEMPERATURE_SETTING, NOT_SENT),
+        }
+    }
+
+    /// From the journal; `None` for a setting this version does not know (it is not
+    /// adopted: the endpoint refuses again, and is learned again).
+    pub(crate) fn read(setting: &str, value: &str) -> Option<Change> {
+        match (setting, value) {
+            (TEMPERATURE_SETTING, NOT_SENT) => Some(Change::NoTemperature),
+            (CAP_SETTING, "max_tokens") => Some(Change::Cap(MaxTokensParam::MaxTokens)),
+            (CAP_SETTING, "max_completion_tokens") => {
+                Some(Change::Cap(MaxTokensParam::MaxCompletionTokens))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A change the endpoint made the runner make, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Learned {
-    pub(crate) setting: String,
-    pub(crate) value: String,
+    pub(crate) change: Change,
     /// The endpoint's words.
     pub(crate) reason: String,
 }
@@ -28,11 +59,11 @@ pub(crate) struct Learned {
 #[derive(Debug)]
 pub(crate) struct Adapt {
     configured: MaxTokensParam,
-    state: Mutex<State>,
+    state: Mutex<Learning>,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct Learning {
     /// The cap's name, once learned (`auto` only).
     cap: Option<MaxTokensParam>,
     no_temperature: bool,
@@ -43,7 +74,7 @@ impl Adapt {
     pub(crate) fn new(configured: MaxTokensParam) -> Adapt {
         Adapt {
             configured,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Learning::default()),
         }
     }
 
@@ -91,8 +122,7 @@ impl Adapt {
         if sent_temperature && lower.contains("temperature") {
             state.no_temperature = true;
             state.news.push(Learned {
-                setting: TEMPERATURE_SETTING.into(),
-                value: NOT_SENT.into(),
+                change: Change::NoTemperature,
                 reason: message.to_string(),
             });
             return true;
@@ -111,8 +141,7 @@ impl Adapt {
             };
             state.cap = Some(other);
             state.news.push(Learned {
-                setting: CAP_SETTING.into(),
-                value: name(other).into(),
+                change: Change::Cap(other),
                 reason: message.to_string(),
             });
             return true;
@@ -121,17 +150,13 @@ impl Adapt {
     }
 
     /// What a resumed session had learned (from the journal).
-    pub(crate) fn adopt(&self, setting: &str, value: &str) {
+    pub(crate) fn adopt(&self, change: Change) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        match (setting, value) {
-            (TEMPERATURE_SETTING, NOT_SENT) => state.no_temperature = true,
-            (CAP_SETTING, "max_tokens") => state.cap = Some(MaxTokensParam::MaxTokens),
-            (CAP_SETTING, "max_completion_tokens") => {
-                state.cap = Some(MaxTokensParam::MaxCompletionTokens);
-            }
-            _ => {}
+        match change {
+            Change::NoTemperature => state.no_temperature = true,
+            Change::Cap(p) => state.cap = Some(p),
         }
     }
 
@@ -218,7 +243,7 @@ mod tests {
         let news = a.take();
         assert_eq!(news.len(), 1);
         assert_eq!(
-            (news[0].setting.as_str(), news[0].value.as_str()),
+            news[0].change.setting(),
             (CAP_SETTING, "max_completion_tokens")
         );
         assert!(a.take().is_empty());
@@ -270,9 +295,14 @@ mod tests {
     #[test]
     fn a_resumed_session_adopts_what_was_learned() {
         let a = Adapt::new(MaxTokensParam::Auto);
-        a.adopt(CAP_SETTING, "max_completion_tokens");
-        a.adopt(TEMPERATURE_SETTING, NOT_SENT);
-        a.adopt("llm.other", "x");
+        // As the journal holds them; a setting this version does not know is not adopted.
+        for (setting, value) in [
+            (CAP_SETTING, "max_completion_tokens"),
+            (TEMPERATURE_SETTING, NOT_SENT),
+        ] {
+            a.adopt(Change::read(setting, value).expect("known"));
+        }
+        assert_eq!(Change::read("llm.other", "x"), None);
         assert_eq!(a.cap_name("localhost", "x"), "max_completion_tokens");
         assert_eq!(a.temperature(Some(1.0)), None);
     }

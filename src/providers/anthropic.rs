@@ -86,9 +86,9 @@ impl Anthropic {
         }
         self.http.pace(progress).await;
         let builder = self.post(&url, &body);
-        let decoder = |id| State {
+        let decoder = |id| MessageStream {
             id,
-            ..State::default()
+            ..MessageStream::default()
         };
         stream::exchange(
             &self.http,
@@ -105,7 +105,7 @@ impl Anthropic {
 }
 
 #[derive(Default)]
-struct State {
+struct MessageStream {
     text: String,
     id: Option<String>,
     /// Usage fields as reported so far: `message_start`'s, then `message_delta`'s on top.
@@ -115,7 +115,7 @@ struct State {
     stopped: bool,
 }
 
-impl Decoder for State {
+impl Decoder for MessageStream {
     fn event(&mut self, name: Option<&str>, data: &str) -> Result<bool, Failure> {
         let v: Value = serde_json::from_str(data).map_err(|e| {
             Failure::transient(format!("a stream event is not JSON ({e})"))
@@ -142,11 +142,11 @@ impl Decoder for State {
     }
 
     fn finish(self) -> Sent {
-        State::finish(self)
+        MessageStream::finish(self)
     }
 }
 
-impl State {
+impl MessageStream {
     fn apply(&mut self, kind: &str, v: &Value) -> Result<bool, Failure> {
         match kind {
             "message_start" => {
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn events_and_cache_usage() {
-        let mut s = State::default();
+        let mut s = MessageStream::default();
         s.apply("message_start", &json!({"message": {"id": "msg_1", "usage": {"input_tokens": 10, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 1}}})).expect("start");
         assert!(!s.apply("ping", &json!({"type": "ping"})).expect("ping"));
         assert!(
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn error_events_fail() {
-        let mut s = State::default();
+        let mut s = MessageStream::default();
         let f = s
             .apply("error", &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
             .expect_err("error");
@@ -341,7 +341,7 @@ mod tests {
 
             #[test]
             fn any_event_applies_without_panic(kind in "[a-z_]{0,20}", data in "\\PC{0,64}") {
-                let mut s = State::default();
+                let mut s = MessageStream::default();
                 if let Ok(v) = serde_json::from_str::<Value>(&data) {
                     let _ = s.apply(&kind, &v);
                 }

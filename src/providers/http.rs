@@ -33,7 +33,7 @@ fn client(connect_timeout: Duration) -> Result<reqwest::Client> {
         .retry(reqwest::retry::never())
         .user_agent(concat!("orchestrator/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        .map_err(|e| Error::internal("cannot set up the HTTP client", e))?;
     Ok(CLIENT.get_or_init(|| built).clone())
 }
 

@@ -25,7 +25,7 @@ use crate::config::{Config, ProviderKind};
 use crate::error::Result;
 use crate::request::Request;
 
-pub(crate) use adapt::Learned;
+pub(crate) use adapt::{Change, Learned};
 pub(crate) use call::*;
 pub(crate) use limits::parse_retry_after;
 pub(crate) use openai::replay_sse as replay_openai_sse;
@@ -128,9 +128,9 @@ impl Provider {
     }
 
     /// A setting an earlier run of the session learned (from the journal).
-    pub(crate) fn adopt(&self, setting: &str, value: &str) {
+    pub(crate) fn adopt(&self, change: Change) {
         match self {
-            Provider::OpenAi(p) => p.adapt.adopt(setting, value),
+            Provider::OpenAi(p) => p.adapt.adopt(change),
             Provider::Anthropic(_) | Provider::Command(_) | Provider::Mock(_) => {}
         }
     }

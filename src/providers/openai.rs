@@ -121,7 +121,7 @@ impl OpenAi {
         let thinks = self.effort.is_some() || adapt::reasons(&request.model);
         let (http, stream) = (&self.http, request.stream);
         if self.responses {
-            let (whole, decoder) = (responses::parse_json_reply, responses::State::new);
+            let (whole, decoder) = (responses::parse_json_reply, responses::ResponseStream::new);
             stream::exchange(
                 http, &url, builder, stream, thinks, whole, decoder, progress,
             )

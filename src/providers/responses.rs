@@ -48,11 +48,11 @@ pub(crate) fn body(request: &Request, max_tokens: u32, effort: Option<&str>) -> 
 
 /// Parses an SSE body given as the reads it arrived in, without a network (fuzzing).
 pub(crate) fn replay_sse(reads: Vec<Vec<u8>>) -> Sent {
-    stream::replay(reads, State::new(None))
+    stream::replay(reads, ResponseStream::new(None))
 }
 
 /// What a stream has said so far.
-pub(crate) struct State {
+pub(crate) struct ResponseStream {
     text: String,
     refusal: String,
     /// The finished response (`response.completed` / `response.incomplete`).
@@ -61,9 +61,9 @@ pub(crate) struct State {
     chunks: u64,
 }
 
-impl State {
-    pub(crate) fn new(id: Option<String>) -> State {
-        State {
+impl ResponseStream {
+    pub(crate) fn new(id: Option<String>) -> ResponseStream {
+        ResponseStream {
             text: String::new(),
             refusal: String::new(),
             done: None,
@@ -73,7 +73,7 @@ impl State {
     }
 }
 
-impl Decoder for State {
+impl Decoder for ResponseStream {
     fn event(&mut self, name: Option<&str>, data: &str) -> Result<bool, Failure> {
         let v = super::call::event_json(data, &self.text, self.id.as_deref())?;
         let kind = v.get("type").and_then(Value::as_str).or(name).unwrap_or("");

@@ -84,13 +84,14 @@ impl<'a> Endpoint<'a> {
     pub(crate) fn learned(&self, id: &str) -> Said {
         let mut said = Said::default();
         for learned in self.provider.learned() {
+            let (setting, value) = learned.change.setting();
             said.warnings.push(format!(
                 "{id}: the endpoint refused a setting, so {} is now {} for this session (it said: {})",
-                learned.setting, learned.value, learned.reason
+                setting, value, learned.reason
             ));
             said.events.push(Event::Learned {
-                setting: learned.setting,
-                value: learned.value,
+                setting: setting.to_string(),
+                value: value.to_string(),
                 reason: learned.reason,
             });
         }

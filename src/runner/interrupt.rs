@@ -28,9 +28,7 @@ impl Interrupt {
             SignalKind::terminate(),
             SignalKind::hangup(),
         ] {
-            streams.push(
-                signal(kind).map_err(|e| Error::Usage(format!("cannot handle signals: {e}")))?,
-            );
+            streams.push(signal(kind).map_err(|e| Error::internal("cannot handle signals", e))?);
         }
         tokio::spawn(async move {
             let [mut a, mut b, mut c]: [_; 3] = match streams.try_into() {

@@ -86,12 +86,14 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::internal("cannot start the async runtime", e))?;
     runtime.block_on(async {
         let interrupt = Interrupt::install()?;
         let tally = Tally::new(&fold, ctx.plan, ctx.config);
         for (setting, value) in &fold.learned {
-            provider.adopt(setting, value);
+            if let Some(change) = crate::providers::Change::read(setting, value) {
+                provider.adopt(change);
+            }
         }
         let mut session = Session {
             ctx,
@@ -159,6 +161,7 @@ impl<'a> Session<'a> {
         let mut said = Said::event(Event::RunStarted {
             pid: std::process::id(),
             command: options.command.to_string(),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
         });
         said = said.and(opening::settle_open_attempts(&self.book.fold));
         self.record(said)?;

@@ -84,6 +84,10 @@ pub(crate) enum Event {
     RunStarted {
         pid: u32,
         command: String,
+        /// The version of orchestrator that ran (and wrote what follows), so that a later
+        /// record this version cannot read can say who wrote it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
     },
     /// Written before the request is sent.
     AttemptStarted {
@@ -260,8 +264,9 @@ pub(crate) fn parse_journal(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, O
     let mut records = Vec::new();
     let mut warning = None;
     let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+    let mut writer = None;
     for (i, line) in lines.iter().enumerate() {
-        match parse_line(line, i + 1, path)? {
+        match parse_line(line, i + 1, path, &mut writer)? {
             Line::Record(r) => records.push(*r),
             Line::Torn(w) => warning = Some(w),
         }
@@ -280,7 +285,7 @@ pub(crate) fn each_record(path: &Path, mut each: impl FnMut(Record)) -> Result<O
         Err(e) => return Err(Error::io(path, e)),
     };
     let mut reader = std::io::BufReader::new(file);
-    let (mut line, mut number, mut warning) = (Vec::new(), 0, None);
+    let (mut line, mut number, mut warning, mut writer) = (Vec::new(), 0, None, None);
     loop {
         line.clear();
         if reader
@@ -291,7 +296,7 @@ pub(crate) fn each_record(path: &Path, mut each: impl FnMut(Record)) -> Result<O
             return Ok(warning);
         }
         number += 1;
-        match parse_line(&line, number, path)? {
+        match parse_line(&line, number, path, &mut writer)? {
             Line::Record(r) => each(*r),
             Line::Torn(w) => warning = Some(w),
         }
@@ -305,8 +310,14 @@ enum Line {
 }
 
 /// One line of the journal, with its newline unless it is the last: a record, a torn
-/// last line (no newline, not JSON), or an error naming the line.
-fn parse_line(line: &[u8], number: usize, path: &Path) -> Result<Line> {
+/// last line (no newline, not JSON), or an error naming the line. `writer`: the version
+/// of orchestrator that wrote the lines so far (its last `run_started` says).
+fn parse_line(
+    line: &[u8],
+    number: usize,
+    path: &Path,
+    writer: &mut Option<String>,
+) -> Result<Line> {
     let terminated = line.last() == Some(&b'\n');
     let text = line.strip_suffix(b"\n").unwrap_or(line);
     let parsed = std::str::from_utf8(text)
@@ -320,7 +331,12 @@ fn parse_line(line: &[u8], number: usize, path: &Path) -> Result<Line> {
                 r.v
             ),
         )),
-        Ok(r) => Ok(Line::Record(Box::new(r))),
+        Ok(r) => {
+            if let Event::RunStarted { version, .. } = &r.event {
+                writer.clone_from(version);
+            }
+            Ok(Line::Record(Box::new(r)))
+        }
         Err(_) if !terminated => Ok(Line::Torn(format!(
             "{}: the last line ({} bytes) was cut short by a crash mid-write; it is ignored",
             path.display(),
@@ -328,10 +344,28 @@ fn parse_line(line: &[u8], number: usize, path: &Path) -> Result<Line> {
         ))),
         Err(e) => Err(Error::state(
             path,
-            format!(
-                "line {number} is not a journal event ({e}); the journal was changed by hand or damaged: `orchestrator run --restart` archives the session as it is (under checkpoints/archive/) and starts anew"
-            ),
+            unreadable(text, number, &e, writer.as_deref()),
         )),
+    }
+}
+
+/// Why line `number` cannot be read: an event of a version that knows more (named when
+/// the journal says which wrote it), or a journal changed by hand or damaged.
+fn unreadable(text: &[u8], number: usize, why: &str, writer: Option<&str>) -> String {
+    let this = env!("CARGO_PKG_VERSION");
+    let event = serde_json::from_slice::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("event")?.as_str().map(str::to_string));
+    match (event, writer) {
+        (Some(event), Some(writer)) if writer != this => format!(
+            "line {number} is a `{event}` event this orchestrator ({this}) cannot read ({why}); orchestrator {writer} wrote it: run that version (or a later one) on this session"
+        ),
+        (Some(event), _) => format!(
+            "line {number} is a `{event}` event this orchestrator ({this}) cannot read ({why}); a version that knows it wrote it, or the journal was changed by hand: run that version on this session, or `orchestrator run --restart` archives the session as it is (under checkpoints/archive/) and starts anew"
+        ),
+        (None, _) => format!(
+            "line {number} is not a journal event ({why}); the journal was changed by hand or damaged: `orchestrator run --restart` archives the session as it is (under checkpoints/archive/) and starts anew"
+        ),
     }
 }
 
@@ -364,6 +398,46 @@ mod tests {
         assert!(line.contains("\"event\":\"attempt_started\""), "{line}");
         let back: Record = serde_json::from_str(&line).expect("decode");
         assert_eq!(back.event, r.event);
+    }
+
+    #[test]
+    fn a_line_this_version_cannot_read_says_who_wrote_it() {
+        let started = |version: Option<&str>| {
+            let r = rec(Event::RunStarted {
+                pid: 1,
+                command: "run".into(),
+                version: version.map(str::to_string),
+            });
+            serde_json::to_string(&r).expect("encode")
+        };
+        let later = r#"{"v":1,"at":"t","event":"parallel_started","lanes":2}"#;
+        // (the lines, what the error must say)
+        let cases = [
+            (
+                vec![started(Some("9.1.0")), later.to_string()],
+                "orchestrator 9.1.0 wrote it: run that version",
+            ),
+            (
+                vec![started(None), later.to_string()],
+                "a version that knows it wrote it, or the journal was changed by hand",
+            ),
+            (
+                vec![
+                    started(Some("9.1.0")),
+                    "{not json".to_string(),
+                    started(None),
+                ],
+                "line 2 is not a journal event",
+            ),
+        ];
+        for (lines, says) in cases {
+            let text = lines.join("\n") + "\n";
+            let err = parse_journal(text.as_bytes(), Path::new("journal.jsonl"))
+                .expect_err("unreadable")
+                .to_string();
+            assert!(err.contains(says), "{err}");
+            assert!(err.contains("journal.jsonl"), "{err}");
+        }
     }
 
     #[test]

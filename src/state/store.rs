@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::journal::{Event, Record, now, read_journal};
 use super::layout::{ARCHIVE, JOURNAL, MEMORY, OUTPUTS, SCHEMA_VERSION, STATUS};
 use super::lock;
-use super::snapshot::check_status_file;
+use super::reading::check_status_file;
 use crate::error::{Error, Result};
 
 /// The checkpoints folder, opened for writing by one runner.

@@ -13,15 +13,15 @@ use crate::plan::Prompt;
 
 /// Read-only state for `estimate` and `status`: the journal folded, no lock taken.
 #[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
+pub(crate) struct Reading {
     pub(crate) fold: Fold,
     pub(crate) warning: Option<String>,
 }
 
-impl Snapshot {
+impl Reading {
     /// `None` when the folder holds no session yet. A `status.json` that cannot be read is
     /// an error (it is a view, but a damaged one means something is wrong).
-    pub(crate) fn read_if_any(dir: &Path) -> Result<Option<Snapshot>> {
+    pub(crate) fn read_if_any(dir: &Path) -> Result<Option<Reading>> {
         check_status_file(dir)?;
         let (records, warning) = read_journal(&dir.join(JOURNAL))?;
         if records.is_empty() {
@@ -31,7 +31,7 @@ impl Snapshot {
         for r in &records {
             fold.apply(r);
         }
-        Ok(Some(Snapshot { fold, warning }))
+        Ok(Some(Reading { fold, warning }))
     }
 
     /// The variables this prompt produced in the last run, if it completed.
