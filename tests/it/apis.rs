@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::support::builder::TestBuild;
 use crate::support::fake_llm::{
     Action, FakeLlm, Piece, Seen, checkpoint_text, json_body, reply_for, requested_outputs, sse,
     sse_bytes,
@@ -13,43 +14,22 @@ use crate::support::hosts::{
     reasoning_model, response_object, responses_events, responses_only, responses_reply,
     usage_with_reasoning, with_headers,
 };
-use crate::support::{Build, attempts, events, prompt, status_json};
+use crate::support::{Build, attempts, events, status_json};
 
 // ---- Builds -------------------------------------------------------------------------------
 
 /// Two prompts in one phase (01.2 reads 01.1's `title`), with `llm` lines under `[llm]`.
+/// Two prompts against `server`, `llm` (TOML lines of `[llm]`) on top.
 fn build(server: &FakeLlm, llm: &str, retry_attempts: u32) -> Build {
-    let b = Build::new();
-    b.config(&format!(
-        r#"
-[llm]
-base_url = "{}"
-connect_timeout = "2s"
-timeout = "10s"
-idle_timeout = "2s"
-{llm}
-
-[retry]
-max_attempts = {retry_attempts}
-initial_delay = "10ms"
-max_delay = "2s"
-
-[[phases]]
-dir = "01-a"
-name = "A"
-budget = 50000
-"#,
-        server.base_url()
-    ));
-    b.file(
-        "prompts/01-a/01.1-first.md",
-        prompt("01.1-first", "Write the first part.", &["title"]),
-    );
-    b.file(
-        "prompts/01-a/01.2-second.md",
-        prompt("01.2-second", "Build on {{title}}.", &["second"]),
-    );
-    b
+    TestBuild::against(server)
+        .set("llm.timeout", "10s")
+        .set("retry.max_attempts", i64::from(retry_attempts))
+        .set("retry.max_delay", "2s")
+        .config_text(&format!("[llm]\n{llm}\n"))
+        .phase("01-a", "A", Some(50_000))
+        .prompt("01.1-first", "Write the first part.", &["title"])
+        .prompt("01.2-second", "Build on {{title}}.", &["second"])
+        .build()
 }
 
 fn streamed(stream: bool) -> String {

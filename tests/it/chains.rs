@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 
 use orchestrator::documents::PromptStatus;
 
+use crate::support::builder::TestBuild;
 use crate::support::fake_llm::{self, Action, FakeLlm, Seen, openai_sse};
 use crate::support::{Build, events, status_json, strings};
 
@@ -315,18 +316,11 @@ fn estimate_counts_history_within_its_limits() {
 
 /// A build of `n` prompts (`01-step` …) against `server`, each with a checkpoint protocol.
 fn steps(server: &FakeLlm, n: usize) -> Build {
-    let b = Build::new();
-    b.config(&format!(
-        "[llm]\nbase_url = \"{}\"\n[retry]\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n",
-        server.base_url()
-    ));
-    for i in 1..=n {
-        b.file(
-            &format!("prompts/{i:02}-step.md"),
-            crate::support::prompt(&format!("{i:02}-step"), &format!("Do step {i}."), &[]),
-        );
-    }
-    b
+    (1..=n)
+        .fold(TestBuild::against(server), |t, i| {
+            t.prompt(&format!("{i:02}-step"), &format!("Do step {i}."), &[])
+        })
+        .build()
 }
 
 #[test]

@@ -6,62 +6,37 @@ use std::time::Duration;
 use orchestrator::documents::RunEventDoc;
 use serde_json::json;
 
+use crate::support::builder::TestBuild;
 use crate::support::fake_llm::{
     Action, CountTokens, FakeLlm, Piece, Seen, anthropic_json, checkpoint_text, openai_sse,
     requested_outputs, status,
 };
 use crate::support::{
     AGENT_REPLY, Build, Running, agent_script, alive, attempts, config_with, error_of, events,
-    eventually, kill_pid, prompt, read_pid, status_json,
+    eventually, kill_pid, read_pid, status_json,
 };
 
 // ---- Builds ------------------------------------------------------------------------------
 
 /// Fast clocks, three attempts, against `server` (OpenAI-compatible, streamed).
-fn base_config(server: &FakeLlm) -> String {
-    format!(
-        r#"
-[llm]
-base_url = "{}"
-connect_timeout = "2s"
-timeout = "20s"
-idle_timeout = "2s"
-
-[retry]
-max_attempts = 3
-initial_delay = "10ms"
-max_delay = "100ms"
-
-[[phases]]
-dir = "01-a"
-name = "A"
-budget = 50000
-"#,
-        server.base_url()
-    )
+/// The build these tests share: one phase, `01-a` (A, 50 000 tokens), three attempts.
+fn base(server: &FakeLlm) -> TestBuild {
+    TestBuild::against(server)
+        .set("retry.max_attempts", 3)
+        .phase("01-a", "A", Some(50_000))
 }
 
-/// Three prompts in one phase: 01.1 produces `greeting`, 01.2 uses it, 01.3 stands alone.
-fn three_prompts(b: &Build) {
-    b.file(
-        "prompts/01-a/01.1-first.md",
-        prompt("01.1-first", "Say hello.", &["greeting"]),
-    );
-    b.file(
-        "prompts/01-a/01.2-second.md",
-        prompt("01.2-second", "Use {{greeting}} here.", &["second"]),
-    );
-    b.file(
-        "prompts/01-a/01.3-third.md",
-        prompt("01.3-third", "Stand alone.", &["third"]),
-    );
+/// Three prompts: 01.1 produces `greeting`, 01.2 uses it, 01.3 stands alone.
+fn three_prompts(t: TestBuild) -> TestBuild {
+    t.prompt("01.1-first", "Say hello.", &["greeting"])
+        .prompt("01.2-second", "Use {{greeting}} here.", &["second"])
+        .prompt("01.3-third", "Stand alone.", &["third"])
 }
 
 fn small(server: &FakeLlm, sets: &[(&str, toml::Value)]) -> Build {
-    let b = Build::new();
-    b.config(&config_with(&base_config(server), sets));
-    three_prompts(&b);
-    b
+    sets.iter()
+        .fold(three_prompts(base(server)), |t, (k, v)| t.set(k, v.clone()))
+        .build()
 }
 
 fn s(text: &str) -> toml::Value {
@@ -73,8 +48,7 @@ fn agent_build(
     script: impl FnOnce(&std::path::Path) -> String,
     sets: &[(&str, toml::Value)],
 ) -> Build {
-    let b = Build::new();
-    three_prompts(&b);
+    let b = three_prompts(TestBuild::new().phase("01-a", "A", Some(50_000))).build();
     let path = agent_script(&b, "agent.sh", &script(b.path()));
     let mut all = vec![
         ("llm.provider", s("command")),
@@ -88,10 +62,7 @@ fn agent_build(
         ("retry.max_delay", s("50ms")),
     ];
     all.extend(sets.iter().cloned());
-    b.config(&config_with(
-        "[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
-        &all,
-    ));
+    b.config(&config_with(&b.read("config.toml"), &all));
     b
 }
 
@@ -302,13 +273,16 @@ fn anthropic_counting(server: &FakeLlm, input: u64, output: u64, counts: bool) {
 }
 
 fn anthropic_small(server: &FakeLlm, budget: i64) -> Build {
-    let b = Build::new();
-    three_prompts(&b);
-    b.config(&format!(
-        "[llm]\nprovider = \"anthropic\"\nbase_url = \"{}\"\nstream = false\ntimeout = \"20s\"\n[retry]\nmax_attempts = 2\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = {budget}\n",
-        server.root_url()
-    ));
-    b
+    let t = TestBuild::new()
+        .set("llm.provider", "anthropic")
+        .set("llm.base_url", server.root_url())
+        .set("llm.stream", false)
+        .set("llm.timeout", "20s")
+        .set("retry.max_attempts", 2)
+        .set("retry.initial_delay", "10ms")
+        .set("retry.max_delay", "50ms")
+        .phase("01-a", "A", Some(budget));
+    three_prompts(t).build()
 }
 
 #[test]
@@ -496,15 +470,13 @@ fn replies_that_should_fail_are_content_failures_that_say_which() {
 #[test]
 fn placeholders_that_run_could_not_render_are_plan_errors_with_file_and_line() {
     let server = FakeLlm::start();
-    let b = Build::new();
-    b.config(&format!(
-        "{}\n[variables]\na = \"A\"\ndeep = {{l1 = {{l2 = {{}}}}}}\narr = [1]\n",
-        base_config(&server)
-    ));
-    b.file(
-        "prompts/01-a/01.1-x.md",
-        "# X\n\nFirst {{a.}}\nthen {{deep.l1.zz}}\nand {{arr.0}}\nbut {{deep.l1.l2}} is fine.\n",
-    );
+    let b = base(&server)
+        .config_text("[variables]\na = \"A\"\ndeep = {l1 = {l2 = {}}}\narr = [1]\n")
+        .file(
+            "prompts/01-a/01.1-x.md",
+            "# X\n\nFirst {{a.}}\nthen {{deep.l1.zz}}\nand {{arr.0}}\nbut {{deep.l1.l2}} is fine.\n",
+        )
+        .build();
     for args in [&["plan"][..], &["estimate"], &["run"]] {
         let run = b.run(args);
         run.code(2)
@@ -596,9 +568,7 @@ fn degenerate_prompts_are_plan_errors_with_file_and_line() {
         ),
     ] {
         let server = FakeLlm::start();
-        let b = Build::new();
-        b.config(&base_config(&server));
-        b.file("prompts/01-a/01.1-x.md", text);
+        let b = base(&server).file("prompts/01-a/01.1-x.md", text).build();
         let run = b.run(&["plan"]);
         assert_eq!(run.code, 2, "{name}: {}", run.stderr);
         run.stderr_has(needle);
@@ -608,12 +578,12 @@ fn degenerate_prompts_are_plan_errors_with_file_and_line() {
 #[test]
 fn a_depends_on_error_names_the_line_it_is_on() {
     let server = FakeLlm::start();
-    let b = Build::new();
-    b.config(&base_config(&server));
-    b.file(
-        "prompts/01-a/01.1-x.md",
-        "+++\nmax_tokens = 100\n\ndepends_on = [\"09.9\"]\n+++\n# X\nDo it.\n",
-    );
+    let b = base(&server)
+        .file(
+            "prompts/01-a/01.1-x.md",
+            "+++\nmax_tokens = 100\n\ndepends_on = [\"09.9\"]\n+++\n# X\nDo it.\n",
+        )
+        .build();
     b.run(&["plan"]).code(2).stderr_has("01.1-x.md:4");
 }
 
@@ -824,12 +794,9 @@ fn durations_in_messages_are_rounded() {
 #[test]
 fn counts_in_sentences_agree_with_their_nouns() {
     let server = FakeLlm::start();
-    let b = Build::new();
-    b.config(&base_config(&server));
-    b.file(
-        "prompts/01-a/01.1-first.md",
-        prompt("01.1-first", "Say hello.", &["greeting"]),
-    );
+    let b = base(&server)
+        .prompt("01.1-first", "Say hello.", &["greeting"])
+        .build();
     b.run(&["plan"]).code(0).stdout_has("1 prompt in 1 phase");
 }
 
@@ -862,16 +829,10 @@ fn every_estimate_column_has_a_name() {
 #[test]
 fn tables_align_wide_characters_by_their_display_width() {
     let server = FakeLlm::start();
-    let b = Build::new();
-    b.config(&base_config(&server));
-    b.file(
-        "prompts/01-a/01.1-音楽の解析.md",
-        prompt("01.1-音楽の解析", "Say hello.", &["greeting"]),
-    );
-    b.file(
-        "prompts/01-a/01.2-plain.md",
-        prompt("01.2-plain", "Say hello.", &[]),
-    );
+    let b = base(&server)
+        .prompt("01.1-音楽の解析", "Say hello.", &["greeting"])
+        .prompt("01.2-plain", "Say hello.", &[])
+        .build();
     let run = b.run(&["estimate"]);
     run.code(0);
     let widths: Vec<usize> = run

@@ -4,26 +4,20 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
+use crate::support::builder::TestBuild;
 use crate::support::fake_llm::{self, FakeLlm, Piece};
 use crate::support::{
     Build, Running, await_requests, bundled_against, plan_prompts, prompt, status_json, strings,
 };
 
 fn two_prompt_build(server: &FakeLlm) -> Build {
-    let b = Build::new();
-    b.config(&format!(
-        "[llm]\nbase_url = \"{}\"\nidle_timeout = \"2s\"\ntimeout = \"20s\"\n[retry]\nmax_attempts = 2\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n",
-        server.base_url()
-    ));
-    b.file(
-        "prompts/01-a/01.1-first.md",
-        prompt("01.1-first", "Say hello.", &["greeting"]),
-    );
-    b.file(
-        "prompts/01-a/01.2-second.md",
-        prompt("01.2-second", "Use {{greeting}} here.", &[]),
-    );
-    b
+    TestBuild::against(server)
+        .set("retry.max_attempts", 2)
+        .set("retry.max_delay", "50ms")
+        .folder("01-a")
+        .prompt("01.1-first", "Say hello.", &["greeting"])
+        .prompt("01.2-second", "Use {{greeting}} here.", &[])
+        .build()
 }
 
 #[test]

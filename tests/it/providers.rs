@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::builder::TestBuild;
 use crate::support::fake_llm::{
     Action, FakeLlm, Piece, anthropic_events, anthropic_json, anthropic_sse, checkpoint_text,
     echo_key, openai_events, openai_json, openai_sse, sse, sse_bytes, status,
 };
 use crate::support::{
     AGENT_REPLY, Build, Run, agent_reply_with_usage, agent_script, attempts, dies_within, error_of,
-    events, kill_pid, outcomes, prompt, read_pid, status_json, strings,
+    events, kill_pid, outcomes, read_pid, status_json, strings,
 };
 
 // ---- Builds and configs -----------------------------------------------------------------
@@ -48,22 +49,21 @@ fn anthropic_config(server: &FakeLlm, stream: bool) -> String {
 
 /// A build of the prompts `(stem, outputs)` in one phase folder.
 fn build_with(config: &str, prompts: &[(&str, &[&str])]) -> Build {
-    let b = Build::new();
-    b.config(&format!(
-        "{config}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n"
-    ));
-    for (i, (stem, outputs)) in prompts.iter().enumerate() {
-        let body = if i == 0 {
-            "Write the first part.".to_string()
-        } else {
-            "Build on {{title}}.".to_string()
-        };
-        b.file(
-            &format!("prompts/01-a/{stem}.md"),
-            prompt(stem, &body, outputs),
-        );
-    }
-    b
+    let t = TestBuild::new()
+        .config_text(config)
+        .phase("01-a", "A", Some(50_000));
+    prompts
+        .iter()
+        .enumerate()
+        .fold(t, |t, (i, (stem, outputs))| {
+            let body = if i == 0 {
+                "Write the first part."
+            } else {
+                "Build on {{title}}."
+            };
+            t.prompt(stem, body, outputs)
+        })
+        .build()
 }
 
 /// The usual build: one prompt, `01.1-first`, producing `title`.

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod builder;
 pub mod fake_llm;
 pub mod hosts;
 
