@@ -17,6 +17,8 @@ contenders round by round, and prints medians:
 4. Growth: time per prompt at 1,000 prompts over time per prompt at 200.
 5. Peak RSS of the runs and of `estimate` (GNU time), against the floor of a program that
    only loads the encoding with tiktoken-rs (examples/tokenizer_floor.rs): target floor + 8 MiB.
+6. Peak RSS of a run whose server streams a 50 MB reply (refused at the 16 MiB cap, exit 1):
+   target floor + 16 MiB (the cap) + 8 MiB. `--only huge-reply` measures just this.
 
 Needs: cargo, python3, pip (installs tiktoken and openai if missing). Runs offline.
 """
@@ -42,7 +44,7 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def timed(cmd, env=None, cwd=None, rss=False):
+def timed(cmd, env=None, cwd=None, rss=False, ok=(0,)):
     """Runs cmd; returns (seconds, peak RSS in KiB or None). Fails loudly on a non-zero exit.
 
     Peak RSS comes from GNU time (`/usr/bin/time -f %M`), not from this process's wait4:
@@ -55,7 +57,7 @@ def timed(cmd, env=None, cwd=None, rss=False):
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         sys.exit(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')}")
     if rss_file is None:
         return elapsed, None
@@ -92,7 +94,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--sizes", default="200,1000")
+    ap.add_argument("--only", choices=["huge-reply"])
     args = ap.parse_args()
+    if args.only == "huge-reply":
+        setup()
+        huge_reply()
+        return
     small, large = (int(x) for x in args.sizes.split(","))
     setup()
     tmp = tempfile.mkdtemp(prefix="orch-bench-")
@@ -176,6 +183,27 @@ def main():
     for name, key in ((f"run of {large}", "rss_run_l"), (f"run of {small}", "rss_run_s"), (f"estimate of {small}", "rss_est")):
         mib = max(res[key]) / 1024
         print(f"| peak RSS, {name} | {mib:.1f} MiB | floor {floor:.1f} MiB | +{mib - floor:.1f} MiB | <= floor + 8 MiB |")
+    huge_reply()
+
+
+def huge_reply():
+    """Peak RSS of `run` against a server that streams a 50 MB reply: refused at the cap."""
+    tmp = Path(tempfile.mkdtemp(prefix="orch-huge-"))
+    fake = subprocess.Popen([str(FAKE), "--huge-reply", "50"], stdout=subprocess.PIPE, text=True)
+    base_url = fake.stdout.readline().strip()
+    try:
+        (tmp / "prompts").mkdir()
+        (tmp / "prompts" / "01-say.md").write_text(
+            "# Say\n\nSay hello.\n\n## Checkpoint\n```json\n{\"prompt\": \"01-say\", \"success\": true, \"outputs\": {}}\n```\n")
+        (tmp / "config.toml").write_text('[retry]\nmax_attempts = 1\n')
+        env = dict(os.environ, OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sk-bench")
+        _, rss = timed([str(BIN), "-q", "run"], env=env, cwd=tmp, rss=True, ok=(1,))
+        _, floor = timed([str(TOKENIZER_FLOOR), "o200k_base"], rss=True)
+        mib, floor_mib = rss / 1024, floor / 1024
+        print(f"| peak RSS, run refusing a 50 MB reply | {mib:.1f} MiB | floor {floor_mib:.1f} MiB | +{mib - floor_mib:.1f} MiB | <= floor + 24 MiB |")
+    finally:
+        fake.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def platform():

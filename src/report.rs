@@ -311,11 +311,11 @@ fn prompt(out: &mut String, p: &PromptHistory) {
         let _ = write!(out, "<p class=\"reason\">{}</p>", esc(reason));
     }
     if !p.attempts.is_empty() {
-        out.push_str("<table><tr><th>#</th><th>outcome</th><th>in</th><th>out</th><th>reasoning</th><th>ms</th><th>why it failed</th></tr>");
+        out.push_str("<table><tr><th>#</th><th>outcome</th><th>in</th><th>out</th><th>reasoning</th><th>time</th><th>why it failed</th></tr>");
         for a in &p.attempts {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
                 a.attempt,
                 a.outcome.as_str(),
                 a.outcome.as_str(),

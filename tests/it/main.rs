@@ -19,4 +19,5 @@ mod providers;
 mod recovery;
 mod report;
 mod run;
+mod snapshots;
 mod tokens;

@@ -591,7 +591,8 @@ fn a_quota_429_is_not_retried_and_reported_as_quota() {
 #[test]
 fn retry_after_is_waited_at_least_as_long_as_the_server_asks() {
     // retry-after-ms (milliseconds) and Retry-After (seconds), both under retry.max_delay.
-    // The journal's `retry` event says how long the runner waited.
+    // The retry came no sooner than asked, as the server saw it (a lower bound that a
+    // sleep cannot break: it never wakes early), and the journal says so.
     for (header, value, at_least_ms) in [("retry-after-ms", "80", 80), ("retry-after", "1", 1000)] {
         let server = FakeLlm::start();
         server.script([status(429, "rate limited", &[(header, value)])]);
@@ -599,11 +600,17 @@ fn retry_after_is_waited_at_least_as_long_as_the_server_asks() {
         let b = one_prompt(&config);
         let run = b.run(&["run"]);
         assert_fault_then_ok(&b, &server, &run, "transient");
+        let seen = server.seen();
+        let gap = seen[1].at.duration_since(seen[0].at);
+        assert!(
+            gap >= Duration::from_millis(at_least_ms),
+            "{header}: {value}: the retry came {gap:?} after the refused request"
+        );
         let retry = &events(&b, "retry")[0];
         let delay = retry["delay_ms"].as_u64().expect("delay_ms");
         assert!(
             (at_least_ms..=2000).contains(&delay),
-            "{header}: {value}: waited {delay} ms"
+            "{header}: {value}: journaled a wait of {delay} ms"
         );
     }
 }

@@ -14,7 +14,7 @@ use crate::support::{Build, Running, config_with, on_path, prompt};
 /// Four prompts, `on_failure = "skip"`: 01.1 has a transient failure, then an attempt cut
 /// by a crash (the runner killed mid-request), then is accepted; 01.2 fails for good (a
 /// 400); 01.3 needs 01.2's output and is skipped; 01.4 stands alone.
-fn eventful_session() -> (FakeLlm, Build) {
+pub(crate) fn eventful_session() -> (FakeLlm, Build) {
     let server = FakeLlm::start();
     let b = Build::new();
     b.config(&config_with(

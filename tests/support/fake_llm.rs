@@ -74,6 +74,8 @@ pub struct Seen {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// When the whole request had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -480,6 +482,7 @@ async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen>
                 path,
                 headers,
                 body,
+                at: std::time::Instant::now(),
             });
         }
         let mut chunk = [0u8; 8192];
