@@ -355,7 +355,8 @@ pub enum RunEventDoc {
         /// Prompts in the plan.
         prompts: usize,
         to_run: usize,
-        completed: usize,
+        /// How many are completed (`completed`, in the other documents, lists them).
+        done: usize,
     },
     /// An attempt about to be sent: `input_tokens` as the tokenizer counted it (so
     /// `estimated`: the endpoint's own count comes with the reply), nothing output yet.
@@ -405,7 +406,8 @@ pub enum RunEventDoc {
         code: i32,
     },
     Finished {
-        completed: usize,
+        /// How many prompts are completed.
+        done: usize,
         prompts: usize,
         failed: Vec<String>,
         skipped: Vec<String>,

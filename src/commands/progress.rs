@@ -131,7 +131,7 @@ impl Progress {
                 session_id: session_id.to_string(),
                 prompts: self.total,
                 to_run: todo,
-                completed: done,
+                done,
             }),
             Mode::Terminal(bars) => bars.main.set_position(done as u64),
             Mode::Plain => {}
@@ -300,7 +300,7 @@ impl Progress {
     fn finished(&self, done: usize, ledger: &Ledger, failed: &[String], skipped: &[String]) {
         if let Mode::Json = self.mode {
             self.emit(&RunEventDoc::Finished {
-                completed: done,
+                done,
                 prompts: self.total,
                 failed: failed.to_vec(),
                 skipped: skipped.to_vec(),

@@ -113,11 +113,7 @@ impl Git {
         let out = self
             .run_allowing(&["check-ignore", "-z", "--stdin"], None, &input, 1)
             .await?;
-        Ok(out
-            .split(|&b| b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect())
+        Ok(nul_separated(&out))
     }
 
     /// [`Git::run_with`], where exit status `also_ok` (when not 0) is an answer too.
@@ -190,6 +186,14 @@ impl Git {
 }
 
 /// A command as a message shows it: long argument lists cut.
+/// The names in git's `-z` output (each ended by a NUL).
+pub(crate) fn nul_separated(out: &[u8]) -> Vec<String> {
+    out.split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
 fn shown(args: &[&str]) -> String {
     let mut text = args.iter().take(8).copied().collect::<Vec<_>>().join(" ");
     if args.len() > 8 {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::git::{Git, GitError};
+use super::git::{Git, GitError, nul_separated};
 use super::model::{Extras, Head};
 use super::{paths, status};
 
@@ -237,11 +237,7 @@ impl Repo {
                 b"",
             )
             .await?;
-        Ok(out
-            .split(|&b| b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect())
+        Ok(nul_separated(&out))
     }
 
     /// `git update-index --index-info` lines that make `paths` of an index what they are
