@@ -82,12 +82,53 @@ impl Encoding {
         }
     }
 
-    /// Tokens in `text`, special-token text counted as ordinary text.
+    /// Tokens in `text`, special-token text counted as ordinary text. A long text is
+    /// counted a piece of at most [`PIECE`] bytes at a time, cut where every encoding
+    /// starts a new token anyway (so the count is the same): BPE on one run of megabytes
+    /// without a space (a misbehaving server's reply) would take time and memory
+    /// quadratic in its length.
     pub(crate) fn count(self, text: &str) -> u64 {
-        if text.is_empty() {
-            return 0;
+        let bpe = self.bpe();
+        let mut total = 0;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let cut = cut_point(rest, PIECE);
+            total += bpe.encode_ordinary(&rest[..cut]).len() as u64;
+            rest = &rest[cut..];
         }
-        self.bpe().encode_ordinary(text).len() as u64
+        total
+    }
+}
+
+/// The most bytes BPE is run on at once.
+const PIECE: usize = 64 * 1024;
+
+/// Where to cut `text` so that the first part is at most `max` bytes: all of it if it
+/// fits; else before the last single space between two non-space characters in the second
+/// half (every encoding's pre-tokenizer starts a piece there, so the count does not
+/// change); else, for a run that long with no such space (no language, a server's
+/// garbage), at a character boundary, the count then an estimate.
+fn cut_point(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let end = text.floor_char_boundary(max);
+    let half = text.floor_char_boundary(end / 2);
+    let word_start = text[half..end]
+        .char_indices()
+        .rev()
+        .map(|(i, c)| (i + half, c))
+        .find(|&(i, c)| {
+            c == ' '
+                && text[..i].chars().next_back().is_some_and(|p| !p.is_whitespace())
+                && text[i + 1..].chars().next().is_some_and(|n| !n.is_whitespace())
+        })
+        .map(|(i, _)| i);
+    match word_start {
+        Some(i) if i > 0 => i,
+        _ if end > 0 => end,
+        // `max` is inside the first character.
+        _ => text.ceil_char_boundary(1),
     }
 }
 
@@ -106,6 +147,28 @@ pub(crate) const CHAT_OVERHEAD_REPLY: u64 = 3;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_text_counts_the_same_cut_into_pieces() {
+        // Words, double spaces, newlines, tabs, numbers, punctuation and Japanese, well
+        // past a piece: the same count as BPE on the whole.
+        let paragraph = "The quick brown fox  jumps over 1234567 lazy dogs.\n\n\tIt's fine: x = y  + 2; 日本語のテキスト、そして English.  \n";
+        let text = paragraph.repeat(3 * PIECE / paragraph.len());
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let whole = enc.bpe().encode_ordinary(&text).len() as u64;
+            assert_eq!(enc.count(&text), whole, "{enc}");
+        }
+    }
+
+    #[test]
+    fn a_run_of_megabytes_without_a_space_is_counted_a_piece_at_a_time() {
+        let run = "x".repeat(4 * PIECE + 3);
+        let count = Encoding::O200kBase.count(&run);
+        assert!(count > 0 && count <= run.len() as u64, "{count}");
+        // Cut at character boundaries, never inside one.
+        let wide = "語".repeat(PIECE);
+        assert!(Encoding::O200kBase.count(&wide) > 0);
+    }
 
     #[test]
     fn special_token_text_counts_as_text() {
