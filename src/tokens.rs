@@ -120,8 +120,14 @@ fn cut_point(text: &str, max: usize) -> usize {
         .map(|(i, c)| (i + half, c))
         .find(|&(i, c)| {
             c == ' '
-                && text[..i].chars().next_back().is_some_and(|p| !p.is_whitespace())
-                && text[i + 1..].chars().next().is_some_and(|n| !n.is_whitespace())
+                && text[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|p| !p.is_whitespace())
+                && text[i + 1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|n| !n.is_whitespace())
         })
         .map(|(i, _)| i);
     match word_start {
