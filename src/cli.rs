@@ -67,6 +67,9 @@ pub(crate) enum Command {
         /// Answer with the embedded mock model (offline; see [mock] in config).
         #[arg(long)]
         mock: bool,
+        /// Prompts in flight at once, with --and-after (run.jobs).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: Option<u32>,
     },
     /// Progress, the token budget table and the success criteria.
     Status,
@@ -118,6 +121,9 @@ pub(crate) struct RunArgs {
     /// offline, nothing sent (see [mock] in config).
     #[arg(long)]
     pub(crate) mock: bool,
+    /// Prompts in flight at once, those whose dependencies are accepted (run.jobs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) jobs: Option<u32>,
 }
 
 /// Parses the arguments, runs the command, prints any error; returns the exit code.
@@ -174,6 +180,14 @@ fn run(cli: Cli, color: bool) -> Result<()> {
         || matches!(&cli.command, Command::Rerun { mock: true, .. })
     {
         settings.config.llm.provider = ProviderKind::Mock;
+    }
+    let jobs = match &cli.command {
+        Command::Run(a) => a.jobs,
+        Command::Rerun { jobs, .. } => *jobs,
+        _ => None,
+    };
+    if let Some(jobs) = jobs {
+        settings.config.run.jobs = jobs;
     }
     if matches!(
         cli.command,

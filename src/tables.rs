@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::budget::Ledger;
 use crate::documents::StatusDoc;
 use crate::estimate::Estimate;
-use crate::plan::{CheckpointMode, Plan};
+use crate::plan::{CheckpointMode, Graph, Plan};
 use crate::state::Fold;
 use crate::text::{minutes, plural, thousands};
 use crate::verify::Check;
@@ -34,16 +34,90 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) ->
     t.to_string()
 }
 
+/// The line `plan` and `estimate` end with: the graph's longest chain (the least wall time
+/// any number of jobs can give) and what `--jobs` would give. `minutes(i)` is prompt `i`'s
+/// time where a footer or a past run gives one; without one for every prompt, lengths are
+/// counted in prompts.
+pub(crate) fn critical_path_line(
+    plan: &Plan,
+    graph: &Graph,
+    minutes: &dyn Fn(usize) -> Option<f64>,
+    jobs: u32,
+    by: &str,
+) -> String {
+    let n = plan.prompts.len();
+    let timed = (0..n).all(|i| minutes(i).is_some());
+    let weight = |i: usize| {
+        if timed {
+            minutes(i).unwrap_or(1.0)
+        } else {
+            1.0
+        }
+    };
+    let path = graph.critical_path(weight);
+    let ids: Vec<String> = path
+        .prompts
+        .iter()
+        .map(|&i| plan.prompts[i].id.to_string())
+        .collect();
+    let chain = if ids.len() > 6 {
+        format!(
+            "{} → … → {}",
+            ids[..3].join(" → "),
+            ids[ids.len() - 2..].join(" → ")
+        )
+    } else {
+        ids.join(" → ")
+    };
+    let length = |x: f64| {
+        if timed {
+            format!("{} min", x.round() as u64)
+        } else {
+            format!(
+                "{} {}",
+                x.round() as u64,
+                plural(x.round() as usize, "prompt")
+            )
+        }
+    };
+    let sequential = graph.makespan(1, weight);
+    let mut counts: Vec<u32> = if jobs > 1 { vec![jobs] } else { vec![2, 4, 8] };
+    counts.retain(|&j| (j as usize) <= n.max(1));
+    let with: Vec<String> = counts
+        .iter()
+        .map(|&j| format!("--jobs {j} {}", length(graph.makespan(j as usize, weight))))
+        .collect();
+    let mut line = format!(
+        "critical path: {} of {n} {} ({chain})",
+        path.prompts.len(),
+        plural(n, "prompt"),
+    );
+    if timed {
+        line.push_str(&format!(", {} by {by}", length(path.length)));
+    }
+    line.push_str(&format!("; in sequence {}", length(sequential)));
+    if !with.is_empty() {
+        line.push_str(&format!(", {}", with.join(", ")));
+    }
+    line
+}
+
 /// `plan --json`; `checks[i]` are prompt `i`'s checks.
-pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
+pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>], graph: &Graph) -> Value {
+    let ids = |list: &[usize]| -> Vec<String> {
+        list.iter()
+            .map(|&d| plan.prompts[d].id.to_string())
+            .collect()
+    };
     let phases: Vec<Value> = plan
         .phases
         .iter()
         .map(|ph| {
-            let prompts: Vec<Value> = plan.prompts[ph.prompts.clone()]
-                .iter()
-                .zip(&checks[ph.prompts.clone()])
-                .map(|(p, checks)| {
+            let prompts: Vec<Value> = ph
+                .prompts
+                .clone()
+                .map(|i| {
+                    let (p, checks) = (&plan.prompts[i], &checks[i]);
                     json!({
                         "id": p.id.to_string(),
                         "name": p.name,
@@ -55,6 +129,7 @@ pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
                         "max_tokens": p.front.max_tokens,
                         "model": p.front.model,
                         "depends_on": p.depends_on.iter().map(|&d| plan.prompts[d].id.to_string()).collect::<Vec<_>>(),
+                        "waits_for": ids(&graph.deps[i]),
                         "produces": p.produces.keys().collect::<Vec<_>>(),
                         "needs": p.needs,
                         "checks": checks,
@@ -72,6 +147,7 @@ pub(crate) fn plan_json(plan: &Plan, checks: &[Vec<Check>]) -> Value {
         .collect();
     json!({
         "phases": phases,
+        "critical_path": ids(&graph.critical_path(|_| 1.0).prompts),
         "ignored": plan.ignored.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "notes": plan.notes,
         "warnings": plan.warnings,

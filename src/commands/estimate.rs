@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
+use crate::plan::Graph;
 use crate::request::RequestBuilder;
 use crate::settings::Settings;
 use crate::state::Reading;
@@ -27,7 +28,33 @@ pub(crate) fn estimate(settings: &Settings) -> Result<()> {
     if settings.printer.json {
         settings.printer.json(&e)?;
     } else {
-        settings.printer.data(&tables::estimate_text(&e))?;
+        let config = &settings.config;
+        let graph = Graph::of(&plan.prompts, &plan.phases, config.context.history);
+        // A completed prompt's own time, else its footer's.
+        let past = |i: usize| -> Option<f64> {
+            let fold = &state.as_ref()?.fold;
+            let id = plan.prompts[i].id.as_str();
+            let p = fold.prompts.get(id).filter(|_| fold.done.contains(id))?;
+            Some(p.duration_ms as f64 / 60_000.0)
+        };
+        let minutes = |i: usize| past(i).or_else(|| plan.prompts[i].footer.as_ref()?.minutes);
+        let by = if (0..plan.prompts.len()).any(|i| past(i).is_some()) {
+            "past runs and the footers"
+        } else {
+            "the footers"
+        };
+        let mut text = tables::estimate_text(&e);
+        if !plan.prompts.is_empty() {
+            text.push('\n');
+            text.push_str(&tables::critical_path_line(
+                &plan,
+                &graph,
+                &minutes,
+                config.run.jobs,
+                by,
+            ));
+        }
+        settings.printer.data(&text)?;
     }
     for p in e
         .phases

@@ -2,6 +2,7 @@
 //! produces; exit 2 on plan errors.
 
 use crate::error::Result;
+use crate::plan::Graph;
 use crate::settings::Settings;
 use crate::tables;
 use crate::verify;
@@ -11,13 +12,27 @@ pub(crate) fn plan(settings: &Settings) -> Result<()> {
     let checks: Vec<_> = (0..plan.prompts.len())
         .map(|i| verify::planned(&settings.config, &plan, i))
         .collect();
+    let config = &settings.config;
+    let graph = Graph::of(&plan.prompts, &plan.phases, config.context.history);
     if settings.printer.json {
-        settings.printer.json(&tables::plan_json(&plan, &checks))
-    } else {
-        let ws = &settings.config.workspace;
-        let excludes = ws.snapshots().then(|| ws.excludes());
-        settings
+        return settings
             .printer
-            .data(&tables::plan_text(&plan, &checks, excludes.as_deref()))
+            .json(&tables::plan_json(&plan, &checks, &graph));
     }
+    let ws = &config.workspace;
+    let excludes = ws.snapshots().then(|| ws.excludes());
+    let minutes =
+        |i: usize| -> Option<f64> { plan.prompts[i].footer.as_ref().and_then(|f| f.minutes) };
+    let mut text = tables::plan_text(&plan, &checks, excludes.as_deref());
+    if !plan.prompts.is_empty() {
+        text.push('\n');
+        text.push_str(&tables::critical_path_line(
+            &plan,
+            &graph,
+            &minutes,
+            config.run.jobs,
+            "the footers",
+        ));
+    }
+    settings.printer.data(&text)
 }

@@ -82,6 +82,9 @@ pub(crate) struct Llm {
     pub(crate) context_variables: ContextVariables,
     pub(crate) command: Vec<String>,
     pub(crate) env: Vec<String>,
+    /// The most requests in flight to this endpoint at once, whatever `run.jobs` says
+    /// (a server that takes two at a time); the run lowers it further on a 429.
+    pub(crate) max_concurrency: Option<u32>,
 }
 
 impl Default for Llm {
@@ -110,6 +113,7 @@ impl Default for Llm {
                 "json".into(),
             ],
             env: Vec::new(),
+            max_concurrency: None,
         }
     }
 }

@@ -16,6 +16,9 @@ use super::values::duration;
 pub(crate) const COMMAND_PLACEHOLDERS: [&str; 4] =
     ["max_tokens", "budget_usd_left", "prompt_file", "workspace"];
 
+/// The most prompts a run may have in flight at once (`run.jobs`, `--jobs`).
+pub(crate) const MAX_JOBS: u32 = 64;
+
 /// Config's constants may nest this deep (as may prompts' outputs): state files that
 /// hold them must stay readable (serde_json stops at 128 levels).
 pub(crate) const MAX_VARIABLE_DEPTH: usize = 32;
@@ -222,6 +225,9 @@ pub(crate) struct Run {
     /// Which prompts must return a checkpoint block (a prompt's front matter or footer
     /// says otherwise for itself).
     pub(crate) checkpoint: CheckpointRule,
+    /// How many prompts may be in flight at once (`run --jobs`): 1 runs them one after
+    /// another.
+    pub(crate) jobs: u32,
 }
 
 impl Default for Run {
@@ -230,6 +236,7 @@ impl Default for Run {
             on_failure: OnFailure::Halt,
             max_duration: Duration::from_secs(8 * 3600),
             checkpoint: CheckpointRule::Auto,
+            jobs: 1,
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::llm::ProviderKind;
-use super::model::{COMMAND_PLACEHOLDERS, Config, MAX_VARIABLE_DEPTH};
+use super::model::{COMMAND_PLACEHOLDERS, Config, MAX_JOBS, MAX_VARIABLE_DEPTH};
 use super::values::check_url;
 use crate::error::{Error, Result};
 use crate::template::{Template, is_identifier};
@@ -115,6 +115,18 @@ fn llm(config: &Config) -> Checked {
         if d.is_zero() {
             return Err(bad(key, "must be longer than zero"));
         }
+    }
+    if !(1..=MAX_JOBS).contains(&config.run.jobs) {
+        return Err(bad(
+            "run.jobs",
+            format!("must be from 1 (one prompt at a time) to {MAX_JOBS}"),
+        ));
+    }
+    if config.llm.max_concurrency == Some(0) {
+        return Err(bad(
+            "llm.max_concurrency",
+            "must be at least 1 (or left out: as many as `run.jobs`)",
+        ));
     }
     if config.retry.max_attempts == 0 {
         return Err(bad("retry.max_attempts", "must be at least 1"));

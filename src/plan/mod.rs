@@ -12,6 +12,7 @@
 //! prompts stays small.
 
 mod discover;
+mod graph;
 mod id;
 mod link;
 mod prompt;
@@ -20,6 +21,7 @@ mod prompt_file;
 use std::path::{Path, PathBuf};
 
 pub(crate) use discover::{FLAT, phase_folders, phase_name_from_dir};
+pub(crate) use graph::Graph;
 pub(crate) use id::PromptId;
 pub(crate) use link::undefined_variable;
 pub(crate) use prompt::{Phase, Prompt};
