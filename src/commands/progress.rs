@@ -4,7 +4,9 @@
 //! go to stderr in every mode. This is the runner's [`Observer`]; the runner knows none of
 //! it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -26,7 +28,51 @@ enum Mode {
 struct Bars {
     multi: MultiProgress,
     main: ProgressBar,
-    current: ProgressBar,
+    /// A line per prompt in flight (`run --jobs`), above the overall bar.
+    lanes: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    /// `prompt`'s line, made when its first attempt starts.
+    fn lane(&self, prompt: &Prompt, f: impl FnOnce(&ProgressBar)) {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return;
+        };
+        let bar = lanes.entry(prompt.id.to_string()).or_insert_with(|| {
+            let bar = self
+                .multi
+                .insert_before(&self.main, ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        f(bar);
+    }
+
+    /// `prompt` is over: its line goes.
+    fn end_lane(&self, prompt: &Prompt) {
+        if let Some(bar) = self
+            .lanes
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(prompt.id.as_str()))
+        {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut lanes) = self.lanes.lock() {
+            for (_, bar) in std::mem::take(&mut *lanes) {
+                bar.finish_and_clear();
+            }
+        }
+        self.main.finish_and_clear();
+        let _ = self.multi.clear();
+    }
 }
 
 pub(crate) struct Progress {
@@ -53,16 +99,10 @@ impl Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            let current = multi.add(ProgressBar::new_spinner());
-            current.set_style(
-                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            current.enable_steady_tick(Duration::from_millis(120));
             Mode::Terminal(Bars {
                 multi,
                 main,
-                current,
+                lanes: Mutex::new(BTreeMap::new()),
             })
         } else {
             Mode::Plain
@@ -153,21 +193,21 @@ impl Progress {
                 estimated: true,
                 max_tokens,
             }),
-            Mode::Terminal(bars) => {
-                bars.current
-                    .set_prefix(format!("{} (attempt {attempt})", clean(&prompt.name)));
-                bars.current
-                    .set_message(format!("sending {} tokens", thousands(input)));
-                bars.current.reset_elapsed();
-            }
+            Mode::Terminal(bars) => bars.lane(prompt, |bar| {
+                bar.set_prefix(format!("{} (attempt {attempt})", clean(&prompt.name)));
+                bar.set_message(format!("sending {} tokens", thousands(input)));
+                bar.reset_elapsed();
+            }),
             Mode::Plain => {}
         }
     }
 
-    /// A reply streaming in: the current prompt's bar shows how much.
-    fn streamed(&self, n: u64) {
+    /// A reply streaming in: its prompt's line shows how much.
+    fn streamed(&self, prompt: &Prompt, n: u64) {
         if let Mode::Terminal(bars) = &self.mode {
-            bars.current.set_message(format!("~{n} tokens streamed"));
+            bars.lane(prompt, |bar| {
+                bar.set_message(format!("~{n} tokens streamed"))
+            });
         }
     }
 
@@ -221,6 +261,7 @@ impl Progress {
                 duration_ms: ms,
             }),
             Mode::Terminal(bars) => {
+                bars.end_lane(prompt);
                 bars.main.set_position(done as u64);
             }
             Mode::Plain => {}
@@ -262,6 +303,9 @@ impl Progress {
                 estimated,
             });
         }
+        if let Mode::Terminal(bars) = &self.mode {
+            bars.end_lane(prompt);
+        }
         // In halt mode the run's final error says it again; here it is one line of the log.
         self.line(&format!("{}: failed: {reason}", prompt.name));
     }
@@ -291,9 +335,7 @@ impl Progress {
     /// below them.
     fn clear_bars(&self) {
         if let Mode::Terminal(bars) = &self.mode {
-            bars.current.finish_and_clear();
-            bars.main.finish_and_clear();
-            let _ = bars.multi.clear();
+            bars.clear();
         }
     }
 
@@ -344,7 +386,7 @@ impl Observer for Progress {
                 self.phase(phase);
                 self.attempt(prompt, attempt, input_tokens, max_tokens);
             }
-            RunEvent::Streamed(n) => self.streamed(n),
+            RunEvent::Streamed { prompt, chunks } => self.streamed(prompt, chunks),
             RunEvent::Retry {
                 prompt,
                 attempt,

@@ -5,83 +5,58 @@
 //! steps below it return what happened; this file records it (`Book::record`) and says
 //! how the prompt ended ([`Step`]): the run decides what that means for the run.
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::context::Context;
 use super::endpoint::{Endpoint, reply_detail};
 use super::events::{Observer, RunEvent, Said};
+use super::gate::Gate;
 use super::interrupt::{Interrupt, Wait};
-use super::reserve::{self, Allowed};
-use super::snapshot::Snapshots;
+use super::reserve;
+use super::snapshot::{Point, Snapshots};
+use super::steps::{Attempted, Prepared, Step};
 use super::tally::Book;
 use super::{accounting, retry, turns, verdict, verification};
-use crate::config::OnExceed;
 use crate::documents::AttemptOutcome;
 use crate::error::{Error, Result};
 use crate::process::Mark;
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
-use crate::request::{BuildError, Request};
+use crate::request::BuildError;
 use crate::state::{self, AttemptResult, Event};
 use crate::text::duration as show_duration;
 
-/// How a prompt ended.
-pub(crate) enum Step {
-    Completed,
-    /// Its attempts are used up, or it failed permanently; `stop`: the run cannot go on
-    /// whatever `on_failure` says (its request cannot even be built).
-    Failed {
-        reason: String,
-        stop: Option<Error>,
-    },
-}
-
-/// A request ready to send.
-struct Prepared {
-    request: Request,
-    /// The tokenizer's count of its input.
-    counted: u64,
-    /// The input the budgets reserve (the endpoint's count, or a scaled count).
-    reserved: u64,
-    max_tokens: u32,
-}
-
-/// What became of one attempt.
-enum Attempted {
-    Completed,
-    /// Worth another attempt: at once after a content failure (its note says why), after
-    /// backoff and at least what the server `asked` after a transient one.
-    Retry {
-        reason: String,
-        backoff: bool,
-        asked: Option<Duration>,
-        /// What the attempt was counted as: input, output, estimated.
-        tokens: (u64, u64, bool),
-    },
-    /// The prompt fails now (a permanent failure).
-    Fail(String),
-    /// Nothing could be sent: the prompt fails, and the run stops.
-    Blocked {
-        reason: String,
-        stop: Error,
-    },
-}
-
-/// One prompt run to its end, over the run's parts.
+/// One prompt run to its end, over the run's parts (shared with the prompts in flight
+/// beside it: the book is borrowed for a step that does not wait, never across a wait).
 pub(crate) struct PromptRun<'r, 'a> {
     pub(crate) ctx: Context<'a>,
-    pub(crate) book: &'r mut Book,
-    pub(crate) endpoint: &'r mut Endpoint<'a>,
-    pub(crate) snapshots: &'r mut Snapshots,
+    pub(crate) book: &'r RefCell<Book>,
+    pub(crate) endpoint: &'r Endpoint<'a>,
+    pub(crate) snapshots: &'r Snapshots,
     pub(crate) interrupt: &'r Interrupt,
     pub(crate) observer: &'a dyn Observer,
+    /// The requests in flight, and how many may be.
+    pub(crate) gate: &'r Gate,
+    /// US dollars held by the attempts in flight.
+    pub(crate) held_usd: &'r Cell<f64>,
     pub(crate) index: usize,
+    /// The variables known before the prompt (config's and its predecessors' outputs).
+    pub(crate) vars: BTreeMap<String, Value>,
 }
 
 impl<'r, 'a: 'r> PromptRun<'r, 'a> {
-    fn record(&mut self, said: Said) -> Result<()> {
-        self.book.record(said, self.observer)
+    fn record(&self, said: Said) -> Result<()> {
+        self.book.borrow_mut().record(said, self.observer)
+    }
+
+    /// Where a workspace step for this prompt starts, read now.
+    fn point(&self) -> Result<Option<Point>> {
+        self.snapshots
+            .point(&self.book.borrow(), self.ctx.plan, self.index)
     }
 
     fn id(&self) -> String {
@@ -97,23 +72,29 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
 
     /// Attempts until one is accepted or `retry.max_attempts` are used (per prompt across
     /// the session: a run resumed after a crash goes on counting).
-    pub(crate) async fn run(mut self) -> Result<Step> {
+    pub(crate) async fn run(self) -> Result<Step> {
         let (plan, config) = (self.ctx.plan, self.ctx.config);
         let prompt = &plan.prompts[self.index];
         let id = self.id();
         let max_attempts = config.retry.max_attempts;
         let mut backoff = retry::schedule(config.retry.initial_delay, config.retry.max_delay);
         loop {
-            let state = self.book.fold.prompts.get(&id);
-            if state.map_or(0, |p| p.attempts_used) >= max_attempts {
-                let last = state
-                    .and_then(|p| p.last_error.clone())
-                    .unwrap_or_else(|| "none recorded".into());
+            let (used, last_error, last_attempt, note) = {
+                let book = self.book.borrow();
+                let state = book.fold.prompts.get(&id);
+                (
+                    state.map_or(0, |p| p.attempts_used),
+                    state.and_then(|p| p.last_error.clone()),
+                    state.map_or(0, |p| p.last_attempt),
+                    state.and_then(|p| p.retry_note.as_deref()).map(retry::note),
+                )
+            };
+            if used >= max_attempts {
+                let last = last_error.unwrap_or_else(|| "none recorded".into());
                 let reason = format!("all {max_attempts} attempts failed; the last: {last}");
                 return Ok(Step::Failed { reason, stop: None });
             }
-            let attempt = state.map_or(0, |p| p.last_attempt) + 1;
-            let note = state.and_then(|p| p.retry_note.as_deref()).map(retry::note);
+            let attempt = last_attempt + 1;
             let (reason, with_backoff, asked, tokens) = match self.attempt(attempt, note).await? {
                 Attempted::Completed => return Ok(Step::Completed),
                 Attempted::Fail(reason) => return Ok(Step::Failed { reason, stop: None }),
@@ -132,6 +113,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             };
             let used = self
                 .book
+                .borrow()
                 .fold
                 .prompts
                 .get(&id)
@@ -179,21 +161,27 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     }
 
     /// One attempt: prepare, send, judge, settle.
-    async fn attempt(&mut self, attempt: u32, note: Option<String>) -> Result<Attempted> {
-        let p = match self.prepare(note.as_deref()).await? {
+    async fn attempt(&self, attempt: u32, note: Option<String>) -> Result<Attempted> {
+        let mut p = match self.prepare(note.as_deref()).await? {
             Ok(p) => p,
             Err(cannot) => return Ok(cannot),
         };
-        let (book, plan, wait) = (&*self.book, self.ctx.plan, self.wait());
-        let restored = self
-            .snapshots
-            .restore_for(book, plan, self.index, attempt, wait)
-            .await?;
-        self.record(restored)?;
+        if let Some(at) = self.point()? {
+            let restored = self.snapshots.restore_for(at, attempt, self.wait()).await?;
+            self.record(restored)?;
+        }
+        let pass = self.gate.pass().await;
         let mark = Mark::new();
+        // What the budgets allow and the journaled start, with no wait between: the
+        // attempt's reservation is in the fold before another prompt weighs its own.
+        (p.max_tokens, p.usd) = self.allow(&p)?;
         self.started(attempt, &p, &mark)?;
+        self.held_usd.set(self.held_usd.get() + p.usd);
         let t0 = Instant::now();
         let sent = self.send(attempt, &p, &mark).await;
+        self.held_usd.set((self.held_usd.get() - p.usd).max(0.0));
+        let crowded = self.gate.in_use() > 1;
+        drop(pass);
         self.after_processes(&mark, attempt)?;
         let Some(outcome) = sent? else {
             self.record(Said::event(Event::AttemptFinished(AttemptResult {
@@ -211,45 +199,47 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         };
         let duration_ms = millis(t0.elapsed());
         let settled = match outcome {
-            Ok(reply) => self.judge(attempt, &p, reply, duration_ms, &mark).await,
-            Err(failure) => self.settle_failure(attempt, &p, failure, duration_ms),
+            Ok(reply) => {
+                self.gate.answered();
+                self.judge(attempt, &p, reply, duration_ms, &mark).await
+            }
+            Err(failure) => self.settle_failure(attempt, &p, failure, duration_ms, crowded),
         };
         self.after_processes(&mark, attempt)?;
         let attempted = settled?;
-        if !matches!(attempted, Attempted::Completed) {
-            let (book, wait) = (&*self.book, self.wait());
-            let left = self
-                .snapshots
-                .record_left(book, plan, self.index, attempt, wait)
-                .await?;
+        if !matches!(attempted, Attempted::Completed)
+            && let Some(at) = self.point()?
+        {
+            let left = self.snapshots.record_left(at, attempt, self.wait()).await?;
             self.record(left)?;
         }
         Ok(attempted)
     }
 
-    /// Step 1: the request, counted, and what the budgets allow it; `Err` inside: why
-    /// nothing can be sent.
+    /// Step 1: the request, counted, and the input the budgets will reserve for it; `Err`
+    /// inside: why nothing can be sent.
     async fn prepare(
-        &mut self,
+        &self,
         note: Option<&str>,
     ) -> Result<std::result::Result<Prepared, Attempted>> {
         let (plan, config, index) = (self.ctx.plan, self.ctx.config, self.index);
         let prompt = &plan.prompts[index];
         let builder = &self.endpoint.builder;
-        let mut request = match builder.build(index, &self.book.tally.vars, note) {
+        let mut request = match builder.build(index, &self.vars, note) {
             Ok(r) => r,
             Err(BuildError::Prompt(e)) => return Err(e),
             Err(BuildError::Missing(missing)) => {
-                let reason = crate::request::missing_reason(&self.book.tally.vars, &missing);
+                let reason = crate::request::missing_reason(&self.vars, &missing);
                 let stop = Error::PromptFailed(format!("{} cannot run: {reason}", prompt.file));
                 return Ok(Err(Attempted::Blocked { reason, stop }));
             }
         };
+        let history = (&self.vars, config.context.max_tokens);
         turns::add_history(
             builder,
-            self.book,
+            &self.book.borrow(),
             plan,
-            config.context.max_tokens,
+            history,
             index,
             &mut request,
         );
@@ -262,42 +252,44 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 prompt.file
             )));
         }
+        let calibrated = self.book.borrow().fold.calibrated(counted);
         let (reserved, said) = self
             .endpoint
-            .reserved_input(&self.book.fold, &request, counted)
+            .reserved_input(calibrated, &request, counted)
             .await;
         self.record(said)?;
-        let agent = self.endpoint.is_agent();
-        let asked = request.max_tokens;
-        let max_tokens =
-            match reserve::allowance(self.book, plan, config, index, reserved, asked, agent) {
-                Allowed::Send(n) => n,
-                Allowed::Over(reason) if config.budget.on_exceed == OnExceed::Halt => {
-                    return Err(Error::Budget(reason));
-                }
-                Allowed::Over(reason) => {
-                    let id = prompt.id.to_string();
-                    let mut said = Said::warning(format!(
-                        "{id}: {reason} (budget.on_exceed = \"warn\": sending anyway)"
-                    ));
-                    said.events.push(Event::Warning {
-                        id: Some(id),
-                        message: reason,
-                    });
-                    self.record(said)?;
-                    asked
-                }
-            };
         Ok(Ok(Prepared {
+            max_tokens: request.max_tokens,
             request,
             counted,
             reserved,
-            max_tokens,
+            usd: 0.0,
         }))
     }
 
+    /// The budgets' word on `p` as things stand (the attempts in flight held at their
+    /// worst case): the `max_tokens` to send with and the US dollars it holds, or a halt.
+    fn allow(&self, p: &Prepared) -> Result<(u32, f64)> {
+        let (plan, config, index) = (self.ctx.plan, self.ctx.config, self.index);
+        let agent = self.endpoint.is_agent();
+        let asked = p.request.max_tokens;
+        let book = self.book.borrow();
+        let (allowed, usd) = reserve::allowance(
+            &book,
+            plan,
+            config,
+            (index, p.reserved, asked, agent),
+            self.held_usd.get(),
+        );
+        drop(book);
+        let id = plan.prompts[index].id.to_string();
+        let (max_tokens, said) = reserve::decide(allowed, config.budget.on_exceed, &id, asked)?;
+        self.record(said)?;
+        Ok((max_tokens, usd))
+    }
+
     /// The attempt journaled as started (before anything is sent), and told.
-    fn started(&mut self, attempt: u32, p: &Prepared, mark: &Mark) -> Result<()> {
+    fn started(&self, attempt: u32, p: &Prepared, mark: &Mark) -> Result<()> {
         let prompt = &self.ctx.plan.prompts[self.index];
         let id = prompt.id.to_string();
         let mut said = Said::event(Event::AttemptStarted {
@@ -331,7 +323,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     /// Step 2: sends, journaling an agent's process group as soon as it exists; `None`
     /// when interrupted.
     async fn send(
-        &mut self,
+        &self,
         attempt: u32,
         p: &Prepared,
         mark: &Mark,
@@ -339,8 +331,9 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let id = self.id();
         let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel();
         let observer = self.observer;
+        let prompt = &self.ctx.plan.prompts[self.index];
         let progress = move |update: Update| match update {
-            Update::Streamed(n) => observer.event(RunEvent::Streamed(n)),
+            Update::Streamed(n) => observer.event(RunEvent::Streamed { prompt, chunks: n }),
             Update::AgentStarted(group) => {
                 let _ = groups_tx.send(group);
             }
@@ -350,7 +343,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let phase = plan.prompts[p.request.prompt].phase;
         let call = Call {
             workdir: self.snapshots.dir(),
-            budget_usd_left: reserve::usd_left(self.book, plan, config, phase),
+            budget_usd_left: reserve::usd_left(&self.book.borrow(), plan, config, phase),
             mark: Some(mark),
         };
         let outcome = {
@@ -364,7 +357,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                     outcome = &mut send => break Some(outcome),
                     Some(group) = groups.recv() => {
                         let started = Event::AgentStarted { id: id.clone(), attempt, group };
-                        self.book.record(Said::event(started), observer)?;
+                        self.record(Said::event(started))?;
                     }
                     () = self.interrupt.wait() => break None,
                 }
@@ -378,7 +371,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     /// Steps 3 and 4 for a reply: counted, judged (the protocol, the checks, the commit),
     /// journaled; completed, or to be tried again.
     async fn judge(
-        &mut self,
+        &self,
         attempt: u32,
         p: &Prepared,
         reply: Reply,
@@ -394,7 +387,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let mut checks = Said::default();
         if verdict.is_ok() {
             let dir = verification::check_dir(self.snapshots.dir(), self.ctx.config_dir);
-            let vars = &self.book.tally.vars;
+            let vars = &self.vars;
             let sent = p.request.prompt_text();
             let verified = verification::verify(
                 self.ctx,
@@ -416,12 +409,13 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let mut commit = None;
         if verdict.is_ok() {
             self.record(end_processes(mark, &id, attempt))?;
-            let (book, wait) = (&*self.book, self.wait());
-            let (accepted, locks) = self.snapshots.commit_for(book, plan, index, wait).await?;
-            self.record(locks)?;
-            match accepted {
-                Ok(c) => commit = c,
-                Err(why) => verdict = Err(why),
+            if let Some(at) = self.point()? {
+                let (accepted, locks) = self.snapshots.commit_for(at, self.wait()).await?;
+                self.record(locks)?;
+                match accepted {
+                    Ok(c) => commit = c,
+                    Err(why) => verdict = Err(why),
+                }
             }
         }
         said.details
@@ -466,7 +460,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     /// the output saved.
     #[allow(clippy::too_many_arguments)]
     fn complete(
-        &mut self,
+        &self,
         attempt: u32,
         accepted: verdict::Accepted,
         reply: Reply,
@@ -499,9 +493,14 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             extras,
         });
         self.record(said)?;
-        let reopened = self.snapshots.reopen_after(self.book, plan, index);
+        let reopened = self
+            .snapshots
+            .reopen_after(&self.book.borrow(), plan, index);
         self.record(reopened)?;
-        self.book.store.write_copy(&output, reply.text.as_bytes())?;
+        self.book
+            .borrow()
+            .store
+            .write_copy(&output, reply.text.as_bytes())?;
         self.observer.event(RunEvent::Completed {
             prompt,
             attempt,
@@ -509,7 +508,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             output_tokens: tokens.1,
             estimated: tokens.2,
             duration_ms,
-            completed: self.book.tally.done,
+            completed: self.book.borrow().tally.done,
         });
         Ok(Attempted::Completed)
     }
@@ -517,11 +516,12 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     /// Steps 3 and 4 for a failure: journaled with what it may have cost, then retried or
     /// not.
     fn settle_failure(
-        &mut self,
+        &self,
         attempt: u32,
         p: &Prepared,
         failure: Failure,
         duration_ms: u64,
+        crowded: bool,
     ) -> Result<Attempted> {
         let id = self.id();
         let agent = self.endpoint.is_agent();
@@ -540,8 +540,13 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             FailureKind::Transient => AttemptOutcome::Transient,
             _ => AttemptOutcome::Permanent,
         };
+        // A rate-limit refusal lowers how many go at once; while others were in flight,
+        // it was the run's doing and does not count against the prompt's attempts.
+        let rate_limited = failure.kind == FailureKind::Transient && failure.status == Some(429);
+        let note = self.gate.settled(rate_limited);
         let mut said = Said::event(Event::AttemptFinished(AttemptResult {
             reasoning_tokens: 0,
+            throttled: rate_limited && crowded,
             request_id: failure.request_id.clone(),
             error: Some(failure.to_string()),
             duration_ms,
@@ -550,6 +555,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         }));
         said.warnings
             .extend(impossible.map(|w| format!("{id}: {w}")));
+        said.notes.extend(note);
         self.record(said)?;
         let reason = retry::describe(&failure);
         match failure.kind {
@@ -566,11 +572,11 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
 
     /// After a step that ran the agent or checks: every process the attempt started killed,
     /// and the runner's own files found intact.
-    fn after_processes(&mut self, mark: &Mark, attempt: u32) -> Result<()> {
+    fn after_processes(&self, mark: &Mark, attempt: u32) -> Result<()> {
         let id = self.id();
         self.record(end_processes(mark, &id, attempt))?;
         self.snapshots
-            .own_files_intact(&mut self.book.store, self.ctx)
+            .own_files_intact(&mut self.book.borrow_mut().store, self.ctx)
     }
 }
 

@@ -3,12 +3,14 @@
 //! it (settings it refused, journaled so that a resumed run starts with them; a reply
 //! longer than the cap sent; no input counted), and, for `-v`, what came back.
 
+use std::cell::Cell;
+
 use super::accounting;
 use super::events::Said;
 use crate::checkpoint::split_thinking;
 use crate::providers::{Count, Provider, Reply};
 use crate::request::{Request, RequestBuilder};
-use crate::state::{Event, Fold};
+use crate::state::Event;
 
 /// Before an endpoint whose tokenizer is not tiktoken's has reported any usage (and where
 /// it cannot count for free), requests are counted at this multiple of tiktoken's count:
@@ -24,9 +26,9 @@ pub(crate) struct Endpoint<'a> {
     /// The tokenizer is the model's own (tiktoken for an OpenAI model): counts are exact.
     pub(crate) tokenizer_exact: bool,
     /// Whether to ask the endpoint to count (until it says it cannot).
-    endpoint_counts: bool,
+    endpoint_counts: Cell<bool>,
     /// A report of no input was warned about (once a run).
-    zero_input_told: bool,
+    zero_input_told: Cell<bool>,
 }
 
 impl<'a> Endpoint<'a> {
@@ -39,8 +41,8 @@ impl<'a> Endpoint<'a> {
             tokenizer_exact: provider.counts_exactly(model),
             provider,
             builder,
-            endpoint_counts: true,
-            zero_input_told: false,
+            endpoint_counts: Cell::new(true),
+            zero_input_told: Cell::new(false),
         }
     }
 
@@ -50,25 +52,26 @@ impl<'a> Endpoint<'a> {
     }
 
     /// The input to reserve for `request` (`counted` by the tokenizer): exact where the
-    /// tokenizer is the model's or the endpoint counts for free; scaled by calibration once
-    /// the endpoint has reported usage; else scaled by a margin.
+    /// tokenizer is the model's or the endpoint counts for free; scaled by calibration
+    /// (`calibrated`, the fold's, once the endpoint has reported usage); else scaled by a
+    /// margin.
     pub(crate) async fn reserved_input(
-        &mut self,
-        fold: &Fold,
+        &self,
+        calibrated: Option<u64>,
         request: &Request,
         counted: u64,
     ) -> (u64, Said) {
-        if let Some(c) = fold.calibrated(counted) {
+        if let Some(c) = calibrated {
             return (c, Said::default());
         }
         if self.tokenizer_exact {
             return (counted, Said::default());
         }
         let mut said = Said::default();
-        if self.endpoint_counts {
+        if self.endpoint_counts.get() {
             match self.provider.count(request).await {
                 Count::Exact(n) => return (n, said),
-                Count::Unsupported => self.endpoint_counts = false,
+                Count::Unsupported => self.endpoint_counts.set(false),
                 Count::Failed(why) => {
                     said = Said::warning(format!(
                         "the endpoint could not count the request ({why}); counting it with a margin"
@@ -102,7 +105,7 @@ impl<'a> Endpoint<'a> {
     /// tokenizer's count, asking for `max_tokens`) is counted as, with what the user must
     /// hear of it (journaled with the attempt).
     pub(crate) fn count_reply(
-        &mut self,
+        &self,
         id: &str,
         attempt: u32,
         reply: &Reply,
@@ -132,15 +135,17 @@ impl<'a> Endpoint<'a> {
 
     /// The warnings one reply's counts call for, shown and to be journaled with it.
     fn counts_told(
-        &mut self,
+        &self,
         id: &str,
         counted: &accounting::Counted,
         sent: u64,
         max_tokens: u32,
     ) -> Said {
         let cap = self.provider.caps_output().then_some(max_tokens);
-        let said = accounting::warnings(counted, sent, cap, self.zero_input_told);
-        self.zero_input_told |= counted.input == 0 && !counted.estimated;
+        let said = accounting::warnings(counted, sent, cap, self.zero_input_told.get());
+        if counted.input == 0 && !counted.estimated {
+            self.zero_input_told.set(true);
+        }
         let mut out = Said::default();
         for message in said {
             out.warnings.push(format!("{id}: {message}"));

@@ -27,8 +27,12 @@ pub(crate) enum RunEvent<'a> {
         input_tokens: u64,
         max_tokens: u32,
     },
-    /// Content chunks streamed so far in the attempt under way (about one token each).
-    Streamed(u64),
+    /// Content chunks streamed so far in `prompt`'s attempt under way (about one token
+    /// each).
+    Streamed {
+        prompt: &'a Prompt,
+        chunks: u64,
+    },
     Retry {
         prompt: &'a Prompt,
         /// The attempt to come.

@@ -1,7 +1,7 @@
 //! What happens before a run's loop: whether the session in `checkpoints/` goes on or is
 //! set aside (a restart, a mock session meeting a real endpoint), which prompts the mock
 //! fails, accepted outputs rewritten from the journal, a new session and its id, the
-//! attempts a crash left open settled, the prompts to take on, and which are blocked.
+//! attempts a crash left open settled, and the prompts to take on.
 
 use std::path::Path;
 
@@ -188,25 +188,6 @@ pub(super) fn reopen_for_rerun(fold: &Fold, plan: &Plan, todo: &[usize]) -> Opti
         reason: "`orchestrator rerun` runs it again; `orchestrator run` finishes a rerun cut short"
             .into(),
     })
-}
-
-/// Why prompt `index` cannot run: a dependency that did not complete.
-pub(super) fn blocked(fold: &Fold, plan: &Plan, index: usize) -> Option<String> {
-    plan.prompts[index]
-        .depends_on
-        .iter()
-        .find(|&&d| !fold.done.contains(plan.prompts[d].id.as_str()))
-        .map(|&d| {
-            let dep = &plan.prompts[d];
-            let how = if fold.failed.iter().any(|f| f == dep.id.as_str()) {
-                "failed"
-            } else if fold.skipped.iter().any(|f| f == dep.id.as_str()) {
-                "was skipped"
-            } else {
-                "has not completed"
-            };
-            format!("it depends on {} ({}), which {how}", dep.id, dep.name)
-        })
 }
 
 /// The seed's session id format, `%Y%m%d_%H%M%S`, from an RFC 3339 time.

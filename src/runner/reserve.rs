@@ -2,12 +2,14 @@
 //! keeps every budget hard, or why nothing may be sent (and how much of the spend so far
 //! is possibly billed); and, before a run's first request, what no run could send.
 
+use super::events::Said;
 use super::tally::Book;
 use crate::budget::{self, Allowance, Limit};
 use crate::config::{Config, OnExceed};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::request::RequestBuilder;
+use crate::state::Event;
 use crate::text::usd as show_usd;
 
 /// The budgets' word on a request.
@@ -81,16 +83,16 @@ pub(super) fn preflight(
 }
 
 /// The budgets' word on a request for prompt `index` of `input` tokens asking for `asked`
-/// (an `agent` call cannot be capped mid-call).
+/// (an `agent` call cannot be capped mid-call), with `held_usd` held by the attempts in
+/// flight (their tokens are in the fold already, at their worst case); and the US dollars
+/// it holds itself while in flight.
 pub(super) fn allowance(
     book: &Book,
     plan: &Plan,
     config: &Config,
-    index: usize,
-    input: u64,
-    asked: u32,
-    agent: bool,
-) -> Allowed {
+    (index, input, asked, agent): (usize, u64, u32, bool),
+    held_usd: f64,
+) -> (Allowed, f64) {
     let prompt = &plan.prompts[index];
     let remaining = book.tally.remaining(prompt.phase, plan, config);
     let allowance = if agent {
@@ -110,18 +112,27 @@ pub(super) fn allowance(
         priced
     };
     for (which, limit, spent) in usd_limits(book, plan, config, prompt.phase) {
+        let spent = spent + held_usd;
         if spent + reserve_usd > limit || spent >= limit {
+            let held = if held_usd > 0.0 {
+                format!(
+                    " (of it {} held by the requests in flight)",
+                    show_usd(held_usd)
+                )
+            } else {
+                String::new()
+            };
             let reason = format!(
-                "{which} ({}) would be exceeded: {} spent, this {} may cost {}; nothing was sent. Raise it in config.toml, then `orchestrator run` continues",
+                "{which} ({}) would be exceeded: {} spent{held}, this {} may cost {}; nothing was sent. Raise it in config.toml, then `orchestrator run` continues",
                 show_usd(limit),
                 show_usd(spent),
                 if agent { "agent call" } else { "request" },
                 show_usd(reserve_usd)
             );
-            return Allowed::Over(reason);
+            return (Allowed::Over(reason), reserve_usd);
         }
     }
-    match allowance {
+    let allowed = match allowance {
         Allowance::Send { max_tokens } if agent => Allowed::Send(max_tokens.max(asked)),
         Allowance::Send { max_tokens } => Allowed::Send(max_tokens),
         Allowance::DoesNotFit {
@@ -143,6 +154,32 @@ pub(super) fn allowance(
                 possibly_billed_note(book, plan, &which, prompt.phase)
             );
             Allowed::Over(reason)
+        }
+    };
+    (allowed, reserve_usd)
+}
+
+/// What the budgets' word means for prompt `id`'s request asking for `asked`: the
+/// `max_tokens` to send with, or (a budget would be exceeded) a halt, or with
+/// `on_exceed = "warn"` the request as asked and a warning.
+pub(super) fn decide(
+    allowed: Allowed,
+    on_exceed: OnExceed,
+    id: &str,
+    asked: u32,
+) -> Result<(u32, Said)> {
+    match allowed {
+        Allowed::Send(n) => Ok((n, Said::default())),
+        Allowed::Over(reason) if on_exceed == OnExceed::Halt => Err(Error::Budget(reason)),
+        Allowed::Over(reason) => {
+            let mut said = Said::warning(format!(
+                "{id}: {reason} (budget.on_exceed = \"warn\": sending anyway)"
+            ));
+            said.events.push(Event::Warning {
+                id: Some(id.to_string()),
+                message: reason,
+            });
+            Ok((asked, said))
         }
     }
 }

@@ -3,15 +3,22 @@
 //! a run stops: whatever ends it is journaled as its halt, with the views written, so that
 //! `status` can say why.
 
+use std::cell::{Cell, RefCell};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
-use super::attempt::{PromptRun, Step};
+use super::attempt::PromptRun;
 use super::context::{Context, Options, Selection};
 use super::endpoint::Endpoint;
 use super::events::{Observer, RunEvent, Said};
-use super::interrupt::Interrupt;
+use super::gate::Gate;
+use super::interrupt::{Interrupt, Wait};
 use super::opening::{self, Retire, apart, mock_failures, restore_outputs};
+use super::queue::{Next, Queue};
 use super::snapshot::Snapshots;
+use super::steps::Step;
 use super::tally::{Book, Tally};
 use super::{reserve, verification};
 use crate::budget::Ledger;
@@ -95,9 +102,23 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
                 provider.adopt(change);
             }
         }
+        let mut jobs = ctx.config.run.jobs.max(1) as usize;
+        if jobs > 1 && workspace.as_ref().is_some_and(Workspace::snapshots) {
+            // Attempts in worktrees of their own are not built yet: one workspace, one
+            // attempt at a time.
+            observer.event(RunEvent::Warning(
+                "run.jobs > 1 with a [workspace] that takes snapshots: agent builds run one prompt at a time for now",
+            ));
+            jobs = 1;
+        }
+        let at_once = ctx
+            .config
+            .llm
+            .max_concurrency
+            .map_or(jobs, |m| jobs.min(m as usize));
         let mut session = Session {
             ctx,
-            book: Book { store, fold, tally },
+            book: RefCell::new(Book { store, fold, tally }),
             endpoint: Endpoint::new(provider, builder, ctx.config.llm.model()),
             snapshots: Snapshots {
                 workspace,
@@ -106,12 +127,15 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
             observer,
             interrupt,
             started: Instant::now(),
-            views_written: None,
+            views_written: Cell::new(None),
+            gate: Gate::new(at_once),
+            held_usd: Cell::new(0.0),
+            jobs,
         };
         if let Some((old, why)) = retiring {
             session.retire(old, options.allow_dirty, why).await?;
         }
-        let (todo, note) = opening::todo(&session.book.fold, ctx.plan, options.selection);
+        let (todo, note) = opening::todo(&session.book.get_mut().fold, ctx.plan, options.selection);
         if let Some(note) = note {
             observer.event(RunEvent::Note(&note));
         }
@@ -119,21 +143,28 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
     })
 }
 
-/// A run's parts: what it works on, its book, where it sends, where an agent builds.
+/// A run's parts: what it works on, its book, where it sends, where an agent builds; the
+/// book is shared with the prompts in flight (borrowed for a step that does not wait).
 struct Session<'a> {
     ctx: Context<'a>,
-    book: Book,
+    book: RefCell<Book>,
     endpoint: Endpoint<'a>,
     snapshots: Snapshots,
     observer: &'a dyn Observer,
     interrupt: Interrupt,
     started: Instant,
-    views_written: Option<Instant>,
+    views_written: Cell<Option<Instant>>,
+    /// The requests in flight, and how many may be.
+    gate: Gate,
+    /// US dollars held by the attempts in flight.
+    held_usd: Cell<f64>,
+    /// Prompts in flight at once (`run.jobs`).
+    jobs: usize,
 }
 
 impl<'a> Session<'a> {
-    fn record(&mut self, said: Said) -> Result<()> {
-        self.book.record(said, self.observer)
+    fn record(&self, said: Said) -> Result<()> {
+        self.book.borrow_mut().record(said, self.observer)
     }
 
     fn tell(&self, event: RunEvent<'_>) {
@@ -144,16 +175,18 @@ impl<'a> Session<'a> {
     /// journaled as the halt (what stopped it, whatever it was), so that `status` can say.
     async fn run(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
         match self.run_todo(todo, options).await {
-            Err(e) if !self.book.fold.session_id.is_empty() => self.halt(e),
+            Err(e) if !self.book.get_mut().fold.session_id.is_empty() => self.halt(e),
             other => other,
         }
     }
 
     async fn run_todo(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
         let plan = self.ctx.plan;
-        if self.book.fold.session_id.is_empty() {
-            let started =
-                opening::new_session(&self.book.store.dir, self.endpoint.provider.is_mock());
+        if self.book.get_mut().fold.session_id.is_empty() {
+            let started = opening::new_session(
+                &self.book.get_mut().store.dir,
+                self.endpoint.provider.is_mock(),
+            );
             let mut said = Said::event(started);
             said.notes.extend(verification::planned_note(self.ctx));
             self.record(said)?;
@@ -163,98 +196,139 @@ impl<'a> Session<'a> {
             command: options.command.to_string(),
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
         });
-        said = said.and(opening::settle_open_attempts(&self.book.fold));
+        said = said.and(opening::settle_open_attempts(&self.book.get_mut().fold));
         self.record(said)?;
         if let Selection::Again { .. } = options.selection
-            && let Some(reopened) = opening::reopen_for_rerun(&self.book.fold, plan, &todo)
+            && let Some(reopened) =
+                opening::reopen_for_rerun(&self.book.get_mut().fold, plan, &todo)
         {
             self.record(Said::event(reopened))?;
         }
-        reserve::preflight(
-            &self.book,
-            plan,
-            self.ctx.config,
-            &self.endpoint.builder,
-            &todo,
-        )?;
-        let wait = super::interrupt::Wait {
+        let book = self.book.get_mut();
+        reserve::preflight(book, plan, self.ctx.config, &self.endpoint.builder, &todo)?;
+        let wait = Wait {
             interrupt: &self.interrupt,
             observer: self.observer,
         };
         let started = self
             .snapshots
-            .start(&self.book, plan, options.allow_dirty, &todo, wait)
+            .start(book, plan, options.allow_dirty, &todo, wait)
             .await?;
         self.record(started)?;
         let mut said = Said::default();
-        for id in changed(&self.book.fold, plan) {
+        for id in changed(&self.book.get_mut().fold, plan) {
             said.warnings.push(format!(
                 "prompt {id} changed since it ran; `orchestrator rerun {id}` runs it again"
             ));
         }
         self.record(said)?;
         self.write_views(true)?;
-        self.tell(RunEvent::Started {
-            session_id: &self.book.fold.session_id,
+        let book = self.book.get_mut();
+        self.observer.event(RunEvent::Started {
+            session_id: &book.fold.session_id,
             to_run: todo.len(),
-            completed: self.book.tally.done,
+            completed: book.tally.done,
         });
-        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
-        for index in todo {
-            self.may_go_on()?;
-            let prompt = &plan.prompts[index];
-            let on_failure = self.ctx.config.run.on_failure;
-            if let Some(reason) = opening::blocked(&self.book.fold, plan, index) {
-                if on_failure == OnFailure::Halt {
-                    return Err(Error::PromptFailed(format!(
-                        "{} cannot run: {reason}",
-                        prompt.file
-                    )));
-                }
-                self.record(Said::event(Event::Skipped {
-                    id: prompt.id.to_string(),
-                    reason: reason.clone(),
-                }))?;
-                self.tell(RunEvent::Skipped {
-                    prompt,
-                    reason: &reason,
-                });
-                skipped.push(prompt.id.to_string());
-                continue;
-            }
-            match self.prompt_run(index).run().await? {
-                Step::Completed => self.write_views(false)?,
-                Step::Failed { reason, stop } => {
-                    self.fail(index, &reason)?;
-                    if let Some(stop) = stop {
-                        return Err(stop);
-                    }
-                    if on_failure == OnFailure::Halt {
-                        return Err(Error::PromptFailed(format!(
-                            "{} failed: {reason}. Fix the cause, then `orchestrator rerun {}` (or `orchestrator run`) to go on",
-                            prompt.file, prompt.id
-                        )));
-                    }
-                    failed.push(prompt.id.to_string());
-                }
-            }
-        }
+        let (failed, skipped) = self.schedule(todo).await?;
         self.finish(&failed, &skipped)
     }
 
-    fn prompt_run(&mut self, index: usize) -> PromptRun<'_, 'a> {
+    /// The prompts of `todo`, each started once its dependencies are accepted (see
+    /// [`Queue`]), at most `jobs` at once; what failed and what was skipped. Once
+    /// something stops the run, nothing more starts, the prompts in flight finish, and
+    /// the first reason is the run's.
+    async fn schedule(&self, todo: Vec<usize>) -> Result<(Vec<String>, Vec<String>)> {
         let (plan, config) = (self.ctx.plan, self.ctx.config);
-        self.book
-            .tally
-            .variables_up_to(index, &self.book.fold, plan, config);
+        let history = config.context.history;
+        let mut queue = Queue::new(todo);
+        let mut running = FuturesUnordered::new();
+        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
+        let mut stop: Option<Error> = None;
+        loop {
+            if stop.is_none() {
+                stop = self.may_go_on().err();
+            }
+            while stop.is_none() && running.len() < self.jobs {
+                let next = queue.next(&self.book.borrow().fold, plan, history);
+                match next {
+                    Next::Start(i) => {
+                        queue.started(i);
+                        let run = self.prompt_run(i);
+                        running.push(async move { (i, run.run().await) });
+                    }
+                    Next::Blocked(i, reason) => {
+                        queue.settled(i);
+                        match self.skip(i, &reason) {
+                            Ok(()) => skipped.push(plan.prompts[i].id.to_string()),
+                            Err(e) => stop = Some(e),
+                        }
+                    }
+                    Next::Wait | Next::Done => break,
+                }
+            }
+            let Some((i, result)) = running.next().await else {
+                break;
+            };
+            queue.settled(i);
+            let prompt = &plan.prompts[i];
+            match result {
+                Err(e) => {
+                    stop.get_or_insert(e);
+                }
+                Ok(Step::Completed) => self.write_views(false)?,
+                Ok(Step::Failed { reason, stop: now }) => {
+                    self.fail(i, &reason)?;
+                    if let Some(now) = now {
+                        stop.get_or_insert(now);
+                    } else if config.run.on_failure == OnFailure::Halt {
+                        stop.get_or_insert(Error::PromptFailed(format!(
+                            "{} failed: {reason}. Fix the cause, then `orchestrator rerun {}` (or `orchestrator run`) to go on",
+                            prompt.file, prompt.id
+                        )));
+                    } else {
+                        failed.push(prompt.id.to_string());
+                    }
+                }
+            }
+        }
+        match stop {
+            Some(e) => Err(e),
+            None => Ok((failed, skipped)),
+        }
+    }
+
+    /// Prompt `index` cannot run (`reason`): skipped, or with `on_failure = "halt"` the
+    /// run stops.
+    fn skip(&self, index: usize, reason: &str) -> Result<()> {
+        let prompt = &self.ctx.plan.prompts[index];
+        if self.ctx.config.run.on_failure == OnFailure::Halt {
+            return Err(Error::PromptFailed(format!(
+                "{} cannot run: {reason}",
+                prompt.file
+            )));
+        }
+        self.record(Said::event(Event::Skipped {
+            id: prompt.id.to_string(),
+            reason: reason.to_string(),
+        }))?;
+        self.tell(RunEvent::Skipped { prompt, reason });
+        Ok(())
+    }
+
+    fn prompt_run(&self, index: usize) -> PromptRun<'_, 'a> {
+        let (plan, config) = (self.ctx.plan, self.ctx.config);
+        let vars = Tally::variables_before(index, &self.book.borrow().fold, plan, config);
         PromptRun {
             ctx: self.ctx,
-            book: &mut self.book,
-            endpoint: &mut self.endpoint,
-            snapshots: &mut self.snapshots,
+            book: &self.book,
+            endpoint: &self.endpoint,
+            snapshots: &self.snapshots,
             interrupt: &self.interrupt,
             observer: self.observer,
+            gate: &self.gate,
+            held_usd: &self.held_usd,
             index,
+            vars,
         }
     }
 
@@ -276,13 +350,14 @@ impl<'a> Session<'a> {
     /// The end of the prompts taken on: the session finished if none is left, and what
     /// failed or was skipped said.
     fn finish(&mut self, failed: &[String], skipped: &[String]) -> Result<()> {
-        if current_prompt(&self.book.fold, self.ctx.plan).is_none() {
+        if current_prompt(&self.book.get_mut().fold, self.ctx.plan).is_none() {
             self.record(Said::event(Event::Finished {}))?;
         }
         self.write_views(true)?;
-        let ledger = Ledger::new(&self.book.fold, self.ctx.plan, self.ctx.config);
-        self.tell(RunEvent::Finished {
-            completed: self.book.tally.done,
+        let book = self.book.get_mut();
+        let ledger = Ledger::new(&book.fold, self.ctx.plan, self.ctx.config);
+        self.observer.event(RunEvent::Finished {
+            completed: book.tally.done,
             ledger: &ledger,
             failed,
             skipped,
@@ -313,7 +388,7 @@ impl<'a> Session<'a> {
             .retire(&old, self.ctx.plan, allow_dirty)
             .await?;
         said.tell(self.observer);
-        if let Some(archived) = self.book.store.archive()? {
+        if let Some(archived) = self.book.get_mut().store.archive()? {
             self.tell(RunEvent::Note(&match why {
                 Retire::Restart => format!(
                     "the previous session is archived as it was in {}",
@@ -329,7 +404,7 @@ impl<'a> Session<'a> {
     }
 
     /// The prompt failed for good: journaled, the views written, told.
-    fn fail(&mut self, index: usize, reason: &str) -> Result<()> {
+    fn fail(&self, index: usize, reason: &str) -> Result<()> {
         let prompt = &self.ctx.plan.prompts[index];
         self.record(Said::event(Event::Failed {
             id: prompt.id.to_string(),
@@ -337,7 +412,8 @@ impl<'a> Session<'a> {
             error: reason.to_string(),
         }))?;
         self.write_views(true)?;
-        let state = self.book.fold.prompts.get(prompt.id.as_str());
+        let book = self.book.borrow();
+        let state = book.fold.prompts.get(prompt.id.as_str());
         self.tell(RunEvent::Failed {
             prompt,
             reason,
@@ -350,7 +426,7 @@ impl<'a> Session<'a> {
     }
 
     /// Stops the run: journaled, views written; the error sets the exit code.
-    fn halt(&mut self, error: Error) -> Result<()> {
+    fn halt(&self, error: Error) -> Result<()> {
         let reason = error.to_string();
         self.record(Said::event(Event::Halted {
             reason: reason.clone(),
@@ -367,21 +443,23 @@ impl<'a> Session<'a> {
     /// Rebuilds `status.json` and `memory.json`. They grow with the run, so between
     /// prompts they are written at most once a second (`force` writes now: at the start, a
     /// failure, a halt and the end); the journal, appended per event, is the truth.
-    fn write_views(&mut self, force: bool) -> Result<()> {
+    fn write_views(&self, force: bool) -> Result<()> {
         if !force
             && self
                 .views_written
+                .get()
                 .is_some_and(|t| t.elapsed() < VIEWS_EVERY)
         {
             return Ok(());
         }
-        self.views_written = Some(Instant::now());
-        let (fold, plan, config) = (&self.book.fold, self.ctx.plan, self.ctx.config);
+        self.views_written.set(Some(Instant::now()));
+        let book = self.book.borrow();
+        let (fold, plan, config) = (&book.fold, self.ctx.plan, self.ctx.config);
         let ledger = Ledger::new(fold, plan, config);
         let saved = fold.completed.len();
         let status = views::status_doc(fold, plan, &ledger, config, saved);
         let memory = views::MemoryView::new(fold, plan, &config.variables);
-        self.book.store.write_json(state::STATUS, &status)?;
-        self.book.store.write_json(state::MEMORY, &memory)
+        book.store.write_json(state::STATUS, &status)?;
+        book.store.write_json(state::MEMORY, &memory)
     }
 }

@@ -18,6 +18,18 @@ use crate::plan::Plan;
 use crate::state::{Event, Expected, Fold, Store};
 use crate::workspace::{Changes, Committed, Extras, Head, Pin, Scan, Workspace};
 
+/// Where a workspace step starts: read from the session before the step awaits.
+#[derive(Debug, Clone)]
+pub(crate) struct Point {
+    /// The commit an attempt starts from (the last accepted one before its prompt).
+    pub(crate) base: Committed,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) session_id: String,
+    /// What the workspace should hold now.
+    pub(crate) expected: Expected,
+}
+
 /// The workspace of a run, if config has one: each step does its git work and returns
 /// what happened ([`Said`]), for the run to journal.
 pub(crate) struct Snapshots {
@@ -183,24 +195,43 @@ impl Snapshots {
         )))
     }
 
-    /// Before an attempt at prompt `index`: the workspace put back to the last accepted
-    /// commit before it (a retry never builds on a failed attempt's debris), what it held
-    /// kept under `refs/orchestrator/` first.
+    /// What a step on the workspace for prompt `index` needs to know of the session, read
+    /// before the step awaits anything; `None` when the workspace takes no snapshots.
+    pub(crate) fn point(&self, book: &Book, plan: &Plan, index: usize) -> Result<Option<Point>> {
+        let Some(ws) = self.snapshots() else {
+            return Ok(None);
+        };
+        let (_, base) = base_of(ws, book, plan, index)?;
+        Ok(Some(Point {
+            base,
+            id: plan.prompts[index].id.to_string(),
+            name: plan.prompts[index].name.clone(),
+            session_id: book.fold.session_id.clone(),
+            expected: book.fold.workspace.expected.clone(),
+        }))
+    }
+
+    /// Before attempt `attempt` at the prompt of `at`: the workspace put back to the last
+    /// accepted commit before it (a retry never builds on a failed attempt's debris), what
+    /// it held kept under `refs/orchestrator/` first.
     pub(crate) async fn restore_for(
-        &mut self,
-        book: &Book,
-        plan: &Plan,
-        index: usize,
+        &self,
+        at: Point,
         attempt: u32,
         wait: Wait<'_>,
     ) -> Result<Said> {
         let Some(ws) = self.snapshots() else {
             return Ok(Said::default());
         };
-        let (_, base) = base_of(ws, book, plan, index)?;
-        let id = plan.prompts[index].id.to_string();
-        let name = format!("replaced/{}/{id}-attempt-{attempt}", book.fold.session_id);
-        let held = match book.fold.workspace.expected.clone() {
+        let Point {
+            base,
+            id,
+            session_id,
+            expected,
+            ..
+        } = at;
+        let name = format!("replaced/{session_id}/{id}-attempt-{attempt}");
+        let held = match expected {
             Expected::At(c) if c == base.commit => return Ok(Said::default()),
             Expected::At(c) => Some(c),
             Expected::Left { commit, .. } => Some(commit),
@@ -239,14 +270,12 @@ impl Snapshots {
         })))
     }
 
-    /// After an attempt at prompt `index` that was not accepted: what it left recorded and
-    /// kept (the next attempt, or the next run, discards it; anything else found then is
-    /// the user's).
+    /// After attempt `attempt` at the prompt of `at`, not accepted: what it left recorded
+    /// and kept (the next attempt, or the next run, discards it; anything else found then
+    /// is the user's).
     pub(crate) async fn record_left(
-        &mut self,
-        book: &Book,
-        plan: &Plan,
-        index: usize,
+        &self,
+        at: Point,
         attempt: u32,
         wait: Wait<'_>,
     ) -> Result<Said> {
@@ -254,8 +283,12 @@ impl Snapshots {
             return Ok(Said::default());
         };
         let said = self.remove_stale_locks(SystemTime::now())?;
-        let id = plan.prompts[index].id.to_string();
-        let (_, base) = base_of(ws, book, plan, index)?;
+        let Point {
+            base,
+            id,
+            session_id,
+            ..
+        } = at;
         let scan = wait
             .step(
                 "recording what the attempt left",
@@ -269,7 +302,7 @@ impl Snapshots {
         let kept = if scan.unchanged {
             None
         } else {
-            let name = format!("replaced/{}/{id}-attempt-{attempt}", book.fold.session_id);
+            let name = format!("replaced/{session_id}/{id}-attempt-{attempt}");
             Some(ws.keep(&scan.commit, &name).await?)
         };
         Ok(said.and(Said::event(Event::WorkspaceLeft {
@@ -281,27 +314,23 @@ impl Snapshots {
         })))
     }
 
-    /// After prompt `index` passed its checks: its work committed on the session's branch.
-    /// `Err` inside: why it cannot be (the attempt's content failure).
+    /// After the prompt of `at` passed its checks: its work committed on the session's
+    /// branch. `Err` inside: why it cannot be (the attempt's content failure).
     pub(crate) async fn commit_for(
-        &mut self,
-        book: &Book,
-        plan: &Plan,
-        index: usize,
+        &self,
+        at: Point,
         wait: Wait<'_>,
     ) -> Result<(std::result::Result<Option<(String, Extras)>, String>, Said)> {
         let Some(ws) = self.snapshots() else {
             return Ok((Ok(None), Said::default()));
         };
         let said = self.remove_stale_locks(SystemTime::now())?;
-        let (_, base) = base_of(ws, book, plan, index)?;
-        let prompt = &plan.prompts[index];
-        let message = format!("{} {}", prompt.id, prompt.name);
-        let session_ref = format!("sessions/{}", book.fold.session_id);
+        let message = format!("{} {}", at.id, at.name);
+        let session_ref = format!("sessions/{}", at.session_id);
         let accepted = wait
             .step(
                 "committing the accepted work",
-                ws.accept(&message, &base.commit, &session_ref),
+                ws.accept(&message, &at.base.commit, &session_ref),
             )
             .await?;
         Ok((accepted.map(|c| Some((c.commit, c.extras))), said))

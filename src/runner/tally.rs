@@ -1,5 +1,5 @@
 //! The run's book: the store it journals to, the journal folded, and tallies kept up to
-//! date event by event (tokens per phase and in all, prompts done, the variables so far)
+//! date event by event (tokens per phase and in all, prompts done, the commits)
 //! rather than recomputed over the whole plan for each prompt, so that a prompt costs the
 //! same at the end of a long run as at its start.
 
@@ -49,9 +49,6 @@ pub(crate) struct Tally {
     /// US dollars spent per phase.
     phase_cost: Vec<f64>,
     pub(crate) done: usize,
-    /// Config's constants and the outputs of prompts `0..vars_upto`, later ones winning.
-    pub(crate) vars: BTreeMap<String, Value>,
-    vars_upto: usize,
 }
 
 impl Tally {
@@ -96,8 +93,6 @@ impl Tally {
                 .iter()
                 .filter(|p| fold.done.contains(p.id.as_str()))
                 .count(),
-            vars: config.variables.clone(),
-            vars_upto: 0,
         }
     }
 
@@ -200,25 +195,21 @@ impl Tally {
         self.phase_cost[phase]
     }
 
-    /// Brings `vars` to the variables known before prompt `index`: extended forward as the
-    /// run moves on, rebuilt when it goes back (a rerun).
-    pub(crate) fn variables_up_to(
-        &mut self,
+    /// The variables known before prompt `index`: config's constants, then the outputs of
+    /// the completed prompts before it in plan order, later ones winning. Each prompt gets
+    /// its own (prompts in flight at once need different ones).
+    pub(crate) fn variables_before(
         index: usize,
         fold: &Fold,
         plan: &Plan,
         config: &Config,
-    ) {
-        if index < self.vars_upto {
-            self.vars = config.variables.clone();
-            self.vars_upto = 0;
-        }
-        for p in &plan.prompts[self.vars_upto..index] {
+    ) -> BTreeMap<String, Value> {
+        let mut vars = config.variables.clone();
+        for p in &plan.prompts[..index] {
             if let Some(out) = fold.variables.get(p.id.as_str()) {
-                self.vars
-                    .extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
+                vars.extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
-        self.vars_upto = index;
+        vars
     }
 }

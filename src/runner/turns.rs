@@ -2,6 +2,10 @@
 //! text and their accepted replies (as `outputs/<id>.md` holds them), newest first within
 //! `[context] max_tokens`.
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
 use super::tally::Book;
 use crate::plan::Plan;
 use crate::request::{Request, RequestBuilder};
@@ -12,7 +16,7 @@ pub(crate) fn add_history(
     builder: &RequestBuilder<'_>,
     book: &Book,
     plan: &Plan,
-    max_tokens: u64,
+    (vars, max_tokens): (&BTreeMap<String, Value>, u64),
     index: usize,
     request: &mut Request,
 ) {
@@ -22,7 +26,6 @@ pub(crate) fn add_history(
     }
     let fold = &book.fold;
     let dir = &book.store.dir;
-    let vars = &book.tally.vars;
     let turns = sources.into_iter().filter_map(|j| {
         let id = plan.prompts[j].id.as_str();
         if !fold.done.contains(id) {

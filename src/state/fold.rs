@@ -275,6 +275,7 @@ impl Fold {
                 p.attempts_used = p.attempts_used.saturating_sub(1);
             }
             AttemptOutcome::Interrupted => p.attempts_used = p.attempts_used.saturating_sub(1),
+            _ if r.throttled => p.attempts_used = p.attempts_used.saturating_sub(1),
             _ => {}
         }
         p.retry_note = match r.outcome {

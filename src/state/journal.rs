@@ -50,6 +50,11 @@ pub(crate) struct AttemptResult {
     /// never calibrates the tokenizer.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) by_agent: bool,
+    /// Refused for the endpoint's rate while other requests of the run were in flight: the
+    /// run's concurrency's doing, not the prompt's, so it does not count against
+    /// `retry.max_attempts`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) throttled: bool,
 }
 
 impl AttemptResult {

@@ -192,6 +192,12 @@ struct Shared {
     seen: Vec<Seen>,
     responder: Option<Arc<Responder>>,
     latency: Duration,
+    /// A server that takes this many requests at once, and refuses more with a 429.
+    at_once: Option<usize>,
+    in_flight: usize,
+    peak_in_flight: usize,
+    /// Requests refused for being over `at_once`.
+    refused: usize,
 }
 
 /// The server. It runs on its own thread until dropped.
@@ -218,6 +224,10 @@ impl FakeLlm {
             seen: Vec::new(),
             responder: None,
             latency: Duration::ZERO,
+            at_once: None,
+            in_flight: 0,
+            peak_in_flight: 0,
+            refused: 0,
         }));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -302,6 +312,23 @@ impl FakeLlm {
     pub fn latency(&self, d: Duration) -> &Self {
         self.lock().latency = d;
         self
+    }
+
+    /// A server that takes `n` requests at once: one more gets a 429 ("too many requests in
+    /// flight", retry after 20 ms), as a concurrency-limited endpoint answers.
+    pub fn at_once(&self, n: usize) -> &Self {
+        self.lock().at_once = Some(n);
+        self
+    }
+
+    /// The most requests it was answering at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.lock().peak_in_flight
+    }
+
+    /// How many requests it refused for being over [`FakeLlm::at_once`].
+    pub fn refused(&self) -> usize {
+        self.lock().refused
     }
 
     /// How `count_tokens` is answered from now on.
@@ -412,7 +439,29 @@ async fn connection(
                 },
                 Some(a) => a,
             };
-            (action, s.latency)
+            if s.at_once.is_some_and(|n| s.in_flight >= n) {
+                s.refused += 1;
+                (None, Duration::ZERO)
+            } else {
+                s.in_flight += 1;
+                s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
+                (Some(action), s.latency)
+            }
+        };
+        let Some(action) = action else {
+            let body = json!({"error": {"message": "Rate limit reached: too many requests in flight", "type": "requests", "code": "rate_limit_exceeded"}});
+            let headers = [("retry-after-ms".to_string(), "20".to_string())];
+            if !write_response(
+                &mut socket,
+                429,
+                &headers,
+                vec![Piece::Data(body.to_string().into_bytes())],
+            )
+            .await
+            {
+                return;
+            }
+            continue;
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -435,6 +484,10 @@ async fn connection(
                 body,
             } => write_response(&mut socket, status, &headers, body).await,
         };
+        {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
         let client_closes = seen
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
