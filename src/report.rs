@@ -80,6 +80,7 @@ fn render(h: &ReportDoc, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         budget(&mut out, phase);
     }
     out.push_str("</div>\n<h2>Timeline</h2>\n");
+    in_time(&mut out, h);
     timeline(&mut out, h);
     out.push_str("<h2>Prompts</h2>\n");
     for p in &h.prompts {
@@ -192,6 +193,80 @@ fn burn_down(out: &mut String, p: &PhaseHistory, scale: f64) {
         "<svg class=\"burn\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>spent after each of {} attempts</title><rect class=\"frame\" x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\"/>{limit}<polyline class=\"spent\" points=\"{points}\"/></svg>",
         p.burn.len()
     );
+}
+
+/// Every attempt on a time axis, one lane per attempt in flight at once (`run --jobs`):
+/// how parallel the run was, and where the time went.
+fn in_time(out: &mut String, h: &ReportDoc) {
+    const WIDTH: f64 = 860.0;
+    const LANE: usize = 16;
+    let at = |a: &AttemptHistory| {
+        humantime::parse_rfc3339_weak(&a.started)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+    };
+    let mut items: Vec<(u64, u64, &str, &AttemptHistory)> = h
+        .prompts
+        .iter()
+        .flat_map(|p| p.attempts.iter().map(move |a| (p, a)))
+        .filter_map(|(p, a)| Some((at(a)?, a.duration_ms.max(1), p.id.as_str(), a)))
+        .collect();
+    let Some(t0) = items.iter().map(|i| i.0).min() else {
+        return;
+    };
+    items.sort_by_key(|i| i.0);
+    // Each attempt in the first lane free when it started.
+    let mut lanes: Vec<u64> = Vec::new();
+    let mut placed = Vec::with_capacity(items.len());
+    for (start, dur, id, a) in items {
+        let (start, end) = (start - t0, start - t0 + dur);
+        let lane = match lanes.iter().position(|&e| e <= start) {
+            Some(l) => l,
+            None => {
+                lanes.push(0);
+                lanes.len() - 1
+            }
+        };
+        lanes[lane] = end;
+        placed.push((lane, start, end, id, a));
+    }
+    let span = placed.iter().map(|p| p.2).max().unwrap_or(1).max(1) as f64;
+    let x = |ms: u64| 10.0 + WIDTH * ms as f64 / span;
+    let height = lanes.len() * LANE + 24;
+    let _ = write!(
+        out,
+        "<p class=\"legend\">At most {} in flight at once; {} from the first attempt to the end of the last.</p><svg class=\"lanes\" width=\"{}\" height=\"{height}\" role=\"img\">",
+        format!("{} {}", lanes.len(), crate::text::plural(lanes.len(), "attempt")),
+        crate::text::duration(std::time::Duration::from_millis(span as u64)),
+        WIDTH as usize + 20
+    );
+    for k in 0..=4u64 {
+        let ms = span as u64 * k / 4;
+        let _ = write!(
+            out,
+            "<line class=\"limit\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{1}\"></line><text x=\"{0:.1}\" y=\"{2}\">{3}</text>",
+            x(ms),
+            lanes.len() * LANE,
+            height - 6,
+            crate::text::duration(std::time::Duration::from_millis(ms))
+        );
+    }
+    for (lane, start, end, id, a) in placed {
+        let _ = write!(
+            out,
+            "<rect class=\"{}\" x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"12\" rx=\"2\"><title>{} attempt {}: {} · {}</title></rect>",
+            a.outcome.as_str(),
+            x(start),
+            lane * LANE + 2,
+            (x(end) - x(start)).max(1.5),
+            esc(id),
+            a.attempt,
+            a.outcome.as_str(),
+            crate::text::duration(std::time::Duration::from_millis(end - start))
+        );
+    }
+    out.push_str("</svg>\n");
 }
 
 /// One row per prompt, one box per attempt, coloured by outcome; a wait before a retry is

@@ -19,8 +19,9 @@ fn pin(name: &str, build: &Build, text: &str) {
     }
     settings.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[TIME]");
     settings.add_filter(r"\b\d{8}_\d{6}(-\d+)?\b", "[SESSION]");
-    settings.add_filter(r"\b\d+(\.\d+)? ?ms\b", "[MS]");
-    settings.add_filter(r"(\d+[hms] ?)+so far", "[ELAPSED] so far");
+    settings.add_filter(r"\b\d+(\.\d+)? ms\b", "[MS]");
+    // humantime's durations (`1s 200ms`, `8h`).
+    settings.add_filter(r"\b(\d+(h|m|s|ms|us|ns)\b ?)+", "[DURATION] ");
     settings.add_filter(r"pid \d+", "pid [PID]");
     settings.bind(|| insta::assert_snapshot!(name, text));
 }
