@@ -20,6 +20,11 @@ contenders round by round, and prints medians:
 6. Peak RSS of a run whose server streams a 50 MB reply (refused at the 16 MiB cap, exit 1):
    target floor + 40 MiB (the cap held twice, the text and the failure's copy of it, + 8).
    `--only huge-reply` measures just this.
+7. Parallel builds: a graph build (1 → 5 → 1 → 4 → 1 prompts, each needing the outputs of
+   the step before) against the fake server answering after 400 ms, at `--jobs 5` against
+   its critical path (5 prompts: 2.0 s; target <= 1.1x) and in sequence; and the bundled
+   build at `--jobs 8` (the fake at 100 ms) against its critical path. `--only parallel`
+   measures just these.
 
 Needs: cargo, python3, pip (installs tiktoken and openai if missing). Runs offline.
 """
@@ -95,11 +100,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--sizes", default="200,1000")
-    ap.add_argument("--only", choices=["huge-reply"])
+    ap.add_argument("--only", choices=["huge-reply", "parallel"])
     args = ap.parse_args()
     if args.only == "huge-reply":
         setup()
         huge_reply()
+        return
+    if args.only == "parallel":
+        setup()
+        parallel(args.rounds)
         return
     small, large = (int(x) for x in args.sizes.split(","))
     setup()
@@ -185,6 +194,7 @@ def main():
         mib = max(res[key]) / 1024
         print(f"| peak RSS, {name} | {mib:.1f} MiB | floor {floor:.1f} MiB | +{mib - floor:.1f} MiB | <= floor + 8 MiB |")
     huge_reply()
+    parallel(args.rounds)
 
 
 def huge_reply():
@@ -204,6 +214,63 @@ def huge_reply():
         print(f"| peak RSS, run refusing a 50 MB reply | {mib:.1f} MiB | floor {floor_mib:.1f} MiB | +{mib - floor_mib:.1f} MiB | <= floor + 40 MiB |")
     finally:
         fake.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def graph_build(tmp):
+    """1 -> 5 -> 1 -> 4 -> 1 prompts, each step needing every output of the one before."""
+    root = Path(tmp) / "graph"
+    (root / "prompts" / "01-graph").mkdir(parents=True)
+    steps = [1, 5, 1, 4, 1]
+    n, before = 0, []
+    for width in steps:
+        made = []
+        for _ in range(width):
+            n += 1
+            out = f"v{n}"
+            needs = " ".join("{{%s}}" % v for v in before)
+            body = f"Do step {n}. {('Building on ' + needs) if needs else ''}"
+            stem = f"01.{n}-step"
+            (root / "prompts" / "01-graph" / f"{stem}.md").write_text(
+                f"# {stem}\n\n## Objective\n{body}\n\n## Checkpoint\n```json\n"
+                f'{{"prompt": "{stem}", "success": true, "outputs": {{"{out}": "example"}}}}\n```\n')
+            made.append(out)
+        before = made
+    (root / "config.toml").write_text('[budget]\ntotal = 1000000\n[[phases]]\ndir = "01-graph"\nname = "Graph"\n')
+    return root, len(steps)
+
+
+def parallel(rounds):
+    """Wall time of parallel runs against their critical paths."""
+    tmp = Path(tempfile.mkdtemp(prefix="orch-par-"))
+    slow = subprocess.Popen([str(FAKE), "--latency", "400"], stdout=subprocess.PIPE, text=True)
+    quick = subprocess.Popen([str(FAKE), "--latency", "100"], stdout=subprocess.PIPE, text=True)
+    slow_url, quick_url = slow.stdout.readline().strip(), quick.stdout.readline().strip()
+    try:
+        graph, path = graph_build(tmp)
+        bundled = Path(tmp) / "bundled"
+        shutil.copytree(ROOT / "prompts", bundled / "prompts")
+        shutil.copy(ROOT / "config.toml", bundled / "config.toml")
+        res = {k: [] for k in ("g5", "g1", "b8", "b1")}
+        for r in range(rounds):
+            for key, build, url, jobs in (("g5", graph, slow_url, 5), ("g1", graph, slow_url, 1),
+                                          ("b8", bundled, quick_url, 8), ("b1", bundled, quick_url, 1)):
+                env = dict(os.environ, OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-bench")
+                ck = Path(tmp) / f"ck-{key}-{r}"
+                t, _ = timed([str(BIN), "-q", "run", "--jobs", str(jobs), "--checkpoints", str(ck)], env=env, cwd=build)
+                res[key].append(t)
+        out = subprocess.run([str(BIN), "plan"], cwd=bundled, capture_output=True, text=True).stdout
+        line = next(l for l in out.splitlines() if l.startswith("critical path:"))
+        bundled_path = int(line.split()[2])
+        m = {k: median(v) for k, v in res.items()}
+        cp_g, cp_b = path * 0.4, bundled_path * 0.1
+        print(f"| graph build (1-5-1-4-1), --jobs 5, fake at 400 ms | {m['g5']:.2f} s | critical path {cp_g:.2f} s | {m['g5'] / cp_g:.2f} | <= 1.1 |")
+        print(f"| graph build, in sequence | {m['g1']:.2f} s | critical path {cp_g:.2f} s | {m['g1'] / cp_g:.2f} | |")
+        print(f"| bundled build, --jobs 8, fake at 100 ms | {m['b8']:.2f} s | critical path {bundled_path} prompts, {cp_b:.2f} s | {m['b8'] / cp_b:.2f} | |")
+        print(f"| bundled build, in sequence | {m['b1']:.2f} s | critical path {cp_b:.2f} s | {m['b1'] / cp_b:.2f} | |")
+    finally:
+        slow.kill()
+        quick.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

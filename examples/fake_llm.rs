@@ -6,6 +6,7 @@
 //! Code instead (`ANTHROPIC_BASE_URL` pointed at it): a `Bash` tool call running each
 //! prompt's `## Execute` steps, then the checkpoint. With `--huge-reply MB` every reply is
 //! one streamed event of that many megabytes (the harness measures memory against it).
+//! With `--latency MS` every default answer waits that long (a model that takes time).
 
 #[path = "../tests/support/fake_llm.rs"]
 #[allow(dead_code, clippy::all)]
@@ -15,16 +16,18 @@ mod fake_llm;
 mod hosts;
 
 fn main() {
-    let (mut port, mut huge, mut claude_code) = (0u16, None, false);
+    let (mut port, mut huge, mut claude_code, mut latency) = (0u16, None, false, 0u64);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--claude-code" => claude_code = true,
             "--huge-reply" => huge = args.next().and_then(|mb| mb.parse::<usize>().ok()),
+            "--latency" => latency = args.next().and_then(|ms| ms.parse().ok()).unwrap_or(0),
             other => port = other.parse().unwrap_or(0),
         }
     }
     let server = fake_llm::FakeLlm::start_on(port);
+    server.latency(std::time::Duration::from_millis(latency));
     if claude_code {
         server.responder(fake_llm::claude_code_model());
     }
