@@ -216,6 +216,8 @@ pub struct ReportDoc {
     pub failed: Vec<String>,
     pub skipped: Vec<String>,
     pub halted: Option<Halted>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
     /// The seed's success criteria, measured.
     pub criteria: Vec<Criterion>,
 }
@@ -310,6 +312,30 @@ pub struct Halted {
     pub code: i32,
 }
 
+/// A pause for a rate or usage limit that has not ended (no attempt since): nothing is
+/// sent before `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paused {
+    pub prompt: String,
+    /// RFC 3339, UTC.
+    pub until: String,
+    pub reason: String,
+}
+
+impl Paused {
+    /// The journal's pause (prompt, Unix milliseconds, reason), as documents carry it.
+    pub(crate) fn of(p: Option<&(String, u64, String)>) -> Option<Paused> {
+        let (prompt, until_ms, reason) = p?;
+        let until = jiff::Timestamp::from_millisecond(i64::try_from(*until_ms).unwrap_or(i64::MAX))
+            .unwrap_or(jiff::Timestamp::MAX);
+        Some(Paused {
+            prompt: prompt.clone(),
+            until: until.to_string(),
+            reason: reason.clone(),
+        })
+    }
+}
+
 /// A session's state: `status.json` and what `status --json` prints, one document. The
 /// seed's keys first, with the seed's meaning and types (`completed[-1]`, `failed[-1]`,
 /// `current_prompt`, `variables` work as its recovery snippets read them), then the rest.
@@ -329,6 +355,8 @@ pub struct StatusDoc<'a> {
     pub last_checkpoint: Option<Cow<'a, str>>,
     pub skipped: Cow<'a, [String]>,
     pub halted: Option<Halted>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
     pub finished: bool,
     /// Run against the embedded mock model.
     pub mock: bool,

@@ -115,6 +115,7 @@ impl Walk<'_> {
                 reason: reason.clone(),
                 code: *code,
             }),
+            paused: crate::documents::Paused::of(fold.paused.as_ref()),
             criteria,
         }
     }

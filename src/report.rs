@@ -124,6 +124,15 @@ fn header(out: &mut String, h: &ReportDoc) {
             esc(&halted.reason)
         );
     }
+    if let Some(p) = &h.paused {
+        let _ = write!(
+            out,
+            "<p class=\"halted\">Paused for a limit until {} ({}: {})</p>",
+            esc(&p.until),
+            esc(&p.prompt),
+            esc(&p.reason)
+        );
+    }
 }
 
 /// A phase's bar (used, of it possibly billed, against the budget) and its burn-down.

@@ -528,6 +528,15 @@ pub(crate) fn status_text(doc: &StatusDoc, fold: &Fold, plan: &Plan, ledger: &Le
     if let Some((reason, code)) = &f.halted {
         out.push_str(&format!("Halted (exit {code}): {reason}\n"));
     }
+    if let Some((id, until_ms, reason)) = &f.paused {
+        let now = crate::text::now_ms();
+        if *until_ms > now {
+            out.push_str(&format!(
+                "Paused until {} for a limit ({id}: {reason}); nothing is sent before then, and a `run` started now waits for it\n",
+                crate::text::until(*until_ms, now)
+            ));
+        }
+    }
     out.push('\n');
     out.push_str(&budget_table(ledger));
     out.push_str("\n\n");

@@ -51,6 +51,36 @@ pub(crate) fn duration(d: Duration) -> String {
     humantime::format_duration(rounded).to_string()
 }
 
+/// Unix milliseconds as a time people read: `19:00 UTC` today (UTC), `Dec 5 19:00 UTC`
+/// another day, and how long from `now_ms` (`19:00 UTC, in 1h 32m`; `…, passed` once it
+/// has).
+pub(crate) fn until(until_ms: u64, now_ms: u64) -> String {
+    let ts = |ms: u64| {
+        jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
+            .unwrap_or(jiff::Timestamp::MAX)
+    };
+    let at = ts(until_ms).to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let today = ts(now_ms).to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let clock = if at.date() == today {
+        at.strftime("%H:%M UTC").to_string()
+    } else {
+        at.strftime("%b %-d %H:%M UTC").to_string()
+    };
+    if until_ms > now_ms {
+        let left = Duration::from_secs((until_ms - now_ms).div_ceil(60_000) * 60);
+        format!("{clock}, in {}", duration(left))
+    } else {
+        format!("{clock}, passed")
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Money as messages show it: four decimals, or "more than $1,000,000,000" for an amount
 /// past that (a reported `1e308` never prints 309 digits or `inf`).
 pub(crate) fn usd(usd: f64) -> String {

@@ -44,6 +44,7 @@ pub(crate) fn status_doc<'a>(
             reason: reason.clone(),
             code: *code,
         }),
+        paused: crate::documents::Paused::of(fold.paused.as_ref()),
         finished: fold.finished,
         mock: fold.mock,
         prompts: Cow::Borrowed(&fold.prompts),

@@ -197,6 +197,9 @@ pub(crate) struct Retry {
     pub(crate) initial_delay: Duration,
     #[serde(deserialize_with = "duration")]
     pub(crate) max_delay: Duration,
+    /// The longest pause for a rate or usage limit to reset; past it the run halts.
+    #[serde(deserialize_with = "duration")]
+    pub(crate) max_wait: Duration,
 }
 
 impl Default for Retry {
@@ -205,6 +208,7 @@ impl Default for Retry {
             max_attempts: 3,
             initial_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
+            max_wait: Duration::from_secs(6 * 3600),
         }
     }
 }

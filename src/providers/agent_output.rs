@@ -6,7 +6,9 @@
 //!   status (Claude Code exits 1 with the JSON on stdout), classified by `subtype` and
 //!   `api_error_status`.
 //! - Codex `exec --json`: JSON lines; the last `agent_message` item is the reply,
-//!   `turn.completed` usage is summed, `turn.failed` or `error` fail.
+//!   `turn.completed` usage is summed (`reasoning_output_tokens` as the part of the output
+//!   spent on reasoning), `turn.failed` fails, and so does an `error` event no completed
+//!   turn follows (a reconnect notice a turn completes after is not a failure).
 //! - Gemini CLI `--output-format json`: `response`, `stats.models.*.tokens`, `error`.
 //! - Anything else: stdout is the reply, with no usage.
 //!
@@ -33,6 +35,9 @@ pub(crate) struct Parsed {
 pub(crate) struct AgentError {
     pub(crate) kind: FailureKind,
     pub(crate) message: String,
+    /// Final whatever follows (Codex: `turn.failed`); an error event a completed turn
+    /// follows is not.
+    pub(crate) fatal: bool,
 }
 
 pub(crate) fn parse(stdout: &str) -> Parsed {
@@ -119,7 +124,11 @@ fn claude_code(obj: &Value) -> Parsed {
         if !subtype.is_empty() && subtype != "success" {
             message = format!("{subtype}: {message}");
         }
-        AgentError { kind, message }
+        AgentError {
+            kind,
+            message,
+            fatal: true,
+        }
     });
     if error.is_some() {
         text.clear();
@@ -198,6 +207,7 @@ fn gemini(obj: &Value) -> Parsed {
                 Some(c) => format!("{message} (code {c})"),
                 None => message,
             },
+            fatal: true,
         }
     });
     Parsed {
@@ -262,8 +272,21 @@ fn codex(stdout: &str) -> Option<Parsed> {
                         "usage.cache_write_input_tokens",
                     );
                     let output = r.count(u, "output_tokens", "usage.output_tokens");
+                    // Of `output_tokens` (as the Responses API counts it), not on top.
+                    let reasoning = r.count(
+                        u,
+                        "reasoning_output_tokens",
+                        "usage.reasoning_output_tokens",
+                    );
                     r.add_total(input, output, cache_read, cache_write);
+                    r.reasoning(reasoning);
                     r.keep(u);
+                }
+                // A turn that completes after an `error` event (Codex's "Reconnecting…
+                // 1/5") succeeded: only `turn.failed`, or an error no turn completed
+                // after, fails.
+                if !matches!(&parsed.error, Some(e) if e.fatal) {
+                    parsed.error = None;
                 }
             }
             "turn.failed" | "error" => {
@@ -283,8 +306,13 @@ fn codex(stdout: &str) -> Option<Parsed> {
                 } else {
                     FailureKind::Transient
                 };
-                if parsed.error.is_none() {
-                    parsed.error = Some(AgentError { kind, message });
+                let fatal = e.get("type").and_then(Value::as_str) == Some("turn.failed");
+                if !matches!(&parsed.error, Some(e) if e.fatal) {
+                    parsed.error = Some(AgentError {
+                        kind,
+                        message,
+                        fatal,
+                    });
                 }
             }
             _ => {}
@@ -385,6 +413,28 @@ mod tests {
                 "", None, None, Some(FailureKind::Permanent),
             ),
             (
+                "Codex turn completed after a reconnect notice",
+                [
+                    r#"{"type":"thread.started","thread_id":"t2"}"#,
+                    r#"{"type":"turn.started"}"#,
+                    r#"{"type":"error","message":"Reconnecting... 1/5 (stream disconnected before completion: error sending request)"}"#,
+                    r#"{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"DONE"}}"#,
+                    r#"{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"output_tokens":30,"reasoning_output_tokens":12}}"#,
+                ].join("\n"),
+                "DONE", usage(100, 30, 0, 0), None, None,
+            ),
+            (
+                "Codex error event with no turn completed after it",
+                [
+                    r#"{"type":"turn.started"}"#,
+                    r#"{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"half"}}"#,
+                    r#"{"type":"turn.completed","usage":{"input_tokens":10,"output_tokens":3}}"#,
+                    r#"{"type":"turn.started"}"#,
+                    r#"{"type":"error","message":"stream disconnected before completion"}"#,
+                ].join("\n"),
+                "", usage(10, 3, 0, 0), None, Some(FailureKind::Transient),
+            ),
+            (
                 "Gemini CLI success",
                 r#"{"session_id":"g","response":"hello","stats":{"models":{"gemini-2.5-pro":{"tokens":{"input":13745,"prompt":24401,"candidates":215,"total":24719,"cached":10656,"thoughts":103,"tool":0}}}}}"#.into(),
                 "hello", usage(24401, 318, 10656, 0), None, None,
@@ -421,6 +471,16 @@ mod tests {
                 p.error
             );
         }
+    }
+
+    #[test]
+    fn codex_reasoning_tokens_are_kept_as_the_part_of_the_output_spent_on_reasoning() {
+        let p = parse(
+            r#"{"type":"turn.started"}
+{"type":"turn.completed","usage":{"input_tokens":100,"output_tokens":30,"reasoning_output_tokens":12}}"#,
+        );
+        let u = p.usage.expect("usage");
+        assert_eq!((u.output, u.reasoning), (30, 12));
     }
 
     #[test]

@@ -243,8 +243,12 @@ pub(crate) struct Failure {
     /// What happened and, where useful, what to do. Never contains the API key.
     pub(crate) message: String,
     pub(crate) status: Option<u16>,
-    /// What the server asked us to wait (`retry-after-ms`, `Retry-After`).
+    /// What the server asked us to wait (`retry-after-ms`, `Retry-After`), or until an
+    /// agent's usage limit resets.
     pub(crate) retry_after: Option<Duration>,
+    /// A rate limit (a 429) or an agent's usage limit: a wait for it longer than
+    /// `retry.max_delay` pauses the run, up to `retry.max_wait`, rather than failing.
+    pub(crate) limit: bool,
     pub(crate) request_id: Option<String>,
     /// Text streamed before the failure, for counting the tokens it cost.
     pub(crate) partial: String,
@@ -271,6 +275,7 @@ impl Failure {
             message: message.into(),
             status: None,
             retry_after: None,
+            limit: false,
             request_id: None,
             partial: String::new(),
             reached_model: true,

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use super::agent_output::{self, AgentError};
 use super::call::{Call, Failure, FailureKind, Finish, OnUpdate, Reply, Sent, Update, redact};
+use super::usage_limit;
 use crate::config::Config;
 use crate::process::{Ended, GroupGuard, Keep, ProcessGroup, die_with_parent, talk};
 use crate::request::Request;
@@ -303,6 +304,15 @@ fn agent_failure(
     }
     let mut f = Failure::transient(redact(&message, key));
     f.kind = error.kind;
+    if usage_limit::is_limit(&error.message) {
+        // A usage limit is the account's, not the prompt's: never permanent; waited out
+        // until its reset when the agent says when that is.
+        f.kind = FailureKind::Transient;
+        f.limit = true;
+        let now = jiff::Timestamp::now();
+        f.retry_after = usage_limit::resets_at(&error.message, now, &jiff::tz::TimeZone::system())
+            .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default());
+    }
     f
 }
 

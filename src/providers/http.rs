@@ -11,7 +11,7 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 use super::call::{Failure, FailureKind, redact};
-use super::limits::{Throttle, retry_after};
+use super::limits::{Throttle, retry_after, spent};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::text::duration as show_duration;
@@ -206,6 +206,12 @@ impl Http {
         );
         failure.status = Some(status);
         failure.retry_after = retry_after(headers);
+        failure.limit = status == 429 && kind == FailureKind::Transient;
+        if failure.limit && failure.retry_after.is_none() {
+            // No Retry-After: the spent allowance's reset (`x-ratelimit-reset-*`).
+            let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            failure.retry_after = spent(text).map(|(wait, _)| wait);
+        }
         failure.not_billed()
     }
 

@@ -18,6 +18,7 @@ mod mock;
 mod openai;
 mod responses;
 mod stream;
+mod usage_limit;
 
 use std::time::Duration;
 

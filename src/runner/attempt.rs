@@ -17,6 +17,7 @@ use super::endpoint::{Endpoint, reply_detail};
 use super::events::{Observer, RunEvent, Said};
 use super::gate::Gate;
 use super::interrupt::{Interrupt, Wait};
+use super::pause::Retrying;
 use super::reserve;
 use super::snapshot::{Point, Snapshots};
 use super::steps::{Attempted, Prepared, Step};
@@ -28,7 +29,6 @@ use crate::process::Mark;
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::BuildError;
 use crate::state::{self, AttemptResult, Event};
-use crate::text::duration as show_duration;
 
 /// One prompt run to its end, over the run's parts (shared with the prompts in flight
 /// beside it: the book is borrowed for a step that does not wait, never across a wait).
@@ -63,7 +63,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         self.ctx.plan.prompts[self.index].id.to_string()
     }
 
-    fn wait(&self) -> Wait<'r> {
+    pub(crate) fn wait(&self) -> Wait<'r> {
         Wait {
             interrupt: self.interrupt,
             observer: self.observer,
@@ -73,8 +73,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     /// Attempts until one is accepted or `retry.max_attempts` are used (per prompt across
     /// the session: a run resumed after a crash goes on counting).
     pub(crate) async fn run(self) -> Result<Step> {
-        let (plan, config) = (self.ctx.plan, self.ctx.config);
-        let prompt = &plan.prompts[self.index];
+        let config = self.ctx.config;
         let id = self.id();
         let max_attempts = config.retry.max_attempts;
         let mut backoff = retry::schedule(config.retry.initial_delay, config.retry.max_delay);
@@ -95,22 +94,24 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 return Ok(Step::Failed { reason, stop: None });
             }
             let attempt = last_attempt + 1;
-            let (reason, with_backoff, asked, tokens) = match self.attempt(attempt, note).await? {
-                Attempted::Completed => return Ok(Step::Completed),
-                Attempted::Fail(reason) => return Ok(Step::Failed { reason, stop: None }),
-                Attempted::Blocked { reason, stop } => {
-                    return Ok(Step::Failed {
+            let (reason, with_backoff, asked, tokens, limit) =
+                match self.attempt(attempt, note).await? {
+                    Attempted::Completed => return Ok(Step::Completed),
+                    Attempted::Fail(reason) => return Ok(Step::Failed { reason, stop: None }),
+                    Attempted::Blocked { reason, stop } => {
+                        return Ok(Step::Failed {
+                            reason,
+                            stop: Some(stop),
+                        });
+                    }
+                    Attempted::Retry {
                         reason,
-                        stop: Some(stop),
-                    });
-                }
-                Attempted::Retry {
-                    reason,
-                    backoff,
-                    asked,
-                    tokens,
-                } => (reason, backoff, asked, tokens),
-            };
+                        backoff,
+                        asked,
+                        tokens,
+                        limit,
+                    } => (reason, backoff, asked, tokens, limit),
+                };
             let used = self
                 .book
                 .borrow()
@@ -121,41 +122,16 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             if used >= max_attempts {
                 continue;
             }
-            let max_delay = config.retry.max_delay;
-            let wait = if !with_backoff {
-                Duration::ZERO
-            } else {
-                let exponential = backoff.next().unwrap_or(max_delay);
-                match retry::wait(exponential, fastrand::f64(), asked, max_delay) {
-                    retry::Wait::Sleep(d) => d,
-                    retry::Wait::TooLong { asked } => {
-                        let reason = format!(
-                            "{reason}; the server asks to wait {}, longer than retry.max_delay ({}), so the prompt fails rather than sleeping",
-                            show_duration(asked),
-                            show_duration(max_delay)
-                        );
-                        return Ok(Step::Failed { reason, stop: None });
-                    }
-                }
+            let next = Retrying {
+                attempt,
+                reason,
+                backoff: with_backoff,
+                asked,
+                tokens,
+                limit,
             };
-            self.record(Said::event(Event::Retry {
-                id: id.clone(),
-                attempt: attempt + 1,
-                delay_ms: millis(wait),
-                reason: reason.clone(),
-            }))?;
-            self.observer.event(RunEvent::Retry {
-                prompt,
-                attempt: attempt + 1,
-                delay: wait,
-                reason: &reason,
-                input_tokens: tokens.0,
-                output_tokens: tokens.1,
-                estimated: tokens.2,
-            });
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.interrupt.wait() => return Err(Error::Interrupted),
+            if let Some(step) = self.before_retry(next, &mut backoff).await? {
+                return Ok(step);
             }
         }
     }
@@ -451,6 +427,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                     backoff: false,
                     asked: None,
                     tokens,
+                    limit: false,
                 })
             }
         }
@@ -544,9 +521,14 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         // it was the run's doing and does not count against the prompt's attempts.
         let rate_limited = failure.kind == FailureKind::Transient && failure.status == Some(429);
         let note = self.gate.settled(rate_limited);
+        // A limit the run pauses for is the account's, not the prompt's.
+        let pauses = failure.limit
+            && failure
+                .retry_after
+                .is_some_and(|d| d > self.ctx.config.retry.max_delay);
         let mut said = Said::event(Event::AttemptFinished(AttemptResult {
             reasoning_tokens: 0,
-            throttled: rate_limited && crowded,
+            throttled: (rate_limited && crowded) || pauses,
             request_id: failure.request_id.clone(),
             error: Some(failure.to_string()),
             duration_ms,
@@ -564,6 +546,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 backoff: true,
                 asked: failure.retry_after,
                 tokens: (counted.input, counted.output, counted.estimated),
+                limit: failure.limit,
             }),
             FailureKind::Budget => Err(Error::Budget(format!("{id}: {reason}"))),
             FailureKind::Permanent | FailureKind::Quota => Ok(Attempted::Fail(reason)),

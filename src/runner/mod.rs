@@ -23,6 +23,7 @@ mod events;
 mod gate;
 mod interrupt;
 mod opening;
+mod pause;
 mod queue;
 mod reserve;
 mod retry;

@@ -20,10 +20,11 @@ use super::queue::{Next, Queue};
 use super::snapshot::Snapshots;
 use super::steps::Step;
 use super::tally::{Book, Tally};
-use super::{reserve, verification};
+use super::{pause, reserve, verification};
 use crate::budget::Ledger;
 use crate::config::OnFailure;
 use crate::error::{Error, Result};
+use crate::plan::Plan;
 use crate::providers::Provider;
 use crate::request::RequestBuilder;
 use crate::state::{self, Event, Fold, Store};
@@ -174,7 +175,11 @@ impl<'a> Session<'a> {
     /// The run, and the one place it stops: any error after the session exists is
     /// journaled as the halt (what stopped it, whatever it was), so that `status` can say.
     async fn run(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
-        match self.run_todo(todo, options).await {
+        let result = self
+            .run_todo(todo, options)
+            .await
+            .map_err(|e| go_on_with(e, self.ctx.plan, options.selection));
+        match result {
             Err(e) if !self.book.get_mut().fold.session_id.is_empty() => self.halt(e),
             other => other,
         }
@@ -223,6 +228,10 @@ impl<'a> Session<'a> {
         }
         self.record(said)?;
         self.write_views(true)?;
+        if let Some((note, until_ms)) = pause::left_over(self.book.get_mut().fold.paused.as_ref()) {
+            self.observer.event(RunEvent::Note(&note));
+            pause::wait_until(until_ms, wait).await?;
+        }
         let book = self.book.get_mut();
         self.observer.event(RunEvent::Started {
             session_id: &book.fold.session_id,
@@ -462,4 +471,24 @@ impl<'a> Session<'a> {
         book.store.write_json(state::STATUS, &status)?;
         book.store.write_json(state::MEMORY, &memory)
     }
+}
+
+/// A budget refusal's advice for a `rerun`: `run` would find nothing to do there (the
+/// prompt is completed), so the advice is the `rerun` again.
+fn go_on_with(e: Error, plan: &Plan, selection: Selection) -> Error {
+    let Selection::Again { from, until } = selection else {
+        return e;
+    };
+    let Error::Budget(reason) = e else {
+        return e;
+    };
+    let again = if until > from {
+        format!("orchestrator rerun {} --and-after", plan.prompts[from].id)
+    } else {
+        format!("orchestrator rerun {}", plan.prompts[from].id)
+    };
+    Error::Budget(reason.replace(
+        "then `orchestrator run` continues",
+        &format!("then `{again}` goes on"),
+    ))
 }

@@ -41,6 +41,8 @@ pub(crate) enum Attempted {
         asked: Option<Duration>,
         /// What the attempt was counted as: input, output, estimated.
         tokens: (u64, u64, bool),
+        /// A rate or usage limit: a wait past `retry.max_delay` pauses the run.
+        limit: bool,
     },
     /// The prompt fails now (a permanent failure).
     Fail(String),

@@ -65,6 +65,9 @@ pub(crate) struct Fold {
     pub(crate) learned: BTreeMap<String, String>,
     /// The session was run against the embedded mock model.
     pub(crate) mock: bool,
+    /// A rate or usage limit's pause not yet over (no attempt started since): the
+    /// prompt, until when (Unix milliseconds) and why.
+    pub(crate) paused: Option<(String, u64, String)>,
 }
 
 const TRAIL: usize = 20;
@@ -104,6 +107,7 @@ impl Fold {
                 tokenizer_tokens,
                 mark,
             } => {
+                self.paused = None;
                 let p = self.prompts.entry(id.clone()).or_default();
                 p.file = file.clone();
                 p.status = PromptStatus::Running;
@@ -135,6 +139,14 @@ impl Fold {
             }
             Event::AttemptFinished(result) => self.attempt_finished(result, at),
             Event::Retry { .. } => {}
+            Event::Paused {
+                id,
+                until_ms,
+                reason,
+            } => {
+                self.paused = Some((id.clone(), *until_ms, reason.clone()));
+                self.push_trail(format!("{at} {id} paused for a limit"));
+            }
             Event::Completed { .. } => self.completed(&record.event, at),
             Event::Failed { id, error, .. } => {
                 self.settle(id, PromptStatus::Failed, error);

@@ -50,9 +50,9 @@ pub(crate) struct AttemptResult {
     /// never calibrates the tokenizer.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) by_agent: bool,
-    /// Refused for the endpoint's rate while other requests of the run were in flight: the
-    /// run's concurrency's doing, not the prompt's, so it does not count against
-    /// `retry.max_attempts`.
+    /// Refused for the endpoint's rate while other requests of the run were in flight (the
+    /// run's concurrency's doing), or for a rate or usage limit the run paused for (the
+    /// account's): not the prompt's, so it does not count against `retry.max_attempts`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) throttled: bool,
 }
@@ -124,6 +124,13 @@ pub(crate) enum Event {
         id: String,
         attempt: u32,
         delay_ms: u64,
+        reason: String,
+    },
+    /// A rate or usage limit: nothing is sent until `until` (Unix milliseconds), and a
+    /// run started before then waits for it first.
+    Paused {
+        id: String,
+        until_ms: u64,
         reason: String,
     },
     Completed {

@@ -15,6 +15,7 @@ mod foundation;
 mod hardening;
 mod hostile;
 mod newcomer;
+mod overnight;
 mod parallel;
 mod providers;
 mod recovery;

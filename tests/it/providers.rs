@@ -616,36 +616,70 @@ fn retry_after_is_waited_at_least_as_long_as_the_server_asks() {
 }
 
 #[test]
-fn retry_after_longer_than_max_delay_fails_the_prompt_without_waiting() {
+fn a_wait_past_max_delay_fails_the_prompt_and_a_rate_limit_past_max_wait_stops_the_run() {
+    // A 503 asking for longer than retry.max_delay fails the prompt; a 429 (a rate
+    // limit) asking for longer pauses the run, up to retry.max_wait (30 min here): an hour
+    // is past it, so the run stops at once, saying when the limit resets.
     let in_an_hour =
         httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
-    for (code, header, value) in [
-        (429, "retry-after", "3600".to_string()),
-        (429, "retry-after-ms", "3600000".to_string()),
-        (429, "retry-after", in_an_hour),
-        (503, "retry-after", "30".to_string()),
+    for (code, header, value, key) in [
+        (429, "retry-after", "3600".to_string(), "retry.max_wait"),
+        (
+            429,
+            "retry-after-ms",
+            "3600000".to_string(),
+            "retry.max_wait",
+        ),
+        (429, "retry-after", in_an_hour, "retry.max_wait"),
+        (503, "retry-after", "30".to_string(), "retry.max_delay"),
     ] {
         let row = format!("{code} {header}: {value}");
         let server = FakeLlm::start();
         server.script([status(code, "rate limited", &[(header, value.as_str())])]);
-        let b = one_prompt(&openai_config(&server, true));
+        let config = format!("{}max_wait = \"30m\"\n", openai_config(&server, true));
+        let b = one_prompt(&config);
         let run = b.run(&["run"]);
         let a = assert_failed(&b, &server, &run, 1);
         assert!(run.stderr.contains("01.1"), "{row}: {}", run.stderr);
+        assert!(run.stderr.contains(key), "{row}: {}", run.stderr);
         assert_eq!(a.len(), 1, "{row}: {a:#?}");
         assert_eq!(a[0]["outcome"], "transient", "{row}");
-        // Not waited: a wait is journaled as a `retry` event before it starts.
+        // Not waited: a wait is journaled (`retry`, `paused`) before it starts.
         assert!(events(&b, "retry").is_empty(), "{row}: no wait");
+        assert!(events(&b, "paused").is_empty(), "{row}: no pause");
         let failed = events(&b, "failed");
         let error = error_of(&failed[0]);
-        assert!(error.contains("retry.max_delay"), "{row}: {error}");
+        assert!(error.contains(key), "{row}: {error}");
         let status = status_json(&b);
         assert_eq!(strings(&status["failed"]), ["01.1"], "{row}");
-        let last_error = status["prompts"]["01.1"]["last_error"]
-            .as_str()
-            .unwrap_or("");
-        assert!(last_error.contains("max_delay"), "{row}: {last_error}");
     }
+}
+
+#[test]
+fn a_rate_limit_past_max_delay_pauses_the_run_until_its_reset_and_uses_no_attempt() {
+    // One attempt allowed, a 429 asking for a second with max_delay at 100ms: the run
+    // pauses (journaled with its end), then the prompt is sent again and accepted.
+    let server = FakeLlm::start();
+    server.script([status(429, "rate limited", &[("retry-after", "1")])]);
+    let config = openai_config(&server, true).replace(&retry(3, "100ms"), &retry(1, "100ms"));
+    let b = one_prompt(&config);
+    let run = b.run(&["run"]);
+    run.code(0).stderr_has("paused until");
+    assert_eq!(server.count(), 2);
+    let paused = events(&b, "paused");
+    assert_eq!(paused.len(), 1, "{paused:#?}");
+    assert_eq!(paused[0]["id"], "01.1");
+    let a = attempts(&b, "01.1");
+    assert_eq!(a.len(), 2, "{a:#?}");
+    assert_eq!(
+        a[0]["throttled"], true,
+        "the refused attempt is not counted: {:#}",
+        a[0]
+    );
+    let seen = server.seen();
+    let gap = seen[1].at.duration_since(seen[0].at);
+    assert!(gap >= Duration::from_secs(1), "sent again after {gap:?}");
+    assert_eq!(strings(&status_json(&b)["completed"]), ["01.1"]);
 }
 
 // ---- OpenAI: broken connections ---------------------------------------------------------

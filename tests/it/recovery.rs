@@ -1187,3 +1187,29 @@ fn max_cost_usd_halts_like_a_budget() {
     let cost = status["total"]["cost_usd"].as_f64().expect("cost_usd");
     assert!((cost - 0.30).abs() < 1e-9, "{cost}");
 }
+
+#[test]
+fn a_rerun_refused_by_a_budget_advises_the_rerun_not_a_run_that_would_find_nothing() {
+    let server = FakeLlm::start();
+    // As above: 01.1 and 01.2 fit in $3.13, then $0.30 is spent and 01.1's worst case
+    // ($2.842) no longer fits beside it.
+    let b = fast_bundled(
+        &server,
+        &[
+            ("pricing.input_per_mtok", 1000.0.into()),
+            ("pricing.output_per_mtok", 1000.0.into()),
+            ("budget.max_cost_usd", 3.13.into()),
+        ],
+    );
+    b.run(&["run"]).code(3);
+    let rerun = b.run(&["rerun", "01.1"]);
+    rerun
+        .code(3)
+        .stderr_has("then `orchestrator rerun 01.1` goes on");
+    assert!(
+        !rerun.stderr.contains("`orchestrator run` continues"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(server.count(), 2);
+}

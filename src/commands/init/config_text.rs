@@ -148,6 +148,7 @@ const REST_DEFAULTS: &str = r#"
 # max_attempts = 3
 # initial_delay = "1s"
 # max_delay = "60s"
+# max_wait = "6h"          # a rate or usage limit that resets later than max_delay pauses the run, up to this
 
 [run]
 # on_failure = "halt"            # halt | skip

@@ -1,0 +1,167 @@
+//! The wait before a prompt's next attempt (docs, "Recovery rules"): backoff, at least
+//! what the server asked; a server asking for longer than `retry.max_delay` fails the
+//! prompt, unless it is a rate or usage limit: then the run **pauses** until the reset
+//! (and a margin), journaled (`paused`) so that `status` shows it and a run started during
+//! it (after a kill) waits for what is left first; the attempt it ended is not counted. A
+//! reset past `retry.max_wait` halts the run, with the reset's time.
+
+use std::time::Duration;
+
+use super::attempt::PromptRun;
+use super::events::{RunEvent, Said};
+use super::interrupt::Wait;
+use super::retry;
+use super::steps::Step;
+use crate::error::{Error, Result};
+use crate::state::Event;
+use crate::text::{duration as show_duration, now_ms, until as show_until};
+
+/// What the last attempt said about the next one.
+pub(crate) struct Retrying {
+    pub(crate) attempt: u32,
+    pub(crate) reason: String,
+    /// After backoff (a transient failure) or at once (a content failure).
+    pub(crate) backoff: bool,
+    pub(crate) asked: Option<Duration>,
+    pub(crate) tokens: (u64, u64, bool),
+    pub(crate) limit: bool,
+}
+
+/// The time past a limit's reset the run waits on top (clocks differ): a twentieth of
+/// the wait, at most 30 s.
+fn margin(wait: Duration) -> Duration {
+    (wait / 20).min(Duration::from_secs(30))
+}
+
+impl PromptRun<'_, '_> {
+    /// Waits before the next attempt, journaled; `Some` when the prompt ends instead.
+    pub(crate) async fn before_retry(
+        &self,
+        next: Retrying,
+        backoff: &mut impl Iterator<Item = Duration>,
+    ) -> Result<Option<Step>> {
+        let config = self.ctx.config;
+        let prompt = &self.ctx.plan.prompts[self.index];
+        let id = prompt.id.to_string();
+        let Retrying {
+            attempt, reason, ..
+        } = &next;
+        let max_delay = config.retry.max_delay;
+        let wait = if !next.backoff {
+            Duration::ZERO
+        } else {
+            let exponential = backoff.next().unwrap_or(max_delay);
+            match retry::wait(exponential, fastrand::f64(), next.asked, max_delay) {
+                retry::Wait::Sleep(d) => d,
+                retry::Wait::TooLong { asked } if next.limit => {
+                    return self.pause(&id, asked, reason).await;
+                }
+                retry::Wait::TooLong { asked } => {
+                    let reason = format!(
+                        "{reason}; the server asks to wait {}, longer than retry.max_delay ({}), so the prompt fails rather than sleeping",
+                        show_duration(asked),
+                        show_duration(max_delay)
+                    );
+                    return Ok(Some(Step::Failed { reason, stop: None }));
+                }
+            }
+        };
+        self.book.borrow_mut().record(
+            Said::event(Event::Retry {
+                id: id.clone(),
+                attempt: attempt + 1,
+                delay_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                reason: reason.clone(),
+            }),
+            self.observer,
+        )?;
+        self.observer.event(RunEvent::Retry {
+            prompt,
+            attempt: attempt + 1,
+            delay: wait,
+            reason,
+            input_tokens: next.tokens.0,
+            output_tokens: next.tokens.1,
+            estimated: next.tokens.2,
+        });
+        tokio::select! {
+            () = tokio::time::sleep(wait) => Ok(None),
+            () = self.interrupt.wait() => Err(Error::Interrupted),
+        }
+    }
+
+    /// A limit that resets in `asked`: the run paused until then, or halted past
+    /// `retry.max_wait`.
+    async fn pause(&self, id: &str, asked: Duration, reason: &str) -> Result<Option<Step>> {
+        let max_wait = self.ctx.config.retry.max_wait;
+        let now = now_ms();
+        let wait = asked.saturating_add(margin(asked));
+        let until_ms = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        if asked > max_wait {
+            let why = format!(
+                "{id}: {reason}; the limit resets at {}, past retry.max_wait ({}): the run stops rather than waiting. Run `orchestrator run` again after the reset, or raise retry.max_wait",
+                show_until(
+                    now.saturating_add(u64::try_from(asked.as_millis()).unwrap_or(u64::MAX)),
+                    now
+                ),
+                show_duration(max_wait)
+            );
+            return Ok(Some(Step::Failed {
+                reason: why.clone(),
+                stop: Some(Error::PromptFailed(why)),
+            }));
+        }
+        let mut said = Said::event(Event::Paused {
+            id: id.to_string(),
+            until_ms,
+            reason: reason.to_string(),
+        });
+        said.warnings.push(format!(
+            "{id}: paused until {} for a limit ({reason}); nothing is sent before then, and the attempt it ended is not counted",
+            show_until(until_ms, now)
+        ));
+        self.book.borrow_mut().record(said, self.observer)?;
+        wait_until(until_ms, self.wait()).await.map(|()| None)
+    }
+}
+
+/// Sleeps until `until_ms` (Unix milliseconds), or stops at an interrupt.
+pub(crate) async fn wait_until(until_ms: u64, wait: Wait<'_>) -> Result<()> {
+    let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+    tokio::select! {
+        () = tokio::time::sleep(left) => Ok(()),
+        () = wait.interrupt.wait() => Err(Error::Interrupted),
+    }
+}
+
+/// At the start of a run: the pause a killed run was in, if it has not ended, as a note
+/// and the time to wait until.
+pub(crate) fn left_over(paused: Option<&(String, u64, String)>) -> Option<(String, u64)> {
+    let (id, until_ms, reason) = paused?;
+    let now = now_ms();
+    (*until_ms > now).then(|| {
+        (
+            format!(
+                "paused until {} for a limit, as the last run was ({id}: {reason}); nothing is sent before then",
+                show_until(*until_ms, now)
+            ),
+            *until_ms,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_is_a_twentieth_of_the_wait_and_at_most_thirty_seconds() {
+        for (wait, want) in [(20, 1), (600, 30), (36_000, 30), (0, 0)] {
+            assert_eq!(
+                margin(Duration::from_secs(wait)),
+                Duration::from_secs(want),
+                "{wait}"
+            );
+        }
+    }
+}

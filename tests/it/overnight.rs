@@ -1,0 +1,141 @@
+//! Overnight with an agent (issue 21): a usage limit pauses the build until its reset
+//! rather than failing it, a kill during the pause resumes the wait, a reset past
+//! `retry.max_wait` stops the run saying when; a Codex turn that completes after a
+//! reconnect notice is accepted. The agent is a shell script answering in the agent CLIs'
+//! own shapes.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::builder::TestBuild;
+
+use crate::support::{
+    AGENT_REPLY, Build, Running, agent_script, attempts, events, eventually, status_json, strings,
+};
+
+/// One prompt, `01.1-first`, answered by `agent.sh` (`body`), one attempt allowed and
+/// backoff capped at 50ms: any wait longer is a limit's pause or a failure.
+fn build(body: &str, extra: &str) -> Build {
+    let b = TestBuild::new()
+        .phase("01-a", "A", Some(50_000))
+        .prompt("01.1-first", "Write the first part.", &["title"])
+        .build();
+    let script = agent_script(&b, "agent.sh", body);
+    b.config(&format!(
+        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\ntimeout = \"20s\"\n[retry]\nmax_attempts = 1\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n{extra}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
+        script.display()
+    ));
+    b
+}
+
+/// An agent that reports `limit` (a shell word, expanded) as Claude Code's error result
+/// on its first call and answers on the next; each call's time (Unix seconds) is appended
+/// to `calls` beside the script.
+fn limited_once(limit: &str) -> String {
+    format!(
+        "dir=$(dirname \"$0\")\ndate +%s >> \"$dir/calls\"\nif [ ! -e \"$dir/limited\" ]; then\n  touch \"$dir/limited\"\n  cat >/dev/null\n  printf '{{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"result\":\"%s\",\"session_id\":\"s\"}}\\n' {limit}\n  exit 1\nfi\n{AGENT_REPLY}"
+    )
+}
+
+fn calls(b: &Build) -> Vec<u64> {
+    b.read("calls")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn paused_until_secs(b: &Build) -> u64 {
+    let paused = events(b, "paused");
+    assert_eq!(paused.len(), 1, "{paused:#?}");
+    paused[0]["until_ms"].as_u64().expect("until_ms") / 1000
+}
+
+#[test]
+fn a_claude_code_usage_limit_pauses_the_build_until_its_reset_and_uses_no_attempt() {
+    // The older text: `Claude AI usage limit reached|<epoch>`, two seconds on.
+    let b = build(
+        &limited_once("\"Claude AI usage limit reached|$(( $(date +%s) + 2 ))\""),
+        "",
+    );
+    let run = b.run(&["run"]);
+    run.code(0).stderr_has("paused until");
+    let calls = calls(&b);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let until = paused_until_secs(&b);
+    assert!(
+        calls[1] >= until,
+        "sent again at {} before the reset {until}",
+        calls[1]
+    );
+    let a = attempts(&b, "01.1");
+    assert_eq!(a.len(), 2, "{a:#?}");
+    assert_eq!(a[0]["throttled"], true, "not counted: {:#}", a[0]);
+    assert_eq!(strings(&status_json(&b)["completed"]), ["01.1"]);
+}
+
+#[test]
+fn a_kill_during_a_pause_resumes_the_wait_and_the_agent_is_not_called_before_the_reset() {
+    let b = build(
+        &limited_once("\"Claude AI usage limit reached|$(( $(date +%s) + 3 ))\""),
+        "",
+    );
+    let runner = Running::spawn_quiet(&b, &["run"]);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            b.path().join("checkpoints/journal.jsonl").exists() && !events(&b, "paused").is_empty()
+        }),
+        "the run paused"
+    );
+    runner.kill();
+    let until = paused_until_secs(&b);
+    let json = b.run(&["status", "--json"]);
+    let status: Value = serde_json::from_str(&json.stdout).expect("status --json");
+    assert_eq!(status["paused"]["prompt"], "01.1", "{status}");
+    let text = b.run(&["status"]);
+    text.code(0).stdout_has("Paused until");
+    let run = b.run(&["run"]);
+    run.code(0).stderr_has("as the last run was");
+    let calls = calls(&b);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[1] >= until,
+        "sent again at {} before the reset {until}",
+        calls[1]
+    );
+    let status = status_json(&b);
+    assert_eq!(strings(&status["completed"]), ["01.1"]);
+    assert_eq!(status["paused"], Value::Null, "the pause is over: {status}");
+}
+
+#[test]
+fn a_limit_that_resets_past_max_wait_stops_the_run_with_the_reset_time() {
+    // The newer text, with its time zone: at most a day away, past a max_wait of 1s.
+    let b = build(
+        &limited_once("\"You have hit your limit · resets 7pm (America/Los_Angeles)\""),
+        "max_wait = \"1s\"",
+    );
+    let run = b.run(&["run"]);
+    run.code(1)
+        .stderr_has("retry.max_wait")
+        .stderr_has("the limit resets at");
+    assert_eq!(calls(&b).len(), 1);
+    assert!(events(&b, "paused").is_empty());
+    assert_eq!(strings(&status_json(&b)["failed"]), ["01.1"]);
+}
+
+#[test]
+fn a_codex_turn_that_completes_after_a_reconnect_notice_is_accepted() {
+    let body = r##"cat >/dev/null
+printf '%s\n' '{"type":"thread.started","thread_id":"t1"}' '{"type":"turn.started"}' '{"type":"error","message":"Reconnecting... 1/5 (stream disconnected before completion)"}'
+printf '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"Done.\\n\\n```json\\n{\\"prompt\\": \\"01.1-first\\", \\"success\\": true, \\"outputs\\": {\\"title\\": \\"t\\"}}\\n```\\n"}}\n'
+printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"output_tokens":30,"reasoning_output_tokens":12}}'
+"##;
+    let b = build(body, "");
+    b.run(&["run"]).code(0);
+    let a = attempts(&b, "01.1");
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0]["outcome"], "ok", "{:#}", a[0]);
+    assert_eq!(a[0]["reasoning_tokens"], 12, "{:#}", a[0]);
+    assert_eq!(status_json(&b)["variables"]["01.1"]["title"], "t");
+}
