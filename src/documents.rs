@@ -109,6 +109,13 @@ pub struct PromptState {
     /// apart (they are shown and priced, not budgeted).
     #[serde(default)]
     pub budgeted: u64,
+    /// The agent session its accepted call reported (Claude Code's `session_id`, Codex's
+    /// thread), for `llm.continue_session`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent_session: Option<String>,
+    /// The session the last attempt's call reported, until the prompt completes.
+    #[serde(skip)]
+    pub last_session: Option<String>,
 }
 
 /// A check's last result.

@@ -85,6 +85,12 @@ pub(crate) struct Llm {
     /// The most requests in flight to this endpoint at once, whatever `run.jobs` says
     /// (a server that takes two at a time); the run lowers it further on a 429.
     pub(crate) max_concurrency: Option<u32>,
+    /// The most one agent call may spend (US dollars): `{{budget_usd_left}}` is never
+    /// more, so that one runaway call cannot take the whole remaining budget.
+    pub(crate) max_call_usd: Option<f64>,
+    /// Arguments added to the agent's command when the last accepted prompt's call
+    /// reported a session (`["--resume", "{{agent_session}}"]`): the agent goes on in it.
+    pub(crate) continue_session: Vec<String>,
 }
 
 impl Default for Llm {
@@ -114,6 +120,8 @@ impl Default for Llm {
             ],
             env: Vec::new(),
             max_concurrency: None,
+            max_call_usd: None,
+            continue_session: Vec::new(),
         }
     }
 }

@@ -13,8 +13,13 @@ use super::values::duration;
 /// What `[llm].command` may contain, substituted per call: the output cap, what remains of
 /// the tightest USD limit, the prompt written to a file (for CLIs that take one), and the
 /// workspace's path.
-pub(crate) const COMMAND_PLACEHOLDERS: [&str; 4] =
-    ["max_tokens", "budget_usd_left", "prompt_file", "workspace"];
+pub(crate) const COMMAND_PLACEHOLDERS: [&str; 5] = [
+    "max_tokens",
+    "budget_usd_left",
+    "prompt_file",
+    "workspace",
+    "agent_session",
+];
 
 /// The most prompts a run may have in flight at once (`run.jobs`, `--jobs`).
 pub(crate) const MAX_JOBS: u32 = 64;

@@ -179,6 +179,9 @@ fn budgets(config: &Config) -> Checked {
     if let Some(max) = config.budget.max_cost_usd {
         money("budget.max_cost_usd", max)?;
     }
+    if let Some(max) = config.llm.max_call_usd {
+        money("llm.max_call_usd", max)?;
+    }
     if let Some(p) = &config.pricing {
         money("pricing.input_per_mtok", p.input_per_mtok)?;
         money("pricing.output_per_mtok", p.output_per_mtok)?;
@@ -203,12 +206,19 @@ fn agent(config: &Config) -> Checked {
             "is empty; give the agent CLI and its arguments",
         ));
     }
-    for arg in &config.llm.command {
+    let args = (config.llm.command.iter().map(|a| ("llm.command", a))).chain(
+        config
+            .llm
+            .continue_session
+            .iter()
+            .map(|a| ("llm.continue_session", a)),
+    );
+    for (key, arg) in args {
         let known = |name: &str| COMMAND_PLACEHOLDERS.contains(&name);
         let (_, unknown) = Template::parse(arg, &known, &[], 1);
         if let Some(u) = unknown.first() {
             return Err(bad(
-                "llm.command",
+                key,
                 format!(
                     "{{{{{}}}}} is not a placeholder a command may use; it may use {}",
                     u.name,
@@ -220,6 +230,7 @@ fn agent(config: &Config) -> Checked {
         }
     }
     let usd_limit = config.budget.max_cost_usd.is_some()
+        || config.llm.max_call_usd.is_some()
         || config.phases.iter().any(|p| p.budget_usd.is_some());
     if !usd_limit
         && config
@@ -230,7 +241,7 @@ fn agent(config: &Config) -> Checked {
     {
         return Err(bad(
             "llm.command",
-            "uses {{budget_usd_left}} but no USD limit is set; set budget.max_cost_usd or a phase's budget_usd",
+            "uses {{budget_usd_left}} but no USD limit is set; set budget.max_cost_usd, a phase's budget_usd or llm.max_call_usd",
         ));
     }
     Ok(())

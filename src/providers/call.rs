@@ -324,6 +324,8 @@ pub(crate) struct Call<'a> {
     pub(crate) budget_usd_left: Option<f64>,
     /// The attempt's mark, put in the agent's environment.
     pub(crate) mark: Option<&'a crate::process::Mark>,
+    /// The agent session to go on in (`llm.continue_session`), if any.
+    pub(crate) agent_session: Option<&'a str>,
 }
 
 /// What a provider tells the runner while an attempt is under way.

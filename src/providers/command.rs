@@ -33,6 +33,8 @@ use crate::template::Template;
 
 pub(crate) struct Command {
     argv: Vec<String>,
+    /// `llm.continue_session`.
+    continue_session: Vec<String>,
     key_env: String,
     pass_env: Vec<String>,
     timeout: Duration,
@@ -42,6 +44,7 @@ impl Command {
     pub(crate) fn new(config: &Config, key_env: String) -> Command {
         Command {
             argv: config.llm.command.clone(),
+            continue_session: config.llm.continue_session.clone(),
             key_env,
             pass_env: config.llm.env.clone(),
             timeout: config.llm.timeout,
@@ -91,6 +94,7 @@ impl Command {
             budget_usd_left: call.budget_usd_left,
             prompt_file: prompt_file.as_ref().map(|f| f.0.as_path()),
             workspace: call.workdir,
+            agent_session: call.agent_session,
         };
         let mut child = self.spawn(&values, call, prompt_file.is_none())?;
         let pid = child.id();
@@ -179,7 +183,14 @@ impl Command {
         call: &Call<'_>,
         stdin: bool,
     ) -> Result<tokio::process::Child, Failure> {
-        let argv: Vec<String> = self.argv.iter().map(|a| values.fill(a)).collect();
+        let mut argv: Vec<String> = self.argv.iter().map(|a| values.fill(a)).collect();
+        if values.agent_session.is_some() {
+            // Before a last `-` (the prompt on stdin, as Codex's `exec … resume ID -`).
+            let at =
+                argv.len() - usize::from(argv.len() > 1 && argv.last().is_some_and(|a| a == "-"));
+            let more = self.continue_session.iter().map(|a| values.fill(a));
+            argv.splice(at..at, more);
+        }
         let Some((program, args)) = argv.split_first() else {
             return Err(Failure::permanent("llm.command is empty"));
         };
@@ -226,6 +237,7 @@ struct Values<'a> {
     budget_usd_left: Option<f64>,
     prompt_file: Option<&'a Path>,
     workspace: Option<&'a Path>,
+    agent_session: Option<&'a str>,
 }
 
 impl Values<'_> {
@@ -244,6 +256,10 @@ impl Values<'_> {
             ),
             ("prompt_file", Value::from(path(self.prompt_file))),
             ("workspace", Value::from(path(self.workspace))),
+            (
+                "agent_session",
+                Value::from(self.agent_session.unwrap_or("")),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -317,10 +317,18 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         };
         let (plan, config) = (self.ctx.plan, self.ctx.config);
         let phase = plan.prompts[p.request.prompt].phase;
+        let session = (!config.llm.continue_session.is_empty())
+            .then(|| {
+                self.book
+                    .borrow()
+                    .agent_session_for(plan, self.index, attempt)
+            })
+            .flatten();
         let call = Call {
             workdir: self.snapshots.dir(),
             budget_usd_left: reserve::usd_left(&self.book.borrow(), plan, config, phase),
             mark: Some(mark),
+            agent_session: session.as_deref(),
         };
         let outcome = {
             let send = self

@@ -201,11 +201,13 @@ fn usd_limits(book: &Book, plan: &Plan, config: &Config, phase: usize) -> Vec<(S
     limits
 }
 
-/// What remains of the tightest USD limit on a call in `phase` (`{{budget_usd_left}}`).
+/// What remains of the tightest USD limit on a call in `phase`, and at most
+/// `llm.max_call_usd` (`{{budget_usd_left}}`).
 pub(super) fn usd_left(book: &Book, plan: &Plan, config: &Config, phase: usize) -> Option<f64> {
     usd_limits(book, plan, config, phase)
         .into_iter()
         .map(|(_, limit, spent)| (limit - spent).max(0.0))
+        .chain(config.llm.max_call_usd)
         .min_by(f64::total_cmp)
 }
 

@@ -22,6 +22,30 @@ pub(crate) struct Book {
 }
 
 impl Book {
+    /// The agent session to go on in for attempt `attempt` at prompt `index`
+    /// (`llm.continue_session`): on the first, the one the last accepted prompt before it
+    /// reported. A later attempt starts a fresh session (the workspace was put back to the
+    /// last accepted commit; the note says why).
+    pub(crate) fn agent_session_for(
+        &self,
+        plan: &Plan,
+        index: usize,
+        attempt: u32,
+    ) -> Option<String> {
+        if attempt != 1 {
+            return None;
+        }
+        let before = plan.prompts[..index]
+            .iter()
+            .rev()
+            .find(|p| self.fold.done.contains(p.id.as_str()))?;
+        self.fold
+            .prompts
+            .get(before.id.as_str())?
+            .agent_session
+            .clone()
+    }
+
     /// What a step did, recorded: told to `observer`, its events appended to the journal
     /// (fsynced) and applied. The one way a run changes its state.
     pub(crate) fn record(&mut self, said: Said, observer: &dyn Observer) -> Result<()> {

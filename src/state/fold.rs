@@ -278,6 +278,9 @@ impl Fold {
         p.cost_usd += cost;
         self.cost_usd += cost;
         p.finish_reason = r.finish_reason.clone();
+        if r.by_agent {
+            p.last_session.clone_from(&r.request_id);
+        }
         match r.outcome {
             AttemptOutcome::Unknown => {
                 p.possibly_billed += 1;
@@ -330,6 +333,7 @@ impl Fold {
         p.output = Some(output.clone());
         p.last_error = None;
         p.completed_at = Some(at.to_string());
+        p.agent_session = p.last_session.take();
         if let Some(commit) = commit {
             p.commit = Some(commit.clone());
         }

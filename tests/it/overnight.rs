@@ -139,3 +139,48 @@ printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":100,"cached_inpu
     assert_eq!(a[0]["reasoning_tokens"], 12, "{:#}", a[0]);
     assert_eq!(status_json(&b)["variables"]["01.1"]["title"], "t");
 }
+
+#[test]
+fn max_call_usd_caps_the_budget_one_agent_call_is_handed() {
+    // $0.50 left in all, $0.05 at most per call: the agent is told $0.05.
+    let b = TestBuild::new()
+        .phase("01-a", "A", Some(50_000))
+        .prompt("01.1-first", "Write the first part.", &["title"])
+        .build();
+    let script = agent_script(
+        &b,
+        "agent.sh",
+        &format!("printf '%s\\n' \"$2\" >> \"$(dirname \"$0\")/handed\"\n{AGENT_REPLY}"),
+    );
+    b.config(&format!(
+        "[llm]\nprovider = \"command\"\ncommand = [\"{}\", \"--max-budget-usd\", \"{{{{budget_usd_left}}}}\"]\nmax_call_usd = 0.05\n[budget]\nmax_cost_usd = 0.5\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
+        script.display()
+    ));
+    b.run(&["run"]).code(0);
+    assert_eq!(b.read("handed").trim(), "0.0500");
+}
+
+#[test]
+fn the_second_prompt_goes_on_in_the_session_the_first_call_reported_and_the_first_starts_fresh() {
+    // The agent answers as Claude Code does, with `"session_id":"s"`; each call's
+    // arguments are logged, one line per call.
+    let b = TestBuild::new()
+        .phase("01-a", "A", Some(50_000))
+        .prompt("01.1-first", "Write the first part.", &["title"])
+        .prompt("01.2-second", "Build on {{title}}.", &["summary"])
+        .build();
+    let script = agent_script(
+        &b,
+        "agent.sh",
+        &format!("echo \"args:$*\" >> \"$(dirname \"$0\")/argv\"\n{AGENT_REPLY}"),
+    );
+    b.config(&format!(
+        "[llm]\nprovider = \"command\"\ncommand = [\"{}\", \"-p\"]\ncontinue_session = [\"--resume\", \"{{{{agent_session}}}}\"]\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
+        script.display()
+    ));
+    b.run(&["run"]).code(0);
+    let argv = b.read("argv");
+    let lines: Vec<&str> = argv.lines().collect();
+    assert_eq!(lines, ["args:-p", "args:-p --resume s"], "{argv}");
+    assert_eq!(status_json(&b)["prompts"]["01.1"]["agent_session"], "s");
+}
