@@ -40,6 +40,7 @@ pub(crate) struct Config {
     pub(crate) run: Run,
     pub(crate) workspace: WorkspaceConfig,
     pub(crate) verify: Verify,
+    pub(crate) notify: Notify,
     pub(crate) mock: MockConfig,
     pub(crate) prompts: PromptsConfig,
     pub(crate) context: ContextConfig,
@@ -315,6 +316,26 @@ impl WorkspaceConfig {
         match &self.exclude {
             Some(list) => list.clone(),
             None => DEFAULT_EXCLUDES.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+}
+
+/// `[notify]`: a command told when a run ends or pauses (one JSON document on stdin).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Notify {
+    /// The program and its arguments; empty: nobody is told.
+    pub(crate) command: Vec<String>,
+    /// How long the run waits for it.
+    #[serde(deserialize_with = "duration")]
+    pub(crate) timeout: Duration,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            command: Vec::new(),
+            timeout: Duration::from_secs(30),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::attempt::PromptRun;
 use super::events::{RunEvent, Said};
 use super::interrupt::Wait;
+use super::notify::{self, Notice};
 use super::retry;
 use super::steps::Step;
 use crate::error::{Error, Result};
@@ -121,6 +122,19 @@ impl PromptRun<'_, '_> {
             show_until(until_ms, now)
         ));
         self.book.borrow_mut().record(said, self.observer)?;
+        let config = self.ctx.config;
+        if !config.notify.command.is_empty() {
+            let notice = Notice {
+                event: "paused",
+                exit_code: 0,
+                reason: Some(reason.to_string()),
+                paused: Some((id, until_ms)),
+            };
+            let doc = notify::document(&self.book.borrow(), self.ctx.plan, config, &notice);
+            if let Some(warning) = notify::tell(config, self.ctx.config_dir, &doc).await {
+                self.observer.event(RunEvent::Warning(&warning));
+            }
+        }
         wait_until(until_ms, self.wait()).await.map(|()| None)
     }
 }

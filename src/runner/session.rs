@@ -20,7 +20,7 @@ use super::queue::{Next, Queue};
 use super::snapshot::Snapshots;
 use super::steps::Step;
 use super::tally::{Book, Tally};
-use super::{pause, reserve, verification};
+use super::{notify, pause, reserve, verification};
 use crate::budget::Ledger;
 use crate::config::OnFailure;
 use crate::error::{Error, Result};
@@ -179,10 +179,18 @@ impl<'a> Session<'a> {
             .run_todo(todo, options)
             .await
             .map_err(|e| go_on_with(e, self.ctx.plan, options.selection));
-        match result {
+        let result = match result {
             Err(e) if !self.book.get_mut().fold.session_id.is_empty() => self.halt(e),
             other => other,
+        };
+        if !self.ctx.config.notify.command.is_empty() {
+            let notice = notify::Notice::of_end(&result);
+            let doc = notify::document(self.book.get_mut(), self.ctx.plan, self.ctx.config, &notice);
+            if let Some(warning) = notify::tell(self.ctx.config, self.ctx.config_dir, &doc).await {
+                self.tell(RunEvent::Warning(&warning));
+            }
         }
+        result
     }
 
     async fn run_todo(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {

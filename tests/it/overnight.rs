@@ -184,3 +184,58 @@ fn the_second_prompt_goes_on_in_the_session_the_first_call_reported_and_the_firs
     assert_eq!(lines, ["args:-p", "args:-p --resume s"], "{argv}");
     assert_eq!(status_json(&b)["prompts"]["01.1"]["agent_session"], "s");
 }
+
+/// A notifier that appends what it reads on stdin to `notified` beside it, and the build
+/// `body` answers, with `[notify] command` set to it.
+fn notified_build(body: &str, extra: &str) -> Build {
+    let b = build(body, extra);
+    let notifier = agent_script(&b, "notify.sh", "cat >> \"$(dirname \"$0\")/notified\"\n");
+    let config = b.read("config.toml");
+    b.config(&format!(
+        "{config}\n[notify]\ncommand = [\"{}\"]\n",
+        notifier.display()
+    ));
+    b
+}
+
+fn notices(b: &Build) -> Vec<Value> {
+    b.read("notified")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
+        .collect()
+}
+
+#[test]
+fn a_finished_run_sends_the_notifier_one_document_on_one_line() {
+    let b = notified_build(AGENT_REPLY, "");
+    b.run(&["run"]).code(0);
+    let n = notices(&b);
+    assert_eq!(n.len(), 1, "{n:#?}");
+    assert_eq!(n[0]["event"], "finished");
+    assert_eq!(n[0]["exit_code"], 0);
+    assert_eq!(n[0]["completed"], 1);
+    assert_eq!(n[0]["failed"], 0);
+    assert_eq!(n[0]["session_id"], status_json(&b)["session_id"]);
+    assert!(n[0]["cost_usd"].as_f64().is_some(), "{}", n[0]);
+}
+
+#[test]
+fn a_failed_run_and_a_pause_are_told_to_the_notifier() {
+    // A usage limit two seconds away (a pause, told), then an agent that fails for good.
+    let body = "dir=$(dirname \"$0\")\nif [ ! -e \"$dir/limited\" ]; then\n  touch \"$dir/limited\"\n  cat >/dev/null\n  printf '{\"type\":\"result\",\"is_error\":true,\"result\":\"Claude AI usage limit reached|%s\"}\\n' $(( $(date +%s) + 2 ))\n  exit 1\nfi\ncat >/dev/null\necho 'fatal: no model' >&2\nexit 3\n";
+    let b = notified_build(body, "");
+    b.run(&["run"]).code(1);
+    let n = notices(&b);
+    assert_eq!(n.len(), 2, "{n:#?}");
+    assert_eq!(n[0]["event"], "paused");
+    assert_eq!(n[0]["prompt"], "01.1");
+    assert!(n[0]["paused_until"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", n[0]);
+    assert_eq!(n[1]["event"], "failed");
+    assert_eq!(n[1]["exit_code"], 1);
+    assert_eq!(n[1]["failed"], 1);
+    assert!(
+        n[1]["reason"].as_str().is_some_and(|r| r.contains("01.1")),
+        "{}",
+        n[1]
+    );
+}
