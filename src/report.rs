@@ -245,12 +245,9 @@ fn in_time(out: &mut String, h: &ReportDoc) {
     let height = lanes.len() * LANE + 24;
     let _ = write!(
         out,
-        "<p class=\"legend\">At most {} in flight at once; {} from the first attempt to the end of the last.</p><svg class=\"lanes\" width=\"{}\" height=\"{height}\" role=\"img\">",
-        format!(
-            "{} {}",
-            lanes.len(),
-            crate::text::plural(lanes.len(), "attempt")
-        ),
+        "<p class=\"legend\">At most {} {} in flight at once; {} from the first attempt to the end of the last.</p><svg class=\"lanes\" width=\"{}\" height=\"{height}\" role=\"img\">",
+        lanes.len(),
+        crate::text::plural(lanes.len(), "attempt"),
         crate::text::duration(std::time::Duration::from_millis(span as u64)),
         WIDTH as usize + 20
     );

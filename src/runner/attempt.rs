@@ -17,10 +17,10 @@ use super::endpoint::{Endpoint, reply_detail};
 use super::events::{Observer, RunEvent, Said};
 use super::gate::Gate;
 use super::interrupt::{Interrupt, Wait};
-use super::pause::Retrying;
+use super::pause::Waiter;
 use super::reserve;
 use super::snapshot::{Point, Snapshots};
-use super::steps::{Attempted, Prepared, Step};
+use super::steps::{Attempted, Prepared, Retrying, Step};
 use super::tally::Book;
 use super::{accounting, retry, turns, verdict, verification};
 use crate::documents::AttemptOutcome;
@@ -63,7 +63,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         self.ctx.plan.prompts[self.index].id.to_string()
     }
 
-    pub(crate) fn wait(&self) -> Wait<'r> {
+    fn wait(&self) -> Wait<'r> {
         Wait {
             interrupt: self.interrupt,
             observer: self.observer,
@@ -130,7 +130,14 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 tokens,
                 limit,
             };
-            if let Some(step) = self.before_retry(next, &mut backoff).await? {
+            let waiter = Waiter {
+                ctx: self.ctx,
+                book: self.book,
+                observer: self.observer,
+                interrupt: self.interrupt,
+                index: self.index,
+            };
+            if let Some(step) = waiter.before_retry(next, &mut backoff).await? {
                 return Ok(step);
             }
         }

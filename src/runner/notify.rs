@@ -101,7 +101,13 @@ pub(crate) async fn tell(config: &Config, dir: &Path, doc: &Value) -> Option<Str
     };
     let _group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
     let line = format!("{doc}\n");
-    let (ended, _, err) = talk(&mut child, line.as_bytes(), config.notify.timeout, Keep::Tail(2000)).await;
+    let (ended, _, err) = talk(
+        &mut child,
+        line.as_bytes(),
+        config.notify.timeout,
+        Keep::Tail(2000),
+    )
+    .await;
     let err = String::from_utf8_lossy(&err);
     match ended {
         Ended::Exited(Ok(status)) if status.success() => None,

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::context::{Context, Selection};
 use super::events::{Observer, RunEvent, Said};
+use crate::config::Pricing;
 use crate::documents::AttemptOutcome;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
@@ -115,7 +116,7 @@ pub(super) fn new_session(checkpoints: &Path, mock: bool) -> Event {
 /// may have been billed, so it is counted at its worst case, and its prompt is sent again;
 /// an agent's process group that outlived the runner, and every process the attempt
 /// started that still carries its mark, are killed first.
-pub(super) fn settle_open_attempts(fold: &Fold) -> Said {
+pub(super) fn settle_open_attempts(fold: &Fold, pricing: Option<Pricing>, agent: bool) -> Said {
     let mut said = Said::default();
     for o in &fold.open {
         if let Some(group) = &o.group
@@ -138,9 +139,21 @@ pub(super) fn settle_open_attempts(fold: &Fold) -> Said {
             }
         }
         let worst = o.input_tokens.saturating_add(u64::from(o.max_tokens));
+        // Its cost at the same worst case: [pricing]'s figure for it, and for an agent at
+        // least the most one agent call has cost.
+        let priced = pricing.map_or(0.0, |p| {
+            p.cost(o.input_tokens, u64::from(o.max_tokens), 0, 0)
+        });
+        let cost_usd = if agent {
+            priced.max(fold.largest_agent_cost)
+        } else {
+            priced
+        };
         said.warnings.push(format!(
-            "{} attempt {}: no result was recorded (the runner stopped mid-request); it is possibly billed and counted at its worst case ({worst} tokens)",
-            o.id, o.attempt
+            "{} attempt {}: no result was recorded (the runner stopped mid-request); it is possibly billed and counted at its worst case ({worst} tokens, {})",
+            o.id,
+            o.attempt,
+            crate::text::usd(cost_usd)
         ));
         said.events.push(Event::AttemptFinished(AttemptResult {
             id: o.id.clone(),
@@ -150,6 +163,8 @@ pub(super) fn settle_open_attempts(fold: &Fold) -> Said {
             output_tokens: u64::from(o.max_tokens),
             estimated: true,
             error: Some("possibly billed: no result was recorded".into()),
+            cost_usd,
+            by_agent: agent,
             ..AttemptResult::default()
         }));
     }
@@ -211,5 +226,38 @@ mod tests {
     #[test]
     fn session_ids_use_the_seed_format() {
         assert_eq!(session_id("2026-11-25T08:44:09.123Z"), "20261125_084409");
+    }
+
+    #[test]
+    fn an_attempt_a_crash_cut_is_counted_at_its_worst_case_in_tokens_and_in_dollars() {
+        // 100 in, max_tokens 1000, $1000 per million either way: $1.10. An agent's
+        // attempt costs at least the most one agent call has cost ($2.50 here).
+        let mut fold = Fold::default();
+        fold.open.push(crate::state::OpenAttempt {
+            id: "01.1".into(),
+            attempt: 1,
+            input_tokens: 100,
+            max_tokens: 1000,
+            ..Default::default()
+        });
+        fold.largest_agent_cost = 2.5;
+        let pricing = Pricing {
+            input_per_mtok: 1000.0,
+            output_per_mtok: 1000.0,
+            cache_read_per_mtok: None,
+            cache_write_per_mtok: None,
+        };
+        for (name, pricing, agent, want) in [
+            ("a request, priced", Some(pricing), false, 1.1),
+            ("an agent call: its largest cost", Some(pricing), true, 2.5),
+            ("a request, no pricing", None, false, 0.0),
+        ] {
+            let said = settle_open_attempts(&fold, pricing, agent);
+            let Some(Event::AttemptFinished(r)) = said.events.first() else {
+                panic!("{name}: no result");
+            };
+            assert_eq!((r.input_tokens, r.output_tokens), (100, 1000), "{name}");
+            assert!((r.cost_usd - want).abs() < 1e-9, "{name}: {}", r.cost_usd);
+        }
     }
 }

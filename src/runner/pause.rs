@@ -7,26 +7,18 @@
 
 use std::time::Duration;
 
-use super::attempt::PromptRun;
-use super::events::{RunEvent, Said};
-use super::interrupt::Wait;
+use std::cell::RefCell;
+
+use super::context::Context;
+use super::events::{Observer, RunEvent, Said};
+use super::interrupt::{Interrupt, Wait};
 use super::notify::{self, Notice};
 use super::retry;
-use super::steps::Step;
+use super::steps::{Retrying, Step};
+use super::tally::Book;
 use crate::error::{Error, Result};
 use crate::state::Event;
 use crate::text::{duration as show_duration, now_ms, until as show_until};
-
-/// What the last attempt said about the next one.
-pub(crate) struct Retrying {
-    pub(crate) attempt: u32,
-    pub(crate) reason: String,
-    /// After backoff (a transient failure) or at once (a content failure).
-    pub(crate) backoff: bool,
-    pub(crate) asked: Option<Duration>,
-    pub(crate) tokens: (u64, u64, bool),
-    pub(crate) limit: bool,
-}
 
 /// The time past a limit's reset the run waits on top (clocks differ): a twentieth of
 /// the wait, at most 30 s.
@@ -34,7 +26,23 @@ fn margin(wait: Duration) -> Duration {
     (wait / 20).min(Duration::from_secs(30))
 }
 
-impl PromptRun<'_, '_> {
+/// What waiting before a prompt's next attempt needs of the run.
+pub(crate) struct Waiter<'r, 'a> {
+    pub(crate) ctx: Context<'a>,
+    pub(crate) book: &'r RefCell<Book>,
+    pub(crate) observer: &'a dyn Observer,
+    pub(crate) interrupt: &'r Interrupt,
+    pub(crate) index: usize,
+}
+
+impl Waiter<'_, '_> {
+    fn wait(&self) -> Wait<'_> {
+        Wait {
+            interrupt: self.interrupt,
+            observer: self.observer,
+        }
+    }
+
     /// Waits before the next attempt, journaled; `Some` when the prompt ends instead.
     pub(crate) async fn before_retry(
         &self,

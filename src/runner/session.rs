@@ -103,20 +103,7 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
                 provider.adopt(change);
             }
         }
-        let mut jobs = ctx.config.run.jobs.max(1) as usize;
-        if jobs > 1 && workspace.as_ref().is_some_and(Workspace::snapshots) {
-            // Attempts in worktrees of their own are not built yet: one workspace, one
-            // attempt at a time.
-            observer.event(RunEvent::Warning(
-                "run.jobs > 1 with a [workspace] that takes snapshots: agent builds run one prompt at a time for now",
-            ));
-            jobs = 1;
-        }
-        let at_once = ctx
-            .config
-            .llm
-            .max_concurrency
-            .map_or(jobs, |m| jobs.min(m as usize));
+        let (jobs, at_once) = jobs(ctx, workspace.as_ref(), observer);
         let mut session = Session {
             ctx,
             book: RefCell::new(Book { store, fold, tally }),
@@ -185,7 +172,8 @@ impl<'a> Session<'a> {
         };
         if !self.ctx.config.notify.command.is_empty() {
             let notice = notify::Notice::of_end(&result);
-            let doc = notify::document(self.book.get_mut(), self.ctx.plan, self.ctx.config, &notice);
+            let doc =
+                notify::document(self.book.get_mut(), self.ctx.plan, self.ctx.config, &notice);
             if let Some(warning) = notify::tell(self.ctx.config, self.ctx.config_dir, &doc).await {
                 self.tell(RunEvent::Warning(&warning));
             }
@@ -209,7 +197,11 @@ impl<'a> Session<'a> {
             command: options.command.to_string(),
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
         });
-        said = said.and(opening::settle_open_attempts(&self.book.get_mut().fold));
+        said = said.and(opening::settle_open_attempts(
+            &self.book.get_mut().fold,
+            self.ctx.config.pricing,
+            self.endpoint.is_agent(),
+        ));
         self.record(said)?;
         if let Selection::Again { .. } = options.selection
             && let Some(reopened) =
@@ -479,6 +471,29 @@ impl<'a> Session<'a> {
         book.store.write_json(state::STATUS, &status)?;
         book.store.write_json(state::MEMORY, &memory)
     }
+}
+
+/// Prompts in flight at once (`run.jobs`), and requests (at most `llm.max_concurrency`).
+fn jobs(
+    ctx: Context<'_>,
+    workspace: Option<&Workspace>,
+    observer: &dyn Observer,
+) -> (usize, usize) {
+    let mut jobs = ctx.config.run.jobs.max(1) as usize;
+    if jobs > 1 && workspace.is_some_and(Workspace::snapshots) {
+        // Attempts in worktrees of their own are not built yet: one workspace, one
+        // attempt at a time.
+        observer.event(RunEvent::Warning(
+            "run.jobs > 1 with a [workspace] that takes snapshots: agent builds run one prompt at a time for now",
+        ));
+        jobs = 1;
+    }
+    let at_once = ctx
+        .config
+        .llm
+        .max_concurrency
+        .map_or(jobs, |m| jobs.min(m as usize));
+    (jobs, at_once)
 }
 
 /// A budget refusal's advice for a `rerun`: `run` would find nothing to do there (the

@@ -30,6 +30,17 @@ pub(crate) struct Prepared {
     pub(crate) usd: f64,
 }
 
+/// What the last attempt said about the next one.
+pub(crate) struct Retrying {
+    pub(crate) attempt: u32,
+    pub(crate) reason: String,
+    /// After backoff (a transient failure) or at once (a content failure).
+    pub(crate) backoff: bool,
+    pub(crate) asked: Option<Duration>,
+    pub(crate) tokens: (u64, u64, bool),
+    pub(crate) limit: bool,
+}
+
 /// What became of one attempt.
 pub(crate) enum Attempted {
     Completed,

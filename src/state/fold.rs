@@ -12,7 +12,7 @@ use crate::documents::{AttemptOutcome, CheckState, PromptState, PromptStatus};
 use crate::process::ProcessGroup;
 
 /// An attempt journaled as started with no result yet.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct OpenAttempt {
     pub(crate) id: String,
     pub(crate) attempt: u32,
@@ -98,36 +98,7 @@ impl Fold {
                 self.halted = None;
                 self.finished = false;
             }
-            Event::AttemptStarted {
-                id,
-                file,
-                attempt,
-                input_tokens,
-                max_tokens,
-                tokenizer_tokens,
-                mark,
-            } => {
-                self.paused = None;
-                let p = self.prompts.entry(id.clone()).or_default();
-                p.file = file.clone();
-                p.status = PromptStatus::Running;
-                p.checks.clear();
-                p.attempts += 1;
-                p.attempts_used += 1;
-                p.last_attempt = p.last_attempt.max(*attempt);
-                p.max_input = p.max_input.max(*input_tokens);
-                self.open.retain(|o| o.id != *id);
-                self.open.push(OpenAttempt {
-                    id: id.clone(),
-                    attempt: *attempt,
-                    input_tokens: *input_tokens,
-                    max_tokens: *max_tokens,
-                    tokenizer_tokens: tokenizer_tokens.unwrap_or(*input_tokens),
-                    group: None,
-                    mark: mark.clone(),
-                });
-                self.push_trail(format!("{at} {id} attempt {attempt} sent"));
-            }
+            Event::AttemptStarted { .. } => self.attempt_started(&record.event, at),
             Event::AgentStarted { id, attempt, group } => {
                 if let Some(o) = self
                     .open
@@ -307,6 +278,41 @@ impl Fold {
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
         self.push_trail(format!("{at} {id} attempt {attempt}: {outcome:?}{why}"));
+    }
+
+    fn attempt_started(&mut self, event: &Event, at: &str) {
+        let Event::AttemptStarted {
+            id,
+            file,
+            attempt,
+            input_tokens,
+            max_tokens,
+            tokenizer_tokens,
+            mark,
+        } = event
+        else {
+            return;
+        };
+        self.paused = None;
+        let p = self.prompts.entry(id.clone()).or_default();
+        p.file = file.clone();
+        p.status = PromptStatus::Running;
+        p.checks.clear();
+        p.attempts += 1;
+        p.attempts_used += 1;
+        p.last_attempt = p.last_attempt.max(*attempt);
+        p.max_input = p.max_input.max(*input_tokens);
+        self.open.retain(|o| o.id != *id);
+        self.open.push(OpenAttempt {
+            id: id.clone(),
+            attempt: *attempt,
+            input_tokens: *input_tokens,
+            max_tokens: *max_tokens,
+            tokenizer_tokens: tokenizer_tokens.unwrap_or(*input_tokens),
+            group: None,
+            mark: mark.clone(),
+        });
+        self.push_trail(format!("{at} {id} attempt {attempt} sent"));
     }
 
     fn completed(&mut self, event: &Event, at: &str) {

@@ -12,6 +12,8 @@ mod store;
 mod workspace_fold;
 
 pub(crate) use fold::Fold;
+#[cfg(test)]
+pub(crate) use fold::OpenAttempt;
 pub(crate) use journal::{AttemptResult, Event, Record, each_record, now, parse_journal};
 pub(crate) use layout::{ARCHIVE, JOURNAL, MEMORY, OUTPUTS, SCHEMA_VERSION, STATUS};
 pub(crate) use reading::Reading;

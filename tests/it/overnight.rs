@@ -229,7 +229,13 @@ fn a_failed_run_and_a_pause_are_told_to_the_notifier() {
     assert_eq!(n.len(), 2, "{n:#?}");
     assert_eq!(n[0]["event"], "paused");
     assert_eq!(n[0]["prompt"], "01.1");
-    assert!(n[0]["paused_until"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", n[0]);
+    assert!(
+        n[0]["paused_until"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{}",
+        n[0]
+    );
     assert_eq!(n[1]["event"], "failed");
     assert_eq!(n[1]["exit_code"], 1);
     assert_eq!(n[1]["failed"], 1);
