@@ -232,6 +232,26 @@ fn agent(config: &Config) -> Checked {
     let usd_limit = config.budget.max_cost_usd.is_some()
         || config.llm.max_call_usd.is_some()
         || config.phases.iter().any(|p| p.budget_usd.is_some());
+    // Agents known to report no cost: a USD limit on them needs [pricing] to mean anything.
+    let program = config
+        .llm
+        .command
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if config.llm.provider == ProviderKind::Command
+        && usd_limit
+        && config.pricing.is_none()
+        && matches!(program, "codex" | "gemini" | "aider")
+    {
+        return Err(bad(
+            "pricing",
+            format!(
+                "is not set, and `{program}` reports no cost, so the USD limit (budget.max_cost_usd, a phase's budget_usd or llm.max_call_usd) cannot be enforced; set [pricing] input_per_mtok and output_per_mtok for its model, or remove the USD limit"
+            ),
+        ));
+    }
     if !usd_limit
         && config
             .llm

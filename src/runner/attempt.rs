@@ -181,6 +181,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             return Err(Error::Interrupted);
         };
         let duration_ms = millis(t0.elapsed());
+        let unpriced = reserve::unpriced(self.ctx, &outcome);
         let settled = match outcome {
             Ok(reply) => {
                 self.gate.answered();
@@ -196,7 +197,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             let left = self.snapshots.record_left(at, attempt, self.wait()).await?;
             self.record(left)?;
         }
-        Ok(attempted)
+        unpriced.map_or(Ok(attempted), Err)
     }
 
     /// Step 1: the request, counted, and the input the budgets will reserve for it; `Err`

@@ -2,12 +2,14 @@
 //! keeps every budget hard, or why nothing may be sent (and how much of the spend so far
 //! is possibly billed); and, before a run's first request, what no run could send.
 
+use super::context::Context;
 use super::events::Said;
 use super::tally::Book;
 use crate::budget::{self, Allowance, Limit};
 use crate::config::{Config, OnExceed};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::providers::Sent;
 use crate::request::RequestBuilder;
 use crate::state::Event;
 use crate::text::usd as show_usd;
@@ -199,6 +201,30 @@ fn usd_limits(book: &Book, plan: &Plan, config: &Config, phase: usize) -> Vec<(S
         ));
     }
     limits
+}
+
+/// A USD limit nothing can enforce: the call may have been billed, reported no cost, and
+/// `[pricing]` is not set, so what the build spends cannot be counted. The run stops
+/// (the call's tokens are counted) rather than pass the limit silently.
+pub(super) fn unpriced(ctx: Context<'_>, outcome: &Sent) -> Option<Error> {
+    let config = ctx.config;
+    let usd_limit = config.budget.max_cost_usd.is_some()
+        || config.phases.iter().any(|p| p.budget_usd.is_some());
+    if config.pricing.is_some() || !usd_limit {
+        return None;
+    }
+    let (reported, billed) = match outcome {
+        Ok(reply) => (reply.cost_usd, true),
+        Err(failure) => (failure.cost_usd, failure.reached_model),
+    };
+    if reported.is_some() || !billed {
+        return None;
+    }
+    Some(Error::Config {
+        path: ctx.config_file.to_path_buf(),
+        line: None,
+        message: "a USD limit is set (budget.max_cost_usd or a phase's budget_usd) but the endpoint reported no cost for a call and [pricing] is not set, so what the build spends cannot be counted against it. Set [pricing] input_per_mtok and output_per_mtok for the model (the call's tokens are counted), or remove the USD limit; then `orchestrator run` goes on".into(),
+    })
 }
 
 /// What remains of the tightest USD limit on a call in `phase`, and at most

@@ -245,3 +245,26 @@ fn a_failed_run_and_a_pause_are_told_to_the_notifier() {
         n[1]
     );
 }
+
+#[test]
+fn a_usd_limit_nothing_can_enforce_stops_the_run_after_the_first_unpriced_call() {
+    // A plain agent (stdout is the reply, no cost reported), a USD limit, no [pricing].
+    let body = "cat >/dev/null\nprintf 'Done.\\n\\n```json\\n{\"prompt\": \"01.1-first\", \"success\": true, \"outputs\": {\"title\": \"t\"}}\\n```\\n'\n";
+    let b = build(body, "[budget]\nmax_cost_usd = 1.0");
+    let run = b.run(&["run"]);
+    run.code(2).stderr_has("[pricing]").stderr_has("max_cost_usd");
+    assert_eq!(attempts(&b, "01.1").len(), 1, "the call is recorded, its tokens counted");
+}
+
+#[test]
+fn a_usd_limit_on_an_agent_that_reports_no_cost_is_refused_before_any_call() {
+    let b = build(AGENT_REPLY, "[budget]\nmax_cost_usd = 1.0");
+    let config = b.read("config.toml").replace(
+        "command = [",
+        "command = [\"codex\", \"exec\", \"--json\", \"-\"]\n# was: [",
+    );
+    b.config(&config);
+    let run = b.run(&["run"]);
+    run.code(2).stderr_has("pricing").stderr_has("`codex` reports no cost");
+    assert!(!b.path().join("calls").exists());
+}
