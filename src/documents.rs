@@ -15,6 +15,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
+}
+
 fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
@@ -113,6 +117,9 @@ pub struct PromptState {
     /// thread), for `llm.continue_session`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub agent_session: Option<String>,
+    /// What the agent reported failing in the prompt's last attempt (its commands, tools).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub agent_errors: Vec<String>,
     /// The session the last attempt's call reported, until the prompt completes.
     #[serde(skip)]
     pub last_session: Option<String>,
@@ -263,6 +270,17 @@ pub struct AttemptHistory {
     /// The wait before the next attempt, if one was scheduled.
     pub retry_after_ms: Option<u64>,
     pub checks: Vec<CheckHistory>,
+    /// Of `input_tokens`: read from a prompt cache (shown apart, not budgeted).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cache_read_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub cost_usd: f64,
+    /// What the agent reported failing on its way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_errors: Vec<String>,
+    /// A pause for a limit after it: until when (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

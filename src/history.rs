@@ -146,6 +146,10 @@ impl Walk<'_> {
                     error: None,
                     retry_after_ms: None,
                     checks: Vec::new(),
+                    cache_read_tokens: 0,
+                    cost_usd: 0.0,
+                    agent_errors: Vec::new(),
+                    paused_until: None,
                 });
             }
             Event::AttemptFinished(a) => {
@@ -156,6 +160,13 @@ impl Walk<'_> {
                     h.estimated = a.estimated;
                     h.duration_ms = a.duration_ms;
                     h.error.clone_from(&a.error);
+                    h.cache_read_tokens = a.cache_read_tokens;
+                    h.cost_usd = if a.cost_usd.is_finite() {
+                        a.cost_usd
+                    } else {
+                        0.0
+                    };
+                    h.agent_errors.clone_from(&a.agent_errors);
                 }
                 self.burn(self.plan.prompts[i].phase, a.budgeted());
             }
@@ -165,6 +176,16 @@ impl Walk<'_> {
                 // `attempt` is the one to come: the wait follows the one before it.
                 if let Some(h) = p.attempts.iter_mut().rev().find(|h| h.attempt < *attempt) {
                     h.retry_after_ms = Some(*delay_ms);
+                }
+            }
+            Event::Paused { until_ms, .. } => {
+                if let Some(h) = p.attempts.last_mut() {
+                    h.paused_until = crate::documents::Paused::of(Some(&(
+                        String::new(),
+                        *until_ms,
+                        String::new(),
+                    )))
+                    .map(|p| p.until);
                 }
             }
             Event::Verified {
@@ -224,6 +245,7 @@ fn prompt_of(event: &Event) -> Option<&str> {
     match event {
         Event::AttemptStarted { id, .. }
         | Event::Retry { id, .. }
+        | Event::Paused { id, .. }
         | Event::Verified { id, .. }
         | Event::Completed { id, .. }
         | Event::Failed { id, .. }

@@ -376,6 +376,45 @@ fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
     }
 }
 
+/// One attempt in a prompt's table: input without the cache reads (as the budgets count
+/// it) and the cache reads apart, its cost, checks, what the agent reported failing, and
+/// why it failed or what it waited for.
+fn attempt_row(out: &mut String, a: &AttemptHistory) {
+    let checks = a
+        .checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                if c.passed { "✓" } else { "✗" },
+                c.check.lines().next().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut why = a.error.clone().unwrap_or_default();
+    if let Some(until) = &a.paused_until {
+        let _ = write!(why, " · paused for a limit until {until}");
+    }
+    let _ = write!(
+        out,
+        "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        a.attempt,
+        a.outcome.as_str(),
+        a.outcome.as_str(),
+        thousands(a.input_tokens.saturating_sub(a.cache_read_tokens)),
+        thousands(a.cache_read_tokens),
+        thousands(a.output_tokens),
+        if a.estimated { "~" } else { "" },
+        thousands(a.reasoning_tokens),
+        crate::text::usd(a.cost_usd),
+        crate::text::duration(std::time::Duration::from_millis(a.duration_ms)),
+        esc(&checks),
+        esc(&a.agent_errors.join("; ")),
+        esc(why.trim_start_matches(" · "))
+    );
+}
+
 fn prompt(out: &mut String, p: &PromptHistory) {
     let _ = write!(
         out,
@@ -396,23 +435,14 @@ fn prompt(out: &mut String, p: &PromptHistory) {
         let _ = write!(out, "<p class=\"reason\">{}</p>", esc(reason));
     }
     if !p.attempts.is_empty() {
-        out.push_str("<table><tr><th>#</th><th>outcome</th><th>in</th><th>out</th><th>reasoning</th><th>time</th><th>why it failed</th></tr>");
+        out.push_str("<table><tr><th>#</th><th>outcome</th><th>in</th><th>cache reads</th><th>out</th><th>reasoning</th><th>cost</th><th>time</th><th>checks</th><th>agent reported failing</th><th>why it failed</th></tr>");
         for a in &p.attempts {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
-                a.attempt,
-                a.outcome.as_str(),
-                a.outcome.as_str(),
-                thousands(a.input_tokens),
-                thousands(a.output_tokens),
-                if a.estimated { "~" } else { "" },
-                thousands(a.reasoning_tokens),
-                a.duration_ms,
-                esc(a.error.as_deref().unwrap_or(""))
-            );
+            attempt_row(out, a);
         }
         out.push_str("</table>");
+        if let Some(commit) = &p.commit {
+            let _ = write!(out, "<p>Commit: <code>{}</code></p>", esc(commit));
+        }
     }
     if !p.variables.is_empty() {
         let vars = serde_json::to_string_pretty(&p.variables).unwrap_or_default();

@@ -465,6 +465,8 @@ fn budget_table(l: &Ledger) -> String {
 
 /// Each prompt's workspace commit and checks, for an agent build.
 fn prompts_table(fold: &crate::state::Fold, plan: &Plan) -> String {
+    // A column for what the agent reported failing, when it reported anything.
+    let reported = fold.prompts.values().any(|s| !s.agent_errors.is_empty());
     let rows: Vec<Vec<String>> = plan
         .prompts
         .iter()
@@ -484,19 +486,34 @@ fn prompts_table(fold: &crate::state::Fold, plan: &Plan) -> String {
             } else {
                 format!("failed: {}", failed.join("; "))
             };
-            vec![
+            let mut row = vec![
                 p.id.to_string(),
                 s.commit
                     .as_deref()
                     .map_or_else(|| "-".to_string(), |c| c[..c.len().min(10)].to_string()),
                 checks,
-            ]
+            ];
+            if reported {
+                row.push(match s.agent_errors.first() {
+                    None => "-".to_string(),
+                    Some(first) => format!(
+                        "{}: {}",
+                        s.agent_errors.len(),
+                        crate::text::truncate(first, 60)
+                    ),
+                });
+            }
+            row
         })
         .collect();
     if rows.is_empty() {
         return String::new();
     }
-    format!("{}\n\n", table(&["Id", "Commit", "Checks"], rows, &[]))
+    let mut headers = vec!["Id", "Commit", "Checks"];
+    if reported {
+        headers.push("Agent reported failing");
+    }
+    format!("{}\n\n", table(&headers, rows, &[]))
 }
 
 /// What `status` shows: the session in `doc`, with its prompts' commits and checks from

@@ -353,6 +353,17 @@ pub(crate) struct Verify {
     /// Variables of the runner's environment that checks get, beside PATH, HOME, the
     /// locale and `llm.env` (never the API key).
     pub(crate) env: Vec<String>,
+    /// What the agent itself reported failing (its commands, its tools): `warn` shows
+    /// them, `fail` makes them a content failure.
+    pub(crate) agent_errors: AgentErrors,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AgentErrors {
+    #[default]
+    Warn,
+    Fail,
 }
 
 impl Default for Verify {
@@ -362,6 +373,7 @@ impl Default for Verify {
             commands: Vec::new(),
             timeout: Duration::from_secs(600),
             env: Vec::new(),
+            agent_errors: AgentErrors::Warn,
         }
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct Parsed {
     pub(crate) session_id: Option<String>,
     /// The agent said it failed (with exit status 0 or not).
     pub(crate) error: Option<AgentError>,
+    /// What the agent reported failing on its way: Codex's commands that exited non-zero
+    /// (or were declined), Claude Code's tool results marked as errors (`stream-json`).
+    pub(crate) agent_errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +45,9 @@ pub(crate) struct AgentError {
 
 pub(crate) fn parse(stdout: &str) -> Parsed {
     let trimmed = stdout.trim();
+    if let Some(parsed) = claude_code_stream(trimmed) {
+        return parsed;
+    }
     if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
         if value.get("type").and_then(Value::as_str) == Some("result")
             || value.get("is_error").is_some()
@@ -142,7 +148,71 @@ fn claude_code(obj: &Value) -> Parsed {
             .and_then(Value::as_str)
             .map(str::to_string),
         error,
+        agent_errors: Vec::new(),
     }
+}
+
+/// Claude Code `--output-format stream-json --verbose`: JSON lines ending with the
+/// `result` object, read as the `json` format's; the tool results marked `is_error` on the
+/// way are the agent's errors. `None` unless the last line is a result and others precede.
+fn claude_code_stream(stdout: &str) -> Option<Parsed> {
+    let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
+    let last: Value = serde_json::from_str(lines.next_back()?).ok()?;
+    if last.get("type").and_then(Value::as_str) != Some("result") {
+        return None;
+    }
+    let mut errors = Vec::new();
+    let mut any = false;
+    for line in lines {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        any = true;
+        if event.get("type").and_then(Value::as_str) != Some("user") {
+            continue;
+        }
+        let content = event
+            .get("message")
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_array);
+        for block in content.into_iter().flatten() {
+            if block.get("type").and_then(Value::as_str) == Some("tool_result")
+                && block.get("is_error").and_then(Value::as_bool) == Some(true)
+            {
+                // Claude Code's Bash results read "Exit code N" then the output.
+                errors.push(first_lines(&tool_text(block.get("content")), 2));
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    let mut parsed = claude_code(&last);
+    parsed.agent_errors = errors;
+    Some(parsed)
+}
+
+/// A tool result's content: a string, or text blocks.
+fn tool_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => text_of(other),
+    }
+}
+
+/// The first `n` non-empty lines of `text`, joined with `: `, at most 200 bytes.
+fn first_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .collect();
+    crate::text::truncate(&lines.join(": "), 200)
 }
 
 /// `modelUsage` summed over models (the whole call), else the top-level `usage`.
@@ -223,7 +293,28 @@ fn gemini(obj: &Value) -> Parsed {
             .and_then(Value::as_str)
             .map(str::to_string),
         error,
+        agent_errors: Vec::new(),
     }
+}
+
+/// A Codex command that exited non-zero, failed or was declined, as a line.
+fn failed_command(item: &Value) -> Option<String> {
+    let command = text_of(item.get("command"));
+    let status = item.get("status").and_then(Value::as_str).unwrap_or("");
+    let code = item.get("exit_code").and_then(Value::as_i64);
+    let how = match (code, status) {
+        (Some(0), _) => return None,
+        (Some(c), _) => format!("exited {c}"),
+        (None, "failed" | "declined") => status.to_string(),
+        (None, _) => return None,
+    };
+    let output = first_lines(&text_of(item.get("aggregated_output")), 1);
+    let command = crate::text::truncate(&command, 120);
+    Some(if output.is_empty() {
+        format!("`{command}` {how}")
+    } else {
+        format!("`{command}` {how}: {output}")
+    })
 }
 
 /// Codex `exec --json`: `None` unless the lines are Codex events.
@@ -255,9 +346,14 @@ fn codex(stdout: &str) -> Option<Parsed> {
             }
             "item.completed" => {
                 let item = e.get("item");
-                if item.and_then(|i| i.get("type")).and_then(Value::as_str) == Some("agent_message")
-                {
-                    parsed.text = text_of(item.and_then(|i| i.get("text")));
+                match item.and_then(|i| i.get("type")).and_then(Value::as_str) {
+                    Some("agent_message") => {
+                        parsed.text = text_of(item.and_then(|i| i.get("text")));
+                    }
+                    Some("command_execution") => {
+                        parsed.agent_errors.extend(item.and_then(failed_command))
+                    }
+                    _ => {}
                 }
             }
             "turn.completed" => {
@@ -481,6 +577,44 @@ mod tests {
         );
         let u = p.usage.expect("usage");
         assert_eq!((u.output, u.reasoning), (30, 12));
+    }
+
+    #[test]
+    fn what_the_agent_reported_failing_is_read() {
+        let codex = [
+            r#"{"type":"thread.started","thread_id":"t"}"#,
+            r#"{"type":"item.completed","item":{"id":"1","type":"command_execution","command":"bash -lc 'pytest -q'","aggregated_output":"\n1 failed, 3 passed\n","exit_code":1,"status":"failed"}}"#,
+            r#"{"type":"item.completed","item":{"id":"2","type":"command_execution","command":"ls","aggregated_output":"a\n","exit_code":0,"status":"completed"}}"#,
+            r#"{"type":"item.completed","item":{"id":"3","type":"command_execution","command":"rm -rf /","exit_code":null,"status":"declined"}}"#,
+            r#"{"type":"item.completed","item":{"id":"4","type":"agent_message","text":"done"}}"#,
+            r#"{"type":"turn.completed","usage":{"input_tokens":1,"output_tokens":1}}"#,
+        ]
+        .join("\n");
+        let p = parse(&codex);
+        assert_eq!(
+            p.agent_errors,
+            [
+                "`bash -lc 'pytest -q'` exited 1: 1 failed, 3 passed",
+                "`rm -rf /` declined"
+            ]
+        );
+        assert_eq!(p.text, "done");
+        let claude = [
+            r#"{"type":"system","subtype":"init","session_id":"s"}"#,
+            r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"python -m venv .venv"}}]}}"#,
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","is_error":true,"content":"Exit code 127\nbash: python: command not found"}]}}"#,
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t2","is_error":false,"content":"ok"}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"built","session_id":"s","total_cost_usd":0.01,"usage":{"input_tokens":5,"output_tokens":2}}"#,
+        ]
+        .join("\n");
+        let p = parse(&claude);
+        assert_eq!(
+            p.agent_errors,
+            ["Exit code 127: bash: python: command not found"]
+        );
+        assert_eq!(p.text, "built");
+        assert_eq!(p.session_id.as_deref(), Some("s"));
+        assert!(p.error.is_none());
     }
 
     #[test]

@@ -219,6 +219,7 @@ impl MessageStream {
             usage,
             request_id: self.id,
             cost_usd: None,
+            agent_errors: Vec::new(),
         })
     }
 }
@@ -267,6 +268,7 @@ fn parse_message(bytes: &[u8], request_id: Option<String>) -> Sent {
             .map(str::to_string)
             .or(request_id),
         cost_usd: None,
+        agent_errors: Vec::new(),
     })
 }
 

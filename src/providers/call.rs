@@ -221,6 +221,9 @@ pub(crate) struct Reply {
     pub(crate) request_id: Option<String>,
     /// Cost the provider reported (agent CLIs' `total_cost_usd`).
     pub(crate) cost_usd: Option<f64>,
+    /// What the agent itself reported failing on its way (its commands' exit codes, tool
+    /// results marked as errors), one line each.
+    pub(crate) agent_errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -172,6 +172,7 @@ impl Command {
             usage: parsed.usage,
             request_id: parsed.session_id,
             cost_usd: parsed.cost_usd,
+            agent_errors: parsed.agent_errors,
         })
     }
 

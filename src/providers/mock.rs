@@ -54,6 +54,7 @@ impl Mock {
             usage: None,
             request_id: Some("mock".into()),
             cost_usd: Some(0.0),
+            agent_errors: Vec::new(),
         })
     }
 }

@@ -308,6 +308,7 @@ impl StreamState {
             usage: self.usage,
             request_id: self.id,
             cost_usd: self.cost,
+            agent_errors: Vec::new(),
         })
     }
 }

@@ -207,6 +207,7 @@ fn reply(response: &Value, mut text: String, refusal: String, id: Option<String>
                 .map(str::to_string)
         }),
         cost_usd: None,
+        agent_errors: Vec::new(),
     }
 }
 

@@ -376,6 +376,12 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             self.endpoint
                 .count_reply(&id, attempt, &reply, p.counted, p.max_tokens);
         let mut verdict = verdict::judge(plan, index, &reply.text, &reply.finish, p.max_tokens);
+        let (refused, warned) =
+            verification::agent_errors(self.ctx.config, &id, &reply.agent_errors);
+        if let (Some(why), Ok(_)) = (refused, &verdict) {
+            verdict = Err(why);
+        }
+        said.warnings.extend(warned);
         let mut checks = Said::default();
         if verdict.is_ok() {
             let dir = verification::check_dir(self.snapshots.dir(), self.ctx.config_dir);
@@ -400,7 +406,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         self.record(checks)?;
         let mut commit = None;
         if verdict.is_ok() {
-            self.record(end_processes(mark, &id, attempt))?;
+            self.record(verification::end_processes(mark, &id, attempt))?;
             if let Some(at) = self.point()? {
                 let (accepted, locks) = self.snapshots.commit_for(at, self.wait()).await?;
                 self.record(locks)?;
@@ -425,6 +431,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             reported_usage: counted.distrusted.as_ref().and_then(|d| d.1.clone()),
             finish_reason: Some(reply.finish.as_str().to_string()),
             request_id: reply.request_id.clone(),
+            agent_errors: reply.agent_errors.clone(),
             error: verdict.as_ref().err().cloned(),
             duration_ms,
             cost_usd,
@@ -573,24 +580,10 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     /// and the runner's own files found intact.
     fn after_processes(&self, mark: &Mark, attempt: u32) -> Result<()> {
         let id = self.id();
-        self.record(end_processes(mark, &id, attempt))?;
+        self.record(verification::end_processes(mark, &id, attempt))?;
         self.snapshots
             .own_files_intact(&mut self.book.borrow_mut().store, self.ctx)
     }
-}
-
-/// Kills every process the attempt started that is still alive (however it detached).
-fn end_processes(mark: &Mark, id: &str, attempt: u32) -> Said {
-    let killed = mark.kill_all();
-    let mut said = Said::default();
-    if killed > 0 {
-        said.details.push(format!(
-            "{id} attempt {attempt}: {killed} process{} the attempt started outlived it and {} killed",
-            if killed == 1 { "" } else { "es" },
-            if killed == 1 { "was" } else { "were" }
-        ));
-    }
-    said
 }
 
 fn millis(d: Duration) -> u64 {

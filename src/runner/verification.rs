@@ -132,3 +132,56 @@ pub(crate) fn planned_note(ctx: Context<'_>) -> Option<String> {
         }
     ))
 }
+
+/// What the agent reported failing, as `[verify] agent_errors` takes it: with `fail`, why
+/// the attempt is not accepted; with `warn`, a warning.
+pub(crate) fn agent_errors(
+    config: &crate::config::Config,
+    id: &str,
+    errors: &[String],
+) -> (Option<String>, Option<String>) {
+    if errors.is_empty() {
+        return (None, None);
+    }
+    let more = errors.len().saturating_sub(5);
+    let listed = format!(
+        "{}{}",
+        errors[..errors.len().min(5)].join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    let n = errors.len();
+    let what = format!(
+        "the agent reported {n} of its own {} failing: {listed}",
+        crate::text::plural(n, "step")
+    );
+    match config.verify.agent_errors {
+        crate::config::AgentErrors::Fail => (
+            Some(format!("{what} ([verify] agent_errors = \"fail\")")),
+            None,
+        ),
+        crate::config::AgentErrors::Warn => (
+            None,
+            Some(format!(
+                "{id}: {what} (accepted all the same: [verify] agent_errors = \"warn\")"
+            )),
+        ),
+    }
+}
+
+/// Kills every process the attempt started that is still alive (however it detached).
+pub(crate) fn end_processes(mark: &Mark, id: &str, attempt: u32) -> Said {
+    let killed = mark.kill_all();
+    let mut said = Said::default();
+    if killed > 0 {
+        said.details.push(format!(
+            "{id} attempt {attempt}: {killed} process{} the attempt started outlived it and {} killed",
+            if killed == 1 { "" } else { "es" },
+            if killed == 1 { "was" } else { "were" }
+        ));
+    }
+    said
+}

@@ -251,6 +251,7 @@ impl Fold {
         p.finish_reason = r.finish_reason.clone();
         if r.by_agent {
             p.last_session.clone_from(&r.request_id);
+            p.agent_errors.clone_from(&r.agent_errors);
         }
         match r.outcome {
             AttemptOutcome::Unknown => {

@@ -55,6 +55,9 @@ pub(crate) struct AttemptResult {
     /// account's): not the prompt's, so it does not count against `retry.max_attempts`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) throttled: bool,
+    /// What the agent itself reported failing on its way (commands, tools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) agent_errors: Vec<String>,
 }
 
 impl AttemptResult {

@@ -252,8 +252,14 @@ fn a_usd_limit_nothing_can_enforce_stops_the_run_after_the_first_unpriced_call()
     let body = "cat >/dev/null\nprintf 'Done.\\n\\n```json\\n{\"prompt\": \"01.1-first\", \"success\": true, \"outputs\": {\"title\": \"t\"}}\\n```\\n'\n";
     let b = build(body, "[budget]\nmax_cost_usd = 1.0");
     let run = b.run(&["run"]);
-    run.code(2).stderr_has("[pricing]").stderr_has("max_cost_usd");
-    assert_eq!(attempts(&b, "01.1").len(), 1, "the call is recorded, its tokens counted");
+    run.code(2)
+        .stderr_has("[pricing]")
+        .stderr_has("max_cost_usd");
+    assert_eq!(
+        attempts(&b, "01.1").len(),
+        1,
+        "the call is recorded, its tokens counted"
+    );
 }
 
 #[test]
@@ -265,6 +271,54 @@ fn a_usd_limit_on_an_agent_that_reports_no_cost_is_refused_before_any_call() {
     );
     b.config(&config);
     let run = b.run(&["run"]);
-    run.code(2).stderr_has("pricing").stderr_has("`codex` reports no cost");
+    run.code(2)
+        .stderr_has("pricing")
+        .stderr_has("`codex` reports no cost");
     assert!(!b.path().join("calls").exists());
+}
+
+/// A Codex-shaped agent whose `pytest` exits 1 on its way, and which then reports success.
+const CODEX_WITH_A_FAILED_COMMAND: &str = r##"cat >/dev/null
+printf '%s\n' '{"type":"thread.started","thread_id":"t1"}' '{"type":"turn.started"}'
+printf '%s\n' '{"type":"item.completed","item":{"id":"c1","type":"command_execution","command":"pytest -q","aggregated_output":"1 failed","exit_code":1,"status":"failed"}}'
+printf '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"Done.\\n\\n```json\\n{\\"prompt\\": \\"01.1-first\\", \\"success\\": true, \\"outputs\\": {\\"title\\": \\"t\\"}}\\n```\\n"}}\n'
+printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":100,"output_tokens":30}}'
+"##;
+
+#[test]
+fn what_the_agent_reported_failing_is_shown_and_accepted_with_a_warning_by_default() {
+    let b = build(CODEX_WITH_A_FAILED_COMMAND, "");
+    let run = b.run(&["run"]);
+    run.code(0)
+        .stderr_has("the agent reported 1 of its own step failing: `pytest -q` exited 1: 1 failed");
+    let a = attempts(&b, "01.1");
+    assert_eq!(
+        a[0]["agent_errors"][0], "`pytest -q` exited 1: 1 failed",
+        "{:#}",
+        a[0]
+    );
+    let status = status_json(&b);
+    assert_eq!(
+        status["prompts"]["01.1"]["agent_errors"][0],
+        "`pytest -q` exited 1: 1 failed"
+    );
+    let report = b.run(&["report", "--json"]);
+    let doc: Value = serde_json::from_str(&report.stdout).expect("report --json");
+    assert_eq!(
+        doc["prompts"][0]["attempts"][0]["agent_errors"][0],
+        "`pytest -q` exited 1: 1 failed"
+    );
+}
+
+#[test]
+fn with_agent_errors_fail_what_the_agent_reported_failing_fails_the_attempt() {
+    let b = build(
+        CODEX_WITH_A_FAILED_COMMAND,
+        "[verify]\nagent_errors = \"fail\"",
+    );
+    let run = b.run(&["run"]);
+    run.code(1).stderr_has("agent_errors = \"fail\"");
+    let a = attempts(&b, "01.1");
+    assert_eq!(a[0]["outcome"], "content", "{:#}", a[0]);
+    assert_eq!(strings(&status_json(&b)["failed"]), ["01.1"]);
 }
