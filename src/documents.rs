@@ -125,6 +125,33 @@ pub struct PromptState {
     pub last_session: Option<String>,
 }
 
+impl PromptState {
+    /// Its last checks in a table cell: `-`, `3 passed`, or which failed.
+    pub(crate) fn checks_summary(&self) -> String {
+        let failed: Vec<&str> = (self.checks.iter())
+            .filter(|c| !c.passed)
+            .map(|c| c.check.lines().next().unwrap_or(""))
+            .collect();
+        match (self.checks.len(), failed.is_empty()) {
+            (0, _) => "-".to_string(),
+            (n, true) => format!("{n} passed"),
+            _ => format!("failed: {}", failed.join("; ")),
+        }
+    }
+
+    /// What the agent reported failing, in a table cell: `-`, or how many and the first.
+    pub(crate) fn agent_errors_summary(&self) -> String {
+        match self.agent_errors.first() {
+            None => "-".to_string(),
+            Some(first) => {
+                let cut = &first[..first.floor_char_boundary(60)];
+                let more = if cut.len() < first.len() { "…" } else { "" };
+                format!("{}: {cut}{more}", self.agent_errors.len())
+            }
+        }
+    }
+}
+
 /// A check's last result.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CheckState {
@@ -255,7 +282,7 @@ pub struct PromptHistory {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptHistory {
     pub attempt: u32,
     pub started: String,

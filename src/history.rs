@@ -139,34 +139,13 @@ impl Walk<'_> {
                     started: r.at.clone(),
                     outcome: AttemptOutcome::Unknown,
                     input_tokens: *input_tokens,
-                    output_tokens: 0,
-                    reasoning_tokens: 0,
                     estimated: true,
-                    duration_ms: 0,
-                    error: None,
-                    retry_after_ms: None,
-                    checks: Vec::new(),
-                    cache_read_tokens: 0,
-                    cost_usd: 0.0,
-                    agent_errors: Vec::new(),
-                    paused_until: None,
+                    ..AttemptHistory::default()
                 });
             }
             Event::AttemptFinished(a) => {
                 if let Some(h) = p.attempts.iter_mut().rev().find(|h| h.attempt == a.attempt) {
-                    h.outcome = a.outcome;
-                    (h.input_tokens, h.output_tokens) = (a.input_tokens, a.output_tokens);
-                    h.reasoning_tokens = a.reasoning_tokens;
-                    h.estimated = a.estimated;
-                    h.duration_ms = a.duration_ms;
-                    h.error.clone_from(&a.error);
-                    h.cache_read_tokens = a.cache_read_tokens;
-                    h.cost_usd = if a.cost_usd.is_finite() {
-                        a.cost_usd
-                    } else {
-                        0.0
-                    };
-                    h.agent_errors.clone_from(&a.agent_errors);
+                    finished(h, a);
                 }
                 self.burn(self.plan.prompts[i].phase, a.budgeted());
             }
@@ -180,12 +159,8 @@ impl Walk<'_> {
             }
             Event::Paused { until_ms, .. } => {
                 if let Some(h) = p.attempts.last_mut() {
-                    h.paused_until = crate::documents::Paused::of(Some(&(
-                        String::new(),
-                        *until_ms,
-                        String::new(),
-                    )))
-                    .map(|p| p.until);
+                    let until = (String::new(), *until_ms, String::new());
+                    h.paused_until = crate::documents::Paused::of(Some(&until)).map(|p| p.until);
                 }
             }
             Event::Verified {
@@ -238,6 +213,23 @@ impl Walk<'_> {
         self.burns[phase].push(self.spent[phase]);
         self.total_burn.push(self.spent_total);
     }
+}
+
+/// An attempt's history once its result is in.
+fn finished(h: &mut AttemptHistory, a: &crate::state::AttemptResult) {
+    h.outcome = a.outcome;
+    (h.input_tokens, h.output_tokens) = (a.input_tokens, a.output_tokens);
+    h.reasoning_tokens = a.reasoning_tokens;
+    h.estimated = a.estimated;
+    h.duration_ms = a.duration_ms;
+    h.error.clone_from(&a.error);
+    h.cache_read_tokens = a.cache_read_tokens;
+    h.cost_usd = if a.cost_usd.is_finite() {
+        a.cost_usd
+    } else {
+        0.0
+    };
+    h.agent_errors.clone_from(&a.agent_errors);
 }
 
 /// The prompt an event is about.

@@ -473,36 +473,13 @@ fn prompts_table(fold: &crate::state::Fold, plan: &Plan) -> String {
         .filter_map(|p| fold.prompts.get(p.id.as_str()).map(|s| (p, s)))
         .filter(|(_, s)| s.commit.is_some() || !s.checks.is_empty())
         .map(|(p, s)| {
-            let failed: Vec<&str> = s
-                .checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| c.check.lines().next().unwrap_or(""))
-                .collect();
-            let checks = if s.checks.is_empty() {
-                "-".to_string()
-            } else if failed.is_empty() {
-                format!("{} passed", s.checks.len())
-            } else {
-                format!("failed: {}", failed.join("; "))
-            };
+            let commit = s.commit.as_deref().unwrap_or("-");
             let mut row = vec![
                 p.id.to_string(),
-                s.commit
-                    .as_deref()
-                    .map_or_else(|| "-".to_string(), |c| c[..c.len().min(10)].to_string()),
-                checks,
+                commit[..commit.len().min(10)].to_string(),
+                s.checks_summary(),
             ];
-            if reported {
-                row.push(match s.agent_errors.first() {
-                    None => "-".to_string(),
-                    Some(first) => format!(
-                        "{}: {}",
-                        s.agent_errors.len(),
-                        crate::text::truncate(first, 60)
-                    ),
-                });
-            }
+            row.extend(reported.then(|| s.agent_errors_summary()));
             row
         })
         .collect();

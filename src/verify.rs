@@ -63,6 +63,53 @@ pub(crate) fn planned(config: &Config, plan: &Plan, index: usize) -> Vec<Check> 
         .collect()
 }
 
+/// What `plan` warns about the checks of an agent build (`[workspace]` and an agent
+/// command): a prompt with none, whose acceptance would be the agent's word alone, and a
+/// check that only prints (`echo $VIRTUAL_ENV`), which passes whatever the agent did.
+pub(crate) fn weak_checks(config: &Config, plan: &Plan, checks: &[Vec<Check>]) -> Vec<String> {
+    let agent_build = config.workspace.dir.is_some()
+        && config.llm.provider == crate::config::ProviderKind::Command;
+    if !agent_build {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    for (p, checks) in plan.prompts.iter().zip(checks) {
+        if checks.is_empty() {
+            warnings.push(format!(
+                "{} has no check that runs: in an agent build only the agent's word would accept it. Give it a bash block under `## Validation` ([verify] from_prompt = true) or add [verify] commands",
+                p.id
+            ));
+        }
+        for c in checks.iter().filter(|c| only_prints(&c.script)) {
+            warnings.push(format!(
+                "{}'s check `{}` only prints, so it passes whatever the agent did; make it test something (`test -n \"$VIRTUAL_ENV\"`, `python -c 'import pkg'`)",
+                p.id,
+                crate::text::truncate(c.script.trim(), 80)
+            ));
+        }
+    }
+    warnings
+}
+
+/// Whether every command of `script` only prints (`echo`, `printf`, `true`, `:`): such
+/// a check exits 0 whatever the workspace holds.
+fn only_prints(script: &str) -> bool {
+    let mut commands = script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .peekable();
+    commands.peek().is_some()
+        && commands.all(|l| {
+            let word = l.split_whitespace().next().unwrap_or("");
+            matches!(word, "echo" | "printf" | "true" | ":")
+                && !l.contains("&&")
+                && !l.contains("||")
+                && !l.contains('|')
+                && !l.contains(';')
+        })
+}
+
 /// A check ready to run: the check as written, the script with its placeholders turned
 /// into references to environment variables, and their values.
 #[derive(Debug, Clone, PartialEq)]
@@ -405,6 +452,22 @@ mod tests {
         Check {
             from: CheckSource::Config,
             script: script.into(),
+        }
+    }
+
+    #[test]
+    fn checks_that_only_print_are_told_apart() {
+        for (script, prints) in [
+            ("echo $VIRTUAL_ENV", true),
+            ("# where are we\necho $VIRTUAL_ENV\nprintf '%s' done", true),
+            ("true", true),
+            ("test -n \"$VIRTUAL_ENV\"", false),
+            ("echo ok && pytest -q", false),
+            ("echo start\npython -m pytest", false),
+            ("python -c 'import wordfreq' | echo", false),
+            ("", false),
+        ] {
+            assert_eq!(only_prints(script), prints, "{script:?}");
         }
     }
 

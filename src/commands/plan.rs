@@ -23,6 +23,9 @@ pub(crate) fn plan(settings: &Settings) -> Result<()> {
     let excludes = ws.snapshots().then(|| ws.excludes());
     let minutes =
         |i: usize| -> Option<f64> { plan.prompts[i].footer.as_ref().and_then(|f| f.minutes) };
+    for warning in verify::weak_checks(config, &plan, &checks) {
+        settings.printer.warn(&warning);
+    }
     let mut text = tables::plan_text(&plan, &checks, excludes.as_deref());
     if !plan.prompts.is_empty() {
         text.push('\n');

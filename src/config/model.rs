@@ -356,6 +356,9 @@ pub(crate) struct Verify {
     /// What the agent itself reported failing (its commands, its tools): `warn` shows
     /// them, `fail` makes them a content failure.
     pub(crate) agent_errors: AgentErrors,
+    /// Before a prompt's first attempt, run its own checks on a copy of the commit it
+    /// starts from, and flag those that pass already.
+    pub(crate) before: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -374,6 +377,7 @@ impl Default for Verify {
             timeout: Duration::from_secs(600),
             env: Vec::new(),
             agent_errors: AgentErrors::Warn,
+            before: false,
         }
     }
 }

@@ -297,6 +297,21 @@ fn gemini(obj: &Value) -> Parsed {
     }
 }
 
+/// What a Codex error message means for a retry.
+fn codex_error_kind(message: &str) -> FailureKind {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("401")
+        || lower.contains("403")
+        || lower.contains("missing environment variable")
+    {
+        FailureKind::Permanent
+    } else if lower.contains("quota") || lower.contains("402") {
+        FailureKind::Quota
+    } else {
+        FailureKind::Transient
+    }
+}
+
 /// A Codex command that exited non-zero, failed or was declined, as a line.
 fn failed_command(item: &Value) -> Option<String> {
     let command = text_of(item.get("command"));
@@ -391,17 +406,7 @@ fn codex(stdout: &str) -> Option<Parsed> {
                     .and_then(|x| x.get("message"))
                     .or_else(|| e.get("message"));
                 let message = text_of(message);
-                let lower = message.to_ascii_lowercase();
-                let kind = if lower.contains("401")
-                    || lower.contains("403")
-                    || lower.contains("missing environment variable")
-                {
-                    FailureKind::Permanent
-                } else if lower.contains("quota") || lower.contains("402") {
-                    FailureKind::Quota
-                } else {
-                    FailureKind::Transient
-                };
+                let kind = codex_error_kind(&message);
                 let fatal = e.get("type").and_then(Value::as_str) == Some("turn.failed");
                 if !matches!(&parsed.error, Some(e) if e.fatal) {
                     parsed.error = Some(AgentError {

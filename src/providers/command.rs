@@ -141,39 +141,7 @@ impl Command {
                 super::http::MAX_REPLY_BYTES / (1024 * 1024)
             )));
         }
-        let stdout = String::from_utf8_lossy(&out);
-        let mut parsed = agent_output::parse(&stdout);
-        if let Some(error) = parsed.error.take() {
-            // A failed call may still have worked, and been billed, for a while.
-            let mut f = agent_failure(program, &error, &stderr_tail, key.as_deref());
-            f.partial = parsed.text;
-            f.usage = parsed.usage.map(Box::new);
-            f.cost_usd = parsed.cost_usd;
-            return Err(f);
-        }
-        if !status.success() {
-            let mut message = format!("`{program}` exited with {status}");
-            if !stderr_tail.is_empty() {
-                message.push_str(&format!("; stderr: {stderr_tail}"));
-            }
-            let lower = message.to_ascii_lowercase();
-            let mut f = Failure::transient(redact(&message, key.as_deref()));
-            if lower.contains("credit balance") || lower.contains("quota") {
-                f.kind = FailureKind::Quota;
-            }
-            f.partial = parsed.text;
-            f.usage = parsed.usage.map(Box::new);
-            f.cost_usd = parsed.cost_usd;
-            return Err(f);
-        }
-        Ok(Reply {
-            text: parsed.text,
-            finish: Finish::Stop,
-            usage: parsed.usage,
-            request_id: parsed.session_id,
-            cost_usd: parsed.cost_usd,
-            agent_errors: parsed.agent_errors,
-        })
+        reply(program, status, &out, &stderr_tail, key.as_deref())
     }
 
     /// Starts the agent with `[llm].command`'s placeholders filled in, in `workdir`: its
@@ -331,6 +299,50 @@ fn agent_failure(
             .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default());
     }
     f
+}
+
+/// What an agent that exited with `status` printed (`out`), read as its reply or its
+/// failure.
+fn reply(
+    program: &str,
+    status: std::process::ExitStatus,
+    out: &[u8],
+    stderr_tail: &str,
+    key: Option<&str>,
+) -> Sent {
+    let stdout = String::from_utf8_lossy(out);
+    let mut parsed = agent_output::parse(&stdout);
+    if let Some(error) = parsed.error.take() {
+        // A failed call may still have worked, and been billed, for a while.
+        let mut f = agent_failure(program, &error, stderr_tail, key);
+        f.partial = parsed.text;
+        f.usage = parsed.usage.map(Box::new);
+        f.cost_usd = parsed.cost_usd;
+        return Err(f);
+    }
+    if !status.success() {
+        let mut message = format!("`{program}` exited with {status}");
+        if !stderr_tail.is_empty() {
+            message.push_str(&format!("; stderr: {stderr_tail}"));
+        }
+        let lower = message.to_ascii_lowercase();
+        let mut f = Failure::transient(redact(&message, key));
+        if lower.contains("credit balance") || lower.contains("quota") {
+            f.kind = FailureKind::Quota;
+        }
+        f.partial = parsed.text;
+        f.usage = parsed.usage.map(Box::new);
+        f.cost_usd = parsed.cost_usd;
+        return Err(f);
+    }
+    Ok(Reply {
+        text: parsed.text,
+        finish: Finish::Stop,
+        usage: parsed.usage,
+        request_id: parsed.session_id,
+        cost_usd: parsed.cost_usd,
+        agent_errors: parsed.agent_errors,
+    })
 }
 
 /// The last lines of stderr, for a failure's message.

@@ -160,6 +160,28 @@ pub(crate) fn cost(
     }
 }
 
+/// The journal's record of an attempt dropped by an interrupt after `counted` input
+/// tokens were sent and `took` passed.
+pub(crate) fn interrupted(
+    id: String,
+    attempt: u32,
+    counted: u64,
+    took: std::time::Duration,
+    by_agent: bool,
+) -> AttemptResult {
+    AttemptResult {
+        id,
+        attempt,
+        outcome: AttemptOutcome::Interrupted,
+        input_tokens: counted,
+        estimated: true,
+        error: Some("interrupted: the request was dropped".into()),
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        by_agent,
+        ..AttemptResult::default()
+    }
+}
+
 /// The journal's record of attempt `attempt` of prompt `id`, ended as `outcome` and
 /// counted as `counted` (the rest of it is the caller's to fill).
 pub(crate) fn recorded(

@@ -150,6 +150,17 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             Err(cannot) => return Ok(cannot),
         };
         if let Some(at) = self.point()? {
+            if attempt == 1 {
+                let (snapshots, vars) = (self.snapshots, &self.vars);
+                p.passing_before = verification::passing_before(
+                    self.ctx,
+                    snapshots,
+                    (&at, self.index),
+                    vars,
+                    self.interrupt,
+                )
+                .await?;
+            }
             let restored = self.snapshots.restore_for(at, attempt, self.wait()).await?;
             self.record(restored)?;
         }
@@ -167,17 +178,9 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         drop(pass);
         self.after_processes(&mark, attempt)?;
         let Some(outcome) = sent? else {
-            self.record(Said::event(Event::AttemptFinished(AttemptResult {
-                id: self.id(),
-                attempt,
-                outcome: AttemptOutcome::Interrupted,
-                input_tokens: p.counted,
-                estimated: true,
-                error: Some("interrupted: the request was dropped".into()),
-                duration_ms: millis(t0.elapsed()),
-                by_agent: self.endpoint.is_agent(),
-                ..AttemptResult::default()
-            })))?;
+            let agent = self.endpoint.is_agent();
+            let cut = accounting::interrupted(self.id(), attempt, p.counted, t0.elapsed(), agent);
+            self.record(Said::event(Event::AttemptFinished(cut)))?;
             return Err(Error::Interrupted);
         };
         let duration_ms = millis(t0.elapsed());
@@ -248,6 +251,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             counted,
             reserved,
             usd: 0.0,
+            passing_before: Vec::new(),
         }))
     }
 
@@ -399,8 +403,11 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             )
             .await?;
             checks = verified.said;
-            if let Some(failed) = verified.failure {
-                verdict = Err(failed);
+            match verified.failure {
+                Some(failed) => verdict = Err(failed),
+                None => checks
+                    .warnings
+                    .extend(verification::passed_before(&id, &p.passing_before)),
             }
         }
         self.record(checks)?;

@@ -18,6 +18,15 @@ use crate::plan::Plan;
 use crate::state::{Event, Expected, Fold, Store};
 use crate::workspace::{Changes, Committed, Extras, Head, Pin, Scan, Workspace};
 
+/// A folder holding a copy of a commit's files, removed when dropped.
+pub(crate) struct BaseCopy(pub(crate) std::path::PathBuf);
+
+impl Drop for BaseCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Where a workspace step starts: read from the session before the step awaits.
 #[derive(Debug, Clone)]
 pub(crate) struct Point {
@@ -209,6 +218,28 @@ impl Snapshots {
             session_id: book.fold.session_id.clone(),
             expected: book.fold.workspace.expected.clone(),
         }))
+    }
+
+    /// A copy of the tracked files of the commit the prompt of `at` starts from, in a new
+    /// folder outside the workspace (removed when the copy is dropped), for checks that
+    /// must not touch the workspace.
+    pub(crate) async fn copy_of_base(&self, at: &Point) -> Result<Option<BaseCopy>> {
+        let Some(ws) = self.snapshots() else {
+            return Ok(None);
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "orchestrator-base-{}-{}",
+            std::process::id(),
+            at.id
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let copy = BaseCopy(dir);
+        ws.export(&at.base.commit, &copy.0).await?;
+        Ok(Some(copy))
     }
 
     /// Before attempt `attempt` at the prompt of `at`: the workspace put back to the last

@@ -28,6 +28,9 @@ pub(crate) struct Prepared {
     pub(crate) max_tokens: u32,
     /// US dollars held for it while it is in flight.
     pub(crate) usd: f64,
+    /// Its own checks that passed on the workspace before the agent ran (first attempts of
+    /// agent builds).
+    pub(crate) passing_before: Vec<String>,
 }
 
 /// What the last attempt said about the next one.

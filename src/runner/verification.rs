@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::context::Context;
 use super::events::Said;
 use super::interrupt::Interrupt;
+use super::snapshot::{Point, Snapshots};
 use crate::documents::CheckSource;
 use crate::error::{Error, Result};
 use crate::process::Mark;
@@ -97,6 +98,60 @@ pub(crate) async fn verify(
         said,
         failure: None,
     })
+}
+
+/// `[verify] before`, before the first attempt at prompt `index` (of `at`) in an agent
+/// build: its own checks (its `## Validation` blocks and front matter `verify`; the
+/// phase's and config's are regression checks, expected to pass) run on a copy of the
+/// commit it starts from, outside the workspace (their side effects go with the copy);
+/// the ones that pass already, which then prove nothing about the prompt's work.
+pub(crate) async fn passing_before(
+    ctx: Context<'_>,
+    snapshots: &Snapshots,
+    (at, index): (&Point, usize),
+    vars: &BTreeMap<String, Value>,
+    interrupt: &Interrupt,
+) -> Result<Vec<String>> {
+    let Ok(checks) = verify::checks(ctx.config, ctx.plan, index, vars) else {
+        return Ok(Vec::new());
+    };
+    if !ctx.config.verify.before || checks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(copy) = snapshots.copy_of_base(at).await? else {
+        return Ok(Vec::new());
+    };
+    let dir = copy.0.as_path();
+    let env = verify::CheckEnv::of(ctx.config);
+    let mut passing = Vec::new();
+    for bound in checks.into_iter().filter(|b| {
+        matches!(
+            b.check.from,
+            CheckSource::Validation | CheckSource::FrontMatter
+        )
+    }) {
+        let checked = tokio::select! {
+            checked = verify::run(&bound, dir, ctx.config.verify.timeout, &env) => checked,
+            () = interrupt.wait() => return Err(Error::Interrupted),
+        };
+        if checked.passed {
+            passing.push(bound.check.script);
+        }
+    }
+    Ok(passing)
+}
+
+/// The warnings for the checks that passed before the agent ran.
+pub(crate) fn passed_before(id: &str, scripts: &[String]) -> Vec<String> {
+    scripts
+        .iter()
+        .map(|s| {
+            format!(
+                "{id}: the check `{}` passed before the agent ran, so it proves nothing about this prompt's work; make it test what the prompt builds",
+                crate::text::truncate(s.lines().next().unwrap_or(""), 80)
+            )
+        })
+        .collect()
 }
 
 /// For a new session's first run: how many shell checks will run, from which files, so

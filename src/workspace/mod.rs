@@ -49,6 +49,8 @@ pub(crate) const KEPT_REFS: &str = "refs/orchestrator";
 /// The private index snapshots are made with (kept between snapshots, so that each one
 /// rehashes only what changed).
 const SCAN_INDEX: &str = "orchestrator-index";
+/// A throwaway index for exporting a commit's files elsewhere.
+const EXPORT_INDEX: &str = "orchestrator-export-index";
 /// A throwaway index for taking the user's changes into a base.
 const TAKE_IN_INDEX: &str = "orchestrator-take-in-index";
 
@@ -552,6 +554,15 @@ impl Workspace {
         self.restore(&commit, &extras, &changes.extras.ignored, Some(&commit))
             .await?;
         Ok(Committed { commit, extras })
+    }
+
+    /// `commit`'s tracked files written into `dir`; HEAD, index and work tree untouched.
+    pub(crate) async fn export(&self, commit: &str, dir: &Path) -> Result<()> {
+        let repo = self.repo()?;
+        let index = repo.git.git_dir().join(EXPORT_INDEX);
+        let exported = repo.export(commit, dir, &index).await;
+        let _ = std::fs::remove_file(&index);
+        exported.map_err(|e| self.git_error(&e))
     }
 
     /// Keeps `commit` reachable as `refs/orchestrator/<name>`; the ref's name.

@@ -26,6 +26,27 @@ pub(crate) enum Unstageable {
 }
 
 impl Repo {
+    /// The tracked files of `commit` written into `dir` through the private index `index`.
+    pub(crate) async fn export(
+        &self,
+        commit: &str,
+        dir: &Path,
+        index: &Path,
+    ) -> Result<(), GitError> {
+        let prefix = format!("--prefix={}/", dir.display());
+        self.git
+            .run_with(&["read-tree", commit], Some(index), b"")
+            .await?;
+        self.git
+            .run_with(
+                &["checkout-index", "--all", "--force", &prefix],
+                Some(index),
+                b"",
+            )
+            .await?;
+        Ok(())
+    }
+
     pub(crate) fn new(
         git: Git,
         work_tree: PathBuf,

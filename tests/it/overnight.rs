@@ -322,3 +322,53 @@ fn with_agent_errors_fail_what_the_agent_reported_failing_fails_the_attempt() {
     assert_eq!(a[0]["outcome"], "content", "{:#}", a[0]);
     assert_eq!(strings(&status_json(&b)["failed"]), ["01.1"]);
 }
+
+#[test]
+fn plan_warns_of_an_agent_build_prompt_with_no_check_and_of_a_check_that_only_prints() {
+    let b = TestBuild::new()
+        .phase("01-a", "A", Some(50_000))
+        .prompt(
+            "01.1-venv",
+            "Create the venv.\n\n## Validation\n```bash\necho $VIRTUAL_ENV\n```\n",
+            &[],
+        )
+        .prompt(
+            "01.2-module",
+            "Write the module.\n\n## Validation\n```python\nimport wordfreq\n```\n",
+            &[],
+        )
+        .build();
+    b.config(
+        "[llm]\nprovider = \"command\"\ncommand = [\"claude\", \"-p\"]\n[workspace]\ndir = \"build\"\n[verify]\nfrom_prompt = true\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\n",
+    );
+    let plan = b.run(&["plan"]);
+    plan.code(0)
+        .stderr_has("01.1's check `echo $VIRTUAL_ENV` only prints")
+        .stderr_has("01.2 has no check that runs");
+}
+
+#[test]
+fn a_check_that_passes_before_the_agent_runs_is_flagged() {
+    // `test -d .` holds in any workspace; `test -f made.txt` only once the agent made it.
+    let b = TestBuild::new()
+        .phase("01-a", "A", Some(50_000))
+        .prompt(
+            "01.1-first",
+            "Make made.txt.\n\n## Validation\n```bash\ntest -d .\n```\n\n```bash\ntest -f made.txt\n```\n",
+            &["title"],
+        )
+        .build();
+    let script = agent_script(&b, "agent.sh", &format!("touch made.txt\n{AGENT_REPLY}"));
+    b.config(&format!(
+        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\n[workspace]\ndir = \"build\"\n[verify]\nfrom_prompt = true\nbefore = true\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
+        script.display()
+    ));
+    let run = b.run(&["run"]);
+    run.code(0)
+        .stderr_has("the check `test -d .` passed before the agent ran");
+    assert!(
+        !run.stderr.contains("`test -f made.txt` passed before"),
+        "{}",
+        run.stderr
+    );
+}
