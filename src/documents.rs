@@ -117,6 +117,15 @@ pub struct PromptState {
     /// thread), for `llm.continue_session`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub agent_session: Option<String>,
+    /// Iterations of its `until` loop accepted so far (none once it completes).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub iteration: u32,
+    /// The last iteration's commit: the next attempt builds on it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub iteration_commit: Option<String>,
+    /// Why it is sent again: the `until` check's command and output.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub iteration_note: Option<String>,
     /// What the agent reported failing in the prompt's last attempt (its commands, tools).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub agent_errors: Vec<String>,

@@ -63,6 +63,23 @@ pub(crate) fn planned(config: &Config, plan: &Plan, index: usize) -> Vec<Check> 
         .collect()
 }
 
+/// Every shell check prompt `index` may run, as `plan` shows them: its checks and its
+/// front matter `until` (nothing runs that `plan` does not show).
+pub(crate) fn shown(config: &Config, plan: &Plan, index: usize) -> Vec<Check> {
+    let prompt = &plan.prompts[index];
+    let mut checks = planned(config, plan, index);
+    if let Some(until) = &prompt.front.until {
+        checks.push(Check {
+            from: CheckSource::FrontMatter,
+            script: format!(
+                "# until: sent again while this fails, at most {} times\n{until}",
+                prompt.front.max_iterations
+            ),
+        });
+    }
+    checks
+}
+
 /// What `plan` warns about the checks of an agent build (`[workspace]` and an agent
 /// command): a prompt with none, whose acceptance would be the agent's word alone, and a
 /// check that only prints (`echo $VIRTUAL_ENV`), which passes whatever the agent did.

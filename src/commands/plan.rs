@@ -10,7 +10,7 @@ use crate::verify;
 pub(crate) fn plan(settings: &Settings) -> Result<()> {
     let plan = settings.load_plan()?;
     let checks: Vec<_> = (0..plan.prompts.len())
-        .map(|i| verify::planned(&settings.config, &plan, i))
+        .map(|i| verify::shown(&settings.config, &plan, i))
         .collect();
     let config = &settings.config;
     let graph = Graph::of(&plan.prompts, &plan.phases, config.context.history);

@@ -43,7 +43,14 @@ pub(crate) struct FrontMatter {
     pub(crate) checkpoint: Option<CheckpointMode>,
     /// Checks after this prompt (docs, "Agent builds").
     pub(crate) verify: Vec<String>,
+    /// A shell check the prompt is sent again until it passes, each time building on the
+    /// last (the ralph loop), at most `max_iterations` times.
+    pub(crate) until: Option<String>,
+    pub(crate) max_iterations: u32,
 }
+
+/// `max_iterations` when front matter has `until` but says no more.
+pub(crate) const MAX_ITERATIONS: u32 = 5;
 
 /// The front matter as written, with where each value is (for errors with lines).
 #[derive(Deserialize)]
@@ -56,6 +63,8 @@ struct WrittenFront {
     checkpoint: Option<CheckpointMode>,
     #[serde(default)]
     verify: Vec<String>,
+    until: Option<toml::Spanned<String>>,
+    max_iterations: Option<toml::Spanned<u32>>,
 }
 
 impl WrittenFront {
@@ -80,7 +89,28 @@ impl WrittenFront {
                 "front matter: model is empty; name a model (or leave it out for llm.model)".into(),
             ));
         }
+        if let Some(u) = &self.until
+            && u.get_ref().trim().is_empty()
+        {
+            return Err((
+                line(u.span().start),
+                "front matter: until is empty; give the shell check that says the prompt is done"
+                    .into(),
+            ));
+        }
+        if let Some(m) = &self.max_iterations
+            && (*m.get_ref() == 0 || self.until.is_none())
+        {
+            return Err((
+                line(m.span().start),
+                "front matter: max_iterations needs an `until` check and at least 1".into(),
+            ));
+        }
         Ok(FrontMatter {
+            until: self.until.map(toml::Spanned::into_inner),
+            max_iterations: self
+                .max_iterations
+                .map_or(MAX_ITERATIONS, toml::Spanned::into_inner),
             max_tokens: self.max_tokens.map(toml::Spanned::into_inner),
             model: self.model.map(toml::Spanned::into_inner),
             depends_on: self

@@ -85,7 +85,11 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                     state.map_or(0, |p| p.attempts_used),
                     state.and_then(|p| p.last_error.clone()),
                     state.map_or(0, |p| p.last_attempt),
-                    state.and_then(|p| p.retry_note.as_deref()).map(retry::note),
+                    (state.and_then(|p| p.retry_note.as_deref()).map(retry::note)).or_else(|| {
+                        state
+                            .and_then(|p| p.iteration_note.as_deref())
+                            .map(retry::again)
+                    }),
                 )
             };
             if used >= max_attempts {
@@ -389,25 +393,13 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let mut checks = Said::default();
         if verdict.is_ok() {
             let dir = verification::check_dir(self.snapshots.dir(), self.ctx.config_dir);
-            let vars = &self.vars;
-            let sent = p.request.prompt_text();
-            let verified = verification::verify(
-                self.ctx,
-                index,
-                attempt,
-                vars,
-                &dir,
-                sent,
-                mark,
-                self.interrupt,
-            )
-            .await?;
+            let (vars, sent) = (&self.vars, p.request.prompt_text());
+            let at = (index, attempt, p.passing_before.as_slice());
+            let verified =
+                verification::verify(self.ctx, at, vars, &dir, sent, mark, self.interrupt).await?;
             checks = verified.said;
-            match verified.failure {
-                Some(failed) => verdict = Err(failed),
-                None => checks
-                    .warnings
-                    .extend(verification::passed_before(&id, &p.passing_before)),
+            if let Some(failed) = verified.failure {
+                verdict = Err(failed);
             }
         }
         self.record(checks)?;
@@ -446,19 +438,26 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         };
         said.events.insert(0, Event::AttemptFinished(result));
         let tokens = (counted.input, counted.output, counted.estimated);
-        match verdict {
-            Ok(accepted) => {
+        let until = match (&verdict, self.snapshots.dir(), &commit) {
+            (Ok(_), Some(dir), Some(c)) => {
+                let (ctx, book, vars) = (self.ctx, self.book, &self.vars);
+                verification::until(ctx, book, index, vars, dir, self.interrupt, (c, tokens))
+                    .await?
+            }
+            _ => None,
+        };
+        match (verdict, until) {
+            (Ok(accepted), None) => {
                 self.complete(attempt, accepted, reply, commit, said, tokens, duration_ms)
             }
-            Err(reason) => {
+            (Ok(_), Some((iterated, next))) => {
+                said.events.push(iterated);
                 self.record(said)?;
-                Ok(Attempted::Retry {
-                    reason,
-                    backoff: false,
-                    asked: None,
-                    tokens,
-                    limit: false,
-                })
+                Ok(next)
+            }
+            (Err(reason), _) => {
+                self.record(said)?;
+                Ok(Attempted::again(reason, tokens))
             }
         }
     }
@@ -478,27 +477,14 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     ) -> Result<Attempted> {
         let (plan, index) = (self.ctx.plan, self.index);
         let prompt = &plan.prompts[index];
-        let (commit, extras) = commit.map_or((None, None), |(c, e)| (Some(c), Some(e)));
-        if let Some(warning) = accepted.warning {
-            said.warnings.push(format!("{}: {warning}", prompt.id));
-            said.events.push(Event::Warning {
-                id: Some(prompt.id.to_string()),
-                message: warning,
-            });
-        }
         let output = format!("{}/{}.md", state::OUTPUTS, prompt.id);
-        said.events.push(Event::Completed {
-            id: prompt.id.to_string(),
-            name: prompt.name.clone(),
-            file: prompt.file.clone(),
-            hash: prompt.hash.clone(),
-            variables: accepted.checkpoint.variables,
-            files_created: accepted.checkpoint.files_created,
-            output: output.clone(),
-            reply: reply.text.clone(),
+        said = said.and(verdict::completed(
+            prompt,
+            accepted,
+            &reply.text,
+            &output,
             commit,
-            extras,
-        });
+        ));
         self.record(said)?;
         let reopened = self
             .snapshots

@@ -59,6 +59,14 @@ pub(crate) fn note(reason: &str) -> String {
     )
 }
 
+/// The note an `until` loop's next iteration carries: its work so far is in the
+/// workspace, and why the prompt is not done.
+pub(crate) fn again(why: &str) -> String {
+    format!(
+        "Note: your work on this prompt so far is in the workspace, committed, but it is not done yet: {why}\nGo on from where it is, then end your reply with the checkpoint block."
+    )
+}
+
 /// A failure as the retry and the journal say it.
 pub(crate) fn describe(f: &Failure) -> String {
     let label = match f.kind {

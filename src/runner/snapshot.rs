@@ -511,9 +511,17 @@ fn base_of(
     index: usize,
 ) -> Result<(Option<String>, Committed)> {
     let fold = &book.fold.workspace;
-    let (id, commit) = match book.tally.last_commit_before(index) {
-        Some((i, c)) => (Some(plan.prompts[i].id.to_string()), c.to_string()),
-        None => (
+    // An `until` loop's next iteration builds on the last one.
+    let own = plan.prompts[index].id.as_str();
+    let iterated = book
+        .fold
+        .prompts
+        .get(own)
+        .and_then(|p| p.iteration_commit.clone());
+    let (id, commit) = match (iterated, book.tally.last_commit_before(index)) {
+        (Some(c), _) => (Some(own.to_string()), c),
+        (None, Some((i, c))) => (Some(plan.prompts[i].id.to_string()), c.to_string()),
+        (None, None) => (
             None,
             fold.baseline.clone().ok_or_else(|| Error::Git {
                 dir: ws.dir().to_path_buf(),

@@ -6,6 +6,19 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::request::Request;
 
+impl Attempted {
+    /// Another attempt at once (a content failure, an `until` loop's next iteration).
+    pub(crate) fn again(reason: String, tokens: (u64, u64, bool)) -> Attempted {
+        Attempted::Retry {
+            reason,
+            backoff: false,
+            asked: None,
+            tokens,
+            limit: false,
+        }
+    }
+}
+
 /// How a prompt ended.
 pub(crate) enum Step {
     Completed,

@@ -9,10 +9,13 @@
 
 use serde_json::{Map, Value};
 
+use super::events::Said;
 use crate::checkpoint::{self, Checkpoint};
-use crate::plan::{CheckpointMode, Plan, PromptId};
+use crate::plan::{CheckpointMode, Plan, Prompt, PromptId};
 use crate::providers::Finish;
+use crate::state::Event;
 use crate::template::lookup;
+use crate::workspace::Extras;
 
 /// Outputs may nest this deep (a list of objects of lists is 3).
 pub(crate) const MAX_OUTPUT_DEPTH: usize = 32;
@@ -24,6 +27,39 @@ pub(crate) const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 pub(crate) struct Accepted {
     pub(crate) checkpoint: Checkpoint,
     pub(crate) warning: Option<String>,
+}
+
+/// The journal's completion of `prompt`, accepted with its reply `text` (copied to
+/// `output`) and, in an agent build, its commit: with the acceptance's warning, if any.
+pub(crate) fn completed(
+    prompt: &Prompt,
+    accepted: Accepted,
+    text: &str,
+    output: &str,
+    commit: Option<(String, Extras)>,
+) -> Said {
+    let mut said = Said::default();
+    let (commit, extras) = commit.map_or((None, None), |(c, e)| (Some(c), Some(e)));
+    if let Some(warning) = accepted.warning {
+        said.warnings.push(format!("{}: {warning}", prompt.id));
+        said.events.push(Event::Warning {
+            id: Some(prompt.id.to_string()),
+            message: warning,
+        });
+    }
+    said.events.push(Event::Completed {
+        id: prompt.id.to_string(),
+        name: prompt.name.clone(),
+        file: prompt.file.clone(),
+        hash: prompt.hash.clone(),
+        variables: accepted.checkpoint.variables,
+        files_created: accepted.checkpoint.files_created,
+        output: output.to_string(),
+        reply: text.to_string(),
+        commit,
+        extras,
+    });
+    said
 }
 
 /// Judges the reply `text` (ended by `finish`, asked for at most `max_tokens`) to prompt

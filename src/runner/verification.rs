@@ -13,6 +13,8 @@ use super::context::Context;
 use super::events::Said;
 use super::interrupt::Interrupt;
 use super::snapshot::{Point, Snapshots};
+use super::steps::Attempted;
+use super::tally::Book;
 use crate::documents::CheckSource;
 use crate::error::{Error, Result};
 use crate::process::Mark;
@@ -42,8 +44,7 @@ pub(crate) fn check_dir(workspace: Option<&Path>, config_dir: &Path) -> PathBuf 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn verify(
     ctx: Context<'_>,
-    index: usize,
-    attempt: u32,
+    (index, attempt, passing_before): (usize, u32, &[String]),
     vars: &BTreeMap<String, Value>,
     dir: &Path,
     sent: &str,
@@ -94,10 +95,70 @@ pub(crate) async fn verify(
             });
         }
     }
+    said.warnings.extend(passed_before(&id, passing_before));
     Ok(Verified {
         said,
         failure: None,
     })
+}
+
+/// Prompt `index`'s front matter `until` check, run in `dir` once an attempt was accepted
+/// as iteration `iteration` (from 1) with `commit`: `None` when there is none or it passes
+/// (the prompt is done); else the iteration's journal event and what comes next, the
+/// prompt sent again on top of it, or past `max_iterations` failed with the check's output.
+pub(crate) async fn until(
+    ctx: Context<'_>,
+    book: &std::cell::RefCell<Book>,
+    index: usize,
+    vars: &BTreeMap<String, Value>,
+    dir: &Path,
+    interrupt: &Interrupt,
+    (commit, tokens): (&(String, crate::workspace::Extras), (u64, u64, bool)),
+) -> Result<Option<(Event, Attempted)>> {
+    let prompt = &ctx.plan.prompts[index];
+    let Some(script) = prompt.front.until.clone() else {
+        return Ok(None);
+    };
+    let done = (book.borrow().fold.prompts.get(prompt.id.as_str())).map_or(0, |s| s.iteration);
+    let iteration = done + 1;
+    let check = verify::Check {
+        from: CheckSource::FrontMatter,
+        script: script.clone(),
+    };
+    let output = match verify::bind(check, vars) {
+        Ok(bound) => {
+            let env = verify::CheckEnv::of(ctx.config);
+            let checked = tokio::select! {
+                checked = verify::run(&bound, dir, ctx.config.verify.timeout, &env) => checked,
+                () = interrupt.wait() => return Err(Error::Interrupted),
+            };
+            if checked.passed {
+                return Ok(None);
+            }
+            checked.output
+        }
+        Err(why) => why,
+    };
+    let output = crate::text::tail(&output, 2000).to_string();
+    let max = prompt.front.max_iterations;
+    let next = if iteration >= max {
+        Attempted::Fail(format!(
+            "its `until` check `{script}` still fails after {iteration} {} (max_iterations = {max}); its output:\n{output}",
+            crate::text::plural(iteration as usize, "iteration"),
+        ))
+    } else {
+        let reason = format!("iteration {iteration} accepted; its `until` check still fails");
+        Attempted::again(reason, tokens)
+    };
+    let event = Event::Iterated {
+        id: prompt.id.to_string(),
+        iteration,
+        commit: Some(commit.0.clone()),
+        extras: Some(commit.1.clone()),
+        check: script,
+        output,
+    };
+    Ok(Some((event, next)))
 }
 
 /// `[verify] before`, before the first attempt at prompt `index` (of `at`) in an agent
@@ -160,7 +221,7 @@ pub(crate) fn planned_note(ctx: Context<'_>) -> Option<String> {
     let mut count = 0;
     let mut files: Vec<String> = Vec::new();
     for (i, p) in ctx.plan.prompts.iter().enumerate() {
-        for check in verify::planned(ctx.config, ctx.plan, i) {
+        for check in verify::shown(ctx.config, ctx.plan, i) {
             count += 1;
             let file = match check.from {
                 CheckSource::Validation | CheckSource::FrontMatter => p.path.display().to_string(),

@@ -110,6 +110,23 @@ impl Fold {
             }
             Event::AttemptFinished(result) => self.attempt_finished(result, at),
             Event::Retry { .. } => {}
+            Event::Iterated {
+                id,
+                iteration,
+                commit,
+                check,
+                output,
+                ..
+            } => {
+                let p = self.prompts.entry(id.clone()).or_default();
+                p.iteration = *iteration;
+                p.iteration_commit.clone_from(commit);
+                p.attempts_used = 0;
+                p.retry_note = None;
+                p.iteration_note = Some(format!(
+                    "the check `{check}` still fails after iteration {iteration}; its output:\n{output}"
+                ));
+            }
             Event::Paused {
                 id,
                 until_ms,
@@ -341,6 +358,7 @@ impl Fold {
         p.last_error = None;
         p.completed_at = Some(at.to_string());
         p.agent_session = p.last_session.take();
+        (p.iteration, p.iteration_commit, p.iteration_note) = (0, None, None);
         if let Some(commit) = commit {
             p.commit = Some(commit.clone());
         }

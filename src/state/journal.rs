@@ -129,6 +129,18 @@ pub(crate) enum Event {
         delay_ms: u64,
         reason: String,
     },
+    /// An iteration of a prompt with an `until` check: accepted and committed, but the
+    /// check still fails (`output`), so the prompt is sent again on top of `commit`.
+    Iterated {
+        id: String,
+        iteration: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extras: Option<crate::workspace::Extras>,
+        check: String,
+        output: String,
+    },
     /// A rate or usage limit: nothing is sent until `until` (Unix milliseconds), and a
     /// run started before then waits for it first.
     Paused {

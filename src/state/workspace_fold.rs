@@ -57,6 +57,11 @@ impl WorkspaceFold {
                 commit: Some(commit),
                 extras,
                 ..
+            }
+            | Event::Iterated {
+                commit: Some(commit),
+                extras,
+                ..
             } => self.at(commit, extras.as_ref()),
             Event::WorkspaceRestored { commit, .. } => self.expected = Expected::At(commit.clone()),
             Event::WorkspaceLeft { commit, extras, .. } => {

@@ -372,3 +372,73 @@ fn a_check_that_passes_before_the_agent_runs_is_flagged() {
         run.stderr
     );
 }
+
+/// An agent build of one prompt whose agent adds one to `count` in the workspace each
+/// call, with front matter `front`.
+fn counting_loop(front: &str) -> Build {
+    let text = crate::support::prompt("01.1-count", "Add one to count.", &["title"]);
+    let b = TestBuild::new()
+        .phase("01-a", "A", Some(200_000))
+        .file(
+            "prompts/01-a/01.1-count.md",
+            &format!("+++\n{front}\n+++\n{text}"),
+        )
+        .build();
+    let script = agent_script(
+        &b,
+        "agent.sh",
+        &format!("n=$(cat count 2>/dev/null || echo 0)\necho $((n + 1)) > count\n{AGENT_REPLY}"),
+    );
+    b.config(&format!(
+        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\n[workspace]\ndir = \"build\"\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 200000\n",
+        script.display()
+    ));
+    b
+}
+
+fn commits_of(b: &Build, message: &str) -> usize {
+    crate::support::git(&b.path().join("build"), &["log", "--format=%s"])
+        .lines()
+        .filter(|l| l.starts_with(message))
+        .count()
+}
+
+#[test]
+fn a_prompt_with_until_is_sent_again_on_top_of_its_last_iteration_until_the_check_passes() {
+    let b = counting_loop("until = \"test $(cat count) -ge 3\"\nmax_iterations = 5");
+    let run = b.run(&["run"]);
+    run.code(0);
+    assert_eq!(
+        b.read("build/count").trim(),
+        "3",
+        "each iteration built on the last"
+    );
+    assert_eq!(
+        commits_of(&b, "01.1 01.1-count"),
+        3,
+        "a commit per iteration"
+    );
+    assert_eq!(events(&b, "iterated").len(), 2);
+    assert_eq!(strings(&status_json(&b)["completed"]), ["01.1"]);
+}
+
+#[test]
+fn a_prompt_whose_until_check_never_passes_fails_at_max_iterations_with_the_checks_output() {
+    let b = counting_loop("until = \"echo still at $(cat count); false\"\nmax_iterations = 2");
+    let run = b.run(&["run"]);
+    run.code(1)
+        .stderr_has("still fails after 2 iterations")
+        .stderr_has("still at 2");
+    assert_eq!(b.read("build/count").trim(), "2");
+    assert_eq!(commits_of(&b, "01.1 01.1-count"), 2, "both iterations kept");
+    assert_eq!(strings(&status_json(&b)["failed"]), ["01.1"]);
+}
+
+#[test]
+fn plan_shows_the_until_check() {
+    let b = counting_loop("until = \"test $(cat count) -ge 3\"");
+    b.run(&["plan"])
+        .code(0)
+        .stdout_has("# until: sent again while this fails, at most 5 times")
+        .stdout_has("test $(cat count) -ge 3");
+}
