@@ -15,6 +15,7 @@
 //! Children that must not see the runner's secrets (checks, git, notifications) get a
 //! [`scrubbed_env`]: PATH, HOME, the locale and the names the user passes on.
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -205,6 +206,29 @@ pub(crate) enum Keep {
     All(usize),
     /// About the last this many bytes (a check's output, whatever its length).
     Tail(usize),
+    /// All of it, as [`Keep::All`], its lines watched: once the child has printed a line
+    /// that shows progress, printing none for the idle time ends it ([`Ended::Idle`]).
+    Watched(usize, Idle),
+}
+
+/// How long a child may go without showing progress, and how a line of its output is
+/// read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Idle {
+    pub(crate) after: Duration,
+    pub(crate) read: fn(&[u8]) -> Progress,
+}
+
+/// What a line a child printed says of its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Work done: the idle clock starts again.
+    Done,
+    /// Work started that may take long with nothing printed (a command, a tool): the
+    /// idle clock stops until the next line.
+    Busy,
+    /// Nothing (a reconnect notice, an error it retries): the clock runs on.
+    Noise,
 }
 
 /// Writes `input` to the child and reads what it prints, until it exits (then a grace for
@@ -227,14 +251,24 @@ pub(crate) async fn talk(
                 let _ = s.shutdown().await;
             }
         };
+        // The idle clock: when the last line showing progress came, `None` while busy or
+        // before any.
+        let last_progress: Cell<Option<Instant>> = Cell::new(None);
         let read_out = async {
             match keep {
                 Keep::All(limit) => read_capped(stdout, &mut out, limit).await,
+                Keep::Watched(limit, idle) => {
+                    read_watched(stdout, &mut out, limit, idle.read, &last_progress).await
+                }
                 Keep::Tail(last) => {
                     read_tail(stdout, &mut out, last).await;
                     Ok(())
                 }
             }
+        };
+        let idle_after = match keep {
+            Keep::Watched(_, idle) => Some(idle.after),
+            _ => None,
         };
         let read_err = read_tail(stderr, &mut err, STDERR_KEPT);
         tokio::pin!(write, read_out, read_err);
@@ -252,6 +286,11 @@ pub(crate) async fn talk(
                 () = &mut read_err, if !err_done => err_done = true,
                 status = child.wait() => break Ended::Exited(status),
                 () = tokio::time::sleep_until(deadline) => break Ended::TimedOut,
+                () = idle_until(idle_after, &last_progress) => {
+                    if idle_after.zip(last_progress.get()).is_some_and(|(a, t)| t.elapsed() >= a) {
+                        break Ended::Idle;
+                    }
+                }
             }
         };
         if let Ended::Exited(_) = ended {
@@ -284,6 +323,59 @@ pub(crate) enum Ended {
     Exited(std::io::Result<std::process::ExitStatus>),
     TimedOut,
     TooLarge,
+    /// It showed no progress for the idle time ([`Keep::Watched`]).
+    Idle,
+}
+
+/// Waits until the idle time after the last progress, as it is now; forever when there is
+/// no idle time or no clock running (the select loop looks again when anything else
+/// happens, and this wakes it at the deadline to look whether progress came meanwhile).
+async fn idle_until(after: Option<Duration>, last: &Cell<Option<Instant>>) {
+    let Some(after) = after else {
+        return std::future::pending().await;
+    };
+    match last.get() {
+        Some(t) => tokio::time::sleep_until(t + after).await,
+        // No clock running yet (or busy): look again within the idle time.
+        None => tokio::time::sleep(after.min(Duration::from_secs(1))).await,
+    }
+}
+
+/// Reads `pipe` into `buf` as [`read_capped`] does, each complete line read by `read`:
+/// progress sets `last` to now, work started clears it, noise leaves it.
+async fn read_watched(
+    pipe: Option<impl AsyncRead + Unpin>,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    read: fn(&[u8]) -> Progress,
+    last: &Cell<Option<Instant>>,
+) -> Result<(), ()> {
+    let Some(mut pipe) = pipe else { return Ok(()) };
+    let mut chunk = [0u8; 8192];
+    let mut line_start = 0;
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(n) => {
+                // Only the new bytes are searched for line ends: a long line costs once.
+                let mut from = buf.len();
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > limit {
+                    return Err(());
+                }
+                while let Some(end) = buf[from..].iter().position(|&b| b == b'\n') {
+                    let line_end = from + end;
+                    match read(&buf[line_start..line_end]) {
+                        Progress::Done => last.set(Some(Instant::now())),
+                        Progress::Busy => last.set(None),
+                        Progress::Noise => {}
+                    }
+                    line_start = line_end + 1;
+                    from = line_start;
+                }
+            }
+        }
+    }
 }
 
 /// Reads `pipe` into `buf` up to `limit` bytes: `Err` as soon as it holds more. Data read

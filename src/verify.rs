@@ -422,7 +422,7 @@ pub(crate) async fn run(
             output.push_str(&format!("\n(waiting for the check failed: {e})"));
             None
         }
-        Ended::TimedOut => {
+        Ended::TimedOut | Ended::Idle => {
             output.push_str(&format!(
                 "\n(did not finish within verify.timeout, {}; its process group was killed)",
                 crate::text::duration(timeout)

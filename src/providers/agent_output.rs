@@ -152,6 +152,35 @@ fn claude_code(obj: &Value) -> Parsed {
     }
 }
 
+/// What a line an agent printed says of its progress, for `llm.idle_timeout`: an `error`
+/// event (Codex's "Reconnecting… 1/5") is noise; work started that may print nothing for
+/// long (Codex's `item.started`, Claude Code's `tool_use`) stops the clock; any other line
+/// is progress. Claude Code's `json` format prints nothing until the end, so the clock
+/// never starts for it.
+pub(crate) fn progress(line: &[u8]) -> crate::process::Progress {
+    use crate::process::Progress;
+    let Ok(event) = serde_json::from_slice::<Value>(line) else {
+        return Progress::Done;
+    };
+    let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+    let tool_use = || {
+        event
+            .get("message")
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+            })
+    };
+    match kind {
+        "error" => Progress::Noise,
+        "item.started" => Progress::Busy,
+        "assistant" if tool_use() => Progress::Busy,
+        _ => Progress::Done,
+    }
+}
+
 /// Claude Code `--output-format stream-json --verbose`: JSON lines ending with the
 /// `result` object, read as the `json` format's; the tool results marked `is_error` on the
 /// way are the agent's errors. `None` unless the last line is a result and others precede.
@@ -620,6 +649,40 @@ mod tests {
         assert_eq!(p.text, "built");
         assert_eq!(p.session_id.as_deref(), Some("s"));
         assert!(p.error.is_none());
+    }
+
+    #[test]
+    fn what_a_line_says_of_an_agents_progress() {
+        use crate::process::Progress;
+        for (line, want) in [
+            (
+                r#"{"type":"error","message":"Reconnecting... 2/5"}"#,
+                Progress::Noise,
+            ),
+            (
+                r#"{"type":"item.started","item":{"type":"command_execution"}}"#,
+                Progress::Busy,
+            ),
+            (
+                r#"{"type":"item.completed","item":{"type":"command_execution"}}"#,
+                Progress::Done,
+            ),
+            (
+                r#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Bash"}]}}"#,
+                Progress::Busy,
+            ),
+            (
+                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi"}]}}"#,
+                Progress::Done,
+            ),
+            (
+                r#"{"type":"user","message":{"content":[{"type":"tool_result"}]}}"#,
+                Progress::Done,
+            ),
+            ("plain text", Progress::Done),
+        ] {
+            assert_eq!(progress(line.as_bytes()), want, "{line}");
+        }
     }
 
     #[test]

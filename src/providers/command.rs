@@ -27,7 +27,7 @@ use super::agent_output::{self, AgentError};
 use super::call::{Call, Failure, FailureKind, Finish, OnUpdate, Reply, Sent, Update, redact};
 use super::usage_limit;
 use crate::config::Config;
-use crate::process::{Ended, GroupGuard, Keep, ProcessGroup, die_with_parent, talk};
+use crate::process::{Ended, GroupGuard, Idle, Keep, ProcessGroup, die_with_parent, talk};
 use crate::request::Request;
 use crate::template::Template;
 
@@ -38,6 +38,8 @@ pub(crate) struct Command {
     key_env: String,
     pass_env: Vec<String>,
     timeout: Duration,
+    /// `llm.idle_timeout`: an agent that printed progress, then none for this long, is cut.
+    idle: Duration,
 }
 
 impl Command {
@@ -48,6 +50,7 @@ impl Command {
             key_env,
             pass_env: config.llm.env.clone(),
             timeout: config.llm.timeout,
+            idle: config.llm.idle_timeout,
         }
     }
 
@@ -111,7 +114,13 @@ impl Command {
             &mut child,
             input.as_bytes(),
             self.timeout,
-            Keep::All(super::http::MAX_REPLY_BYTES),
+            Keep::Watched(
+                super::http::MAX_REPLY_BYTES,
+                Idle {
+                    after: self.idle,
+                    read: agent_output::progress,
+                },
+            ),
         )
         .await;
         let program = self.program();
@@ -129,6 +138,13 @@ impl Command {
                 return Err(Failure::transient(format!(
                     "`{program}` did not finish within llm.timeout ({}); its process group was killed",
                     humantime::format_duration(self.timeout)
+                )));
+            }
+            Ended::Idle => {
+                return Err(Failure::transient(format!(
+                    "`{program}` printed nothing that shows progress for llm.idle_timeout ({}) (its last lines: {}); its process group was killed",
+                    humantime::format_duration(self.idle),
+                    crate::text::tail(&String::from_utf8_lossy(&out), 300).trim()
                 )));
             }
             Ended::Exited(status) => {

@@ -116,7 +116,7 @@ pub(crate) async fn tell(config: &Config, dir: &Path, doc: &Value) -> Option<Str
             err.trim()
         )),
         Ended::Exited(Err(e)) => Some(format!("notify.command `{program}`: {e}")),
-        Ended::TimedOut => Some(format!(
+        Ended::TimedOut | Ended::Idle => Some(format!(
             "notify.command `{program}` did not finish within notify.timeout ({}); it was killed",
             crate::text::duration(config.notify.timeout)
         )),

@@ -173,7 +173,7 @@ impl Git {
                 String::from_utf8_lossy(&err).trim()
             ))),
             Ended::Exited(Err(e)) => Err(failed(format!("waiting for git: {e}"))),
-            Ended::TimedOut => Err(failed(format!(
+            Ended::TimedOut | Ended::Idle => Err(failed(format!(
                 "it did not finish within {} and was killed",
                 humantime::format_duration(TIMEOUT)
             ))),

@@ -442,3 +442,48 @@ fn plan_shows_the_until_check() {
         .stdout_has("# until: sent again while this fails, at most 5 times")
         .stdout_has("test $(cat count) -ge 3");
 }
+
+/// `build`, with `llm.idle_timeout` at one second.
+fn build_idle(body: &str) -> Build {
+    let b = build(body, "");
+    let config = b.read("config.toml").replace(
+        "timeout = \"20s\"",
+        "timeout = \"20s\"\nidle_timeout = \"1s\"",
+    );
+    b.config(&config);
+    b
+}
+
+#[test]
+fn an_agent_that_only_prints_reconnect_notices_is_cut_at_the_idle_timeout() {
+    // Codex against a dead endpoint: it started, then only says it is reconnecting.
+    let body = r#"cat >/dev/null
+printf '%s\n' '{"type":"thread.started","thread_id":"t1"}' '{"type":"turn.started"}'
+while true; do
+  printf '%s\n' '{"type":"error","message":"Reconnecting... 1/5 (stream disconnected before completion)"}'
+  sleep 0.2
+done
+"#;
+    let b = build_idle(body);
+    let run = b.run(&["run"]);
+    run.code(1)
+        .stderr_has("printed nothing that shows progress for llm.idle_timeout (1s)");
+    let a = attempts(&b, "01.1");
+    assert_eq!(a[0]["outcome"], "transient", "{:#}", a[0]);
+}
+
+#[test]
+fn an_agent_busy_with_a_long_command_is_not_cut_at_the_idle_timeout() {
+    // A command that prints nothing for twice the idle timeout, then the turn completes.
+    let body = r##"cat >/dev/null
+printf '%s\n' '{"type":"thread.started","thread_id":"t1"}' '{"type":"turn.started"}'
+printf '%s\n' '{"type":"item.started","item":{"id":"c1","type":"command_execution","command":"pip install x","status":"in_progress"}}'
+sleep 2
+printf '%s\n' '{"type":"item.completed","item":{"id":"c1","type":"command_execution","command":"pip install x","aggregated_output":"ok","exit_code":0,"status":"completed"}}'
+printf '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"Done.\\n\\n```json\\n{\\"prompt\\": \\"01.1-first\\", \\"success\\": true, \\"outputs\\": {\\"title\\": \\"t\\"}}\\n```\\n"}}\n'
+printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":100,"output_tokens":30}}'
+"##;
+    let b = build_idle(body);
+    b.run(&["run"]).code(0);
+    assert_eq!(attempts(&b, "01.1")[0]["outcome"], "ok");
+}
