@@ -204,8 +204,8 @@ fn the_report_reads_in_a_real_browser_and_its_svg_is_laid_out() {
         .count();
     assert_eq!(
         attempt_boxes,
-        3 + 1 + 1,
-        "01.1's three attempts, 01.2's and 01.4's"
+        2 * (3 + 1 + 1),
+        "01.1's three attempts, 01.2's and 01.4's, each in the prompts' timeline and on the time axis"
     );
     for b in &boxes {
         let (w, h) = (b[2].as_f64().unwrap_or(0.0), b[3].as_f64().unwrap_or(0.0));
