@@ -14,19 +14,34 @@ use crate::support::{
     AGENT_REPLY, Build, Running, agent_script, attempts, events, eventually, status_json, strings,
 };
 
-/// One prompt, `01.1-first`, answered by `agent.sh` (`body`), one attempt allowed and
-/// backoff capped at 50ms: any wait longer is a limit's pause or a failure.
-fn build(body: &str, extra: &str) -> Build {
-    let b = TestBuild::new()
-        .phase("01-a", "A", Some(50_000))
-        .prompt("01.1-first", "Write the first part.", &["title"])
-        .build();
+/// `t` built (its prompts in phase `01-a`), its agent `agent.sh` (`body`) run as
+/// `command = ["agent.sh"{args}]`, with `tables` (TOML) after `[llm]`'s first lines.
+fn scripted(t: TestBuild, body: &str, args: &str, tables: &str) -> Build {
+    let b = t.build();
     let script = agent_script(&b, "agent.sh", body);
     b.config(&format!(
-        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\ntimeout = \"20s\"\n[retry]\nmax_attempts = 1\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n{extra}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
+        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"{args}]\n{tables}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 200000\n",
         script.display()
     ));
     b
+}
+
+/// One prompt, `01.1-first`, producing `title`.
+fn one_prompt() -> TestBuild {
+    TestBuild::new().phase("01-a", "A", Some(200_000)).prompt(
+        "01.1-first",
+        "Write the first part.",
+        &["title"],
+    )
+}
+
+/// One prompt, `01.1-first`, answered by `agent.sh` (`body`), one attempt allowed and
+/// backoff capped at 50ms: any wait longer is a limit's pause or a failure.
+fn build(body: &str, extra: &str) -> Build {
+    let tables = format!(
+        "timeout = \"20s\"\n[retry]\nmax_attempts = 1\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n{extra}"
+    );
+    scripted(one_prompt(), body, "", &tables)
 }
 
 /// An agent that reports `limit` (a shell word, expanded) as Claude Code's error result
@@ -143,19 +158,10 @@ printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":100,"cached_inpu
 #[test]
 fn max_call_usd_caps_the_budget_one_agent_call_is_handed() {
     // $0.50 left in all, $0.05 at most per call: the agent is told $0.05.
-    let b = TestBuild::new()
-        .phase("01-a", "A", Some(50_000))
-        .prompt("01.1-first", "Write the first part.", &["title"])
-        .build();
-    let script = agent_script(
-        &b,
-        "agent.sh",
-        &format!("printf '%s\\n' \"$2\" >> \"$(dirname \"$0\")/handed\"\n{AGENT_REPLY}"),
-    );
-    b.config(&format!(
-        "[llm]\nprovider = \"command\"\ncommand = [\"{}\", \"--max-budget-usd\", \"{{{{budget_usd_left}}}}\"]\nmax_call_usd = 0.05\n[budget]\nmax_cost_usd = 0.5\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
-        script.display()
-    ));
+    let body = format!("printf '%s\\n' \"$2\" >> \"$(dirname \"$0\")/handed\"\n{AGENT_REPLY}");
+    let args = ", \"--max-budget-usd\", \"{{budget_usd_left}}\"";
+    let tables = "max_call_usd = 0.05\n[budget]\nmax_cost_usd = 0.5";
+    let b = scripted(one_prompt(), &body, args, tables);
     b.run(&["run"]).code(0);
     assert_eq!(b.read("handed").trim(), "0.0500");
 }
@@ -164,20 +170,10 @@ fn max_call_usd_caps_the_budget_one_agent_call_is_handed() {
 fn the_second_prompt_goes_on_in_the_session_the_first_call_reported_and_the_first_starts_fresh() {
     // The agent answers as Claude Code does, with `"session_id":"s"`; each call's
     // arguments are logged, one line per call.
-    let b = TestBuild::new()
-        .phase("01-a", "A", Some(50_000))
-        .prompt("01.1-first", "Write the first part.", &["title"])
-        .prompt("01.2-second", "Build on {{title}}.", &["summary"])
-        .build();
-    let script = agent_script(
-        &b,
-        "agent.sh",
-        &format!("echo \"args:$*\" >> \"$(dirname \"$0\")/argv\"\n{AGENT_REPLY}"),
-    );
-    b.config(&format!(
-        "[llm]\nprovider = \"command\"\ncommand = [\"{}\", \"-p\"]\ncontinue_session = [\"--resume\", \"{{{{agent_session}}}}\"]\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
-        script.display()
-    ));
+    let two = one_prompt().prompt("01.2-second", "Build on {{title}}.", &["summary"]);
+    let body = format!("echo \"args:$*\" >> \"$(dirname \"$0\")/argv\"\n{AGENT_REPLY}");
+    let tables = "continue_session = [\"--resume\", \"{{agent_session}}\"]";
+    let b = scripted(two, &body, ", \"-p\"", tables);
     b.run(&["run"]).code(0);
     let argv = b.read("argv");
     let lines: Vec<&str> = argv.lines().collect();
@@ -350,19 +346,14 @@ fn plan_warns_of_an_agent_build_prompt_with_no_check_and_of_a_check_that_only_pr
 #[test]
 fn a_check_that_passes_before_the_agent_runs_is_flagged() {
     // `test -d .` holds in any workspace; `test -f made.txt` only once the agent made it.
-    let b = TestBuild::new()
-        .phase("01-a", "A", Some(50_000))
-        .prompt(
-            "01.1-first",
-            "Make made.txt.\n\n## Validation\n```bash\ntest -d .\n```\n\n```bash\ntest -f made.txt\n```\n",
-            &["title"],
-        )
-        .build();
-    let script = agent_script(&b, "agent.sh", &format!("touch made.txt\n{AGENT_REPLY}"));
-    b.config(&format!(
-        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\n[workspace]\ndir = \"build\"\n[verify]\nfrom_prompt = true\nbefore = true\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 50000\n",
-        script.display()
-    ));
+    let t = TestBuild::new().phase("01-a", "A", Some(200_000)).prompt(
+        "01.1-first",
+        "Make made.txt.\n\n## Validation\n```bash\ntest -d .\n```\n\n```bash\ntest -f made.txt\n```\n",
+        &["title"],
+    );
+    let body = format!("touch made.txt\n{AGENT_REPLY}");
+    let tables = "[workspace]\ndir = \"build\"\n[verify]\nfrom_prompt = true\nbefore = true";
+    let b = scripted(t, &body, "", tables);
     let run = b.run(&["run"]);
     run.code(0)
         .stderr_has("the check `test -d .` passed before the agent ran");
@@ -377,23 +368,13 @@ fn a_check_that_passes_before_the_agent_runs_is_flagged() {
 /// call, with front matter `front`.
 fn counting_loop(front: &str) -> Build {
     let text = crate::support::prompt("01.1-count", "Add one to count.", &["title"]);
-    let b = TestBuild::new()
-        .phase("01-a", "A", Some(200_000))
-        .file(
-            "prompts/01-a/01.1-count.md",
-            &format!("+++\n{front}\n+++\n{text}"),
-        )
-        .build();
-    let script = agent_script(
-        &b,
-        "agent.sh",
-        &format!("n=$(cat count 2>/dev/null || echo 0)\necho $((n + 1)) > count\n{AGENT_REPLY}"),
+    let t = TestBuild::new().phase("01-a", "A", Some(200_000)).file(
+        "prompts/01-a/01.1-count.md",
+        &format!("+++\n{front}\n+++\n{text}"),
     );
-    b.config(&format!(
-        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\n[workspace]\ndir = \"build\"\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 200000\n",
-        script.display()
-    ));
-    b
+    let body =
+        format!("n=$(cat count 2>/dev/null || echo 0)\necho $((n + 1)) > count\n{AGENT_REPLY}");
+    scripted(t, &body, "", "[workspace]\ndir = \"build\"")
 }
 
 fn commits_of(b: &Build, message: &str) -> usize {

@@ -1165,20 +1165,25 @@ fn on_exceed_warn_sends_with_the_configured_max_tokens_and_records_a_warning() {
     assert_eq!(events(&b, "warning").len(), warnings.len());
 }
 
-#[test]
-fn max_cost_usd_halts_like_a_budget() {
-    let server = FakeLlm::start();
-    // $1000 per million tokens: a bundled request's worst case (~900 in + 2000 out) is
-    // ~$2.9 (01.1 $2.842, 01.2 $2.945, 01.3 $2.863), and each reply (100 in, 50 out) costs
-    // $0.15. With $3.13, two fit: 0.15 + 2.945 <= 3.13 < 0.30 + 2.863.
-    let b = fast_bundled(
-        &server,
+/// The bundled build at $1000 per million tokens with `budget.max_cost_usd` $3.13: a
+/// request's worst case (~900 in + 2000 out) is ~$2.9 (01.1 $2.842, 01.2 $2.945, 01.3
+/// $2.863), and each reply (100 in, 50 out) costs $0.15, so two fit: 0.15 + 2.945 <= 3.13
+/// < 0.30 + 2.863.
+fn bundled_at_three_dollars(server: &FakeLlm) -> Build {
+    fast_bundled(
+        server,
         &[
             ("pricing.input_per_mtok", 1000.0.into()),
             ("pricing.output_per_mtok", 1000.0.into()),
             ("budget.max_cost_usd", 3.13.into()),
         ],
-    );
+    )
+}
+
+#[test]
+fn max_cost_usd_halts_like_a_budget() {
+    let server = FakeLlm::start();
+    let b = bundled_at_three_dollars(&server);
     let run = b.run(&["run"]);
     run.code(3).stderr_has("max_cost_usd");
     assert_eq!(server.count(), 2);
@@ -1191,16 +1196,9 @@ fn max_cost_usd_halts_like_a_budget() {
 #[test]
 fn a_rerun_refused_by_a_budget_advises_the_rerun_not_a_run_that_would_find_nothing() {
     let server = FakeLlm::start();
-    // As above: 01.1 and 01.2 fit in $3.13, then $0.30 is spent and 01.1's worst case
-    // ($2.842) no longer fits beside it.
-    let b = fast_bundled(
-        &server,
-        &[
-            ("pricing.input_per_mtok", 1000.0.into()),
-            ("pricing.output_per_mtok", 1000.0.into()),
-            ("budget.max_cost_usd", 3.13.into()),
-        ],
-    );
+    // 01.1 and 01.2 fit in $3.13, then $0.30 is spent and 01.1's worst case ($2.842) no
+    // longer fits beside it.
+    let b = bundled_at_three_dollars(&server);
     b.run(&["run"]).code(3);
     let rerun = b.run(&["rerun", "01.1"]);
     rerun
