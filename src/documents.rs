@@ -317,6 +317,9 @@ pub struct AttemptHistory {
     /// A pause for a limit after it: until when (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_until: Option<String>,
+    /// The `[[llm.fallback]]` that answered it (none: `[llm]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

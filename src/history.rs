@@ -130,6 +130,7 @@ impl Walk<'_> {
             Event::AttemptStarted {
                 attempt,
                 input_tokens,
+                by,
                 ..
             } => {
                 p.status = PromptStatus::Running;
@@ -140,6 +141,7 @@ impl Walk<'_> {
                     outcome: AttemptOutcome::Unknown,
                     input_tokens: *input_tokens,
                     estimated: true,
+                    by: by.clone(),
                     ..AttemptHistory::default()
                 });
             }

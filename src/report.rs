@@ -396,6 +396,9 @@ fn attempt_row(out: &mut String, a: &AttemptHistory) {
     if let Some(until) = &a.paused_until {
         let _ = write!(why, " · paused for a limit until {until}");
     }
+    if let Some(by) = &a.by {
+        let _ = write!(why, " · answered by {by}");
+    }
     let _ = write!(
         out,
         "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

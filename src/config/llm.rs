@@ -91,6 +91,9 @@ pub(crate) struct Llm {
     /// Arguments added to the agent's command when the last accepted prompt's call
     /// reported a session (`["--resume", "{{agent_session}}"]`): the agent goes on in it.
     pub(crate) continue_session: Vec<String>,
+    /// `[[llm.fallback]]`: endpoints or agents used, in order, while the ones before them
+    /// are at a usage or rate limit (each a whole `[llm]` table of its own).
+    pub(crate) fallback: Vec<Llm>,
 }
 
 impl Default for Llm {
@@ -122,6 +125,7 @@ impl Default for Llm {
             max_concurrency: None,
             max_call_usd: None,
             continue_session: Vec::new(),
+            fallback: Vec::new(),
         }
     }
 }

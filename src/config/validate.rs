@@ -15,6 +15,7 @@ pub(super) fn validate(config: &Config, path: &Path) -> Result<()> {
     llm(config)
         .and_then(|()| budgets(config))
         .and_then(|()| agent(config))
+        .and_then(|()| fallbacks(config))
         .and_then(|()| phases(config))
         .and_then(|()| variables(config))
         .and_then(|()| workspace(config))
@@ -23,6 +24,29 @@ pub(super) fn validate(config: &Config, path: &Path) -> Result<()> {
             line: None,
             message: format!("`{key}`: {message}"),
         })
+}
+
+/// `[[llm.fallback]]`: each checked as `[llm]` is, its keys named with their place.
+fn fallbacks(config: &Config) -> Checked {
+    for (i, f) in config.llm.fallback.iter().enumerate() {
+        if !f.fallback.is_empty() {
+            return Err(bad(
+                &format!("llm.fallback[{i}].fallback"),
+                "a fallback has no fallbacks of its own; list them all under [[llm.fallback]]",
+            ));
+        }
+        let mut alone = config.clone();
+        alone.llm = f.clone();
+        llm(&alone)
+            .and_then(|()| agent(&alone))
+            .map_err(|Bad(key, message)| {
+                Bad(
+                    format!("llm.fallback[{i}].{}", key.trim_start_matches("llm.")),
+                    message,
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// `[workspace] exclude` patterns and `[verify] env` names.

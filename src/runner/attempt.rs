@@ -136,6 +136,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             };
             let waiter = Waiter {
                 ctx: self.ctx,
+                endpoint: self.endpoint,
                 book: self.book,
                 observer: self.observer,
                 interrupt: self.interrupt,
@@ -173,6 +174,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         // What the budgets allow and the journaled start, with no wait between: the
         // attempt's reservation is in the fold before another prompt weighs its own.
         (p.max_tokens, p.usd) = self.allow(&p)?;
+        p.by = self.endpoint.pick(crate::text::now_ms());
         self.started(attempt, &p, &mark)?;
         self.held_usd.set(self.held_usd.get() + p.usd);
         let t0 = Instant::now();
@@ -255,6 +257,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             counted,
             reserved,
             usd: 0.0,
+            by: 0,
             passing_before: Vec::new(),
         }))
     }
@@ -291,11 +294,12 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             input_tokens: p.reserved,
             max_tokens: p.max_tokens,
             tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
+            by: self.endpoint.at(p.by).1.map(str::to_string),
             mark: Some(mark.0.clone()),
         });
         said.details.push(format!(
             "{id} attempt {attempt}: sending to {}: model {}, {} input tokens (tokenizer {}), max_tokens {}",
-            self.endpoint.provider.describe(),
+            self.endpoint.at(p.by).0.describe(),
             p.request.model,
             p.reserved,
             p.counted,
@@ -347,10 +351,8 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             agent_session: session.as_deref(),
         };
         let outcome = {
-            let send = self
-                .endpoint
-                .provider
-                .send(&p.request, p.max_tokens, &call, &progress);
+            let provider = self.endpoint.at(p.by).0;
+            let send = provider.send(&p.request, p.max_tokens, &call, &progress);
             tokio::pin!(send);
             loop {
                 tokio::select! {
@@ -562,7 +564,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 backoff: true,
                 asked: failure.retry_after,
                 tokens: (counted.input, counted.output, counted.estimated),
-                limit: failure.limit,
+                limit: failure.limit.then_some(p.by),
             }),
             FailureKind::Budget => Err(Error::Budget(format!("{id}: {reason}"))),
             FailureKind::Permanent | FailureKind::Quota => Ok(Attempted::Fail(reason)),

@@ -22,6 +22,11 @@ const UNCALIBRATED_MARGIN: f64 = 1.5;
 /// builder, and how its counts are to be taken.
 pub(crate) struct Endpoint<'a> {
     pub(crate) provider: Provider,
+    /// `[[llm.fallback]]`, in order, each with its name for the journal.
+    pub(crate) fallbacks: Vec<(String, Provider)>,
+    /// Until when (Unix milliseconds) each is at a limit: the primary first, then the
+    /// fallbacks.
+    limited: Vec<Cell<u64>>,
     pub(crate) builder: RequestBuilder<'a>,
     /// The tokenizer is the model's own (tiktoken for an OpenAI model): counts are exact.
     pub(crate) tokenizer_exact: bool,
@@ -40,10 +45,43 @@ impl<'a> Endpoint<'a> {
         Endpoint {
             tokenizer_exact: provider.counts_exactly(model),
             provider,
+            fallbacks: Vec::new(),
+            limited: vec![Cell::new(0)],
             builder,
             endpoint_counts: Cell::new(true),
             zero_input_told: Cell::new(false),
         }
+    }
+
+    /// With `[[llm.fallback]]`, each named for the journal.
+    pub(crate) fn with_fallbacks(mut self, fallbacks: Vec<(String, Provider)>) -> Self {
+        self.limited = (0..=fallbacks.len()).map(|_| Cell::new(0)).collect();
+        self.fallbacks = fallbacks;
+        self
+    }
+
+    /// Which answers an attempt started at `now_ms`: the first not at a limit (0 the
+    /// primary, then the fallbacks), else the primary.
+    pub(crate) fn pick(&self, now_ms: u64) -> usize {
+        (self.limited.iter())
+            .position(|until| until.get() <= now_ms)
+            .unwrap_or(0)
+    }
+
+    /// The provider `pick` chose, and its name (`None`: the primary).
+    pub(crate) fn at(&self, i: usize) -> (&Provider, Option<&str>) {
+        match i.checked_sub(1).and_then(|f| self.fallbacks.get(f)) {
+            Some((name, p)) => (p, Some(name.as_str())),
+            None => (&self.provider, None),
+        }
+    }
+
+    /// Provider `i` is at a limit until `until_ms`: whether another can answer meanwhile.
+    pub(crate) fn limited_until(&self, i: usize, until_ms: u64, now_ms: u64) -> bool {
+        if let Some(cell) = self.limited.get(i) {
+            cell.set(until_ms);
+        }
+        self.limited.iter().any(|until| until.get() <= now_ms)
     }
 
     /// An agent CLI (it cannot be capped mid-call), not an HTTP endpoint.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::cell::RefCell;
 
 use super::context::Context;
+use super::endpoint::Endpoint;
 use super::events::{Observer, RunEvent, Said};
 use super::interrupt::{Interrupt, Wait};
 use super::notify::{self, Notice};
@@ -29,6 +30,7 @@ fn margin(wait: Duration) -> Duration {
 /// What waiting before a prompt's next attempt needs of the run.
 pub(crate) struct Waiter<'r, 'a> {
     pub(crate) ctx: Context<'a>,
+    pub(crate) endpoint: &'r Endpoint<'a>,
     pub(crate) book: &'r RefCell<Book>,
     pub(crate) observer: &'a dyn Observer,
     pub(crate) interrupt: &'r Interrupt,
@@ -62,8 +64,9 @@ impl Waiter<'_, '_> {
             let exponential = backoff.next().unwrap_or(max_delay);
             match retry::wait(exponential, fastrand::f64(), next.asked, max_delay) {
                 retry::Wait::Sleep(d) => d,
-                retry::Wait::TooLong { asked } if next.limit => {
-                    return self.pause(&id, asked, reason).await;
+                retry::Wait::TooLong { asked } if next.limit.is_some() => {
+                    let by = next.limit.unwrap_or(0);
+                    return self.limited(&id, by, asked, reason).await;
                 }
                 retry::Wait::TooLong { asked } => {
                     let reason = format!(
@@ -97,6 +100,34 @@ impl Waiter<'_, '_> {
             () = tokio::time::sleep(wait) => Ok(None),
             () = self.interrupt.wait() => Err(Error::Interrupted),
         }
+    }
+
+    /// Provider `by` is at a limit that resets in `asked`: a fallback answers meanwhile if
+    /// one is free (at once, journaled as a warning), else the run pauses.
+    async fn limited(
+        &self,
+        id: &str,
+        by: usize,
+        asked: Duration,
+        reason: &str,
+    ) -> Result<Option<Step>> {
+        let now = now_ms();
+        let until = now.saturating_add(u64::try_from(asked.as_millis()).unwrap_or(u64::MAX));
+        if !self.endpoint.limited_until(by, until, now) {
+            return self.pause(id, asked, reason).await;
+        }
+        let next = self.endpoint.pick(now);
+        let name = |i: usize| self.endpoint.at(i).1.unwrap_or("[llm]").to_string();
+        self.book.borrow_mut().record(
+            Said::warning(format!(
+                "{id}: {} is at a limit until {} ({reason}); {} answers meanwhile",
+                name(by),
+                show_until(until, now),
+                name(next)
+            )),
+            self.observer,
+        )?;
+        Ok(None)
     }
 
     /// A limit that resets in `asked`: the run paused until then, or halted past

@@ -107,7 +107,8 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
         let mut session = Session {
             ctx,
             book: RefCell::new(Book { store, fold, tally }),
-            endpoint: Endpoint::new(provider, builder, ctx.config.llm.model()),
+            endpoint: Endpoint::new(provider, builder, ctx.config.llm.model())
+                .with_fallbacks(fallbacks(ctx)?),
             snapshots: Snapshots {
                 workspace,
                 run_started,
@@ -471,6 +472,21 @@ impl<'a> Session<'a> {
         book.store.write_json(state::STATUS, &status)?;
         book.store.write_json(state::MEMORY, &memory)
     }
+}
+
+/// `[[llm.fallback]]`'s providers, each named for the journal as its place and what it is.
+fn fallbacks(ctx: Context<'_>) -> Result<Vec<(String, Provider)>> {
+    let mut out = Vec::new();
+    for (i, f) in ctx.config.llm.fallback.iter().enumerate() {
+        let mut alone = ctx.config.clone();
+        alone.llm = f.clone();
+        let provider = Provider::from_config(&alone)?;
+        out.push((
+            format!("llm.fallback[{i}] ({})", provider.describe()),
+            provider,
+        ));
+    }
+    Ok(out)
 }
 
 /// Prompts in flight at once (`run.jobs`), and requests (at most `llm.max_concurrency`).

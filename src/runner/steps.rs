@@ -14,7 +14,7 @@ impl Attempted {
             backoff: false,
             asked: None,
             tokens,
-            limit: false,
+            limit: None,
         }
     }
 }
@@ -41,6 +41,8 @@ pub(crate) struct Prepared {
     pub(crate) max_tokens: u32,
     /// US dollars held for it while it is in flight.
     pub(crate) usd: f64,
+    /// Which provider answers it (0 the primary, then `[[llm.fallback]]`).
+    pub(crate) by: usize,
     /// Its own checks that passed on the workspace before the agent ran (first attempts of
     /// agent builds).
     pub(crate) passing_before: Vec<String>,
@@ -54,7 +56,9 @@ pub(crate) struct Retrying {
     pub(crate) backoff: bool,
     pub(crate) asked: Option<Duration>,
     pub(crate) tokens: (u64, u64, bool),
-    pub(crate) limit: bool,
+    /// A rate or usage limit of the provider that answered (0 the primary, then the
+    /// fallbacks).
+    pub(crate) limit: Option<usize>,
 }
 
 /// What became of one attempt.
@@ -68,8 +72,9 @@ pub(crate) enum Attempted {
         asked: Option<Duration>,
         /// What the attempt was counted as: input, output, estimated.
         tokens: (u64, u64, bool),
-        /// A rate or usage limit: a wait past `retry.max_delay` pauses the run.
-        limit: bool,
+        /// A rate or usage limit of the provider that answered (0 the primary, then the
+        /// fallbacks): a wait past `retry.max_delay` goes to a fallback, or pauses the run.
+        limit: Option<usize>,
     },
     /// The prompt fails now (a permanent failure).
     Fail(String),

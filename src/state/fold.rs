@@ -300,6 +300,7 @@ impl Fold {
 
     fn attempt_started(&mut self, event: &Event, at: &str) {
         let Event::AttemptStarted {
+            by: _,
             id,
             file,
             attempt,
@@ -422,6 +423,7 @@ mod tests {
     fn an_unfinished_attempt_counts_at_its_worst_case() {
         let mut f = Fold::default();
         f.apply(&rec(Event::AttemptStarted {
+            by: None,
             id: "01.1".into(),
             file: "01.1-a.md".into(),
             attempt: 1,
@@ -447,6 +449,7 @@ mod tests {
         let mut f = Fold::default();
         assert_eq!(f.calibrated(100), None);
         f.apply(&rec(Event::AttemptStarted {
+            by: None,
             id: "01.1".into(),
             file: "01.1-a.md".into(),
             attempt: 1,
@@ -503,6 +506,7 @@ mod tests {
         let mut f = Fold::default();
         for (attempt, by_agent) in [(1, true), (2, false)] {
             f.apply(&rec(Event::AttemptStarted {
+                by: None,
                 id: "01.1".into(),
                 file: "01.1-a.md".into(),
                 attempt,

@@ -110,6 +110,9 @@ pub(crate) enum Event {
         /// The tokenizer's count, where `input_tokens` is another figure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokenizer_tokens: Option<u64>,
+        /// Which `[[llm.fallback]]` answers it (none: `[llm]` itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
         /// The mark in the environment of every process the attempt starts: a run resumed
         /// after a crash kills what still carries it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -412,6 +415,7 @@ mod tests {
     #[test]
     fn records_round_trip_as_one_line_each() {
         let r = rec(Event::AttemptStarted {
+            by: None,
             id: "01.1".into(),
             file: "01.1-a.md".into(),
             attempt: 1,

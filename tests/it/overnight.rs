@@ -468,3 +468,67 @@ printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":100,"output_toke
     b.run(&["run"]).code(0);
     assert_eq!(attempts(&b, "01.1")[0]["outcome"], "ok");
 }
+
+#[test]
+fn a_fallback_answers_while_the_primary_is_at_its_usage_limit_and_the_journal_says_which() {
+    // The primary is at its limit for an hour; the fallback answers both prompts at once.
+    let primary = "dir=$(dirname \"$0\")\necho primary >> \"$dir/calls\"\ncat >/dev/null\nprintf '{\"type\":\"result\",\"is_error\":true,\"result\":\"Claude AI usage limit reached|%s\"}\\n' $(( $(date +%s) + 3600 ))\nexit 1\n";
+    let two = one_prompt().prompt("01.2-second", "Build on {{title}}.", &["summary"]);
+    let b = two.build();
+    let fallback = agent_script(
+        &b,
+        "fallback.sh",
+        &format!("echo fallback >> \"$(dirname \"$0\")/calls\"\n{AGENT_REPLY}"),
+    );
+    let script = agent_script(&b, "agent.sh", primary);
+    b.config(&format!(
+        "[llm]\nprovider = \"command\"\ncommand = [\"{}\"]\n[[llm.fallback]]\nprovider = \"command\"\ncommand = [\"{}\"]\n[retry]\nmax_attempts = 1\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\nbudget = 200000\n",
+        script.display(),
+        fallback.display()
+    ));
+    let run = b.run(&["run"]);
+    run.code(0).stderr_has("answers meanwhile");
+    assert_eq!(
+        b.read("calls").lines().collect::<Vec<_>>(),
+        ["primary", "fallback", "fallback"]
+    );
+    let by: Vec<Value> = events(&b, "attempt_started")
+        .iter()
+        .map(|e| e["by"].clone())
+        .collect();
+    assert_eq!(by[0], Value::Null, "the first attempt went to [llm]");
+    for b in &by[1..] {
+        assert!(
+            b.as_str()
+                .is_some_and(|s| s.starts_with("llm.fallback[0] (command ")),
+            "{b}"
+        );
+    }
+    assert!(
+        events(&b, "paused").is_empty(),
+        "no pause while a fallback answers"
+    );
+    let report = b.run(&["report", "--json"]);
+    let doc: Value = serde_json::from_str(&report.stdout).expect("report --json");
+    assert!(
+        doc["prompts"][1]["attempts"][0]["by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("llm.fallback[0]")),
+        "{}",
+        doc["prompts"][1]
+    );
+}
+
+#[test]
+fn a_fallback_is_checked_as_llm_is_and_named_by_its_place() {
+    let b = build(AGENT_REPLY, "");
+    let config = b.read("config.toml").replace(
+        "[retry]",
+        "[[llm.fallback]]\nprovider = \"command\"\ncommand = [\"codex\", \"{{nope}}\"]\n[retry]",
+    );
+    b.config(&config);
+    b.run(&["run"])
+        .code(2)
+        .stderr_has("llm.fallback[0].command")
+        .stderr_has("{{nope}}");
+}
