@@ -136,6 +136,7 @@ impl Ledger {
                 reasoning: fold.prompts.values().map(|p| p.reasoning).sum(),
                 estimated: open > 0 || fold.prompts.values().any(|p| p.estimated),
                 cost_usd,
+                unpriced: fold.unpriced,
             },
         }
     }

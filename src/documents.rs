@@ -238,6 +238,10 @@ pub struct TotalSpend {
     /// Some counts came from the tokenizer rather than the endpoint.
     pub estimated: bool,
     pub cost_usd: f64,
+    /// Attempts whose cost is unknown (no reported cost, no `[pricing]`): `cost_usd`
+    /// leaves them out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpriced: u32,
 }
 
 /// One of the seed's success criteria, measured.
@@ -262,6 +266,9 @@ pub struct ReportDoc {
     pub phases: Vec<PhaseHistory>,
     pub total: PhaseHistory,
     pub cost_usd: f64,
+    /// Attempts whose cost is unknown, left out of `cost_usd`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpriced: u32,
     pub completed: Vec<String>,
     pub failed: Vec<String>,
     pub skipped: Vec<String>,

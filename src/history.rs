@@ -108,6 +108,7 @@ impl Walk<'_> {
                 burn: self.total_burn,
             },
             cost_usd: ledger.total.cost_usd,
+            unpriced: ledger.total.unpriced,
             completed: fold.completed.clone(),
             failed: fold.failed.clone(),
             skipped: fold.skipped.clone(),

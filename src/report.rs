@@ -115,7 +115,7 @@ fn header(out: &mut String, h: &ReportDoc) {
         esc(&list(&h.skipped)),
         thousands(h.total.used),
         h.total.budget.map_or_else(|| "no budget".into(), thousands),
-        crate::text::usd(h.cost_usd)
+        crate::text::cost(h.cost_usd, h.unpriced)
     );
     if let Some(halted) = &h.halted {
         let _ = write!(

@@ -549,7 +549,7 @@ pub(crate) fn status_text(doc: &StatusDoc, fold: &Fold, plan: &Plan, ledger: &Le
     }
     out.push_str(&format!(
         "\nCost: {}{}\n",
-        crate::text::usd(doc.total.cost_usd),
+        crate::text::cost(doc.total.cost_usd, doc.total.unpriced),
         if l.total.estimated {
             " (some token counts estimated)"
         } else {

@@ -91,6 +91,21 @@ pub(crate) fn usd(usd: f64) -> String {
     }
 }
 
+/// A total cost with the attempts it leaves out: `$0.0120`; `$0.0120 and 3 attempts of
+/// unknown cost …`; `unknown (…)` when no attempt had a price.
+pub(crate) fn cost(usd_total: f64, unpriced: u32) -> String {
+    const WHY: &str = "no [pricing], and the endpoint reported none";
+    match unpriced {
+        0 => usd(usd_total),
+        n if usd_total == 0.0 => format!("unknown ({n} {}: {WHY})", plural(n as usize, "attempt")),
+        n => format!(
+            "{} and {n} {} of unknown cost ({WHY})",
+            usd(usd_total),
+            plural(n as usize, "attempt")
+        ),
+    }
+}
+
 /// The first `max` bytes of `text` (fewer, at a character boundary).
 pub(crate) fn head(text: &str, max: usize) -> &str {
     &text[..text.floor_char_boundary(max)]

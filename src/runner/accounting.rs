@@ -160,6 +160,12 @@ pub(crate) fn cost(
     }
 }
 
+/// Whether an attempt's cost is unknown: it may have been billed (`billed`), reported no
+/// cost, and there is no `[pricing]`.
+pub(crate) fn unpriced(reported: Option<f64>, pricing: Option<Pricing>, billed: bool) -> bool {
+    billed && reported.is_none() && pricing.is_none()
+}
+
 /// The journal's record of an attempt dropped by an interrupt after `counted` input
 /// tokens were sent and `took` passed.
 pub(crate) fn interrupted(

@@ -433,6 +433,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             finish_reason: Some(reply.finish.as_str().to_string()),
             request_id: reply.request_id.clone(),
             agent_errors: reply.agent_errors.clone(),
+            unpriced: accounting::unpriced(reply.cost_usd, self.ctx.config.pricing, true),
             error: verdict.as_ref().err().cloned(),
             duration_ms,
             cost_usd,
@@ -547,6 +548,11 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let mut said = Said::event(Event::AttemptFinished(AttemptResult {
             reasoning_tokens: 0,
             throttled: (rate_limited && crowded) || pauses,
+            unpriced: accounting::unpriced(
+                failure.cost_usd,
+                self.ctx.config.pricing,
+                failure.reached_model,
+            ),
             request_id: failure.request_id.clone(),
             error: Some(failure.to_string()),
             duration_ms,

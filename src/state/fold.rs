@@ -54,6 +54,8 @@ pub(crate) struct Fold {
     pub(crate) input_ratio: Option<f64>,
     /// Cost of every attempt so far (reported, or from `[pricing]`).
     pub(crate) cost_usd: f64,
+    /// Attempts whose cost is unknown (left out of `cost_usd`).
+    pub(crate) unpriced: u32,
     /// An agent build's workspace: baseline, branch, what it should hold.
     pub(crate) workspace: WorkspaceFold,
     /// The most one agent call has spent against the budgets (tokens), and in USD: what
@@ -265,6 +267,7 @@ impl Fold {
         };
         p.cost_usd += cost;
         self.cost_usd += cost;
+        self.unpriced += u32::from(r.unpriced);
         p.finish_reason = r.finish_reason.clone();
         if r.by_agent {
             p.last_session.clone_from(&r.request_id);

@@ -55,6 +55,10 @@ pub(crate) struct AttemptResult {
     /// account's): not the prompt's, so it does not count against `retry.max_attempts`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) throttled: bool,
+    /// No cost is known for it: it may have been billed, the endpoint reported none and
+    /// there is no `[pricing]` (its `cost_usd` of 0 is not a price).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) unpriced: bool,
     /// What the agent itself reported failing on its way (commands, tools).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) agent_errors: Vec<String>,
