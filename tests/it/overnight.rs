@@ -539,9 +539,9 @@ fn the_cost_of_calls_that_report_none_without_pricing_is_unknown_not_zero() {
     let b = build(CODEX_WITH_A_FAILED_COMMAND, "");
     b.run(&["run"]).code(0);
     assert_eq!(status_json(&b)["total"]["unpriced"], 1);
-    b.run(&["status"]).code(0).stdout_has(
-        "Cost: unknown (1 attempt: no [pricing], and the endpoint reported none)",
-    );
+    b.run(&["status"])
+        .code(0)
+        .stdout_has("Cost: unknown (1 attempt: no [pricing], and the endpoint reported none)");
     let report = b.run(&["report", "--json"]);
     let doc: Value = serde_json::from_str(&report.stdout).expect("report --json");
     assert_eq!(doc["unpriced"], 1);
