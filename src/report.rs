@@ -284,14 +284,21 @@ fn in_time(out: &mut String, h: &ReportDoc) {
 fn timeline(out: &mut String, h: &ReportDoc) {
     const ROW: usize = 18;
     const LABEL: usize = 230;
-    const BOX: usize = 22;
-    let widest = h
-        .prompts
-        .iter()
-        .map(|p| p.attempts.len())
+    // An attempt's box is as long as it took, against the longest of the session.
+    let longest = (h.prompts.iter())
+        .flat_map(|p| &p.attempts)
+        .map(|a| a.duration_ms)
         .max()
-        .unwrap_or(0);
-    let width = LABEL + (widest + 1) * (BOX + 10) + 40;
+        .unwrap_or(0)
+        .max(1);
+    let width_of = |a: &AttemptHistory| box_width(a.duration_ms, longest);
+    let row_width = |p: &PromptHistory| -> usize {
+        (p.attempts.iter())
+            .map(|a| width_of(a) + 2 + if a.retry_after_ms.is_some() { 8 } else { 0 })
+            .sum()
+    };
+    let widest = h.prompts.iter().map(row_width).max().unwrap_or(0);
+    let width = LABEL + widest + 60;
     let height = h.prompts.len() * ROW + 8;
     let _ = write!(
         out,
@@ -308,8 +315,8 @@ fn timeline(out: &mut String, h: &ReportDoc) {
         );
         let mut x = LABEL;
         for a in &p.attempts {
-            attempt_box(out, a, x, y);
-            x += BOX + 2;
+            attempt_box(out, a, (x, width_of(a)), y);
+            x += width_of(a) + 2;
             if a.retry_after_ms.is_some() {
                 let _ = write!(
                     out,
@@ -343,7 +350,15 @@ fn timeline(out: &mut String, h: &ReportDoc) {
     out.push_str("</svg>\n");
 }
 
-fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
+/// An attempt's box length for `duration_ms`, to scale against the session's `longest`:
+/// 8 to 80 pixels.
+fn box_width(duration_ms: u64, longest: u64) -> usize {
+    let longest = longest.max(duration_ms).max(1);
+    let share = duration_ms as f64 / longest as f64;
+    8 + (72.0 * share).round() as usize
+}
+
+fn attempt_box(out: &mut String, a: &AttemptHistory, (x, w): (usize, usize), y: usize) {
     let mut tip = format!(
         "attempt {}: {} · {} in / {} out{} · {} ms",
         a.attempt,
@@ -358,7 +373,7 @@ fn attempt_box(out: &mut String, a: &AttemptHistory, x: usize, y: usize) {
     }
     let _ = write!(
         out,
-        "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"22\" height=\"13\" rx=\"2\"><title>{}</title></rect>",
+        "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"13\" rx=\"2\"><title>{}</title></rect>",
         a.outcome.as_str(),
         esc(&tip)
     );
@@ -523,3 +538,22 @@ svg .commit{fill:#5a3fc0}svg circle.pass{fill:#1b7f3a}svg circle.fail{fill:#b000
 .prompt{border-top:1px solid #eee;padding:.3em 0}summary{cursor:pointer}table{border-collapse:collapse;margin:.4em 0}\
 td,th{border:1px solid #ddd;padding:.15em .5em;text-align:left;vertical-align:top}pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;max-height:30em;overflow:auto}\
 @media print{details::details-content{content-visibility:visible;display:block}pre{max-height:none;overflow:visible}}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempts_box_is_as_long_as_it_took_against_the_longest() {
+        for (ms, longest, want) in [
+            (0, 1000, 8),
+            (1000, 1000, 80),
+            (500, 1000, 44),
+            (27_000, 27_000, 80),
+            (3_000, 27_000, 16),
+            (5, 0, 80),
+        ] {
+            assert_eq!(box_width(ms, longest), want, "{ms} of {longest}");
+        }
+    }
+}
