@@ -546,3 +546,22 @@ fn the_cost_of_calls_that_report_none_without_pricing_is_unknown_not_zero() {
     let doc: Value = serde_json::from_str(&report.stdout).expect("report --json");
     assert_eq!(doc["unpriced"], 1);
 }
+
+#[test]
+fn a_halted_run_is_told_to_the_notifier_with_its_exit_code_and_reason() {
+    // A USD limit nothing can count: the run halts (exit 2) after the first call.
+    let body = "cat >/dev/null\nprintf 'Done.\\n\\n```json\\n{\"prompt\": \"01.1-first\", \"success\": true, \"outputs\": {\"title\": \"t\"}}\\n```\\n'\n";
+    let b = notified_build(body, "[budget]\nmax_cost_usd = 1.0");
+    b.run(&["run"]).code(2);
+    let n = notices(&b);
+    assert_eq!(n.len(), 1, "{n:#?}");
+    assert_eq!(n[0]["event"], "halted");
+    assert_eq!(n[0]["exit_code"], 2);
+    assert!(
+        n[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("[pricing]")),
+        "{}",
+        n[0]
+    );
+}
