@@ -565,3 +565,54 @@ fn a_halted_run_is_told_to_the_notifier_with_its_exit_code_and_reason() {
         n[0]
     );
 }
+
+#[test]
+fn a_kill_inside_an_until_loop_resumes_from_the_last_iteration() {
+    // The second call hangs (once); the runner is killed there. The next run starts again
+    // from iteration 1's commit (count = 1), so iterations 2 and 3 follow it.
+    let text = crate::support::prompt("01.1-count", "Add one to count.", &["title"]);
+    let t = TestBuild::new().phase("01-a", "A", Some(200_000)).file(
+        "prompts/01-a/01.1-count.md",
+        &format!("+++\nuntil = \"test $(cat count) -ge 3\"\n+++\n{text}"),
+    );
+    let body = format!(
+        "n=$(( $(cat count 2>/dev/null || echo 0) + 1 ))\necho $n > count\nmark=\"$(dirname \"$0\")/hung\"\nif [ $n -eq 2 ] && [ ! -e \"$mark\" ]; then touch \"$mark\"; sleep 300; fi\n{AGENT_REPLY}"
+    );
+    let b = scripted(t, &body, "", "[workspace]\ndir = \"build\"");
+    let runner = Running::spawn_quiet(&b, &["run"]);
+    assert!(
+        eventually(Duration::from_secs(30), || b.path().join("hung").exists()),
+        "the second call started"
+    );
+    runner.kill();
+    assert_eq!(events(&b, "iterated").len(), 1);
+    b.run(&["run"]).code(0);
+    assert_eq!(b.read("build/count").trim(), "3");
+    assert_eq!(events(&b, "iterated").len(), 2);
+    assert_eq!(
+        commits_of(&b, "01.1 01.1-count"),
+        3,
+        "iterations 1 and 2, and the last"
+    );
+    assert_eq!(strings(&status_json(&b)["completed"]), ["01.1"]);
+}
+
+#[test]
+fn an_interrupted_run_is_told_to_the_notifier() {
+    let body = "touch \"$(dirname \"$0\")/started\"\nexec sleep 300\n";
+    let b = notified_build(body, "");
+    let mut runner = Running::spawn_quiet(&b, &["run"]);
+    assert!(
+        eventually(Duration::from_secs(30), || b
+            .path()
+            .join("started")
+            .exists()),
+        "the agent started"
+    );
+    runner.signal("INT");
+    runner.wait().code(130);
+    let n = notices(&b);
+    assert_eq!(n.len(), 1, "{n:#?}");
+    assert_eq!(n[0]["event"], "interrupted");
+    assert_eq!(n[0]["exit_code"], 130);
+}
