@@ -357,7 +357,7 @@ pub(crate) struct Verify {
     /// them, `fail` makes them a content failure.
     pub(crate) agent_errors: AgentErrors,
     /// Before a prompt's first attempt, run its own checks on a copy of the commit it
-    /// starts from, and flag those that pass already.
+    /// starts from (each at most a minute), and flag those that pass already.
     pub(crate) before: bool,
 }
 
@@ -377,7 +377,7 @@ impl Default for Verify {
             timeout: Duration::from_secs(600),
             env: Vec::new(),
             agent_errors: AgentErrors::Warn,
-            before: false,
+            before: true,
         }
     }
 }

@@ -183,6 +183,9 @@ pub(crate) async fn passing_before(
         return Ok(Vec::new());
     };
     let dir = copy.0.as_path();
+    // A check that does not pass within a minute on the copy is not passing there: a
+    // check that waits for what is not built yet must not cost a full verify.timeout.
+    let timeout = ctx.config.verify.timeout.min(std::time::Duration::from_secs(60));
     let env = verify::CheckEnv::of(ctx.config);
     let mut passing = Vec::new();
     for bound in checks.into_iter().filter(|b| {
@@ -192,7 +195,7 @@ pub(crate) async fn passing_before(
         )
     }) {
         let checked = tokio::select! {
-            checked = verify::run(&bound, dir, ctx.config.verify.timeout, &env) => checked,
+            checked = verify::run(&bound, dir, timeout, &env) => checked,
             () = interrupt.wait() => return Err(Error::Interrupted),
         };
         if checked.passed {

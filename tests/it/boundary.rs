@@ -32,6 +32,7 @@ impl Scenario {
         Scenario::with_workspace(steps, "build", extra_config)
     }
 
+    /// (`[verify] before` is off: these checks count their own runs in `$T` to fail once.)
     fn with_workspace(steps: &[Step<'_>], workspace: &str, extra_config: &str) -> Scenario {
         let mut b = Build::new();
         let state = tempfile::tempdir().expect("state dir");
@@ -48,7 +49,7 @@ impl Scenario {
         }
         let agent = repo().join("tests/support/scripted_agent.py");
         b.config(&format!(
-            "[llm]\nprovider = \"command\"\ncommand = [{:?}]\nenv = [\"T\", \"SCRIPTED_AGENT_LOG\"]\ntimeout = \"60s\"\n[retry]\nmax_attempts = 2\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n[workspace]\ndir = {workspace:?}\n[verify]\nfrom_prompt = true\nenv = [\"T\"]\n{extra_config}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\n",
+            "[llm]\nprovider = \"command\"\ncommand = [{:?}]\nenv = [\"T\", \"SCRIPTED_AGENT_LOG\"]\ntimeout = \"60s\"\n[retry]\nmax_attempts = 2\ninitial_delay = \"10ms\"\nmax_delay = \"50ms\"\n[workspace]\ndir = {workspace:?}\n[verify]\nfrom_prompt = true\nenv = [\"T\"]\nbefore = false\n{extra_config}\n[[phases]]\ndir = \"01-a\"\nname = \"A\"\n",
             agent.display().to_string()
         ));
         let t = state.path().display().to_string();
