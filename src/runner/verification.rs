@@ -185,7 +185,11 @@ pub(crate) async fn passing_before(
     let dir = copy.0.as_path();
     // A check that does not pass within a minute on the copy is not passing there: a
     // check that waits for what is not built yet must not cost a full verify.timeout.
-    let timeout = ctx.config.verify.timeout.min(std::time::Duration::from_secs(60));
+    let timeout = ctx
+        .config
+        .verify
+        .timeout
+        .min(std::time::Duration::from_secs(60));
     let env = verify::CheckEnv::of(ctx.config);
     let mut passing = Vec::new();
     for bound in checks.into_iter().filter(|b| {
