@@ -315,7 +315,11 @@ impl Fold {
         else {
             return;
         };
-        self.paused = None;
+        // The pause is over once its prompt is sent again (another prompt's attempt, in a
+        // parallel run, does not end it).
+        if self.paused.as_ref().is_some_and(|(p, ..)| p == id) {
+            self.paused = None;
+        }
         let p = self.prompts.entry(id.clone()).or_default();
         p.file = file.clone();
         p.status = PromptStatus::Running;
@@ -420,6 +424,36 @@ mod tests {
             at: "2026-01-01T00:00:00.000Z".into(),
             event,
         }
+    }
+
+    fn started(id: &str) -> Record {
+        rec(Event::AttemptStarted {
+            by: None,
+            id: id.into(),
+            file: format!("{id}-a.md"),
+            attempt: 1,
+            input_tokens: 100,
+            max_tokens: 50,
+            tokenizer_tokens: None,
+            mark: None,
+        })
+    }
+
+    #[test]
+    fn a_pause_ends_when_its_own_prompt_is_sent_again_not_another() {
+        let mut f = Fold::default();
+        f.apply(&rec(Event::Paused {
+            id: "01.1".into(),
+            until_ms: 5,
+            reason: "limit".into(),
+        }));
+        f.apply(&started("01.2"));
+        assert!(
+            f.paused.is_some(),
+            "another prompt's attempt in a parallel run"
+        );
+        f.apply(&started("01.1"));
+        assert!(f.paused.is_none());
     }
 
     #[test]
