@@ -255,11 +255,13 @@ fn in_time(out: &mut String, h: &ReportDoc) {
         let ms = span as u64 * k / 4;
         let _ = write!(
             out,
-            "<line class=\"limit\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{1}\"></line><text x=\"{0:.1}\" y=\"{2}\">{3}</text>",
+            "<line class=\"limit\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{1}\"></line><text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"{4}\">{3}</text>",
             x(ms),
             lanes.len() * LANE,
             height - 6,
-            crate::text::duration(std::time::Duration::from_millis(ms))
+            crate::text::duration(std::time::Duration::from_millis(ms)),
+            // The last label ends at its tick, inside the chart.
+            if k == 4 { "end" } else { "start" }
         );
     }
     for (lane, start, end, id, a) in placed {
