@@ -30,9 +30,13 @@ pub(crate) fn estimate(settings: &Settings) -> Result<()> {
     } else {
         let config = &settings.config;
         let graph = Graph::of(&plan.prompts, &plan.phases, config.context.history);
-        // A completed prompt's own time, else its footer's.
+        // A completed prompt's own time, else its footer's; a mock session's times (the
+        // embedded model answers at once) say nothing of a real run's.
         let past = |i: usize| -> Option<f64> {
             let fold = &state.as_ref()?.fold;
+            if fold.mock {
+                return None;
+            }
             let id = plan.prompts[i].id.as_str();
             let p = fold.prompts.get(id).filter(|_| fold.done.contains(id))?;
             Some(p.duration_ms as f64 / 60_000.0)

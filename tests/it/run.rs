@@ -38,3 +38,14 @@ fn the_whole_bundled_build_completes() {
         .stdout_has("Remaining");
     st.stdout_has("[x] All checkpoints passed");
 }
+
+#[test]
+fn after_a_mock_run_the_critical_path_still_goes_by_the_footers() {
+    // The embedded model answers at once: its times say nothing of a real run's.
+    let server = FakeLlm::start();
+    let b = bundled_against(&server);
+    b.run(&["run", "--mock"]).code(0);
+    b.run(&["estimate"])
+        .stdout_has("critical path: 22 of 40 prompts")
+        .stdout_has("159 min by the footers");
+}
