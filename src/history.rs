@@ -162,8 +162,7 @@ impl Walk<'_> {
             }
             Event::Paused { until_ms, .. } => {
                 if let Some(h) = p.attempts.last_mut() {
-                    let until = (String::new(), *until_ms, String::new());
-                    h.paused_until = crate::documents::Paused::of(Some(&until)).map(|p| p.until);
+                    h.paused_until = Some(crate::text::rfc3339(*until_ms));
                 }
             }
             Event::Verified {

@@ -34,10 +34,10 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) ->
     t.to_string()
 }
 
-/// The line `plan` and `estimate` end with: the graph's longest chain (the least wall time
-/// any number of jobs can give) and what `--jobs` would give. `minutes(i)` is prompt `i`'s
-/// time where a footer or a past run gives one; without one for every prompt, lengths are
-/// counted in prompts.
+/// The line `plan` and `estimate` end with, after a blank line (nothing for a plan of no
+/// prompts): the graph's longest chain (the least wall time any number of jobs can give)
+/// and what `--jobs` would give. `minutes(i)` is prompt `i`'s time where a footer or a
+/// past run gives one; without one for every prompt, lengths are counted in prompts.
 pub(crate) fn critical_path_line(
     plan: &Plan,
     graph: &Graph,
@@ -46,6 +46,9 @@ pub(crate) fn critical_path_line(
     by: &str,
 ) -> String {
     let n = plan.prompts.len();
+    if n == 0 {
+        return String::new();
+    }
     let timed = (0..n).all(|i| minutes(i).is_some());
     let weight = |i: usize| {
         if timed {
@@ -88,7 +91,7 @@ pub(crate) fn critical_path_line(
         .map(|&j| format!("--jobs {j} {}", length(graph.makespan(j as usize, weight))))
         .collect();
     let mut line = format!(
-        "critical path: {} of {n} {} ({chain})",
+        "\ncritical path: {} of {n} {} ({chain})",
         path.prompts.len(),
         plural(n, "prompt"),
     );

@@ -44,7 +44,7 @@ pub(crate) fn duration(d: Duration) -> String {
         return "more than a century".into();
     }
     let rounded = if d < Duration::from_secs(10) {
-        Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        Duration::from_millis(millis(d))
     } else {
         Duration::from_secs(d.as_secs())
     };
@@ -55,12 +55,10 @@ pub(crate) fn duration(d: Duration) -> String {
 /// another day, and how long from `now_ms` (`19:00 UTC, in 1h 32m`; `…, passed` once it
 /// has).
 pub(crate) fn until(until_ms: u64, now_ms: u64) -> String {
-    let ts = |ms: u64| {
-        jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
-            .unwrap_or(jiff::Timestamp::MAX)
-    };
-    let at = ts(until_ms).to_zoned_datetime(jiff::tz::TimeZone::UTC);
-    let today = ts(now_ms).to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let at = timestamp(until_ms).to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let today = timestamp(now_ms)
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
     let clock = if at.date() == today {
         at.strftime("%H:%M UTC").to_string()
     } else {
@@ -74,11 +72,27 @@ pub(crate) fn until(until_ms: u64, now_ms: u64) -> String {
     }
 }
 
+/// Unix milliseconds as RFC 3339, UTC (`2026-12-05T03:00:30Z`).
+pub(crate) fn rfc3339(ms: u64) -> String {
+    timestamp(ms).to_string()
+}
+
+/// Unix milliseconds as a timestamp, saturated at jiff's range.
+fn timestamp(ms: u64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or(jiff::Timestamp::MAX)
+}
+
 /// Now, in Unix milliseconds.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, millis)
+}
+
+/// A duration in whole milliseconds, saturated (as the journal keeps durations).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Money as messages show it: four decimals, or "more than $1,000,000,000" for an amount

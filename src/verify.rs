@@ -415,7 +415,7 @@ pub(crate) async fn run(
     let _group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
     let (ended, out, _) = talk(&mut child, b"", timeout, Keep::Tail(OUTPUT_KEPT)).await;
     let mut output = String::from_utf8_lossy(&out).into_owned();
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let duration_ms = crate::text::millis(started.elapsed());
     let exit_code = match ended {
         Ended::Exited(Ok(status)) => status.code(),
         Ended::Exited(Err(e)) => {

@@ -48,16 +48,13 @@ pub(crate) fn estimate(settings: &Settings) -> Result<()> {
             "the footers"
         };
         let mut text = tables::estimate_text(&e);
-        if !plan.prompts.is_empty() {
-            text.push('\n');
-            text.push_str(&tables::critical_path_line(
-                &plan,
-                &graph,
-                &minutes,
-                config.run.jobs,
-                by,
-            ));
-        }
+        text.push_str(&tables::critical_path_line(
+            &plan,
+            &graph,
+            &minutes,
+            config.run.jobs,
+            by,
+        ));
         settings.printer.data(&text)?;
     }
     for p in e

@@ -27,15 +27,12 @@ pub(crate) fn plan(settings: &Settings) -> Result<()> {
         settings.printer.warn(&warning);
     }
     let mut text = tables::plan_text(&plan, &checks, excludes.as_deref());
-    if !plan.prompts.is_empty() {
-        text.push('\n');
-        text.push_str(&tables::critical_path_line(
-            &plan,
-            &graph,
-            &minutes,
-            config.run.jobs,
-            "the footers",
-        ));
-    }
+    text.push_str(&tables::critical_path_line(
+        &plan,
+        &graph,
+        &minutes,
+        config.run.jobs,
+        "the footers",
+    ));
     settings.printer.data(&text)
 }

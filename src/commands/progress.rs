@@ -225,7 +225,7 @@ impl Progress {
             self.emit(&RunEventDoc::Retry {
                 id: prompt.id.to_string(),
                 attempt: next,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                delay_ms: crate::text::millis(delay),
                 reason: reason.to_string(),
                 input_tokens: last.0,
                 output_tokens: last.1,

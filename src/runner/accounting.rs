@@ -182,7 +182,7 @@ pub(crate) fn interrupted(
         input_tokens: counted,
         estimated: true,
         error: Some("interrupted: the request was dropped".into()),
-        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        duration_ms: crate::text::millis(took),
         by_agent,
         ..AttemptResult::default()
     }

@@ -7,7 +7,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -189,7 +188,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             self.record(Said::event(Event::AttemptFinished(cut)))?;
             return Err(Error::Interrupted);
         };
-        let duration_ms = millis(t0.elapsed());
+        let duration_ms = crate::text::millis(t0.elapsed());
         let unpriced = reserve::unpriced(self.ctx, &outcome);
         let settled = match outcome {
             Ok(reply) => {
@@ -585,8 +584,4 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         self.snapshots
             .own_files_intact(&mut self.book.borrow_mut().store, self.ctx)
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -53,6 +53,15 @@ impl Interrupt {
         let mut rx = self.rx.clone();
         let _ = rx.wait_for(|set| *set).await;
     }
+
+    /// `work`'s result, unless an interrupt comes first (`Error::Interrupted`; `work` is
+    /// dropped: a sleep ends, a check's process group is killed).
+    pub(crate) async fn unless<T>(&self, work: impl Future<Output = T>) -> Result<T> {
+        tokio::select! {
+            out = work => Ok(out),
+            () = self.wait() => Err(Error::Interrupted),
+        }
+    }
 }
 
 /// What a long step needs: the interrupt that gives it up, and whom to tell it is slow.

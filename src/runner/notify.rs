@@ -66,9 +66,7 @@ pub(crate) fn document(book: &Book, plan: &Plan, config: &Config, notice: &Notic
     }
     if let Some((prompt, until_ms)) = notice.paused {
         doc["prompt"] = json!(prompt);
-        let until = jiff::Timestamp::from_millisecond(i64::try_from(until_ms).unwrap_or(i64::MAX))
-            .unwrap_or(jiff::Timestamp::MAX);
-        doc["paused_until"] = json!(until.to_string());
+        doc["paused_until"] = json!(crate::text::rfc3339(until_ms));
     }
     doc
 }

@@ -19,7 +19,7 @@ use super::steps::{Retrying, Step};
 use super::tally::Book;
 use crate::error::{Error, Result};
 use crate::state::Event;
-use crate::text::{duration as show_duration, now_ms, until as show_until};
+use crate::text::{duration as show_duration, millis, now_ms, until as show_until};
 
 /// The time past a limit's reset the run waits on top (clocks differ): a twentieth of
 /// the wait, at most 30 s.
@@ -82,7 +82,7 @@ impl Waiter<'_, '_> {
             Said::event(Event::Retry {
                 id: id.clone(),
                 attempt: attempt + 1,
-                delay_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                delay_ms: millis(wait),
                 reason: reason.clone(),
             }),
             self.observer,
@@ -96,10 +96,10 @@ impl Waiter<'_, '_> {
             output_tokens: next.tokens.1,
             estimated: next.tokens.2,
         });
-        tokio::select! {
-            () = tokio::time::sleep(wait) => Ok(None),
-            () = self.interrupt.wait() => Err(Error::Interrupted),
-        }
+        self.interrupt
+            .unless(tokio::time::sleep(wait))
+            .await
+            .map(|()| None)
     }
 
     /// Provider `by` is at a limit that resets in `asked`: a fallback answers meanwhile if
@@ -112,7 +112,7 @@ impl Waiter<'_, '_> {
         reason: &str,
     ) -> Result<Option<Step>> {
         let now = now_ms();
-        let until = now.saturating_add(u64::try_from(asked.as_millis()).unwrap_or(u64::MAX));
+        let until = now.saturating_add(millis(asked));
         if !self.endpoint.limited_until(by, until, now) {
             return self.pause(id, asked, reason).await;
         }
@@ -136,14 +136,11 @@ impl Waiter<'_, '_> {
         let max_wait = self.ctx.config.retry.max_wait;
         let now = now_ms();
         let wait = asked.saturating_add(margin(asked));
-        let until_ms = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        let until_ms = now.saturating_add(millis(wait));
         if asked > max_wait {
             let why = format!(
                 "{id}: {reason}; the limit resets at {}, past retry.max_wait ({}): the run stops rather than waiting. Run `orchestrator run` again after the reset, or raise retry.max_wait",
-                show_until(
-                    now.saturating_add(u64::try_from(asked.as_millis()).unwrap_or(u64::MAX)),
-                    now
-                ),
+                show_until(now.saturating_add(millis(asked)), now),
                 show_duration(max_wait)
             );
             return Ok(Some(Step::Failed {
@@ -181,10 +178,7 @@ impl Waiter<'_, '_> {
 /// Sleeps until `until_ms` (Unix milliseconds), or stops at an interrupt.
 pub(crate) async fn wait_until(until_ms: u64, wait: Wait<'_>) -> Result<()> {
     let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
-    tokio::select! {
-        () = tokio::time::sleep(left) => Ok(()),
-        () = wait.interrupt.wait() => Err(Error::Interrupted),
-    }
+    wait.interrupt.unless(tokio::time::sleep(left)).await
 }
 
 /// At the start of a run: the pause a killed run was in, if it has not ended, as a note

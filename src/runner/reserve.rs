@@ -2,6 +2,7 @@
 //! keeps every budget hard, or why nothing may be sent (and how much of the spend so far
 //! is possibly billed); and, before a run's first request, what no run could send.
 
+use super::accounting;
 use super::context::Context;
 use super::events::Said;
 use super::tally::Book;
@@ -210,14 +211,11 @@ pub(super) fn unpriced(ctx: Context<'_>, outcome: &Sent) -> Option<Error> {
     let config = ctx.config;
     let usd_limit = config.budget.max_cost_usd.is_some()
         || config.phases.iter().any(|p| p.budget_usd.is_some());
-    if config.pricing.is_some() || !usd_limit {
-        return None;
-    }
     let (reported, billed) = match outcome {
         Ok(reply) => (reply.cost_usd, true),
         Err(failure) => (failure.cost_usd, failure.reached_model),
     };
-    if reported.is_some() || !billed {
+    if !usd_limit || !accounting::unpriced(reported, config.pricing, billed) {
         return None;
     }
     Some(Error::Config {

@@ -16,7 +16,7 @@ use super::snapshot::{Point, Snapshots};
 use super::steps::Attempted;
 use super::tally::Book;
 use crate::documents::CheckSource;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::process::Mark;
 use crate::state::Event;
 use crate::verify;
@@ -66,10 +66,9 @@ pub(crate) async fn verify(
     env.mark = Some(mark);
     let id = ctx.plan.prompts[index].id.to_string();
     for bound in checks {
-        let checked = tokio::select! {
-            checked = verify::run(&bound, dir, timeout, &env) => checked,
-            () = interrupt.wait() => return Err(Error::Interrupted),
-        };
+        let checked = interrupt
+            .unless(verify::run(&bound, dir, timeout, &env))
+            .await?;
         let check = &bound.check;
         said.details.push(format!(
             "{id} attempt {attempt}: check ({}) {}: {}",
@@ -128,10 +127,10 @@ pub(crate) async fn until(
     let output = match verify::bind(check, vars) {
         Ok(bound) => {
             let env = verify::CheckEnv::of(ctx.config);
-            let checked = tokio::select! {
-                checked = verify::run(&bound, dir, ctx.config.verify.timeout, &env) => checked,
-                () = interrupt.wait() => return Err(Error::Interrupted),
-            };
+            let timeout = ctx.config.verify.timeout;
+            let checked = interrupt
+                .unless(verify::run(&bound, dir, timeout, &env))
+                .await?;
             if checked.passed {
                 return Ok(None);
             }
@@ -198,10 +197,9 @@ pub(crate) async fn passing_before(
             CheckSource::Validation | CheckSource::FrontMatter
         )
     }) {
-        let checked = tokio::select! {
-            checked = verify::run(&bound, dir, timeout, &env) => checked,
-            () = interrupt.wait() => return Err(Error::Interrupted),
-        };
+        let checked = interrupt
+            .unless(verify::run(&bound, dir, timeout, &env))
+            .await?;
         if checked.passed {
             passing.push(bound.check.script);
         }
