@@ -74,12 +74,21 @@ fn go(
     command: &'static str,
 ) -> Result<()> {
     let progress = Progress::new(settings.printer, plan.prompts.len());
+    let go_on = match selection {
+        Selection::Again { from, until } => format!(
+            "`orchestrator rerun {}{}` goes on",
+            plan.prompts[from].id,
+            if until > from { " --and-after" } else { "" }
+        ),
+        _ => "`orchestrator run` continues".to_string(),
+    };
     let ctx = Context {
         config: &settings.config,
         config_file: &settings.config_path,
         config_dir: &settings.config_dir,
         plan,
         checkpoints: &settings.checkpoints,
+        go_on: &go_on,
     };
     let options = Options {
         selection,

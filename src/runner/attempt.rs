@@ -270,8 +270,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let book = self.book.borrow();
         let (allowed, usd) = reserve::allowance(
             &book,
-            plan,
-            config,
+            self.ctx,
             (index, p.reserved, asked, agent),
             self.held_usd.get(),
         );

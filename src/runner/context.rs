@@ -15,6 +15,10 @@ pub(crate) struct Context<'a> {
     pub(crate) config_dir: &'a Path,
     pub(crate) plan: &'a Plan,
     pub(crate) checkpoints: &'a Path,
+    /// What goes on once the user has raised a budget that refused a request, as a
+    /// refusal advises it: "`orchestrator run` continues", or for a `rerun` (where `run`
+    /// would find nothing to do) "`orchestrator rerun 01.1` goes on".
+    pub(crate) go_on: &'a str,
 }
 
 /// Which prompts a run takes on (indices into the plan).

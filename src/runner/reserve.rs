@@ -91,11 +91,11 @@ pub(super) fn preflight(
 /// it holds itself while in flight.
 pub(super) fn allowance(
     book: &Book,
-    plan: &Plan,
-    config: &Config,
+    ctx: Context<'_>,
     (index, input, asked, agent): (usize, u64, u32, bool),
     held_usd: f64,
 ) -> (Allowed, f64) {
+    let (plan, config) = (ctx.plan, ctx.config);
     let prompt = &plan.prompts[index];
     let remaining = book.tally.remaining(prompt.phase, plan, config);
     let allowance = if agent {
@@ -126,11 +126,12 @@ pub(super) fn allowance(
                 String::new()
             };
             let reason = format!(
-                "{which} ({}) would be exceeded: {} spent{held}, this {} may cost {}; nothing was sent. Raise it in config.toml, then `orchestrator run` continues",
+                "{which} ({}) would be exceeded: {} spent{held}, this {} may cost {}; nothing was sent. Raise it in config.toml, then {}",
                 show_usd(limit),
                 show_usd(spent),
                 if agent { "agent call" } else { "request" },
-                show_usd(reserve_usd)
+                show_usd(reserve_usd),
+                ctx.go_on
             );
             return (Allowed::Over(reason), reserve_usd);
         }
@@ -152,9 +153,10 @@ pub(super) fn allowance(
                 )
             };
             let reason = format!(
-                "{} needs {what} but {which} has {remaining} left; nothing was sent{}. Raise the budget in config.toml, then `orchestrator run` continues",
+                "{} needs {what} but {which} has {remaining} left; nothing was sent{}. Raise the budget in config.toml, then {}",
                 prompt.id,
-                possibly_billed_note(book, plan, &which, prompt.phase)
+                possibly_billed_note(book, plan, &which, prompt.phase),
+                ctx.go_on
             );
             Allowed::Over(reason)
         }

@@ -24,7 +24,6 @@ use super::{notify, pause, reserve, verification};
 use crate::budget::Ledger;
 use crate::config::OnFailure;
 use crate::error::{Error, Result};
-use crate::plan::Plan;
 use crate::providers::Provider;
 use crate::request::RequestBuilder;
 use crate::state::{self, Event, Fold, Store};
@@ -163,10 +162,7 @@ impl<'a> Session<'a> {
     /// The run, and the one place it stops: any error after the session exists is
     /// journaled as the halt (what stopped it, whatever it was), so that `status` can say.
     async fn run(&mut self, todo: Vec<usize>, options: Options) -> Result<()> {
-        let result = self
-            .run_todo(todo, options)
-            .await
-            .map_err(|e| go_on_with(e, self.ctx.plan, options.selection));
+        let result = self.run_todo(todo, options).await;
         let result = match result {
             Err(e) if !self.book.get_mut().fold.session_id.is_empty() => self.halt(e),
             other => other,
@@ -510,24 +506,4 @@ fn jobs(
         .max_concurrency
         .map_or(jobs, |m| jobs.min(m as usize));
     (jobs, at_once)
-}
-
-/// A budget refusal's advice for a `rerun`: `run` would find nothing to do there (the
-/// prompt is completed), so the advice is the `rerun` again.
-fn go_on_with(e: Error, plan: &Plan, selection: Selection) -> Error {
-    let Selection::Again { from, until } = selection else {
-        return e;
-    };
-    let Error::Budget(reason) = e else {
-        return e;
-    };
-    let again = if until > from {
-        format!("orchestrator rerun {} --and-after", plan.prompts[from].id)
-    } else {
-        format!("orchestrator rerun {}", plan.prompts[from].id)
-    };
-    Error::Budget(reason.replace(
-        "then `orchestrator run` continues",
-        &format!("then `{again}` goes on"),
-    ))
 }
