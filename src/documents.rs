@@ -184,6 +184,9 @@ pub enum AttemptOutcome {
     /// A reply that fails the checkpoint protocol (no block, `success: false`, truncated,
     /// refusal, a needed variable missing): retried with a note.
     Content,
+    /// Accepted in its own worktree, but its merge onto the session's branch conflicted
+    /// with work merged meanwhile (a parallel agent build): run again from there.
+    Conflict,
     /// The runner stopped (signal) while the request was in flight.
     Interrupted,
     /// No result was recorded (the runner died mid-request): possibly billed.
@@ -199,6 +202,7 @@ impl AttemptOutcome {
             AttemptOutcome::Transient => "transient",
             AttemptOutcome::Permanent => "permanent",
             AttemptOutcome::Content => "content",
+            AttemptOutcome::Conflict => "conflict",
             AttemptOutcome::Interrupted => "interrupted",
             AttemptOutcome::Unknown => "unknown",
         }

@@ -304,7 +304,7 @@ fn timeline(out: &mut String, h: &ReportDoc) {
     let height = h.prompts.len() * ROW + 8;
     let _ = write!(
         out,
-        "<p class=\"legend\"><span class=\"ok\">■ accepted</span> <span class=\"content\">■ content failure</span> <span class=\"transient\">■ transient</span> <span class=\"permanent\">■ permanent</span> <span class=\"unknown\">■ cut by a crash (possibly billed)</span> <span class=\"interrupted\">■ interrupted</span> · ◆ commit · ● check</p><svg class=\"timeline\" width=\"{width}\" height=\"{height}\" role=\"img\">"
+        "<p class=\"legend\"><span class=\"ok\">■ accepted</span> <span class=\"content\">■ content failure</span> <span class=\"conflict\">■ merge conflict</span> <span class=\"transient\">■ transient</span> <span class=\"permanent\">■ permanent</span> <span class=\"unknown\">■ cut by a crash (possibly billed)</span> <span class=\"interrupted\">■ interrupted</span> · ◆ commit · ● check</p><svg class=\"timeline\" width=\"{width}\" height=\"{height}\" role=\"img\">"
     );
     for (row, p) in h.prompts.iter().enumerate() {
         let y = row * ROW + 4;
@@ -532,7 +532,7 @@ h1{margin:0}.meta{color:#666}.mock{background:#fff4d6;padding:.4em .8em;border-l
 .budgets{display:flex;flex-wrap:wrap;gap:1.5em}.phase{margin:0}figcaption{font-weight:600;margin-bottom:.2em}\
 svg .room{fill:#eef}svg .used{fill:#3b6fd8}svg .over{fill:#b00020}svg .billed{fill:#e0a000}svg .limit{stroke:#222;stroke-dasharray:3 2}\
 svg .frame{fill:#fafafa;stroke:#ccc}svg .spent{fill:none;stroke:#3b6fd8;stroke-width:1.5}\
-svg text{font:12px ui-monospace,monospace}svg .ok,.ok{fill:#1b7f3a;color:#1b7f3a}svg .content,.content{fill:#e07000;color:#e07000}\
+svg text{font:12px ui-monospace,monospace}svg .ok,.ok{fill:#1b7f3a;color:#1b7f3a}svg .content,.content{fill:#e07000;color:#e07000}svg .conflict,.conflict{fill:#8a4fd6;color:#8a4fd6}\
 svg .transient,.transient{fill:#d8b800;color:#a08800}svg .permanent,.permanent{fill:#b00020;color:#b00020}\
 svg .unknown,.unknown{fill:#888;color:#666}svg .interrupted,.interrupted{fill:#bbb;color:#888}\
 .skipped{fill:#777;color:#777}.pending{fill:#aaa;color:#999}svg .wait{stroke:#999;stroke-width:2;stroke-dasharray:2 1}\

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::Pricing;
 use crate::documents::AttemptOutcome;
-use crate::providers::Usage;
+use crate::providers::{Failure, FailureKind, Usage};
 use crate::state::AttemptResult;
 
 /// The most one call can cost: a report above it is a server's mistake.
@@ -186,6 +186,40 @@ pub(crate) fn interrupted(
         by_agent,
         ..AttemptResult::default()
     }
+}
+
+/// The journal's record of attempt `attempt` of prompt `id` that ended in `failure` after
+/// `duration_ms`, `sent` input tokens and a partial reply of `streamed`, and a warning
+/// when the cost it reported cannot be true. An error status (the request refused) costs
+/// nothing: that is exact, not an estimate. A failure after the request was accepted costs
+/// its input and what streamed, unless the failed call reported its own usage.
+pub(crate) fn failed(
+    (id, attempt, duration_ms): (String, u32, u64),
+    failure: &Failure,
+    (sent, streamed): (u64, u64),
+    pricing: Option<Pricing>,
+    by_agent: bool,
+) -> (AttemptResult, Option<String>) {
+    let counted = if failure.reached_model {
+        count(failure.usage.as_deref(), sent, streamed, by_agent)
+    } else {
+        count(Some(&Usage::default()), 0, 0, by_agent)
+    };
+    let (cost_usd, impossible) = cost(failure.cost_usd, &counted, pricing);
+    let outcome = match failure.kind {
+        FailureKind::Transient => AttemptOutcome::Transient,
+        _ => AttemptOutcome::Permanent,
+    };
+    let result = AttemptResult {
+        reasoning_tokens: 0,
+        unpriced: unpriced(failure.cost_usd, pricing, failure.reached_model),
+        request_id: failure.request_id.clone(),
+        error: Some(failure.to_string()),
+        duration_ms,
+        cost_usd,
+        ..recorded(id, attempt, outcome, &counted, by_agent)
+    };
+    (result, impossible)
 }
 
 /// The journal's record of attempt `attempt` of prompt `id`, ended as `outcome` and

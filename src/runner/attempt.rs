@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -16,6 +17,7 @@ use super::endpoint::{Endpoint, reply_detail};
 use super::events::{Observer, RunEvent, Said};
 use super::gate::Gate;
 use super::interrupt::{Interrupt, Wait};
+use super::lanes::{Checking, Lanes, Refused};
 use super::pause::Waiter;
 use super::reserve;
 use super::snapshot::{Point, Snapshots};
@@ -28,6 +30,8 @@ use crate::process::Mark;
 use crate::providers::{Call, Failure, FailureKind, Reply, Update};
 use crate::request::BuildError;
 use crate::state::{self, AttemptResult, Event};
+use crate::workspace::Extras;
+use crate::workspace::worktree::Worktree;
 
 /// One prompt run to its end, over the run's parts (shared with the prompts in flight
 /// beside it: the book is borrowed for a step that does not wait, never across a wait).
@@ -36,6 +40,8 @@ pub(crate) struct PromptRun<'r, 'a> {
     pub(crate) book: &'r RefCell<Book>,
     pub(crate) endpoint: &'r Endpoint<'a>,
     pub(crate) snapshots: &'r Snapshots,
+    /// A parallel agent build's worktrees.
+    pub(crate) lanes: Option<&'r Lanes>,
     pub(crate) interrupt: &'r Interrupt,
     pub(crate) observer: &'a dyn Observer,
     /// The requests in flight, and how many may be.
@@ -77,20 +83,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let max_attempts = config.retry.max_attempts;
         let mut backoff = retry::schedule(config.retry.initial_delay, config.retry.max_delay);
         loop {
-            let (used, last_error, last_attempt, note) = {
-                let book = self.book.borrow();
-                let state = book.fold.prompts.get(&id);
-                (
-                    state.map_or(0, |p| p.attempts_used),
-                    state.and_then(|p| p.last_error.clone()),
-                    state.map_or(0, |p| p.last_attempt),
-                    (state.and_then(|p| p.retry_note.as_deref()).map(retry::note)).or_else(|| {
-                        state
-                            .and_then(|p| p.iteration_note.as_deref())
-                            .map(retry::again)
-                    }),
-                )
-            };
+            let (used, last_error, last_attempt, note) = self.book.borrow().so_far(&id);
             if used >= max_attempts {
                 let last = last_error.unwrap_or_else(|| "none recorded".into());
                 let reason = format!("all {max_attempts} attempts failed; the last: {last}");
@@ -153,6 +146,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             Ok(p) => p,
             Err(cannot) => return Ok(cannot),
         };
+        let mut lane = None;
         if let Some(at) = self.point()? {
             if attempt == 1 {
                 let (snapshots, vars) = (self.snapshots, &self.vars);
@@ -165,19 +159,25 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 )
                 .await?;
             }
-            let restored = self.snapshots.restore_for(at, attempt, self.wait()).await?;
-            self.record(restored)?;
+            if let (Some(lanes), Some(main)) = (&self.lanes, self.snapshots.snapshots()) {
+                lane = Some((lanes.open(main, &at, attempt).await?, at));
+            } else {
+                let restored = self.snapshots.restore_for(at, attempt, self.wait()).await?;
+                self.record(restored)?;
+            }
         }
+        let dir = lane.as_ref().map(|(w, _)| w.dir());
         let pass = self.gate.pass().await;
         let mark = Mark::new();
         // What the budgets allow and the journaled start, with no wait between: the
         // attempt's reservation is in the fold before another prompt weighs its own.
         (p.max_tokens, p.usd) = self.allow(&p)?;
         p.by = self.endpoint.pick(crate::text::now_ms());
-        self.started(attempt, &p, &mark)?;
+        self.started(attempt, &p, &mark, dir)?;
         self.held_usd.set(self.held_usd.get() + p.usd);
         let t0 = Instant::now();
-        let sent = self.send(attempt, &p, &mark).await;
+        let sent = self.send(attempt, &p, &mark, dir.or(self.snapshots.dir()));
+        let sent = sent.await;
         self.held_usd.set((self.held_usd.get() - p.usd).max(0.0));
         let crowded = self.gate.in_use() > 1;
         drop(pass);
@@ -193,15 +193,22 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         let settled = match outcome {
             Ok(reply) => {
                 self.gate.answered();
-                self.judge(attempt, &p, reply, duration_ms, &mark).await
+                let at = (&mark, lane.as_ref());
+                self.judge(attempt, &p, reply, duration_ms, at).await
             }
             Err(failure) => self.settle_failure(attempt, &p, failure, duration_ms, crowded),
         };
         self.after_processes(&mark, attempt)?;
         let attempted = settled?;
-        if !matches!(attempted, Attempted::Completed)
-            && let Some(at) = self.point()?
+        let accepted = matches!(attempted, Attempted::Completed);
+        if let (Some((worktree, at)), Some(lanes), Some(main)) =
+            (lane, &self.lanes, self.snapshots.snapshots())
         {
+            let closed = lanes
+                .close(main, worktree, (&at, attempt), accepted)
+                .await?;
+            self.record(closed)?;
+        } else if !accepted && let Some(at) = self.point()? {
             let left = self.snapshots.record_left(at, attempt, self.wait()).await?;
             self.record(left)?;
         }
@@ -282,7 +289,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     }
 
     /// The attempt journaled as started (before anything is sent), and told.
-    fn started(&self, attempt: u32, p: &Prepared, mark: &Mark) -> Result<()> {
+    fn started(&self, attempt: u32, p: &Prepared, mark: &Mark, lane: Option<&Path>) -> Result<()> {
         let prompt = &self.ctx.plan.prompts[self.index];
         let id = prompt.id.to_string();
         let mut said = Said::event(Event::AttemptStarted {
@@ -294,6 +301,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
             by: self.endpoint.at(p.by).1.map(str::to_string),
             mark: Some(mark.0.clone()),
+            worktree: lane.map(|d| d.display().to_string()),
         });
         said.details.push(format!(
             "{id} attempt {attempt}: sending to {}: model {}, {} input tokens (tokenizer {}), max_tokens {}",
@@ -321,6 +329,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         attempt: u32,
         p: &Prepared,
         mark: &Mark,
+        workdir: Option<&Path>,
     ) -> Result<Option<std::result::Result<Reply, Failure>>> {
         let id = self.id();
         let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel();
@@ -343,7 +352,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             })
             .flatten();
         let call = Call {
-            workdir: self.snapshots.dir(),
+            workdir,
             budget_usd_left: reserve::usd_left(&self.book.borrow(), plan, config, phase),
             mark: Some(mark),
             agent_session: session.as_deref(),
@@ -376,7 +385,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         p: &Prepared,
         reply: Reply,
         duration_ms: u64,
-        mark: &Mark,
+        (mark, lane): (&Mark, Option<&(Worktree, Point)>),
     ) -> Result<Attempted> {
         let (plan, index, id) = (self.ctx.plan, self.index, self.id());
         let agent = self.endpoint.is_agent();
@@ -392,27 +401,25 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         said.warnings.extend(warned);
         let mut checks = Said::default();
         if verdict.is_ok() {
-            let dir = verification::check_dir(self.snapshots.dir(), self.ctx.config_dir);
-            let (vars, sent) = (&self.vars, p.request.prompt_text());
+            let place = lane.map(|(w, _)| w.dir()).or(self.snapshots.dir());
+            let dir = verification::check_dir(place, self.ctx.config_dir);
+            let (ctx, vars, sent) = (self.ctx, &self.vars, p.request.prompt_text());
             let at = (index, attempt, p.passing_before.as_slice());
+            let on = (dir.as_path(), false);
             let verified =
-                verification::verify(self.ctx, at, vars, &dir, sent, mark, self.interrupt).await?;
+                verification::verify(ctx, at, vars, on, sent, mark, self.interrupt).await?;
             checks = verified.said;
             if let Some(failed) = verified.failure {
                 verdict = Err(failed);
             }
         }
         self.record(checks)?;
-        let mut commit = None;
+        let (mut commit, mut conflict) = (None, false);
         if verdict.is_ok() {
             self.record(verification::end_processes(mark, &id, attempt))?;
-            if let Some(at) = self.point()? {
-                let (accepted, locks) = self.snapshots.commit_for(at, self.wait()).await?;
-                self.record(locks)?;
-                match accepted {
-                    Ok(c) => commit = c,
-                    Err(why) => verdict = Err(why),
-                }
+            match self.commit(attempt, mark, lane).await? {
+                Ok(c) => commit = c,
+                Err(refused) => (verdict, conflict) = (Err(refused.why), refused.conflict),
             }
         }
         said.details
@@ -421,10 +428,10 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             accounting::cost(reply.cost_usd, &counted, self.ctx.config.pricing);
         said.warnings
             .extend(impossible.map(|w| format!("{id}: {w}")));
-        let outcome = if verdict.is_ok() {
-            AttemptOutcome::Ok
-        } else {
-            AttemptOutcome::Content
+        let outcome = match (&verdict, conflict) {
+            (Ok(_), _) => AttemptOutcome::Ok,
+            (Err(_), true) => AttemptOutcome::Conflict,
+            (Err(_), false) => AttemptOutcome::Content,
         };
         let result = AttemptResult {
             reported_usage: counted.distrusted.as_ref().and_then(|d| d.1.clone()),
@@ -463,6 +470,30 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         }
     }
 
+    /// Step 3's commit of the accepted work: on the session's branch, or in the attempt's
+    /// worktree and then merged at its turn; `Err` inside: why it cannot be taken.
+    async fn commit(
+        &self,
+        attempt: u32,
+        mark: &Mark,
+        lane: Option<&(Worktree, Point)>,
+    ) -> Result<std::result::Result<Option<(String, Extras)>, Refused>> {
+        let Some(at) = self.point()? else {
+            return Ok(Ok(None));
+        };
+        let parts = (lane, &self.lanes, self.snapshots.snapshots());
+        let (Some((worktree, start)), Some(lanes), Some(main)) = parts else {
+            let (accepted, locks) = self.snapshots.commit_for(at, self.wait()).await?;
+            self.record(locks)?;
+            return Ok(accepted.map_err(Refused::content));
+        };
+        let checking = Checking::new(self.ctx, &self.vars, mark, self.interrupt);
+        let (at, now) = ((start, self.index, attempt), || self.point());
+        let (accepted, said) = lanes.accept((main, worktree), at, now, checking).await?;
+        self.record(said)?;
+        Ok(accepted.map(Some))
+    }
+
     /// Step 4 for an accepted reply: `said` (its attempt's) with the completion, journaled;
     /// the output saved.
     #[allow(clippy::too_many_arguments)]
@@ -471,7 +502,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         attempt: u32,
         accepted: verdict::Accepted,
         reply: Reply,
-        commit: Option<(String, crate::workspace::Extras)>,
+        commit: Option<(String, Extras)>,
         mut said: Said,
         tokens: (u64, u64, bool),
         duration_ms: u64,
@@ -519,21 +550,15 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     ) -> Result<Attempted> {
         let id = self.id();
         let agent = self.endpoint.is_agent();
-        // An error status (the request refused) costs nothing: that is exact, not an
-        // estimate. A failure after the request was accepted costs its input and what
-        // streamed, unless the failed call reported its own usage.
-        let counted = if failure.reached_model {
-            let text = self.endpoint.builder.encoding.count(&failure.partial);
-            accounting::count(failure.usage.as_deref(), p.counted, text, agent)
+        let streamed = if failure.reached_model {
+            self.endpoint.builder.encoding.count(&failure.partial)
         } else {
-            accounting::count(Some(&crate::providers::Usage::default()), 0, 0, agent)
+            0
         };
-        let (cost_usd, impossible) =
-            accounting::cost(failure.cost_usd, &counted, self.ctx.config.pricing);
-        let outcome = match failure.kind {
-            FailureKind::Transient => AttemptOutcome::Transient,
-            _ => AttemptOutcome::Permanent,
-        };
+        let pricing = self.ctx.config.pricing;
+        let at = (id.clone(), attempt, duration_ms);
+        let (mut result, impossible) =
+            accounting::failed(at, &failure, (p.counted, streamed), pricing, agent);
         // A rate-limit refusal lowers how many go at once; while others were in flight,
         // it was the run's doing and does not count against the prompt's attempts.
         let rate_limited = failure.kind == FailureKind::Transient && failure.status == Some(429);
@@ -543,20 +568,9 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             && failure
                 .retry_after
                 .is_some_and(|d| d > self.ctx.config.retry.max_delay);
-        let mut said = Said::event(Event::AttemptFinished(AttemptResult {
-            reasoning_tokens: 0,
-            throttled: (rate_limited && crowded) || pauses,
-            unpriced: accounting::unpriced(
-                failure.cost_usd,
-                self.ctx.config.pricing,
-                failure.reached_model,
-            ),
-            request_id: failure.request_id.clone(),
-            error: Some(failure.to_string()),
-            duration_ms,
-            cost_usd,
-            ..accounting::recorded(id.clone(), attempt, outcome, &counted, agent)
-        }));
+        result.throttled = (rate_limited && crowded) || pauses;
+        let tokens = (result.input_tokens, result.output_tokens, result.estimated);
+        let mut said = Said::event(Event::AttemptFinished(result));
         said.warnings
             .extend(impossible.map(|w| format!("{id}: {w}")));
         said.notes.extend(note);
@@ -567,7 +581,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 reason,
                 backoff: true,
                 asked: failure.retry_after,
-                tokens: (counted.input, counted.output, counted.estimated),
+                tokens,
                 limit: failure.limit.then_some(p.by),
             }),
             FailureKind::Budget => Err(Error::Budget(format!("{id}: {reason}"))),

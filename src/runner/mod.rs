@@ -22,6 +22,7 @@ mod endpoint;
 mod events;
 mod gate;
 mod interrupt;
+mod lanes;
 mod notify;
 mod opening;
 mod pause;

@@ -58,6 +58,20 @@ impl Queue {
         self.set(index, Slot::Running);
     }
 
+    /// The prompts taken on, in plan order.
+    pub(crate) fn todo(&self) -> Vec<usize> {
+        self.todo.clone()
+    }
+
+    /// The prompts not started yet.
+    pub(crate) fn waiting(&self) -> impl Iterator<Item = usize> + '_ {
+        self.todo
+            .iter()
+            .zip(&self.slots)
+            .filter(|(_, s)| **s == Slot::Waiting)
+            .map(|(&i, _)| i)
+    }
+
     /// Completed, failed or skipped.
     pub(crate) fn settled(&mut self, index: usize) {
         self.set(index, Slot::Settled);

@@ -15,6 +15,7 @@ use super::endpoint::Endpoint;
 use super::events::{Observer, RunEvent, Said};
 use super::gate::Gate;
 use super::interrupt::{Interrupt, Wait};
+use super::lanes::Lanes;
 use super::opening::{self, Retire, apart, mock_failures, restore_outputs};
 use super::queue::{Next, Queue};
 use super::snapshot::Snapshots;
@@ -102,7 +103,7 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
                 provider.adopt(change);
             }
         }
-        let (jobs, at_once) = jobs(ctx, workspace.as_ref(), observer);
+        let (jobs, at_once, lanes) = jobs(ctx, workspace.as_ref(), observer);
         let mut session = Session {
             ctx,
             book: RefCell::new(Book { store, fold, tally }),
@@ -112,6 +113,7 @@ pub(crate) fn run(ctx: Context<'_>, options: Options, observer: &dyn Observer) -
                 workspace,
                 run_started,
             },
+            lanes,
             observer,
             interrupt,
             started: Instant::now(),
@@ -148,6 +150,8 @@ struct Session<'a> {
     held_usd: Cell<f64>,
     /// Prompts in flight at once (`run.jobs`).
     jobs: usize,
+    /// A parallel agent build's worktrees.
+    lanes: Option<Lanes>,
 }
 
 impl<'a> Session<'a> {
@@ -212,10 +216,13 @@ impl<'a> Session<'a> {
             interrupt: &self.interrupt,
             observer: self.observer,
         };
-        let started = self
+        let mut started = self
             .snapshots
             .start(book, plan, options.allow_dirty, &todo, wait)
             .await?;
+        if let (Some(lanes), Some(ws)) = (&self.lanes, self.snapshots.snapshots()) {
+            started = started.and(lanes.clear(ws, &book.fold.session_id).await?);
+        }
         self.record(started)?;
         let mut said = Said::default();
         for id in changed(&self.book.get_mut().fold, plan) {
@@ -250,9 +257,17 @@ impl<'a> Session<'a> {
         let mut running = FuturesUnordered::new();
         let (mut failed, mut skipped) = (Vec::new(), Vec::new());
         let mut stop: Option<Error> = None;
+        let lanes = self.lanes.as_ref();
+        if let Some(lanes) = lanes {
+            lanes.begin(&queue.todo());
+        }
         loop {
             if stop.is_none() {
                 stop = self.may_go_on().err();
+            }
+            if let (Some(lanes), Some(_)) = (lanes, &stop) {
+                // What will not start in this run no longer holds back a merge.
+                queue.waiting().for_each(|i| lanes.settled(i));
             }
             while stop.is_none() && running.len() < self.jobs {
                 let next = queue.next(&self.book.borrow().fold, plan, history);
@@ -264,6 +279,7 @@ impl<'a> Session<'a> {
                     }
                     Next::Blocked(i, reason) => {
                         queue.settled(i);
+                        lanes.inspect(|l| l.settled(i));
                         match self.skip(i, &reason) {
                             Ok(()) => skipped.push(plan.prompts[i].id.to_string()),
                             Err(e) => stop = Some(e),
@@ -276,6 +292,7 @@ impl<'a> Session<'a> {
                 break;
             };
             queue.settled(i);
+            lanes.inspect(|l| l.settled(i));
             let prompt = &plan.prompts[i];
             match result {
                 Err(e) => {
@@ -329,6 +346,7 @@ impl<'a> Session<'a> {
             book: &self.book,
             endpoint: &self.endpoint,
             snapshots: &self.snapshots,
+            lanes: self.lanes.as_ref(),
             interrupt: &self.interrupt,
             observer: self.observer,
             gate: &self.gate,
@@ -485,19 +503,27 @@ fn fallbacks(ctx: Context<'_>) -> Result<Vec<(String, Provider)>> {
     Ok(out)
 }
 
-/// Prompts in flight at once (`run.jobs`), and requests (at most `llm.max_concurrency`).
+/// Prompts in flight at once (`run.jobs`), requests (at most `llm.max_concurrency`), and
+/// for an agent build with more than one job, the worktrees its attempts work in.
 fn jobs(
     ctx: Context<'_>,
     workspace: Option<&Workspace>,
     observer: &dyn Observer,
-) -> (usize, usize) {
+) -> (usize, usize, Option<Lanes>) {
     let mut jobs = ctx.config.run.jobs.max(1) as usize;
-    if jobs > 1 && workspace.is_some_and(Workspace::snapshots) {
-        // Attempts in worktrees of their own are not built yet: one workspace, one
-        // attempt at a time.
-        observer.event(RunEvent::Warning(
-            "run.jobs > 1 with a [workspace] that takes snapshots: agent builds run one prompt at a time for now",
-        ));
+    let looping = ctx.plan.prompts.iter().any(|p| p.front.until.is_some());
+    let continuing = !ctx.config.llm.continue_session.is_empty();
+    if jobs > 1 && workspace.is_some_and(Workspace::snapshots) && (looping || continuing) {
+        // An `until` loop builds on its own last iteration, and an agent's session is
+        // kept per folder: both need the one workspace.
+        let why = if looping {
+            "a prompt has an `until` loop"
+        } else {
+            "llm.continue_session is set"
+        };
+        observer.event(RunEvent::Warning(&format!(
+            "run.jobs > 1, but {why}, which needs the workspace itself rather than a worktree per attempt: this agent build runs one prompt at a time"
+        )));
         jobs = 1;
     }
     let at_once = ctx
@@ -505,5 +531,9 @@ fn jobs(
         .llm
         .max_concurrency
         .map_or(jobs, |m| jobs.min(m as usize));
-    (jobs, at_once)
+    let lanes = (jobs > 1 && workspace.is_some_and(Workspace::snapshots)).then(|| {
+        let root = ctx.checkpoints.join("worktrees");
+        Lanes::new(std::path::absolute(&root).unwrap_or(root))
+    });
+    (jobs, at_once, lanes)
 }

@@ -49,7 +49,7 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// The workspace, when it is snapshotted with git.
-    fn snapshots(&self) -> Option<&Workspace> {
+    pub(crate) fn snapshots(&self) -> Option<&Workspace> {
         self.workspace.as_ref().filter(|ws| ws.snapshots())
     }
 
@@ -534,7 +534,7 @@ fn base_of(
 }
 
 /// The refusal of a workspace that holds changes the runner did not make.
-fn dirty(ws: &Workspace, changes: &Changes) -> Error {
+pub(crate) fn dirty(ws: &Workspace, changes: &Changes) -> Error {
     Error::Workspace {
         dir: ws.dir().to_path_buf(),
         message: format!(

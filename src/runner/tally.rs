@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::events::{Observer, Said};
+use super::retry;
 use crate::budget;
 use crate::config::Config;
 use crate::error::Result;
@@ -22,6 +23,23 @@ pub(crate) struct Book {
 }
 
 impl Book {
+    /// Prompt `id`'s attempts so far: how many count, the last error, the last attempt's
+    /// number, and the note for the next (why the last failed, or an `until` loop's).
+    pub(crate) fn so_far(&self, id: &str) -> (u32, Option<String>, u32, Option<String>) {
+        let state = self.fold.prompts.get(id);
+        let note = state.and_then(|p| p.retry_note.as_deref()).map(retry::note);
+        (
+            state.map_or(0, |p| p.attempts_used),
+            state.and_then(|p| p.last_error.clone()),
+            state.map_or(0, |p| p.last_attempt),
+            note.or_else(|| {
+                state
+                    .and_then(|p| p.iteration_note.as_deref())
+                    .map(retry::again)
+            }),
+        )
+    }
+
     /// The agent session to go on in for attempt `attempt` at prompt `index`
     /// (`llm.continue_session`): on the first, the one the last accepted prompt before it
     /// reported. A later attempt starts a fresh session (the workspace was put back to the

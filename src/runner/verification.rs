@@ -40,20 +40,28 @@ pub(crate) fn check_dir(workspace: Option<&Path>, config_dir: &Path) -> PathBuf 
 }
 
 /// The checks of prompt `index` (attempt `attempt`, whose prompt text was `sent`) run in
-/// `dir`, after its reply passed the protocol; the first that fails ends them.
+/// `dir`, after its reply passed the protocol; the first that fails ends them. `merged`:
+/// `dir` is a tree the prompt's accepted work was merged into with work accepted meanwhile
+/// (a parallel agent build), where only the phase's and `[verify].commands` checks run
+/// again (the prompt's own passed on its own tree).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn verify(
     ctx: Context<'_>,
     (index, attempt, passing_before): (usize, u32, &[String]),
     vars: &BTreeMap<String, Value>,
-    dir: &Path,
+    (dir, merged): (&Path, bool),
     sent: &str,
     mark: &Mark,
     interrupt: &Interrupt,
 ) -> Result<Verified> {
+    let keep =
+        |from: CheckSource| !merged || matches!(from, CheckSource::Phase | CheckSource::Config);
     let mut said = Said::default();
     let checks = match verify::checks(ctx.config, ctx.plan, index, vars) {
-        Ok(checks) => checks,
+        Ok(checks) => checks
+            .into_iter()
+            .filter(|c| keep(c.check.from))
+            .collect::<Vec<_>>(),
         Err(why) => {
             return Ok(Verified {
                 said,

@@ -286,7 +286,7 @@ impl Fold {
             _ => {}
         }
         p.retry_note = match r.outcome {
-            AttemptOutcome::Content => r.error.clone(),
+            AttemptOutcome::Content | AttemptOutcome::Conflict => r.error.clone(),
             _ => None,
         };
         if let Some(e) = &r.error {
@@ -304,6 +304,7 @@ impl Fold {
     fn attempt_started(&mut self, event: &Event, at: &str) {
         let Event::AttemptStarted {
             by: _,
+            worktree: _,
             id,
             file,
             attempt,
@@ -436,6 +437,7 @@ mod tests {
             max_tokens: 50,
             tokenizer_tokens: None,
             mark: None,
+            worktree: None,
         })
     }
 
@@ -468,6 +470,7 @@ mod tests {
             max_tokens: 50,
             tokenizer_tokens: None,
             mark: None,
+            worktree: None,
         }));
         assert_eq!(f.spent("01.1"), 150);
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
@@ -494,6 +497,7 @@ mod tests {
             max_tokens: 50,
             tokenizer_tokens: None,
             mark: None,
+            worktree: None,
         }));
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
@@ -551,6 +555,7 @@ mod tests {
                 max_tokens: 50,
                 tokenizer_tokens: None,
                 mark: None,
+                worktree: None,
             }));
             f.apply(&rec(Event::AttemptFinished(AttemptResult {
                 id: "01.1".into(),

@@ -121,6 +121,10 @@ pub(crate) enum Event {
         /// after a crash kills what still carries it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mark: Option<String>,
+        /// The worktree it works in (a parallel agent build), which leaves the workspace
+        /// itself as it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worktree: Option<String>,
     },
     /// An agent's process group exists (written while the agent runs): a run resumed
     /// after a crash kills it if it is still alive.
@@ -427,6 +431,7 @@ mod tests {
             max_tokens: 20,
             tokenizer_tokens: None,
             mark: None,
+            worktree: None,
         });
         let line = serde_json::to_string(&r).expect("encode");
         assert!(line.starts_with("{\"v\":1,"), "{line}");

@@ -34,7 +34,7 @@ pub(crate) struct WorkspaceFold {
 impl WorkspaceFold {
     pub(crate) fn apply(&mut self, event: &Event) {
         match event {
-            Event::AttemptStarted { .. } => self.expected = Expected::Unknown,
+            Event::AttemptStarted { worktree: None, .. } => self.expected = Expected::Unknown,
             Event::WorkspaceCommitted {
                 id,
                 commit,

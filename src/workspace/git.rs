@@ -99,6 +99,48 @@ impl Git {
         self.run_allowing(args, index, input, 0).await
     }
 
+    /// The same git, pinned to a linked worktree of the repository (`git_dir` its
+    /// administrative folder under the repository's `worktrees/`).
+    pub(crate) fn for_worktree(&self, git_dir: PathBuf, work_tree: PathBuf) -> Git {
+        Git {
+            git_dir,
+            work_tree,
+            identity: self.identity,
+        }
+    }
+
+    /// `theirs` merged onto `ours` from `base`, three ways, without touching any work tree
+    /// or index (`git merge-tree --write-tree`, git 2.40 or later): the merged tree, or the
+    /// files that conflict.
+    pub(crate) async fn merge_tree(
+        &self,
+        base: &str,
+        ours: &str,
+        theirs: &str,
+    ) -> Result<Result<String, Vec<String>>, GitError> {
+        let merge_base = format!("--merge-base={base}");
+        let args = [
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "-z",
+            "--no-messages",
+            &merge_base,
+            ours,
+            theirs,
+        ];
+        // Exit 1: the merge conflicts; the tree comes first, then the conflicted names.
+        let out = self.run_allowing(&args, None, b"", 1).await?;
+        let mut fields = nul_separated(&out).into_iter();
+        let tree = fields.next().unwrap_or_default();
+        let conflicted: Vec<String> = fields.filter(|f| !f.is_empty()).collect();
+        if conflicted.is_empty() {
+            Ok(Ok(tree))
+        } else {
+            Ok(Err(conflicted))
+        }
+    }
+
     /// Which of `paths` (relative to the work tree) git ignores now.
     pub(crate) async fn ignored(&self, paths: &[String]) -> Result<Vec<String>, GitError> {
         if paths.is_empty() {

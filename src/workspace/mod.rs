@@ -32,6 +32,7 @@ mod paths;
 mod repo;
 mod stale;
 mod status;
+pub(crate) mod worktree;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -64,7 +65,8 @@ pub(crate) struct Workspace {
     /// Set by [`Workspace::attach`].
     repo: Option<Repo>,
     pin: Option<Pin>,
-    _lock: File,
+    /// The session's lock (a worktree's [`Workspace`] holds none: the workspace's does).
+    _lock: Option<File>,
 }
 
 impl Workspace {
@@ -97,7 +99,7 @@ impl Workspace {
             excludes: config.workspace.excludes(),
             repo: None,
             pin: None,
-            _lock: lock,
+            _lock: Some(lock),
         }))
     }
 
@@ -202,7 +204,7 @@ impl Workspace {
             if repo.git.maybe(&["cat-file", "-e", &object]).await.is_none() {
                 return Err(self.refuse(&format!(
                     "its repository is not the one this session started with: the session's baseline commit {} is not in it (an agent may have deleted `.git` and run `git init`). Nothing was written outside the workspace. Put the repository back, or start a new session with `orchestrator run --restart`",
-                    short(&pin.baseline)
+                    &pin.baseline[..pin.baseline.len().min(10)]
                 )));
             }
         }
@@ -592,10 +594,6 @@ impl Workspace {
 fn new_entries(now: &[String], had: &[String]) -> Vec<String> {
     let had: std::collections::HashSet<&String> = had.iter().collect();
     now.iter().filter(|p| !had.contains(p)).cloned().collect()
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(10)]
 }
 
 #[cfg(test)]

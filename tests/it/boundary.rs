@@ -19,16 +19,16 @@ use crate::support::{
 /// an `## Execute` block for the scripted agent and a `## Validation` check. `$T`, a folder
 /// outside the workspace, is where a prompt keeps what it needs across attempts (the agent
 /// and the checks both get it); the agent logs each call to `$T/agent.log`.
-struct Scenario {
-    b: Build,
+pub(crate) struct Scenario {
+    pub(crate) b: Build,
     state: tempfile::TempDir,
 }
 
 /// (name, execute, validation).
-type Step<'a> = (&'a str, &'a str, &'a str);
+pub(crate) type Step<'a> = (&'a str, &'a str, &'a str);
 
 impl Scenario {
-    fn new(steps: &[Step<'_>], extra_config: &str) -> Scenario {
+    pub(crate) fn new(steps: &[Step<'_>], extra_config: &str) -> Scenario {
         Scenario::with_workspace(steps, "build", extra_config)
     }
 
@@ -58,21 +58,21 @@ impl Scenario {
         Scenario { b, state }
     }
 
-    fn ws(&self) -> PathBuf {
+    pub(crate) fn ws(&self) -> PathBuf {
         self.b.path().join("build")
     }
 
-    fn state(&self, name: &str) -> PathBuf {
+    pub(crate) fn state(&self, name: &str) -> PathBuf {
         self.state.path().join(name)
     }
 
     /// The calls the scripted agent logged, in order.
-    fn calls(&self) -> Vec<Value> {
+    pub(crate) fn calls(&self) -> Vec<Value> {
         logged_calls(&self.state("agent.log"))
     }
 }
 
-fn subjects(dir: &Path, rev: &str) -> Vec<String> {
+pub(crate) fn subjects(dir: &Path, rev: &str) -> Vec<String> {
     git(dir, &["log", "--format=%s", rev])
         .lines()
         .map(str::to_string)
@@ -88,7 +88,7 @@ fn content_failures(b: &Build) -> Vec<String> {
         .collect()
 }
 
-fn completed(b: &Build) -> Vec<String> {
+pub(crate) fn completed(b: &Build) -> Vec<String> {
     status_json(b)["completed"]
         .as_array()
         .expect("completed")

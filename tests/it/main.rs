@@ -17,6 +17,7 @@ mod hostile;
 mod newcomer;
 mod overnight;
 mod parallel;
+mod parallel_agents;
 mod providers;
 mod recovery;
 mod report;

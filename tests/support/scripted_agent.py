@@ -92,7 +92,7 @@ def main():
     if LOG:
         with open(LOG, "a") as log:
             log.write(json.dumps({"argv": sys.argv, "env": sorted(os.environ), "prompt": name,
-                                  "stdin": prompt, "head": head(), "files": files(),
+                                  "stdin": prompt, "head": head(), "files": files(), "cwd": os.getcwd(),
                                   "retry": retry}) + "\n")
     if "debris-crash" in BEHAVIOURS and LOG and not os.path.exists(LOG + ".crashed"):
         open(LOG + ".crashed", "w").close()
