@@ -160,7 +160,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 .await?;
             }
             if let (Some(lanes), Some(main)) = (&self.lanes, self.snapshots.snapshots()) {
-                lane = Some((lanes.open(main, &at, attempt).await?, at));
+                lane = Some((lanes.open(main, &at).await?, at));
             } else {
                 let restored = self.snapshots.restore_for(at, attempt, self.wait()).await?;
                 self.record(restored)?;

@@ -116,9 +116,15 @@ impl Lanes {
         }
     }
 
-    fn dir(&self, id: &str, what: &str) -> PathBuf {
-        self.root
-            .join(format!("{}-{what}", id.replace(['/', '\\'], "_")))
+    /// Where prompt `id`'s attempts work (one at a time), or with `merged` where its merge
+    /// is checked: also what `{{workspace}}` names in its prompt and checks.
+    pub(crate) fn dir(&self, id: &str, merged: bool) -> PathBuf {
+        let name = id.replace(['/', '\\'], "_");
+        self.root.join(if merged {
+            format!("{name}.merged")
+        } else {
+            name
+        })
     }
 
     /// At the start of a run: the worktrees an earlier run left (cut by a crash) kept
@@ -154,14 +160,9 @@ impl Lanes {
         Ok(said)
     }
 
-    /// A worktree for attempt `attempt` at the prompt of `at`, at its base.
-    pub(crate) async fn open(
-        &self,
-        main: &Workspace,
-        at: &Point,
-        attempt: u32,
-    ) -> Result<Worktree> {
-        let dir = self.dir(&at.id, &format!("attempt-{attempt}"));
+    /// A worktree for an attempt at the prompt of `at`, at its base.
+    pub(crate) async fn open(&self, main: &Workspace, at: &Point) -> Result<Worktree> {
+        let dir = self.dir(&at.id, false);
         let _one = self.adding.lock().await;
         Worktree::add(main, &dir, &at.base.commit, None).await
     }
@@ -277,13 +278,18 @@ impl Lanes {
         (at, index, attempt): (&Point, usize, u32),
         c: Checking<'_>,
     ) -> Result<verification::Verified> {
-        let dir = self.dir(&at.id, "merged");
+        let dir = self.dir(&at.id, true);
         let tree = {
             let _one = self.adding.lock().await;
             Worktree::add(main, &dir, merged, Some(attempt_tree)).await?
         };
+        let mut vars = c.vars.clone();
+        if vars.contains_key("workspace") {
+            let here = tree.dir().display().to_string();
+            vars.insert("workspace".into(), Value::from(here));
+        }
         let (on, at) = ((tree.dir(), true), (index, attempt, &[][..]));
-        let verified = verification::verify(c.ctx, at, c.vars, on, "", c.mark, c.interrupt).await;
+        let verified = verification::verify(c.ctx, at, &vars, on, "", c.mark, c.interrupt).await;
         let _one = self.adding.lock().await;
         remove_worktree(main, &dir).await?;
         verified

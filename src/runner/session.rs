@@ -340,7 +340,14 @@ impl<'a> Session<'a> {
 
     fn prompt_run(&self, index: usize) -> PromptRun<'_, 'a> {
         let (plan, config) = (self.ctx.plan, self.ctx.config);
-        let vars = Tally::variables_before(index, &self.book.borrow().fold, plan, config);
+        let mut vars = Tally::variables_before(index, &self.book.borrow().fold, plan, config);
+        // In a parallel agent build the prompt and its checks name its own worktree.
+        if let Some(lanes) = &self.lanes
+            && vars.contains_key("workspace")
+        {
+            let here = lanes.dir(plan.prompts[index].id.as_str(), false);
+            vars.insert("workspace".into(), here.display().to_string().into());
+        }
         PromptRun {
             ctx: self.ctx,
             book: &self.book,

@@ -50,7 +50,12 @@ fn two_prompts_appending_to_one_file_at_once_both_end_up_in_it_each_committed_on
     let s = Scenario::new(
         &[
             ("one", "echo one >> notes.txt", "grep -qx one notes.txt"),
-            ("two", "echo two >> notes.txt", "grep -qx two notes.txt"),
+            // `{{workspace}}` names the attempt's own worktree, for the agent and the check.
+            (
+                "two",
+                "echo two >> {{workspace}}/notes.txt",
+                "grep -qx two {{workspace}}/notes.txt",
+            ),
         ],
         JOBS,
     );
@@ -209,8 +214,7 @@ fn a_kill_9_during_a_parallel_agent_build_loses_nothing_and_completes_each_promp
         &["for-each-ref", "--format=%(refname)", "refs/orchestrator/"],
     );
     assert!(
-        kept.lines()
-            .any(|r| r.ends_with("01.1-attempt-1-at-resume")),
+        kept.lines().any(|r| r.ends_with("01.1-at-resume")),
         "what the cut attempt left is kept: {kept}"
     );
     nothing_left(&s);
