@@ -23,8 +23,10 @@ contenders round by round, and prints medians:
 7. Parallel builds: a graph build (1 → 5 → 1 → 4 → 1 prompts, each needing the outputs of
    the step before) against the fake server answering after 400 ms, at `--jobs 5` against
    its critical path (5 prompts: 2.0 s; target <= 1.1x) and in sequence; and the bundled
-   build at `--jobs 8` (the fake at 100 ms) against its critical path. `--only parallel`
-   measures just these.
+   build at `--jobs 8` (the fake at 100 ms) against its critical path; and the same graph as
+   an agent build (a git workspace, a stand-in agent that writes a file and answers after
+   1 s), each attempt in a worktree of its own, at `--jobs 5` against its critical path
+   (5 s) and in sequence. `--only parallel` measures just these.
 
 Needs: cargo, python3, pip (installs tiktoken and openai if missing). Runs offline.
 """
@@ -240,6 +242,34 @@ def graph_build(tmp):
     return root, len(steps)
 
 
+AGENT = r"""#!/usr/bin/env python3
+# A stand-in agent: writes a file named for its prompt, waits 1 s, and answers in Claude
+# Code's JSON shape with the checkpoint block its prompt asks for.
+import json, re, sys, time
+prompt = sys.stdin.read()
+block = re.search(r"```json\n(.*?)\n```", prompt, re.S).group(1)
+name = json.loads(block)["prompt"]
+open(f"{name}.txt", "w").write(name + "\n")
+time.sleep(1)
+print(json.dumps({"type": "result", "subtype": "success", "is_error": False,
+                  "result": f"Done.\n\n```json\n{block}\n```\n", "session_id": "s",
+                  "usage": {"input_tokens": 10, "output_tokens": 5}}))
+"""
+
+
+def agent_graph_build(tmp):
+    """The graph build as an agent build: a git workspace, the stand-in agent."""
+    root, path = graph_build(Path(tmp) / "agent")
+    agent = root / "agent.py"
+    agent.write_text(AGENT)
+    agent.chmod(0o755)
+    (root / "config.toml").write_text(
+        f'[llm]\nprovider = "command"\ncommand = ["{agent}"]\n[workspace]\ndir = "build"\n'
+        '[verify]\nbefore = false\n[budget]\ntotal = 1000000\n'
+        '[[phases]]\ndir = "01-graph"\nname = "Graph"\n')
+    return root, path
+
+
 def parallel(rounds):
     """Wall time of parallel runs against their critical paths."""
     tmp = Path(tempfile.mkdtemp(prefix="orch-par-"))
@@ -251,8 +281,14 @@ def parallel(rounds):
         bundled = Path(tmp) / "bundled"
         shutil.copytree(ROOT / "prompts", bundled / "prompts")
         shutil.copy(ROOT / "config.toml", bundled / "config.toml")
-        res = {k: [] for k in ("g5", "g1", "b8", "b1")}
+        res = {k: [] for k in ("g5", "g1", "b8", "b1", "a5", "a1")}
+        agent, _ = agent_graph_build(tmp)
         for r in range(rounds):
+            for key, jobs in (("a5", 5), ("a1", 1)):
+                shutil.rmtree(agent / "build", ignore_errors=True)
+                ck = Path(tmp) / f"ck-{key}-{r}"
+                t, _ = timed([str(BIN), "-q", "run", "--jobs", str(jobs), "--checkpoints", str(ck)], cwd=agent)
+                res[key].append(t)
             for key, build, url, jobs in (("g5", graph, slow_url, 5), ("g1", graph, slow_url, 1),
                                           ("b8", bundled, quick_url, 8), ("b1", bundled, quick_url, 1)):
                 env = dict(os.environ, OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-bench")
@@ -268,6 +304,9 @@ def parallel(rounds):
         print(f"| graph build, in sequence | {m['g1']:.2f} s | critical path {cp_g:.2f} s | {m['g1'] / cp_g:.2f} | |")
         print(f"| bundled build, --jobs 8, fake at 100 ms | {m['b8']:.2f} s | critical path {bundled_path} prompts, {cp_b:.2f} s | {m['b8'] / cp_b:.2f} | |")
         print(f"| bundled build, in sequence | {m['b1']:.2f} s | critical path {cp_b:.2f} s | {m['b1'] / cp_b:.2f} | |")
+        cp_a = path * 1.0
+        print(f"| agent build (1-5-1-4-1, worktrees), --jobs 5, agent at 1 s | {m['a5']:.2f} s | critical path {cp_a:.2f} s | {m['a5'] / cp_a:.2f} | |")
+        print(f"| agent build, in sequence | {m['a1']:.2f} s | critical path {cp_a:.2f} s | {m['a1'] / cp_a:.2f} | |")
     finally:
         slow.kill()
         quick.kill()

@@ -26,10 +26,10 @@ use super::events::Said;
 use super::interrupt::Interrupt;
 use super::snapshot::{Point, dirty};
 use super::verification;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::process::Mark;
 use crate::state::Expected;
-use crate::workspace::worktree::{Worktree, merge, remove as remove_worktree};
+use crate::workspace::worktree::{Worktree, can_merge, merge, remove as remove_worktree};
 use crate::workspace::{Extras, Workspace};
 
 /// Why a merge was not taken: the attempt's failure.
@@ -127,9 +127,17 @@ impl Lanes {
         })
     }
 
-    /// At the start of a run: the worktrees an earlier run left (cut by a crash) kept
-    /// under `refs/orchestrator/` and removed.
+    /// At the start of a run: git checked for what the merges need, and the worktrees an
+    /// earlier run left (cut by a crash) kept under `refs/orchestrator/` and removed.
     pub(crate) async fn clear(&self, main: &Workspace, session_id: &str) -> Result<Said> {
+        if let Err(version) = can_merge(main).await? {
+            return Err(Error::Workspace {
+                dir: main.dir().to_path_buf(),
+                message: format!(
+                    "a parallel agent build (run.jobs above 1) merges each prompt's work with `git merge-tree --merge-base`, which needs git 2.40 or later, and this git is {version}; upgrade git, or run with --jobs 1"
+                ),
+            });
+        }
         let mut said = Said::default();
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return Ok(said);

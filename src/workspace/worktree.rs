@@ -146,6 +146,31 @@ impl Worktree {
     }
 }
 
+/// Whether this git can merge without a work tree (`git merge-tree --write-tree
+/// --merge-base`, git 2.40 or later); else the version it says it is.
+pub(crate) async fn can_merge(main: &Workspace) -> Result<std::result::Result<(), String>> {
+    let said = main
+        .repo()?
+        .git
+        .run(&["version"])
+        .await
+        .map_err(|e| main.git_error(&e))?;
+    let version = said.trim().trim_start_matches("git version ").to_string();
+    Ok(if merges_alone(&version) {
+        Ok(())
+    } else {
+        Err(version)
+    })
+}
+
+/// Whether git `version` ("2.47.3", "2.39.5 (Apple Git-154)") is 2.40 or later.
+fn merges_alone(version: &str) -> bool {
+    let mut numbers = version
+        .split(['.', ' '])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) >= (2, 40)
+}
+
 /// Removes the worktree at `dir`, its files and git's record of it; nothing there is fine.
 pub(crate) async fn remove(main: &Workspace, dir: &Path) -> Result<()> {
     let repo = main.repo()?;
@@ -239,6 +264,22 @@ fn plain_folders(excludes: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_without_a_work_tree_needs_git_2_40() {
+        for (version, merges) in [
+            ("2.47.3", true),
+            ("2.40.0", true),
+            ("3.0", true),
+            ("2.39.5 (Apple Git-154)", false),
+            ("2.34.1", false),
+            ("1.9", false),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(merges_alone(version), merges, "{version}");
+        }
+    }
 
     #[test]
     fn only_excludes_that_name_one_plain_folder_are_linked() {
