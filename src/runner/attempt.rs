@@ -146,7 +146,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             Ok(p) => p,
             Err(cannot) => return Ok(cannot),
         };
-        let mut lane = None;
+        let mut lane_at = None;
         if let Some(at) = self.point()? {
             if attempt == 1 {
                 let (snapshots, vars) = (self.snapshots, &self.vars);
@@ -159,26 +159,30 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
                 )
                 .await?;
             }
-            if let (Some(lanes), Some(main)) = (&self.lanes, self.snapshots.snapshots()) {
-                lane = Some((lanes.open(main, &at).await?, at));
+            if self.lanes.is_some() {
+                lane_at = Some(at);
             } else {
                 let restored = self.snapshots.restore_for(at, attempt, self.wait()).await?;
                 self.record(restored)?;
             }
         }
-        let dir = lane.as_ref().map(|(w, _)| w.dir());
+        let dir = (self.lanes.zip(lane_at.as_ref())).map(|(l, at)| l.dir(&at.id, false));
         let pass = self.gate.pass().await;
         let mark = Mark::new();
         // What the budgets allow and the journaled start, with no wait between: the
         // attempt's reservation is in the fold before another prompt weighs its own.
         (p.max_tokens, p.usd) = self.allow(&p)?;
         p.by = self.endpoint.pick(crate::text::now_ms());
-        self.started(attempt, &p, &mark, dir)?;
-        self.held_usd.set(self.held_usd.get() + p.usd);
+        self.started(attempt, &p, &mark, dir.as_deref())?;
+        // Held until the attempt's result (and cost) is journaled, however it ends.
+        let _held = reserve::hold(self.held_usd, p.usd);
+        let lane = match (self.lanes, lane_at, self.snapshots.snapshots()) {
+            (Some(lanes), Some(at), Some(main)) => Some((lanes.open(main, &at).await?, at)),
+            _ => None,
+        };
         let t0 = Instant::now();
-        let sent = self.send(attempt, &p, &mark, dir.or(self.snapshots.dir()));
+        let sent = self.send(attempt, &p, &mark, dir.as_deref().or(self.snapshots.dir()));
         let sent = sent.await;
-        self.held_usd.set((self.held_usd.get() - p.usd).max(0.0));
         let crowded = self.gate.in_use() > 1;
         drop(pass);
         self.after_processes(&mark, attempt)?;
@@ -198,17 +202,20 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             }
             Err(failure) => self.settle_failure(attempt, &p, failure, duration_ms, crowded),
         };
-        self.after_processes(&mark, attempt)?;
-        let attempted = settled?;
-        let accepted = matches!(attempted, Attempted::Completed);
+        let ended = self.after_processes(&mark, attempt);
+        let accepted = matches!(settled, Ok(Attempted::Completed));
         if let (Some((worktree, at)), Some(lanes), Some(main)) =
-            (lane, &self.lanes, self.snapshots.snapshots())
+            (lane, self.lanes, self.snapshots.snapshots())
         {
-            let closed = lanes
-                .close(main, worktree, (&at, attempt), accepted)
-                .await?;
-            self.record(closed)?;
-        } else if !accepted && let Some(at) = self.point()? {
+            let closed = lanes.close(main, worktree, (&at, attempt), accepted);
+            self.record(closed.await?)?;
+        }
+        ended?;
+        let attempted = settled?;
+        if !accepted
+            && self.lanes.is_none()
+            && let Some(at) = self.point()?
+        {
             let left = self.snapshots.record_left(at, attempt, self.wait()).await?;
             self.record(left)?;
         }
@@ -291,27 +298,8 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
     /// The attempt journaled as started (before anything is sent), and told.
     fn started(&self, attempt: u32, p: &Prepared, mark: &Mark, lane: Option<&Path>) -> Result<()> {
         let prompt = &self.ctx.plan.prompts[self.index];
-        let id = prompt.id.to_string();
-        let mut said = Said::event(Event::AttemptStarted {
-            id: id.clone(),
-            file: prompt.file.clone(),
-            attempt,
-            input_tokens: p.reserved,
-            max_tokens: p.max_tokens,
-            tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
-            by: self.endpoint.at(p.by).1.map(str::to_string),
-            mark: Some(mark.0.clone()),
-            worktree: lane.map(|d| d.display().to_string()),
-        });
-        said.details.push(format!(
-            "{id} attempt {attempt}: sending to {}: model {}, {} input tokens (tokenizer {}), max_tokens {}",
-            self.endpoint.at(p.by).0.describe(),
-            p.request.model,
-            p.reserved,
-            p.counted,
-            p.max_tokens
-        ));
-        self.record(said)?;
+        let at = (prompt.id.as_str(), prompt.file.as_str(), attempt);
+        self.record(self.endpoint.started(at, p, mark, lane))?;
         self.observer.event(RunEvent::Attempt {
             prompt,
             phase: &self.ctx.plan.phases[prompt.phase].name,
@@ -414,12 +402,14 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             }
         }
         self.record(checks)?;
-        let (mut commit, mut conflict) = (None, false);
+        let (mut commit, mut conflict, mut stopped) = (None, false, None);
         if verdict.is_ok() {
             self.record(verification::end_processes(mark, &id, attempt))?;
-            match self.commit(attempt, mark, lane).await? {
-                Ok(c) => commit = c,
-                Err(refused) => (verdict, conflict) = (Err(refused.why), refused.conflict),
+            match self.commit(attempt, mark, lane).await {
+                Ok(Ok(c)) => commit = c,
+                Ok(Err(refused)) => (verdict, conflict) = (Err(refused.why), refused.conflict),
+                // The run stops, with this attempt's account journaled first.
+                Err(e) => (verdict, stopped) = (Err(e.to_string()), Some(e)),
             }
         }
         said.details
@@ -428,10 +418,11 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             accounting::cost(reply.cost_usd, &counted, self.ctx.config.pricing);
         said.warnings
             .extend(impossible.map(|w| format!("{id}: {w}")));
-        let outcome = match (&verdict, conflict) {
-            (Ok(_), _) => AttemptOutcome::Ok,
-            (Err(_), true) => AttemptOutcome::Conflict,
-            (Err(_), false) => AttemptOutcome::Content,
+        let outcome = match (&verdict, conflict, &stopped) {
+            (Ok(_), ..) => AttemptOutcome::Ok,
+            (Err(_), true, _) => AttemptOutcome::Conflict,
+            (Err(_), _, Some(Error::Interrupted)) => AttemptOutcome::Interrupted,
+            (Err(_), ..) => AttemptOutcome::Content,
         };
         let result = AttemptResult {
             reported_usage: counted.distrusted.as_ref().and_then(|d| d.1.clone()),
@@ -454,6 +445,9 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             }
             _ => None,
         };
+        if let (Ok(a), Some((w, _)), Some(to)) = (&mut verdict, lane, self.snapshots.dir()) {
+            verdict::relocate(a, w.dir(), to);
+        }
         match (verdict, until) {
             (Ok(accepted), None) => {
                 self.complete(attempt, accepted, reply, commit, said, tokens, duration_ms)
@@ -465,7 +459,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             }
             (Err(reason), _) => {
                 self.record(said)?;
-                Ok(Attempted::again(reason, tokens))
+                stopped.map_or(Ok(Attempted::again(reason, tokens)), Err)
             }
         }
     }
@@ -489,7 +483,8 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         };
         let checking = Checking::new(self.ctx, &self.vars, mark, self.interrupt);
         let (at, now) = ((start, self.index, attempt), || self.point());
-        let (accepted, said) = lanes.accept((main, worktree), at, now, checking).await?;
+        let steps = (now, |said| self.record(said));
+        let (accepted, said) = lanes.accept((main, worktree), at, steps, checking).await?;
         self.record(said)?;
         Ok(accepted.map(Some))
     }

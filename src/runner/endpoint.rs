@@ -7,6 +7,7 @@ use std::cell::Cell;
 
 use super::accounting;
 use super::events::Said;
+use super::steps::Prepared;
 use crate::checkpoint::split_thinking;
 use crate::providers::{Count, Provider, Reply};
 use crate::request::{Request, RequestBuilder};
@@ -37,6 +38,38 @@ pub(crate) struct Endpoint<'a> {
 }
 
 impl<'a> Endpoint<'a> {
+    /// The journal's record of attempt `attempt` at prompt `id` (file `file`) as it starts,
+    /// `p` ready to send, its processes marked `mark`, in `worktree` if it has one; and a
+    /// line for `-v`.
+    pub(crate) fn started(
+        &self,
+        (id, file, attempt): (&str, &str, u32),
+        p: &Prepared,
+        mark: &crate::process::Mark,
+        worktree: Option<&std::path::Path>,
+    ) -> Said {
+        let mut said = Said::event(Event::AttemptStarted {
+            id: id.to_string(),
+            file: file.to_string(),
+            attempt,
+            input_tokens: p.reserved,
+            max_tokens: p.max_tokens,
+            tokenizer_tokens: (p.reserved != p.counted).then_some(p.counted),
+            by: self.at(p.by).1.map(str::to_string),
+            mark: Some(mark.0.clone()),
+            worktree: worktree.map(|d| d.display().to_string()),
+        });
+        said.details.push(format!(
+            "{id} attempt {attempt}: sending to {}: model {}, {} input tokens (tokenizer {}), max_tokens {}",
+            self.at(p.by).0.describe(),
+            p.request.model,
+            p.reserved,
+            p.counted,
+            p.max_tokens
+        ));
+        said
+    }
+
     pub(crate) fn new(
         provider: Provider,
         builder: RequestBuilder<'a>,

@@ -17,18 +17,18 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::context::Context;
 use super::events::Said;
 use super::interrupt::Interrupt;
-use super::snapshot::{Point, dirty};
+use super::snapshot::{Point, dirty, users_changes};
 use super::verification;
 use crate::error::{Error, Result};
 use crate::process::Mark;
-use crate::state::Expected;
+use crate::state::Event;
 use crate::workspace::worktree::{Worktree, can_merge, merge, remove as remove_worktree};
 use crate::workspace::{Extras, Workspace};
 
@@ -127,52 +127,25 @@ impl Lanes {
         })
     }
 
-    /// At the start of a run: git checked for what the merges need, and the worktrees an
-    /// earlier run left (cut by a crash) kept under `refs/orchestrator/` and removed.
-    pub(crate) async fn clear(&self, main: &Workspace, session_id: &str) -> Result<Said> {
-        if let Err(version) = can_merge(main).await? {
-            return Err(Error::Workspace {
+    /// At the start of a parallel run: git can do the merges.
+    pub(crate) async fn start(&self, main: &Workspace) -> Result<()> {
+        match can_merge(main).await? {
+            Ok(()) => Ok(()),
+            Err(version) => Err(Error::Workspace {
                 dir: main.dir().to_path_buf(),
                 message: format!(
                     "a parallel agent build (run.jobs above 1) merges each prompt's work with `git merge-tree --merge-base`, which needs git 2.40 or later, and this git is {version}; upgrade git, or run with --jobs 1"
                 ),
-            });
+            }),
         }
-        let mut said = Said::default();
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return Ok(said);
-        };
-        for entry in entries.flatten() {
-            let dir = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(left) = Worktree::existing(main, &dir)
-                && let Ok(scan) = left
-                    .workspace()
-                    .scan(&format!("orchestrator: what {name} left"), None)
-                    .await
-                && !scan.unchanged
-            {
-                let kept = main
-                    .keep(
-                        &scan.commit,
-                        &format!("replaced/{session_id}/{name}-at-resume"),
-                    )
-                    .await?;
-                said.details.push(format!(
-                    "the worktree {name} a cut run left is kept as {kept}"
-                ));
-            }
-            let _one = self.adding.lock().await;
-            remove_worktree(main, &dir).await?;
-        }
-        Ok(said)
     }
 
     /// A worktree for an attempt at the prompt of `at`, at its base.
     pub(crate) async fn open(&self, main: &Workspace, at: &Point) -> Result<Worktree> {
         let dir = self.dir(&at.id, false);
         let _one = self.adding.lock().await;
-        Worktree::add(main, &dir, &at.base.commit, None).await
+        let base = (at.base.commit.as_str(), &at.base.extras);
+        Worktree::add(main, &dir, base, None).await
     }
 
     /// The attempt in `worktree` is over: what it left kept under `refs/orchestrator/`
@@ -210,14 +183,18 @@ impl Lanes {
     /// The accepted work of attempt `attempt` in `worktree` (started at `at`) committed
     /// there, then, at its turn, merged onto the last accepted commit before its prompt
     /// (`now` reads it), checked again when the merge is a real one, and the workspace
-    /// moved to it: the commit and its extras, or why not.
-    pub(crate) async fn accept(
+    /// moved to it (journaled first with `record`): the commit and its extras, or why not.
+    pub(crate) async fn accept<Now, Record>(
         &self,
         (main, worktree): (&Workspace, &Worktree),
         (at, index, attempt): (&Point, usize, u32),
-        now: impl Fn() -> Result<Option<Point>>,
+        (now, record): (Now, Record),
         checking: Checking<'_>,
-    ) -> Result<(std::result::Result<(String, Extras), Refused>, Said)> {
+    ) -> Result<(std::result::Result<(String, Extras), Refused>, Said)>
+    where
+        Now: Fn() -> Result<Option<Point>>,
+        Record: Fn(Said) -> Result<()>,
+    {
         let mut said = Said::default();
         let message = format!("{} {}", at.id, at.name);
         let own = format!("worktrees/{}/{}-attempt-{attempt}", at.session_id, at.id);
@@ -233,6 +210,18 @@ impl Lanes {
         let Some(now) = now()? else {
             return Ok((Ok((theirs.commit, theirs.extras)), said));
         };
+        if now.base.commit != at.base.commit
+            && !main.contains(&now.base.commit, &at.base.commit).await
+        {
+            let why = "the commit it started from is no longer on the session's branch (a prompt before it was built again); it runs again from the last accepted commit".to_string();
+            return Ok((
+                Err(Refused {
+                    why,
+                    conflict: true,
+                }),
+                said,
+            ));
+        }
         let merged = if now.base.commit == at.base.commit {
             theirs.commit.clone()
         } else {
@@ -254,8 +243,9 @@ impl Lanes {
                 }
             }
         };
+        let extras = now.base.extras.with(&theirs.extras);
         if merged != theirs.commit {
-            let on = (main, worktree, merged.as_str());
+            let on = (main, worktree, (merged.as_str(), &extras));
             let checked = self.check_merged(on, (at, index, attempt), checking);
             let verified = checked.await?;
             said = said.and(verified.said);
@@ -264,15 +254,22 @@ impl Lanes {
                 return Ok((Err(Refused::content(why)), said));
             }
         }
-        let extras = now.base.extras.with(&theirs.extras);
-        self.move_workspace(main, (&now, attempt), &merged, &extras)
+        let to = (merged.as_str(), &extras);
+        self.move_workspace(main, (&now, attempt), to, &record)
             .await?;
-        let moved = worktree.hand_over(main, &theirs.extras);
+        let (moved, dropped) = worktree.hand_over(main, &theirs.extras);
         if !moved.is_empty() {
             said.details.push(format!(
                 "{} attempt {attempt}: moved from its worktree into the workspace: {}",
                 at.id,
                 moved.join(", ")
+            ));
+        }
+        if !dropped.is_empty() {
+            said.warnings.push(format!(
+                "{}: what it made outside git in its worktree could not be moved into the workspace and is gone with the worktree: {} (the workspace has its own of that name, or it lies on another file system than checkpoints/)",
+                at.id,
+                dropped.join(", ")
             ));
         }
         Ok((Ok((merged, extras)), said))
@@ -282,7 +279,7 @@ impl Lanes {
     /// (with what the attempt made that git does not hold, such as a new virtualenv).
     async fn check_merged(
         &self,
-        (main, attempt_tree, merged): (&Workspace, &Worktree, &str),
+        (main, attempt_tree, merged): (&Workspace, &Worktree, (&str, &Extras)),
         (at, index, attempt): (&Point, usize, u32),
         c: Checking<'_>,
     ) -> Result<verification::Verified> {
@@ -304,39 +301,83 @@ impl Lanes {
     }
 
     /// The workspace moved to `merged`: refused when it holds changes the runner did not
-    /// make (as at a run's start); what a cut run left there is kept first.
+    /// make (as at a run's start); what an attempt cut by a crash left there, and the
+    /// commits a rerun builds again, kept under `refs/orchestrator/` first. The move is
+    /// journaled before it starts (`record`), so that a crash in it is not taken for the
+    /// user's changes.
     async fn move_workspace(
         &self,
         main: &Workspace,
         (now, attempt): (&Point, u32),
-        merged: &str,
-        extras: &Extras,
+        (merged, extras): (&str, &Extras),
+        record: &impl Fn(Said) -> Result<()>,
     ) -> Result<()> {
         let message = "orchestrator: the workspace before a merge";
         let scan = main.scan(message, None).await?;
-        match &now.expected {
-            Expected::At(c) => {
-                let had = (*c == now.base.commit).then_some(&now.base.extras);
-                let changes = main.user_changes(c, had, &scan).await?;
+        let replaced = |what: &str| format!("replaced/{}/{}-{what}", now.session_id, now.id);
+        match &now.known {
+            Some(known) => {
+                let changes = users_changes(main, known, &scan).await?;
                 if !changes.is_empty() {
                     return Err(dirty(main, &changes));
                 }
-                // A rerun: the commits it builds again are kept, as a restore keeps them.
-                if !main.contains(merged, c).await {
-                    let name = format!("replaced/{}/{}-attempt-{attempt}", now.session_id, now.id);
-                    main.keep(c, &name).await?;
-                }
             }
-            Expected::Left { .. } | Expected::Unknown if !scan.unchanged => {
-                let name = format!("replaced/{}/{}-before-merge", now.session_id, now.id);
-                main.keep(&scan.commit, &name).await?;
+            None if !scan.unchanged => {
+                main.keep(&scan.commit, &replaced("before-merge")).await?;
             }
-            _ => {}
+            None => {}
         }
+        let from = scan.head.clone().unwrap_or_else(|| now.base.commit.clone());
+        // A rerun: the commits it builds again are kept, as a restore keeps them.
+        if !main.contains(merged, &from).await {
+            main.keep(&from, &replaced(&format!("attempt-{attempt}")))
+                .await?;
+        }
+        record(Said::event(Event::Merging {
+            id: now.id.clone(),
+            attempt,
+            from,
+            to: merged.to_string(),
+        }))?;
         main.restore(merged, extras, &[], Some(&scan.commit))
             .await?;
         main.keep(merged, &format!("sessions/{}", now.session_id))
             .await?;
         Ok(())
     }
+}
+
+/// Where the attempts of a session in `checkpoints` work: `checkpoints/worktrees/`.
+pub(crate) fn root(checkpoints: &Path) -> PathBuf {
+    let root = checkpoints.join("worktrees");
+    std::path::absolute(&root).unwrap_or(root)
+}
+
+/// At the start of any run of an agent build: the worktrees under `root` that an earlier
+/// run left (cut by a crash) kept under `refs/orchestrator/` (with the agent's own commits
+/// in them) and removed, with git's records of them.
+pub(crate) async fn clear(root: &Path, main: &Workspace, session_id: &str) -> Result<Said> {
+    let mut said = Said::default();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(said);
+    };
+    let at = crate::text::now_ms();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(left) = Worktree::existing(main, &dir)
+            && let Ok(scan) = left
+                .workspace()
+                .scan(&format!("orchestrator: what {name} left"), None)
+                .await
+        {
+            let name = format!("replaced/{session_id}/{name}-at-resume-{at}");
+            let kept = main.keep(&scan.commit, &name).await?;
+            said.details.push(format!(
+                "what a cut run left in a worktree is kept as {kept}"
+            ));
+        }
+        remove_worktree(main, &dir).await?;
+    }
+    Ok(said)
 }

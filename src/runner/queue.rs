@@ -21,6 +21,8 @@ pub(crate) struct Queue {
     /// Indices into the plan, in plan order.
     todo: Vec<usize>,
     slots: Vec<Slot>,
+    /// A parallel agent build: see [`Queue::in_worktrees`].
+    worktrees: bool,
 }
 
 /// What the run does next.
@@ -41,7 +43,20 @@ impl Queue {
         todo.sort_unstable();
         todo.dedup();
         let slots = vec![Slot::Waiting; todo.len()];
-        Queue { todo, slots }
+        Queue {
+            todo,
+            slots,
+            worktrees: false,
+        }
+    }
+
+    /// A parallel agent build: a prompt also waits while a prompt before it is pending with
+    /// a completed prompt of an earlier run between them. Building the earlier one reopens
+    /// the completed one (its commit is no longer on the branch), and the later one, started
+    /// before that, would be built without it.
+    pub(crate) fn in_worktrees(mut self) -> Queue {
+        self.worktrees = true;
+        self
     }
 
     fn slot(&self, index: usize) -> Option<Slot> {
@@ -81,6 +96,10 @@ impl Queue {
     pub(crate) fn next(&self, fold: &Fold, plan: &Plan, history: History) -> Next {
         let pending = |i: usize| matches!(self.slot(i), Some(Slot::Waiting | Slot::Running));
         let done = |i: usize| fold.done.contains(plan.prompts[i].id.as_str());
+        let first_pending = self.todo.iter().copied().find(|&i| pending(i));
+        let barrier = first_pending
+            .filter(|_| self.worktrees)
+            .and_then(|k| (k + 1..plan.prompts.len()).find(|&d| done(d) && self.slot(d).is_none()));
         for (k, &i) in self.todo.iter().enumerate() {
             if self.slots[k] != Slot::Waiting {
                 continue;
@@ -91,7 +110,8 @@ impl Queue {
             {
                 return Next::Blocked(i, reason);
             }
-            let waits = prompt.depends_on.iter().any(|&d| !done(d))
+            let waits = barrier.is_some_and(|d| i > d)
+                || prompt.depends_on.iter().any(|&d| !done(d))
                 || (history != History::None && i > 0 && pending(i - 1))
                 || self.todo[..k]
                     .iter()

@@ -256,3 +256,22 @@ fn possibly_billed_note(book: &Book, plan: &Plan, which: &Limit, phase: usize) -
         " (of what {which} has spent, {billed} tokens are possibly billed: attempts a crash left without a result, counted at their worst case, input + max_tokens; `orchestrator status` shows them apart, so that the budget can be raised knowingly)"
     )
 }
+
+/// US dollars an attempt holds while it is in flight (see [`allowance`]): from before it
+/// is sent until its result is journaled, however it ends.
+pub(crate) struct HeldUsd<'h> {
+    held: &'h std::cell::Cell<f64>,
+    usd: f64,
+}
+
+/// `usd` held in `held` until the returned hold is dropped.
+pub(crate) fn hold(held: &std::cell::Cell<f64>, usd: f64) -> HeldUsd<'_> {
+    held.set(held.get() + usd);
+    HeldUsd { held, usd }
+}
+
+impl Drop for HeldUsd<'_> {
+    fn drop(&mut self) {
+        self.held.set((self.held.get() - self.usd).max(0.0));
+    }
+}

@@ -15,7 +15,7 @@ use super::endpoint::Endpoint;
 use super::events::{Observer, RunEvent, Said};
 use super::gate::Gate;
 use super::interrupt::{Interrupt, Wait};
-use super::lanes::Lanes;
+use super::lanes::{self, Lanes};
 use super::opening::{self, Retire, apart, mock_failures, restore_outputs};
 use super::queue::{Next, Queue};
 use super::snapshot::Snapshots;
@@ -220,8 +220,12 @@ impl<'a> Session<'a> {
             .snapshots
             .start(book, plan, options.allow_dirty, &todo, wait)
             .await?;
-        if let (Some(lanes), Some(ws)) = (&self.lanes, self.snapshots.snapshots()) {
-            started = started.and(lanes.clear(ws, &book.fold.session_id).await?);
+        if let Some(ws) = self.snapshots.snapshots() {
+            let root = lanes::root(self.ctx.checkpoints);
+            started = started.and(lanes::clear(&root, ws, &book.fold.session_id).await?);
+            if let Some(lanes) = &self.lanes {
+                lanes.start(ws).await?;
+            }
         }
         self.record(started)?;
         let mut said = Said::default();
@@ -254,6 +258,9 @@ impl<'a> Session<'a> {
         let (plan, config) = (self.ctx.plan, self.ctx.config);
         let history = config.context.history;
         let mut queue = Queue::new(todo);
+        if self.lanes.is_some() {
+            queue = queue.in_worktrees();
+        }
         let mut running = FuturesUnordered::new();
         let (mut failed, mut skipped) = (Vec::new(), Vec::new());
         let mut stop: Option<Error> = None;
@@ -538,9 +545,7 @@ fn jobs(
         .llm
         .max_concurrency
         .map_or(jobs, |m| jobs.min(m as usize));
-    let lanes = (jobs > 1 && workspace.is_some_and(Workspace::snapshots)).then(|| {
-        let root = ctx.checkpoints.join("worktrees");
-        Lanes::new(std::path::absolute(&root).unwrap_or(root))
-    });
+    let lanes = (jobs > 1 && workspace.is_some_and(Workspace::snapshots))
+        .then(|| Lanes::new(lanes::root(ctx.checkpoints)));
     (jobs, at_once, lanes)
 }

@@ -37,6 +37,8 @@ pub(crate) struct Point {
     pub(crate) session_id: String,
     /// What the workspace should hold now.
     pub(crate) expected: Expected,
+    /// The commits it may hold, with their extras where known (`None`: unknown).
+    pub(crate) known: Option<Vec<(String, Option<Extras>)>>,
 }
 
 /// The workspace of a run, if config has one: each step does its git work and returns
@@ -88,12 +90,10 @@ impl Snapshots {
         let Some(&first) = todo.first() else {
             return Ok(said);
         };
-        let (expected, had) = match &book.fold.workspace.expected {
-            // An attempt the runner did not see through: what it left is its own, kept and
-            // discarded before the next attempt.
-            Expected::Unknown => return Ok(said),
-            Expected::At(c) => (c.clone(), book.fold.workspace.extras.get(c).cloned()),
-            Expected::Left { commit, extras } => (commit.clone(), Some(extras.clone())),
+        // `None`: an attempt the runner did not see through: what it left is its own, kept
+        // and discarded before the next attempt.
+        let Some(known) = book.fold.workspace.left() else {
+            return Ok(said);
         };
         let Some(ws) = self.snapshots() else {
             return Ok(said);
@@ -104,7 +104,7 @@ impl Snapshots {
                 ws.scan("orchestrator: the workspace at the start of a run", None),
             )
             .await?;
-        let changes = ws.user_changes(&expected, had.as_ref(), &now).await?;
+        let changes = users_changes(ws, &known, &now).await?;
         if changes.is_empty() {
             return Ok(said);
         }
@@ -217,6 +217,7 @@ impl Snapshots {
             name: plan.prompts[index].name.clone(),
             session_id: book.fold.session_id.clone(),
             expected: book.fold.workspace.expected.clone(),
+            known: book.fold.workspace.left(),
         }))
     }
 
@@ -266,7 +267,7 @@ impl Snapshots {
             Expected::At(c) if c == base.commit => return Ok(Said::default()),
             Expected::At(c) => Some(c),
             Expected::Left { commit, .. } => Some(commit),
-            Expected::Unknown => {
+            Expected::Unknown | Expected::Moving { .. } => {
                 let scan = wait
                     .step(
                         "keeping what the workspace holds before it is restored",
@@ -449,13 +450,8 @@ impl Snapshots {
                 Some(&last),
             )
             .await?;
-        let expected = match &old.workspace.expected {
-            Expected::Unknown => None,
-            Expected::At(c) => Some((c.clone(), old.workspace.extras.get(c).cloned())),
-            Expected::Left { commit, extras } => Some((commit.clone(), Some(extras.clone()))),
-        };
-        if let Some((expected, had)) = expected {
-            let changes = ws.user_changes(&expected, had.as_ref(), &now).await?;
+        if let Some(known) = old.workspace.left() {
+            let changes = users_changes(ws, &known, &now).await?;
             if !changes.is_empty() {
                 return if allow_dirty {
                     Ok(said)
@@ -531,6 +527,25 @@ fn base_of(
     };
     let extras = fold.extras.get(&commit).cloned().unwrap_or_default();
     Ok((id, Committed { commit, extras }))
+}
+
+/// The user's changes in `now`, against what the runner last left there (`known`, from
+/// [`crate::state::WorkspaceFold::left`]): none when `now` is any of those; else the
+/// changes against the first.
+pub(crate) async fn users_changes(
+    ws: &Workspace,
+    known: &[(String, Option<Extras>)],
+    now: &Scan,
+) -> Result<Changes> {
+    let mut first = None;
+    for (commit, had) in known {
+        let changes = ws.user_changes(commit, had.as_ref(), now).await?;
+        if changes.is_empty() {
+            return Ok(changes);
+        }
+        first.get_or_insert(changes);
+    }
+    Ok(first.unwrap_or_default())
 }
 
 /// The refusal of a workspace that holds changes the runner did not make.

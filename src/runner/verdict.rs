@@ -29,6 +29,25 @@ pub(crate) struct Accepted {
     pub(crate) warning: Option<String>,
 }
 
+/// `accepted`'s outputs with the worktree `from` an attempt worked in (gone once its work
+/// is merged) written as the workspace `to`, so that a path an agent reports still names
+/// something.
+pub(crate) fn relocate(accepted: &mut Accepted, from: &std::path::Path, to: &std::path::Path) {
+    fn walk(v: &mut Value, from: &str, to: &str) {
+        match v {
+            Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, from, to)),
+            Value::Object(map) => map.values_mut().for_each(|v| walk(v, from, to)),
+            _ => {}
+        }
+    }
+    let (Some(from), Some(to)) = (from.to_str(), to.to_str()) else {
+        return;
+    };
+    let outputs = accepted.checkpoint.variables.values_mut();
+    outputs.for_each(|v| walk(v, from, to));
+}
+
 /// The journal's completion of `prompt`, accepted with its reply `text` (copied to
 /// `output`) and, in an agent build, its commit: with the acceptance's warning, if any.
 pub(crate) fn completed(

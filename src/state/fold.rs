@@ -164,6 +164,7 @@ impl Fold {
             | Event::WorkspaceLeft { .. }
             | Event::Verified { .. }
             | Event::Reopened { .. } => self.workspace_event(&record.event),
+            Event::Merging { .. } => {}
             Event::Learned { setting, value, .. } => {
                 self.learned.insert(setting.clone(), value.clone());
             }

@@ -231,6 +231,15 @@ pub(crate) enum Event {
         /// The end of its output (4 KiB).
         output: String,
     },
+    /// A parallel agent build's merge of attempt `attempt` at prompt `id` is about to move
+    /// the workspace from commit `from` to `to` (journaled first, so that a crash in the
+    /// move is told from the user's changes).
+    Merging {
+        id: String,
+        attempt: u32,
+        from: String,
+        to: String,
+    },
     /// Completed prompts whose work is no longer in the workspace (an earlier prompt was
     /// built again under them): to be run again.
     Reopened {

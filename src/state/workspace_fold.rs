@@ -18,6 +18,9 @@ pub(crate) enum Expected {
     At(String),
     /// What an attempt left: its tree as this commit (on no branch), and its extras.
     Left { commit: String, extras: Extras },
+    /// Being moved from one commit to another (a parallel agent build's merge, journaled
+    /// before it moves the workspace): either, or a crash's mix of both.
+    Moving { from: String, to: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,6 +67,12 @@ impl WorkspaceFold {
                 ..
             } => self.at(commit, extras.as_ref()),
             Event::WorkspaceRestored { commit, .. } => self.expected = Expected::At(commit.clone()),
+            Event::Merging { from, to, .. } => {
+                self.expected = Expected::Moving {
+                    from: from.clone(),
+                    to: to.clone(),
+                };
+            }
             Event::WorkspaceLeft { commit, extras, .. } => {
                 self.expected = Expected::Left {
                     commit: commit.clone(),
@@ -71,6 +80,19 @@ impl WorkspaceFold {
                 };
             }
             _ => {}
+        }
+    }
+
+    /// What the runner last left in the workspace: the commits it may hold (two while a
+    /// merge moves it), each with its extras where known; `None` when an attempt left it
+    /// without an account.
+    pub(crate) fn left(&self) -> Option<Vec<(String, Option<Extras>)>> {
+        let known = |c: &String| (c.clone(), self.extras.get(c).cloned());
+        match &self.expected {
+            Expected::Unknown => None,
+            Expected::At(c) => Some(vec![known(c)]),
+            Expected::Left { commit, extras } => Some(vec![(commit.clone(), Some(extras.clone()))]),
+            Expected::Moving { from, to } => Some(vec![known(to), known(from)]),
         }
     }
 

@@ -27,12 +27,14 @@ pub(crate) struct Worktree {
 
 impl Worktree {
     /// A new worktree of `main`'s repository at `dir` (replacing whatever is there),
-    /// detached at `commit`, with the top-level excluded folders of `from` (else `main`'s)
-    /// linked into it.
+    /// detached at `commit`, with what git does not hold of it brought in from `from`, else
+    /// from `main`: the top-level excluded folders and the ignored folders of `extras`
+    /// linked (the build's shared state), its ignored files copied (each attempt its own),
+    /// its empty folders made.
     pub(crate) async fn add(
         main: &Workspace,
         dir: &Path,
-        commit: &str,
+        (commit, extras): (&str, &Extras),
         from: Option<&Worktree>,
     ) -> Result<Worktree> {
         remove(main, dir).await?;
@@ -41,37 +43,59 @@ impl Worktree {
         }
         let repo = main.repo()?;
         let shown = dir.display().to_string();
-        repo.git
-            .run(&[
-                "worktree", "add", "--quiet", "--detach", "--force", &shown, commit,
-            ])
-            .await
-            .map_err(|e| main.git_error(&e))?;
-        let mut links = Vec::new();
-        let sources = from
+        // Twice forced: a path left registered (or locked, by an `add` a crash cut) is
+        // taken over.
+        let add = [
+            "worktree", "add", "--quiet", "--detach", "-f", "-f", &shown, commit,
+        ];
+        repo.git.run(&add).await.map_err(|e| main.git_error(&e))?;
+        let sources: Vec<&Path> = from
             .map(|w| w.dir())
             .into_iter()
-            .chain([main.dir.as_path()]);
-        let sources: Vec<&Path> = sources.collect();
-        for name in plain_folders(&main.excludes) {
-            let found = sources
-                .iter()
-                .map(|s| s.join(&name))
-                .find(|target| target.is_dir() && !target.is_symlink());
-            if let Some(target) = found {
-                let link = dir.join(&name);
-                std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
-                links.push(name);
+            .chain([main.dir.as_path()])
+            .collect();
+        let find = |rel: &str| {
+            let real = |p: &PathBuf| p.symlink_metadata().is_ok_and(|m| !m.is_symlink());
+            sources.iter().map(|s| s.join(rel)).find(real)
+        };
+        let folders = plain_folders(&main.excludes)
+            .into_iter()
+            .filter(|name| find(name).is_some_and(|p| p.is_dir()));
+        let ignored = extras
+            .ignored
+            .iter()
+            .map(|p| p.trim_end_matches('/').to_string());
+        let mut links = Vec::new();
+        for rel in folders.chain(ignored) {
+            let to = dir.join(&rel);
+            let Some(source) = find(&rel).filter(|_| to.symlink_metadata().is_err()) else {
+                continue;
+            };
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
+            if source.is_dir() {
+                std::os::unix::fs::symlink(&source, &to).map_err(|e| Error::io(&to, e))?;
+                links.push(rel);
+            } else {
+                std::fs::copy(&source, &to).map_err(|e| Error::io(&to, e))?;
+            }
+        }
+        for empty in &extras.empty_dirs {
+            let path = dir.join(empty.trim_end_matches('/'));
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
         Worktree::at(main, dir, links)
     }
 
     /// The worktree at `dir` (one an attempt cut by a crash left), if git made it.
     pub(crate) fn existing(main: &Workspace, dir: &Path) -> Option<Worktree> {
-        let links = plain_folders(&main.excludes)
+        let links = std::fs::read_dir(dir)
             .into_iter()
-            .filter(|name| dir.join(name).is_symlink())
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_symlink())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         Worktree::at(main, dir, links).ok()
     }
@@ -79,10 +103,11 @@ impl Worktree {
     fn at(main: &Workspace, dir: &Path, links: Vec<String>) -> Result<Worktree> {
         let dot_git = dir.join(".git");
         let text = std::fs::read_to_string(&dot_git).map_err(|e| Error::io(&dot_git, e))?;
+        // Relative with `worktree.useRelativePaths` (git 2.48): from the worktree.
         let git_dir = text
             .trim()
             .strip_prefix("gitdir:")
-            .map(|p| PathBuf::from(p.trim()))
+            .map(|p| dir.join(p.trim()))
             .ok_or_else(|| Error::Git {
                 dir: dir.to_path_buf(),
                 message: "its `.git` file does not name a worktree's folder".into(),
@@ -120,17 +145,32 @@ impl Worktree {
     }
 
     /// What the attempt made that git does not hold (`extras.ignored`, and top-level
-    /// excluded folders that are not the links) moved into `main` where `main` has
-    /// nothing of that name; the paths moved.
-    pub(crate) fn hand_over(&self, main: &Workspace, extras: &Extras) -> Vec<String> {
-        let mut moved = Vec::new();
-        let made = plain_folders(&main.excludes)
+    /// excluded folders that are not links) moved into `main` where `main` has nothing of
+    /// that name: the paths moved, and the attempt's own excluded folders that could not be
+    /// (`main` has one of that name already, or the rename failed).
+    pub(crate) fn hand_over(
+        &self,
+        main: &Workspace,
+        extras: &Extras,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut moved, mut dropped) = (Vec::new(), Vec::new());
+        let made: Vec<String> = plain_folders(&main.excludes)
             .into_iter()
-            .filter(|name| !self.links.contains(name) && self.ws.dir.join(name).is_dir());
-        for rel in extras.ignored.iter().cloned().chain(made) {
-            let rel = rel.trim_end_matches('/').to_string();
+            .filter(|name| !self.links.contains(name) && self.ws.dir.join(name).is_dir())
+            .collect();
+        let ignored = extras
+            .ignored
+            .iter()
+            .map(|p| p.trim_end_matches('/').to_string());
+        for rel in ignored.chain(made.iter().cloned()) {
             let (from, to) = (self.ws.dir.join(&rel), main.dir.join(&rel));
-            if to.symlink_metadata().is_ok() || from.symlink_metadata().is_err() {
+            if from.symlink_metadata().is_err() || self.links.contains(&rel) {
+                continue;
+            }
+            if to.symlink_metadata().is_ok() {
+                if made.contains(&rel) {
+                    dropped.push(rel);
+                }
                 continue;
             }
             if let Some(parent) = to.parent() {
@@ -138,11 +178,20 @@ impl Worktree {
             }
             // Same file system (the worktree lies in the runner's folder): a rename.
             if std::fs::rename(&from, &to).is_ok() {
-                relocate(&from, &to);
+                relocate(&to, &self.ws.dir, &main.dir);
                 moved.push(rel);
+            } else {
+                dropped.push(rel);
             }
         }
-        moved
+        // The workspace's environments the attempt used through links: an editable install
+        // made there names the worktree.
+        for name in plain_folders(&main.excludes) {
+            if self.links.contains(&name) {
+                relocate(&main.dir.join(&name), &self.ws.dir, &main.dir);
+            }
+        }
+        (moved, dropped)
     }
 }
 
@@ -216,20 +265,42 @@ pub(crate) async fn merge(
     }
 }
 
-/// A folder moved from `from` to `to`, whose scripts may name the old place (a
-/// virtualenv's `bin/` scripts and `pyvenv.cfg` carry its absolute path, so its console
-/// scripts would start a Python that is gone): that path rewritten to the new one in its
-/// text files there.
-fn relocate(from: &Path, to: &Path) {
+/// The files of an environment `folder` (a virtualenv) that name places by absolute path:
+/// its `bin/` scripts (their first line starts its Python), `pyvenv.cfg`, and in its
+/// `site-packages` the `.pth`, `__editable__*` and `.egg-link` files and `direct_url.json`
+/// of an editable install (`pip install -e .`), which name the tree it was made from.
+fn path_files(folder: &Path) -> Vec<PathBuf> {
+    let list = |dir: &Path| -> Vec<PathBuf> {
+        let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        entries.map(|e| e.path()).collect()
+    };
+    let mut files = list(&folder.join("bin"));
+    files.push(folder.join("pyvenv.cfg"));
+    for python in list(&folder.join("lib")) {
+        for entry in list(&python.join("site-packages")) {
+            let name = entry.file_name().unwrap_or_default().to_string_lossy();
+            if name.ends_with(".pth")
+                || name.starts_with("__editable__")
+                || name.ends_with(".egg-link")
+            {
+                files.push(entry.clone());
+            } else if name.ends_with(".dist-info") {
+                files.push(entry.join("direct_url.json"));
+            }
+        }
+    }
+    files
+}
+
+/// `folder`'s files that name places by absolute path ([`path_files`]) with the worktree
+/// `from` written as `to` (the workspace): a virtualenv moved out of the worktree, or the
+/// workspace's own one that an editable install in the worktree pointed there, would
+/// otherwise name a folder that is gone.
+fn relocate(folder: &Path, from: &Path, to: &Path) {
     let (Some(old), Some(new)) = (from.to_str(), to.to_str()) else {
         return;
     };
-    let scripts = std::fs::read_dir(to.join("bin"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path());
-    for path in scripts.chain([to.join("pyvenv.cfg")]) {
+    for path in path_files(folder) {
         let small_file = path
             .symlink_metadata()
             .is_ok_and(|m| m.is_file() && m.len() <= 1 << 20);
@@ -237,11 +308,29 @@ fn relocate(from: &Path, to: &Path) {
             continue;
         }
         if let Ok(text) = std::fs::read_to_string(&path)
-            && text.contains(old)
+            && let Some(moved) = replace_path(&text, old, new)
         {
-            let _ = std::fs::write(&path, text.replace(old, new));
+            let _ = std::fs::write(&path, moved);
         }
     }
+}
+
+/// `text` with the path `old` written as `new` wherever it is a whole path or the start of
+/// one (`/w/01.1` in `/w/01.1/src`, not in `/w/01.10`); `None` when it holds none.
+fn replace_path(text: &str, old: &str, new: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(old) {
+        let end = at + old.len();
+        let next = text[end..].chars().next();
+        if next.is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_')) {
+            continue;
+        }
+        out.push_str(&text[last..at]);
+        out.push_str(new);
+        last = end;
+    }
+    (last > 0).then(|| out + &text[last..])
 }
 
 /// The excludes that name one plain top-level folder (`.venv/`, `node_modules/`), caches
@@ -264,6 +353,27 @@ fn plain_folders(excludes: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worktree_path_is_rewritten_only_where_it_is_a_whole_path() {
+        let old = "/w/01.1";
+        for (text, moved) in [
+            ("/w/01.1\n", Some("/ws\n")),
+            (
+                "#!/w/01.1/.venv/bin/python\n",
+                Some("#!/ws/.venv/bin/python\n"),
+            ),
+            (
+                "a /w/01.1/src and /w/01.10/src",
+                Some("a /ws/src and /w/01.10/src"),
+            ),
+            ("/w/01.1.merged /w/01.1-x /w/01.1_y", None),
+            ("'/w/01.1'", Some("'/ws'")),
+            ("nothing here", None),
+        ] {
+            assert_eq!(replace_path(text, old, "/ws").as_deref(), moved, "{text}");
+        }
+    }
 
     #[test]
     fn merging_without_a_work_tree_needs_git_2_40() {

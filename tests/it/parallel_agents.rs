@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::boundary::{Scenario, completed, subjects};
-use crate::support::{Running, events, eventually, git};
+use crate::support::{Running, events, eventually, git, journal};
 
 const JOBS: &str = "[run]\njobs = 2\n";
 
@@ -39,6 +39,31 @@ fn nothing_left(s: &Scenario) {
     let root = s.b.path().join("checkpoints/worktrees");
     let left = std::fs::read_dir(&root).map_or(0, Iterator::count);
     assert_eq!(left, 0, "worktrees left in {}", root.display());
+}
+
+/// Every attempt worked in a worktree, and at some moment `n` were in flight at once, each
+/// in its own folder.
+fn in_worktrees_at_once(s: &Scenario, n: usize) {
+    let started = events(&s.b, "attempt_started");
+    assert!(
+        started.iter().all(|e| e["worktree"].is_string()),
+        "{started:#?}"
+    );
+    let mut in_flight: Vec<String> = Vec::new();
+    let mut most = 0;
+    for e in journal(&s.b) {
+        let id = e["id"].as_str().unwrap_or("").to_string();
+        match e["event"].as_str() {
+            Some("attempt_started") => in_flight.push(id),
+            Some("attempt_finished") => in_flight.retain(|i| *i != id),
+            _ => {}
+        }
+        most = most.max(in_flight.len());
+    }
+    assert!(most >= n, "at most {most} attempts were in flight at once");
+    let cwds: std::collections::BTreeSet<String> =
+        s.calls().iter().map(|c| c["cwd"].to_string()).collect();
+    assert!(cwds.len() >= n, "{cwds:?}");
 }
 
 fn text(dir: &Path, name: &str) -> String {
@@ -120,6 +145,7 @@ fn independent_prompts_in_worktrees_merge_onto_the_branch_in_plan_order() {
     for id in ["01.1", "01.2", "01.3"] {
         assert_eq!(outcomes(&s, id), [(1, "ok".to_string())], "{id}");
     }
+    in_worktrees_at_once(&s, 3);
     // The virtualenv the first made in its worktree is the workspace's now, not committed,
     // and its console scripts start its Python from there.
     let hello = std::process::Command::new(ws.join(".venv/bin/hello"))
@@ -214,7 +240,7 @@ fn a_kill_9_during_a_parallel_agent_build_loses_nothing_and_completes_each_promp
         &["for-each-ref", "--format=%(refname)", "refs/orchestrator/"],
     );
     assert!(
-        kept.lines().any(|r| r.ends_with("01.1-at-resume")),
+        kept.lines().any(|r| r.contains("01.1-at-resume")),
         "what the cut attempt left is kept: {kept}"
     );
     nothing_left(&s);
@@ -247,6 +273,7 @@ fn rerun_and_after_with_jobs_builds_the_prompts_again_in_worktrees_on_the_earlie
         "the rebuilt prompts replace the old commits on the branch, in plan order"
     );
     assert_ne!(text(&ws, "one.txt"), first, "01.1 was built again");
+    in_worktrees_at_once(&s, 2);
     assert_eq!(
         text(&ws, "two.txt"),
         "two\n",
@@ -263,4 +290,143 @@ fn rerun_and_after_with_jobs_builds_the_prompts_again_in_worktrees_on_the_earlie
     );
     assert!(!kept.is_empty(), "the replaced commits are kept");
     nothing_left(&s);
+}
+
+#[test]
+fn a_prompt_waits_for_an_earlier_one_whose_rebuild_reopens_what_it_depends_on() {
+    // Run 1: 01.1 and 01.3 fail their checks, 01.2 completes. Run 2 takes on 01.1 and
+    // 01.3: building 01.1 reopens 01.2 (its commit is no longer on the branch), which 01.3
+    // depends on; 01.3 must not have started on 01.2's work before that.
+    let s = Scenario::new(
+        &[
+            ("one", "echo one > one.txt", "test -e \"$T/second-run\""),
+            ("two", "echo two > two.txt", ""),
+            (
+                "three",
+                "echo three > three.txt",
+                "test -e \"$T/second-run\"",
+            ),
+        ],
+        "[run]\njobs = 2\non_failure = \"skip\"\n",
+    );
+    let three = "prompts/01-a/01.3-three.md";
+    let text = s.b.read(three);
+    s.b.file(three, format!("+++\ndepends_on = [\"01.2\"]\n+++\n{text}"));
+    s.b.run(&["run"]).code(1);
+    assert_eq!(completed(&s.b), ["01.2"]);
+    std::fs::write(s.state("second-run"), "").expect("mark");
+    let before = events(&s.b, "attempt_started").len();
+    s.b.run(&["run"]).code(1).stderr_has("01.2");
+    let started: Vec<String> = events(&s.b, "attempt_started")[before..]
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        started.iter().all(|id| id == "01.1"),
+        "only 01.1 ran; 01.3 waited and was then blocked by its reopened dependency: {started:?}"
+    );
+    assert_eq!(completed(&s.b), ["01.1"]);
+    nothing_left(&s);
+}
+
+/// Prompts 01.2 and 01.3 depend on 01.1 (front matter), so that they run at once on its
+/// commit.
+fn after_the_first(s: &Scenario) {
+    for file in ["prompts/01-a/01.2-two.md", "prompts/01-a/01.3-three.md"] {
+        let text = s.b.read(file);
+        s.b.file(file, format!("+++\ndepends_on = [\"01.1\"]\n+++\n{text}"));
+    }
+}
+
+#[test]
+fn worktrees_get_the_ignored_files_and_empty_folders_the_accepted_work_had() {
+    let s = Scenario::new(
+        &[
+            (
+                "one",
+                "mkdir -p data\necho secret > .env\nprintf '.env\\n' > .gitignore",
+                "test -d data && test -f .env",
+            ),
+            ("two", "echo two > two.txt", "test -d data && test -f .env"),
+            (
+                "three",
+                "echo three > three.txt",
+                "test -d data && test -f .env",
+            ),
+        ],
+        JOBS,
+    );
+    after_the_first(&s);
+    s.b.run(&["run"]).code(0);
+    assert_eq!(completed(&s.b), ["01.1", "01.2", "01.3"]);
+    for id in ["01.2", "01.3"] {
+        assert_eq!(outcomes(&s, id), [(1, "ok".to_string())], "{id}");
+    }
+    let ws = s.ws();
+    assert_eq!(text(&ws, ".env"), "secret\n");
+    assert!(ws.join("data").is_dir());
+    nothing_left(&s);
+}
+
+#[test]
+fn an_editable_install_made_in_a_worktree_names_the_workspace_once_merged() {
+    // What `pip install -e .` leaves in the shared virtualenv: a `.pth` naming the tree
+    // it was made in (here, the worktree).
+    let s = Scenario::new(
+        &[
+            (
+                "one",
+                "python3 -m venv --without-pip .venv",
+                "test -x .venv/bin/python",
+            ),
+            (
+                "two",
+                "mkdir -p src && echo 'X = 42' > src/mymod.py\nsp=$(echo .venv/lib/python3*/site-packages)\necho \"$PWD/src\" > \"$sp/_editable.pth\"",
+                ".venv/bin/python -c 'import mymod'",
+            ),
+            ("three", "echo three > three.txt", ""),
+        ],
+        JOBS,
+    );
+    after_the_first(&s);
+    s.b.run(&["run"]).code(0);
+    let ws = s.ws();
+    let out = std::process::Command::new(ws.join(".venv/bin/python"))
+        .args(["-c", "import mymod; print(mymod.X, mymod.__file__)"])
+        .current_dir(s.b.path())
+        .output()
+        .expect("python");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let ws_path = ws.canonicalize().expect("workspace").display().to_string();
+    assert!(said.starts_with("42 "), "{out:?}");
+    assert!(
+        said.contains(&ws_path),
+        "imported from the workspace: {said}"
+    );
+    nothing_left(&s);
+}
+
+#[test]
+fn a_change_made_in_the_workspace_itself_during_a_parallel_build_stops_the_run_and_is_kept() {
+    let s = Scenario::new(
+        &[
+            ("one", "echo one > one.txt", ""),
+            ("two", "echo two > two.txt", ""),
+        ],
+        JOBS,
+    );
+    // What a user (or an agent that ignores its folder) writes in the workspace while
+    // the prompts run in their worktrees.
+    let mine = s.ws().join("mine.txt");
+    let two = "prompts/01-a/01.2-two.md";
+    let text = s.b.read(two).replace(
+        "echo two > two.txt",
+        &format!("echo two > two.txt\necho mine > {}", mine.display()),
+    );
+    s.b.file(two, text);
+    let run = s.b.run(&["run"]);
+    run.code(2)
+        .stderr_has("mine.txt")
+        .stderr_has("changes the runner did not make");
+    assert_eq!(std::fs::read_to_string(&mine).expect("kept"), "mine\n");
 }
