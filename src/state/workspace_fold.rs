@@ -103,3 +103,65 @@ impl WorkspaceFold {
         self.expected = Expected::At(commit.to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(commit: &str, ignored: &[&str]) -> Event {
+        Event::WorkspaceCommitted {
+            id: None,
+            commit: commit.into(),
+            message: "orchestrator: baseline".into(),
+            head: None,
+            detached: true,
+            extras: Some(Extras {
+                ignored: ignored.iter().map(|s| (*s).to_string()).collect(),
+                empty_dirs: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn what_the_workspace_may_hold_is_both_ends_of_a_merge_until_it_is_completed() {
+        let mut f = WorkspaceFold::default();
+        assert_eq!(f.left(), None, "nothing known yet");
+        f.apply(&committed("c1", &[".env"]));
+        let c1 = ("c1".to_string(), Some(f.extras["c1"].clone()));
+        assert_eq!(f.left(), Some(vec![c1.clone()]));
+        // A parallel attempt leaves the workspace itself alone.
+        f.apply(&Event::AttemptStarted {
+            id: "01.2".into(),
+            file: "01.2-x.md".into(),
+            attempt: 1,
+            input_tokens: 1,
+            max_tokens: 1,
+            tokenizer_tokens: None,
+            by: None,
+            mark: None,
+            worktree: Some("/w/01.2".into()),
+        });
+        assert_eq!(f.left(), Some(vec![c1.clone()]));
+        // A crash between the journaled move and the completion: either end is the runner's.
+        f.apply(&Event::Merging {
+            id: "01.2".into(),
+            attempt: 1,
+            from: "c1".into(),
+            to: "m2".into(),
+        });
+        assert_eq!(f.left(), Some(vec![("m2".to_string(), None), c1]));
+        // A sequential attempt leaves it unaccounted for until it ends.
+        f.apply(&Event::AttemptStarted {
+            id: "01.3".into(),
+            file: "01.3-x.md".into(),
+            attempt: 1,
+            input_tokens: 1,
+            max_tokens: 1,
+            tokenizer_tokens: None,
+            by: None,
+            mark: None,
+            worktree: None,
+        });
+        assert_eq!(f.left(), None);
+    }
+}

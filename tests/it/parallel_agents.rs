@@ -430,3 +430,39 @@ fn a_change_made_in_the_workspace_itself_during_a_parallel_build_stops_the_run_a
         .stderr_has("changes the runner did not make");
     assert_eq!(std::fs::read_to_string(&mine).expect("kept"), "mine\n");
 }
+
+#[test]
+fn a_crash_while_a_merge_moves_the_workspace_is_not_taken_for_the_users_changes() {
+    let s = Scenario::new(
+        &[
+            ("one", "echo one > one.txt", ""),
+            ("two", "echo two > two.txt", ""),
+        ],
+        JOBS,
+    );
+    s.b.run(&["run"]).code(0);
+    // The journal as a kill -9 leaves it just after the workspace was moved to 01.2's
+    // merge: the move journaled, the completion not.
+    let journal_file = s.b.path().join("checkpoints/journal.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&journal_file)
+        .expect("journal")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let merging = lines
+        .iter()
+        .position(|l| l.contains("\"merging\"") && l.contains("\"01.2\""))
+        .expect("01.2's merge is journaled");
+    std::fs::write(&journal_file, lines[..=merging].join("\n") + "\n").expect("cut");
+    for view in ["status.json", "memory.json"] {
+        let _ = std::fs::remove_file(s.b.path().join("checkpoints").join(view));
+    }
+    assert_eq!(text(&s.ws(), "two.txt"), "two\n", "the workspace was moved");
+    s.b.run(&["run"]).code(0);
+    assert_eq!(completed(&s.b), ["01.1", "01.2"]);
+    assert_eq!(
+        subjects(&s.ws(), "HEAD"),
+        ["01.2 01.2-two", "01.1 01.1-one", "orchestrator: baseline"]
+    );
+    nothing_left(&s);
+}
