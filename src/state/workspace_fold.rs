@@ -122,6 +122,20 @@ mod tests {
         }
     }
 
+    fn started(id: &str, worktree: Option<&str>) -> Event {
+        Event::AttemptStarted {
+            id: id.into(),
+            file: format!("{id}-x.md"),
+            attempt: 1,
+            input_tokens: 1,
+            max_tokens: 1,
+            tokenizer_tokens: None,
+            by: None,
+            mark: None,
+            worktree: worktree.map(str::to_string),
+        }
+    }
+
     #[test]
     fn what_the_workspace_may_hold_is_both_ends_of_a_merge_until_it_is_completed() {
         let mut f = WorkspaceFold::default();
@@ -130,17 +144,7 @@ mod tests {
         let c1 = ("c1".to_string(), Some(f.extras["c1"].clone()));
         assert_eq!(f.left(), Some(vec![c1.clone()]));
         // A parallel attempt leaves the workspace itself alone.
-        f.apply(&Event::AttemptStarted {
-            id: "01.2".into(),
-            file: "01.2-x.md".into(),
-            attempt: 1,
-            input_tokens: 1,
-            max_tokens: 1,
-            tokenizer_tokens: None,
-            by: None,
-            mark: None,
-            worktree: Some("/w/01.2".into()),
-        });
+        f.apply(&started("01.2", Some("/w/01.2")));
         assert_eq!(f.left(), Some(vec![c1.clone()]));
         // A crash between the journaled move and the completion: either end is the runner's.
         f.apply(&Event::Merging {
@@ -151,17 +155,7 @@ mod tests {
         });
         assert_eq!(f.left(), Some(vec![("m2".to_string(), None), c1]));
         // A sequential attempt leaves it unaccounted for until it ends.
-        f.apply(&Event::AttemptStarted {
-            id: "01.3".into(),
-            file: "01.3-x.md".into(),
-            attempt: 1,
-            input_tokens: 1,
-            max_tokens: 1,
-            tokenizer_tokens: None,
-            by: None,
-            mark: None,
-            worktree: None,
-        });
+        f.apply(&started("01.3", None));
         assert_eq!(f.left(), None);
     }
 }

@@ -66,6 +66,17 @@ fn in_worktrees_at_once(s: &Scenario, n: usize) {
     assert!(cwds.len() >= n, "{cwds:?}");
 }
 
+/// Two independent prompts, `one` and `two`, each writing its file, two jobs.
+fn one_and_two() -> Scenario {
+    Scenario::new(
+        &[
+            ("one", "echo one > one.txt", ""),
+            ("two", "echo two > two.txt", ""),
+        ],
+        JOBS,
+    )
+}
+
 fn text(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
@@ -408,13 +419,7 @@ fn an_editable_install_made_in_a_worktree_names_the_workspace_once_merged() {
 
 #[test]
 fn a_change_made_in_the_workspace_itself_during_a_parallel_build_stops_the_run_and_is_kept() {
-    let s = Scenario::new(
-        &[
-            ("one", "echo one > one.txt", ""),
-            ("two", "echo two > two.txt", ""),
-        ],
-        JOBS,
-    );
+    let s = one_and_two();
     // What a user (or an agent that ignores its folder) writes in the workspace while
     // the prompts run in their worktrees.
     let mine = s.ws().join("mine.txt");
@@ -433,13 +438,7 @@ fn a_change_made_in_the_workspace_itself_during_a_parallel_build_stops_the_run_a
 
 #[test]
 fn a_crash_while_a_merge_moves_the_workspace_is_not_taken_for_the_users_changes() {
-    let s = Scenario::new(
-        &[
-            ("one", "echo one > one.txt", ""),
-            ("two", "echo two > two.txt", ""),
-        ],
-        JOBS,
-    );
+    let s = one_and_two();
     s.b.run(&["run"]).code(0);
     // The journal as a kill -9 leaves it just after the workspace was moved to 01.2's
     // merge: the move journaled, the completion not.
