@@ -225,6 +225,11 @@ impl<'a> Session<'a> {
             started = started.and(lanes::clear(&root, ws, &book.fold.session_id).await?);
             if let Some(lanes) = &self.lanes {
                 lanes.start(ws).await?;
+                started.notes.push(format!(
+                    "up to {} prompts at once, each attempt in a git worktree of its own under {}; accepted work is merged onto the session's branch in plan order",
+                    self.jobs,
+                    root.display()
+                ));
             }
         }
         self.record(started)?;
