@@ -190,6 +190,15 @@ pub(crate) async fn passing_before(
         return Ok(Vec::new());
     };
     let dir = copy.0.as_path();
+    // `{{workspace}}` names the copy, so that a check's side effects stay out of the
+    // workspace (and out of a parallel attempt's worktree, which does not exist yet).
+    let mut vars = vars.clone();
+    if vars.contains_key("workspace") {
+        vars.insert("workspace".into(), Value::from(dir.display().to_string()));
+    }
+    let Ok(checks) = verify::checks(ctx.config, ctx.plan, index, &vars) else {
+        return Ok(Vec::new());
+    };
     // A check that does not pass within a minute on the copy is not passing there: a
     // check that waits for what is not built yet must not cost a full verify.timeout.
     let timeout = ctx

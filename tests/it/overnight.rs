@@ -364,6 +364,26 @@ fn a_check_that_passes_before_the_agent_runs_is_flagged() {
     );
 }
 
+#[test]
+fn a_check_run_before_the_agent_touches_only_its_copy_of_the_base() {
+    // Before the agent ran (no made.txt yet), the check writes through `{{workspace}}`:
+    // that must land in the copy it runs on, not in the workspace.
+    let t = TestBuild::new().phase("01-a", "A", Some(200_000)).prompt(
+        "01.1-first",
+        "Make made.txt.\n\n## Validation\n```bash\n[ -f made.txt ] || touch {{workspace}}/side-effect\ntest -f made.txt\n```\n",
+        &["title"],
+    );
+    let body = format!("touch made.txt\n{AGENT_REPLY}");
+    let tables = "[workspace]\ndir = \"build\"\n[verify]\nfrom_prompt = true\nbefore = true";
+    let b = scripted(t, &body, "", tables);
+    b.run(&["run"]).code(0);
+    assert!(b.path().join("build/made.txt").exists());
+    assert!(
+        !b.path().join("build/side-effect").exists(),
+        "the check run before the agent wrote into the workspace"
+    );
+}
+
 /// An agent build of one prompt whose agent adds one to `count` in the workspace each
 /// call, with front matter `front`.
 fn counting_loop(front: &str) -> Build {
