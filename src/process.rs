@@ -170,6 +170,19 @@ pub(crate) fn scrubbed_env(pass: &[String], hidden: &[&str]) -> Vec<(OsString, O
         .collect()
 }
 
+/// Starts `cmd` in a process group of its own that dies with the runner ([`die_with_parent`])
+/// and is killed, whole, when the returned guard is dropped (the child ended, however):
+/// how the runner starts every agent, check, notifier and git.
+pub(crate) fn spawn_in_group(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, GroupGuard)> {
+    cmd.process_group(0).kill_on_drop(true);
+    die_with_parent(cmd);
+    let child = cmd.spawn()?;
+    let group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
+    Ok((child, group))
+}
+
 /// Kills the child's whole process group when dropped (the attempt ended, however).
 pub(crate) struct GroupGuard(pub(crate) Option<i32>);
 
@@ -184,7 +197,7 @@ impl Drop for GroupGuard {
 /// Asks the kernel to SIGKILL the child when this runner dies, and makes the child give up
 /// if the runner is already gone by the time it runs.
 #[allow(unsafe_code)]
-pub(crate) fn die_with_parent(cmd: &mut tokio::process::Command) {
+fn die_with_parent(cmd: &mut tokio::process::Command) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec. It calls only prctl(2) and
     // getppid(2), which are async-signal-safe, allocates nothing and touches no lock.

@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::documents::CheckSource;
 use crate::plan::Plan;
-use crate::process::{Ended, GroupGuard, Keep, Mark, die_with_parent, scrubbed_env, talk};
+use crate::process::{Ended, Keep, Mark, scrubbed_env, spawn_in_group, talk};
 use crate::template::{Segment, Template, lookup};
 
 /// A check's output is journaled and shown to the next attempt: its last 4 KiB.
@@ -394,15 +394,12 @@ pub(crate) async fn run(
         .envs(bound.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(mark) = env.mark {
         mark.put(&mut cmd);
     }
-    die_with_parent(&mut cmd);
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
+    let (mut child, _group) = match spawn_in_group(&mut cmd) {
+        Ok(started) => started,
         Err(e) => {
             return Checked {
                 passed: false,
@@ -412,7 +409,6 @@ pub(crate) async fn run(
             };
         }
     };
-    let _group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
     let (ended, out, _) = talk(&mut child, b"", timeout, Keep::Tail(OUTPUT_KEPT)).await;
     let mut output = String::from_utf8_lossy(&out).into_owned();
     let duration_ms = crate::text::millis(started.elapsed());

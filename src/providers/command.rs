@@ -27,7 +27,7 @@ use super::agent_output::{self, AgentError};
 use super::call::{Call, Failure, FailureKind, Finish, OnUpdate, Reply, Sent, Update, redact};
 use super::usage_limit;
 use crate::config::Config;
-use crate::process::{Ended, GroupGuard, Idle, Keep, ProcessGroup, die_with_parent, talk};
+use crate::process::{Ended, GroupGuard, Idle, Keep, ProcessGroup, spawn_in_group, talk};
 use crate::request::Request;
 use crate::template::Template;
 
@@ -99,9 +99,8 @@ impl Command {
             workspace: call.workdir,
             agent_session: call.agent_session,
         };
-        let mut child = self.spawn(&values, call, prompt_file.is_none())?;
+        let (mut child, _group) = self.spawn(&values, call, prompt_file.is_none())?;
         let pid = child.id();
-        let _group = GroupGuard(pid.and_then(|id| i32::try_from(id).ok()));
         if let Some(group) = pid.and_then(ProcessGroup::of) {
             progress(Update::AgentStarted(group));
         }
@@ -167,7 +166,7 @@ impl Command {
         values: &Values<'_>,
         call: &Call<'_>,
         stdin: bool,
-    ) -> Result<tokio::process::Child, Failure> {
+    ) -> Result<(tokio::process::Child, GroupGuard), Failure> {
         let mut argv: Vec<String> = self.argv.iter().map(|a| values.fill(a)).collect();
         if values.agent_session.is_some() {
             // Before a last `-` (the prompt on stdin, as Codex's `exec … resume ID -`).
@@ -187,10 +186,7 @@ impl Command {
             .env_clear()
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut cmd);
+            .stderr(Stdio::piped());
         for name in ["PATH", "HOME"]
             .into_iter()
             .chain(std::iter::once(self.key_env.as_str()))
@@ -203,7 +199,7 @@ impl Command {
         if let Some(mark) = call.mark {
             mark.put(&mut cmd);
         }
-        cmd.spawn().map_err(|e| {
+        spawn_in_group(&mut cmd).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Failure::permanent(format!(
                     "llm.command: `{program}` was not found; install it or give its full path"

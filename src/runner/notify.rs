@@ -14,7 +14,7 @@ use crate::budget::Ledger;
 use crate::config::Config;
 use crate::error::Error;
 use crate::plan::Plan;
-use crate::process::{Ended, GroupGuard, Keep, die_with_parent, scrubbed_env, talk};
+use crate::process::{Ended, Keep, scrubbed_env, spawn_in_group, talk};
 use crate::verify::CheckEnv;
 
 /// What happened, for the document.
@@ -89,15 +89,11 @@ pub(crate) async fn tell(config: &Config, dir: &Path, doc: &Value) -> Option<Str
         .envs(scrubbed_env(&env.pass, &hidden))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    die_with_parent(&mut cmd);
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
+        .stderr(Stdio::piped());
+    let (mut child, _group) = match spawn_in_group(&mut cmd) {
+        Ok(started) => started,
         Err(e) => return Some(format!("notify.command `{program}` cannot start: {e}")),
     };
-    let _group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
     let line = format!("{doc}\n");
     let (ended, _, err) = talk(
         &mut child,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::process::{Ended, GroupGuard, Keep, die_with_parent, scrubbed_env, talk};
+use crate::process::{Ended, Keep, scrubbed_env, spawn_in_group, talk};
 
 /// The longest one git command may take (a first snapshot of a large tree).
 const TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -190,21 +190,16 @@ impl Git {
                 Stdio::piped()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         if let Some(index) = index {
             cmd.env("GIT_INDEX_FILE", index);
         }
-        die_with_parent(&mut cmd);
         let failed = |message: String| GitError {
             command: shown(args),
             message,
         };
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| failed(format!("cannot run git: {e}")))?;
-        let _group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
+        let (mut child, _group) =
+            spawn_in_group(&mut cmd).map_err(|e| failed(format!("cannot run git: {e}")))?;
         let (ended, out, err) = talk(&mut child, input, TIMEOUT, Keep::All(MAX_OUTPUT)).await;
         match ended {
             Ended::Exited(Ok(status)) if status.success() || status.code() == Some(also_ok) => {

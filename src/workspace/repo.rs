@@ -312,7 +312,7 @@ impl Repo {
         let now = repo.current_head().await;
         if now != *want {
             return Some(format!(
-                "the agent left the workspace on {} rather than on {}, the build's; the build goes on there (the runner itself moves no other branch)",
+                "the agent left the workspace on {} rather than on {}, where the build is made; the next attempt starts there again, from the last accepted commit (the runner itself moves no other branch)",
                 now.shown(),
                 want.shown()
             ));
