@@ -57,9 +57,12 @@ impl Interrupt {
     /// `work`'s result, unless an interrupt comes first (`Error::Interrupted`; `work` is
     /// dropped: a sleep ends, a check's process group is killed).
     pub(crate) async fn unless<T>(&self, work: impl Future<Output = T>) -> Result<T> {
+        // The interrupt first: work that is ready at the same moment (a prompt's turn to
+        // merge, come because the interrupt ended the prompt before it) does not go on.
         tokio::select! {
-            out = work => Ok(out),
+            biased;
             () = self.wait() => Err(Error::Interrupted),
+            out = work => Ok(out),
         }
     }
 }
