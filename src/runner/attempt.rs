@@ -175,7 +175,7 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
         p.by = self.endpoint.pick(crate::text::now_ms());
         self.started(attempt, &p, &mark, dir.as_deref())?;
         // Held until the attempt's result (and cost) is journaled, however it ends.
-        let _held = reserve::hold(self.held_usd, p.usd);
+        let held = reserve::hold(self.held_usd, p.usd);
         let lane = match (self.lanes, lane_at, self.snapshots.snapshots()) {
             (Some(lanes), Some(at), Some(main)) => Some((lanes.open(main, &at).await?, at)),
             _ => None,
@@ -202,6 +202,8 @@ impl<'r, 'a: 'r> PromptRun<'r, 'a> {
             }
             Err(failure) => self.settle_failure(attempt, &p, failure, duration_ms, crowded),
         };
+        // The result, its cost with it, is journaled: the hold goes.
+        drop(held);
         let ended = self.after_processes(&mark, attempt);
         let accepted = matches!(settled, Ok(Attempted::Completed));
         if let (Some((worktree, at)), Some(lanes), Some(main)) =

@@ -327,16 +327,18 @@ impl Lanes {
             }
             None => {}
         }
-        let from = scan.head.clone().unwrap_or_else(|| now.base.commit.clone());
+        let head = scan.head.clone().unwrap_or_else(|| now.base.commit.clone());
         // A rerun: the commits it builds again are kept, as a restore keeps them.
-        if !main.contains(merged, &from).await {
-            main.keep(&from, &replaced(&format!("attempt-{attempt}")))
+        if !main.contains(merged, &head).await {
+            main.keep(&head, &replaced(&format!("attempt-{attempt}")))
                 .await?;
         }
+        // From exactly what the workspace holds (its scan), so that a crash before the
+        // move finds it as it was.
         record(Said::event(Event::Merging {
             id: now.id.clone(),
             attempt,
-            from,
+            from: scan.commit.clone(),
             to: merged.to_string(),
         }))?;
         main.restore(merged, extras, &[], Some(&scan.commit))

@@ -35,7 +35,11 @@ pub(crate) struct Accepted {
 pub(crate) fn relocate(accepted: &mut Accepted, from: &std::path::Path, to: &std::path::Path) {
     fn walk(v: &mut Value, from: &str, to: &str) {
         match v {
-            Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+            Value::String(s) => {
+                if let Some(moved) = crate::workspace::worktree::replace_path(s, from, to) {
+                    *s = moved;
+                }
+            }
             Value::Array(items) => items.iter_mut().for_each(|v| walk(v, from, to)),
             Value::Object(map) => map.values_mut().for_each(|v| walk(v, from, to)),
             _ => {}

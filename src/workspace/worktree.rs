@@ -61,29 +61,35 @@ impl Worktree {
         let folders = plain_folders(&main.excludes)
             .into_iter()
             .filter(|name| find(name).is_some_and(|p| p.is_dir()));
+        // Caches are rebuilt in each tree: one shared would mix trees.
         let ignored = extras
             .ignored
             .iter()
-            .map(|p| p.trim_end_matches('/').to_string());
+            .map(|p| p.trim_end_matches('/').to_string())
+            .filter(|p| !p.rsplit('/').next().unwrap_or("").contains("cache"));
         let mut links = Vec::new();
+        // What cannot be brought in (unreadable, or its place taken in this tree) is left
+        // out: git does not hold it, and the attempt can make it again.
         for rel in folders.chain(ignored) {
             let to = dir.join(&rel);
             let Some(source) = find(&rel).filter(|_| to.symlink_metadata().is_err()) else {
                 continue;
             };
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            if let Some(parent) = to.parent()
+                && std::fs::create_dir_all(parent).is_err()
+            {
+                continue;
             }
             if source.is_dir() {
-                std::os::unix::fs::symlink(&source, &to).map_err(|e| Error::io(&to, e))?;
-                links.push(rel);
+                if std::os::unix::fs::symlink(&source, &to).is_ok() {
+                    links.push(rel);
+                }
             } else {
-                std::fs::copy(&source, &to).map_err(|e| Error::io(&to, e))?;
+                let _ = std::fs::copy(&source, &to);
             }
         }
         for empty in &extras.empty_dirs {
-            let path = dir.join(empty.trim_end_matches('/'));
-            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            let _ = std::fs::create_dir_all(dir.join(empty.trim_end_matches('/')));
         }
         Worktree::at(main, dir, links)
     }
@@ -184,13 +190,6 @@ impl Worktree {
                 dropped.push(rel);
             }
         }
-        // The workspace's environments the attempt used through links: an editable install
-        // made there names the worktree.
-        for name in plain_folders(&main.excludes) {
-            if self.links.contains(&name) {
-                relocate(&main.dir.join(&name), &self.ws.dir, &main.dir);
-            }
-        }
         (moved, dropped)
     }
 }
@@ -221,7 +220,18 @@ fn merges_alone(version: &str) -> bool {
 }
 
 /// Removes the worktree at `dir`, its files and git's record of it; nothing there is fine.
+/// First, the workspace's environments the attempt used through its links are made to
+/// name the workspace where they named the worktree (a `pip install` there, accepted or
+/// not, wrote its path into their scripts and `site-packages`).
 pub(crate) async fn remove(main: &Workspace, dir: &Path) -> Result<()> {
+    for name in plain_folders(&main.excludes) {
+        let link = dir.join(&name);
+        if link.is_symlink()
+            && std::fs::read_link(&link).is_ok_and(|target| target == main.dir.join(&name))
+        {
+            relocate(&main.dir.join(&name), dir, &main.dir);
+        }
+    }
     let repo = main.repo()?;
     if dir.join(".git").is_file() {
         let shown = dir.display().to_string();
@@ -230,8 +240,10 @@ pub(crate) async fn remove(main: &Workspace, dir: &Path) -> Result<()> {
             .run(&["worktree", "remove", "--force", "--force", &shown])
             .await;
     }
-    if dir.symlink_metadata().is_ok() {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    match dir.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?,
+        Ok(_) => std::fs::remove_file(dir).map_err(|e| Error::io(dir, e))?,
+        Err(_) => {}
     }
     repo.git
         .run(&["worktree", "prune"])
@@ -297,27 +309,57 @@ fn path_files(folder: &Path) -> Vec<PathBuf> {
 /// workspace's own one that an editable install in the worktree pointed there, would
 /// otherwise name a folder that is gone.
 fn relocate(folder: &Path, from: &Path, to: &Path) {
-    let (Some(old), Some(new)) = (from.to_str(), to.to_str()) else {
+    // Not through a link an agent made: only the environment itself is rewritten.
+    if folder.is_symlink() {
+        return;
+    }
+    let canonical = from.canonicalize().ok().filter(|c| c != from);
+    let olds: Vec<&str> = [Some(from), canonical.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(Path::to_str)
+        .collect();
+    let Some(new) = to.to_str() else {
         return;
     };
     for path in path_files(folder) {
-        let small_file = path
-            .symlink_metadata()
-            .is_ok_and(|m| m.is_file() && m.len() <= 1 << 20);
-        if !small_file {
+        let Ok(meta) = path.symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() > 1 << 20 {
             continue;
         }
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Some(moved) = replace_path(&text, old, new)
-        {
-            let _ = std::fs::write(&path, moved);
+        let Ok(mut text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut changed = false;
+        for old in &olds {
+            if let Some(moved) = replace_path(&text, old, new) {
+                (text, changed) = (moved, true);
+            }
+        }
+        if changed {
+            // Replaced whole, never seen half written by a script another attempt runs.
+            let _ = write_keeping_mode(&path, text.as_bytes(), meta.permissions());
         }
     }
 }
 
+fn write_keeping_mode(
+    path: &Path,
+    bytes: &[u8],
+    mode: std::fs::Permissions,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+    file.write_all(bytes)?;
+    file.set_permissions(mode)?;
+    file.commit()
+}
+
 /// `text` with the path `old` written as `new` wherever it is a whole path or the start of
 /// one (`/w/01.1` in `/w/01.1/src`, not in `/w/01.10`); `None` when it holds none.
-fn replace_path(text: &str, old: &str, new: &str) -> Option<String> {
+pub(crate) fn replace_path(text: &str, old: &str, new: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for (at, _) in text.match_indices(old) {

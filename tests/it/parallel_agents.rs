@@ -524,3 +524,39 @@ fn ctrl_c_while_an_accepted_attempt_waits_for_its_turn_journals_it_and_exits_130
     assert_eq!(completed(&s.b), ["01.1", "01.2"]);
     nothing_left(&s);
 }
+
+#[test]
+fn what_a_failed_attempt_installed_in_the_shared_virtualenv_names_the_workspace_after_it() {
+    let s = Scenario::new(
+        &[
+            (
+                "one",
+                "python3 -m venv --without-pip .venv",
+                "test -x .venv/bin/python",
+            ),
+            (
+                "two",
+                "sp=$(echo .venv/lib/python3*/site-packages)\necho \"$PWD/src\" > \"$sp/_failed.pth\"",
+                "false",
+            ),
+            ("three", "echo three > three.txt", ""),
+        ],
+        JOBS,
+    );
+    after_the_first(&s);
+    s.b.run(&["run"]).code(1);
+    let ws = s.ws();
+    let site = std::fs::read_dir(ws.join(".venv/lib"))
+        .expect("lib")
+        .flatten()
+        .map(|e| e.path().join("site-packages/_failed.pth"))
+        .find(|p| p.exists())
+        .expect("the failed attempt's .pth");
+    let named = std::fs::read_to_string(site).expect("read");
+    let ws_path = ws.canonicalize().expect("workspace").display().to_string();
+    assert_eq!(
+        named.trim(),
+        format!("{ws_path}/src"),
+        "not the gone worktree"
+    );
+}
