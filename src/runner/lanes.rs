@@ -1,8 +1,9 @@
-//! Parallel agent builds (docs, "Parallel builds"): with `run --jobs N` and a workspace
-//! that takes snapshots, each attempt works in a git worktree of its own (under
-//! `checkpoints/worktrees/`), started at the last accepted commit before its prompt, and
-//! its checks run there. An accepted attempt becomes one commit on that base, and is then
-//! merged onto the session's branch **in plan order**: it waits until every prompt of the
+//! Parallel agent builds (docs, "Parallel agent builds"): with `run --jobs N` and a
+//! workspace that takes snapshots, each attempt works in a git worktree of its own (under
+//! `checkpoints/worktrees/`, made by [`crate::workspace::worktree`] with what git does not
+//! hold of its base), started at the last accepted commit before its prompt, and its checks
+//! run there. An accepted attempt becomes one commit on that base, and is then put onto the
+//! session's branch **in plan order** (a rebase, never a merge commit): it waits until every prompt of the
 //! run before it has settled, so that the branch holds the prompts' commits in the order of
 //! the plan, as a sequential build's does, and a rerun, a restore or a reopen reads it the
 //! same way. The merge is git's three-way merge of the commit onto the branch's tip (a
@@ -10,7 +11,8 @@
 //! the new tip (journaled as a `conflict`, bounded by `retry.max_attempts`), and a real
 //! merge runs the phase's and `[verify].commands` checks again on the merged tree before
 //! it is taken. Only then is the workspace itself moved to the merged commit, after the
-//! same look for the user's changes that a run's start makes.
+//! same look for the user's changes that a run's start makes, and with the move journaled
+//! first (`merging`), so that a crash in it is not taken for the user's changes.
 //!
 //! The trade-off: an accepted attempt holds its job while it waits for its turn, so a slow
 //! prompt delays the merges (not the work) of the prompts after it.
