@@ -246,7 +246,8 @@ impl Lanes {
             }
         };
         let extras = now.base.extras.with(&theirs.extras);
-        if merged != theirs.commit {
+        let (ctx, vars) = (checking.ctx, checking.vars);
+        if merged != theirs.commit && verification::checks_merged_trees(ctx, index, vars) {
             let on = (main, worktree, (merged.as_str(), &extras));
             let checked = self.check_merged(on, (at, index, attempt), checking);
             let verified = checked.await?;

@@ -109,6 +109,20 @@ pub(crate) async fn verify(
     })
 }
 
+/// Whether prompt `index` has checks a merged tree runs again: the phase's or
+/// `[verify].commands` (see [`verify`] with `merged`).
+pub(crate) fn checks_merged_trees(
+    ctx: Context<'_>,
+    index: usize,
+    vars: &BTreeMap<String, Value>,
+) -> bool {
+    verify::checks(ctx.config, ctx.plan, index, vars).is_ok_and(|checks| {
+        checks
+            .iter()
+            .any(|b| matches!(b.check.from, CheckSource::Phase | CheckSource::Config))
+    })
+}
+
 /// Prompt `index`'s front matter `until` check, run in `dir` once an attempt was accepted
 /// as iteration `iteration` (from 1) with `commit`: `None` when there is none or it passes
 /// (the prompt is done); else the iteration's journal event and what comes next, the
