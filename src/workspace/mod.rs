@@ -50,7 +50,7 @@ pub(crate) const KEPT_REFS: &str = "refs/orchestrator";
 /// The private index snapshots are made with (kept between snapshots, so that each one
 /// rehashes only what changed).
 const SCAN_INDEX: &str = "orchestrator-index";
-/// A throwaway index for exporting a commit's files elsewhere.
+/// Throwaway indexes for exporting a commit's files elsewhere (one per copy).
 const EXPORT_INDEX: &str = "orchestrator-export-index";
 /// A throwaway index for taking the user's changes into a base.
 const TAKE_IN_INDEX: &str = "orchestrator-take-in-index";
@@ -561,7 +561,9 @@ impl Workspace {
     /// `commit`'s tracked files written into `dir`; HEAD, index and work tree untouched.
     pub(crate) async fn export(&self, commit: &str, dir: &Path) -> Result<()> {
         let repo = self.repo()?;
-        let index = repo.git.git_dir().join(EXPORT_INDEX);
+        // One index per copy: prompts in flight at once export at once.
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let index = repo.git.git_dir().join(format!("{EXPORT_INDEX}-{name}"));
         let exported = repo.export(commit, dir, &index).await;
         let _ = std::fs::remove_file(&index);
         exported.map_err(|e| self.git_error(&e))

@@ -121,6 +121,37 @@ fn the_example_agent_build_runs_unattended_to_a_package_with_a_commit_per_prompt
 }
 
 #[test]
+fn the_example_agent_build_runs_in_worktrees_at_once_with_its_checks_before_the_agent() {
+    // `[verify] before` is on here: prompts in flight at once export their base commits
+    // at once, each through an index of its own.
+    let b = example("", &[("run.jobs", toml::Value::Integer(3))]);
+    b.run(&["run"]).code(0);
+    let ws = workspace(&b);
+    let log = git(&ws, &["log", "--format=%s"]);
+    let ids: Vec<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(
+        ids,
+        [
+            "01.6",
+            "01.5",
+            "01.4",
+            "01.3",
+            "01.2",
+            "01.1",
+            "orchestrator:"
+        ]
+    );
+    assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+    let left: Vec<String> = std::fs::read_dir(ws.join(".git"))
+        .expect(".git")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("orchestrator-export"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn a_failed_check_is_retried_from_the_last_accepted_commit_with_the_failure_in_the_note() {
     // On each prompt's first attempt the agent skips its last Execute block.
     let b = example("forget-first", &[]);
