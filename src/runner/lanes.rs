@@ -343,6 +343,8 @@ impl Lanes {
             attempt,
             from: scan.commit.clone(),
             to: merged.to_string(),
+            from_extras: scan.extras.clone(),
+            to_extras: extras.clone(),
         }))?;
         main.restore(merged, extras, &[], Some(&scan.commit))
             .await?;

@@ -239,6 +239,12 @@ pub(crate) enum Event {
         attempt: u32,
         from: String,
         to: String,
+        /// What git does not hold of each end (ignored entries, empty folders), so that
+        /// one the user adds after a crash in the move is told apart.
+        #[serde(default)]
+        from_extras: Extras,
+        #[serde(default)]
+        to_extras: Extras,
     },
     /// Completed prompts whose work is no longer in the workspace (an earlier prompt was
     /// built again under them): to be run again.

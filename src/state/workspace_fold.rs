@@ -67,7 +67,15 @@ impl WorkspaceFold {
                 ..
             } => self.at(commit, extras.as_ref()),
             Event::WorkspaceRestored { commit, .. } => self.expected = Expected::At(commit.clone()),
-            Event::Merging { from, to, .. } => {
+            Event::Merging {
+                from,
+                to,
+                from_extras,
+                to_extras,
+                ..
+            } => {
+                self.extras.insert(from.clone(), from_extras.clone());
+                self.extras.insert(to.clone(), to_extras.clone());
                 self.expected = Expected::Moving {
                     from: from.clone(),
                     to: to.clone(),
@@ -147,13 +155,19 @@ mod tests {
         f.apply(&started("01.2", Some("/w/01.2")));
         assert_eq!(f.left(), Some(vec![c1.clone()]));
         // A crash between the journaled move and the completion: either end is the runner's.
+        let m2 = Extras {
+            ignored: vec![".env".into(), ".venv/".into()],
+            empty_dirs: Vec::new(),
+        };
         f.apply(&Event::Merging {
             id: "01.2".into(),
             attempt: 1,
             from: "c1".into(),
             to: "m2".into(),
+            from_extras: f.extras["c1"].clone(),
+            to_extras: m2.clone(),
         });
-        assert_eq!(f.left(), Some(vec![("m2".to_string(), None), c1]));
+        assert_eq!(f.left(), Some(vec![("m2".to_string(), Some(m2)), c1]));
         // A sequential attempt leaves it unaccounted for until it ends.
         f.apply(&started("01.3", None));
         assert_eq!(f.left(), None);

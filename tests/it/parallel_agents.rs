@@ -66,6 +66,25 @@ fn in_worktrees_at_once(s: &Scenario, n: usize) {
     assert!(cwds.len() >= n, "{cwds:?}");
 }
 
+/// The journal as a kill -9 leaves it just after the workspace was moved to prompt `id`'s
+/// merge: the move journaled, the completion not.
+fn cut_after_the_merge_of(s: &Scenario, id: &str) {
+    let journal_file = s.b.path().join("checkpoints/journal.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&journal_file)
+        .expect("journal")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let merging = lines
+        .iter()
+        .position(|l| l.contains("\"merging\"") && l.contains(&format!("\"{id}\"")))
+        .expect("the merge is journaled");
+    std::fs::write(&journal_file, lines[..=merging].join("\n") + "\n").expect("cut");
+    for view in ["status.json", "memory.json"] {
+        let _ = std::fs::remove_file(s.b.path().join("checkpoints").join(view));
+    }
+}
+
 /// Two independent prompts, `one` and `two`, each writing its file, two jobs.
 fn one_and_two() -> Scenario {
     Scenario::new(
@@ -442,22 +461,7 @@ fn a_change_made_in_the_workspace_itself_during_a_parallel_build_stops_the_run_a
 fn a_crash_while_a_merge_moves_the_workspace_is_not_taken_for_the_users_changes() {
     let s = one_and_two();
     s.b.run(&["run"]).code(0);
-    // The journal as a kill -9 leaves it just after the workspace was moved to 01.2's
-    // merge: the move journaled, the completion not.
-    let journal_file = s.b.path().join("checkpoints/journal.jsonl");
-    let lines: Vec<String> = std::fs::read_to_string(&journal_file)
-        .expect("journal")
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let merging = lines
-        .iter()
-        .position(|l| l.contains("\"merging\"") && l.contains("\"01.2\""))
-        .expect("01.2's merge is journaled");
-    std::fs::write(&journal_file, lines[..=merging].join("\n") + "\n").expect("cut");
-    for view in ["status.json", "memory.json"] {
-        let _ = std::fs::remove_file(s.b.path().join("checkpoints").join(view));
-    }
+    cut_after_the_merge_of(&s, "01.2");
     assert_eq!(text(&s.ws(), "two.txt"), "two\n", "the workspace was moved");
     s.b.run(&["run"]).code(0);
     assert_eq!(completed(&s.b), ["01.1", "01.2"]);
@@ -558,5 +562,32 @@ fn what_a_failed_attempt_installed_in_the_shared_virtualenv_names_the_workspace_
         named.trim(),
         format!("{ws_path}/src"),
         "not the gone worktree"
+    );
+}
+
+#[test]
+fn after_a_crash_in_a_merge_an_ignored_file_the_user_added_is_refused_by_name_not_deleted() {
+    let s = Scenario::new(
+        &[
+            (
+                "one",
+                "printf '*.log\\n' > .gitignore\necho one > one.txt",
+                "",
+            ),
+            ("two", "echo two > two.txt", ""),
+        ],
+        JOBS,
+    );
+    s.b.run(&["run"]).code(0);
+    cut_after_the_merge_of(&s, "01.2");
+    let mine = s.ws().join("mine.log");
+    std::fs::write(&mine, "the user's\n").expect("write");
+    s.b.run(&["run"])
+        .code(2)
+        .stderr_has("mine.log")
+        .stderr_has("changes the runner did not make");
+    assert_eq!(
+        std::fs::read_to_string(&mine).expect("kept"),
+        "the user's\n"
     );
 }
