@@ -428,12 +428,12 @@ mod tests {
         }
     }
 
-    fn started(id: &str) -> Record {
+    fn started(id: &str, attempt: u32) -> Record {
         rec(Event::AttemptStarted {
             by: None,
             id: id.into(),
             file: format!("{id}-a.md"),
-            attempt: 1,
+            attempt,
             input_tokens: 100,
             max_tokens: 50,
             tokenizer_tokens: None,
@@ -450,29 +450,19 @@ mod tests {
             until_ms: 5,
             reason: "limit".into(),
         }));
-        f.apply(&started("01.2"));
+        f.apply(&started("01.2", 1));
         assert!(
             f.paused.is_some(),
             "another prompt's attempt in a parallel run"
         );
-        f.apply(&started("01.1"));
+        f.apply(&started("01.1", 1));
         assert!(f.paused.is_none());
     }
 
     #[test]
     fn an_unfinished_attempt_counts_at_its_worst_case() {
         let mut f = Fold::default();
-        f.apply(&rec(Event::AttemptStarted {
-            by: None,
-            id: "01.1".into(),
-            file: "01.1-a.md".into(),
-            attempt: 1,
-            input_tokens: 100,
-            max_tokens: 50,
-            tokenizer_tokens: None,
-            mark: None,
-            worktree: None,
-        }));
+        f.apply(&started("01.1", 1));
         assert_eq!(f.spent("01.1"), 150);
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
@@ -489,17 +479,7 @@ mod tests {
     fn reported_input_above_our_count_calibrates_later_counts() {
         let mut f = Fold::default();
         assert_eq!(f.calibrated(100), None);
-        f.apply(&rec(Event::AttemptStarted {
-            by: None,
-            id: "01.1".into(),
-            file: "01.1-a.md".into(),
-            attempt: 1,
-            input_tokens: 100,
-            max_tokens: 50,
-            tokenizer_tokens: None,
-            mark: None,
-            worktree: None,
-        }));
+        f.apply(&started("01.1", 1));
         f.apply(&rec(Event::AttemptFinished(AttemptResult {
             id: "01.1".into(),
             attempt: 1,
@@ -547,17 +527,7 @@ mod tests {
     fn an_agents_cache_reads_are_not_budgeted_and_its_largest_call_is_remembered() {
         let mut f = Fold::default();
         for (attempt, by_agent) in [(1, true), (2, false)] {
-            f.apply(&rec(Event::AttemptStarted {
-                by: None,
-                id: "01.1".into(),
-                file: "01.1-a.md".into(),
-                attempt,
-                input_tokens: 100,
-                max_tokens: 50,
-                tokenizer_tokens: None,
-                mark: None,
-                worktree: None,
-            }));
+            f.apply(&started("01.1", attempt));
             f.apply(&rec(Event::AttemptFinished(AttemptResult {
                 id: "01.1".into(),
                 attempt,

@@ -638,7 +638,6 @@ fn a_failed_attempts_nested_repositories_and_ignored_debris_are_gone_before_the_
 
 #[test]
 fn sigint_while_the_workspace_is_snapshotted_exits_130() {
-    use std::os::unix::process::CommandExt;
     let s = Scenario::new(&[("one", "echo one > a.txt", "false")], "");
     // A `git` in front of the real one that holds still in the snapshot of what the
     // attempt left (an `add` into the runner's private index) until it is killed.
@@ -662,32 +661,14 @@ fn sigint_while_the_workspace_is_snapshotted_exits_130() {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut cmd = s.b.command(&["run"]);
-    cmd.env("PATH", path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().expect("spawn");
+    cmd.env("PATH", path);
+    let mut runner = Running::foreground(cmd);
     let snapshotting = eventually(std::time::Duration::from_secs(60), || {
         s.state("in-snapshot").exists()
     });
-    if !snapshotting {
-        let _ = child.kill();
-    }
     assert!(snapshotting, "the runner reached the snapshot");
-    // As a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
-    let group = format!("-{}", child.id());
-    let sent = Command::new("kill")
-        .args(["-s", "INT", "--", &group])
-        .status()
-        .expect("kill");
-    assert!(sent.success(), "kill -s INT -- {group}");
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    runner.ctrl_c();
+    runner.wait().code(130);
 }
 
 #[test]

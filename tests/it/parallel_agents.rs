@@ -474,7 +474,6 @@ fn a_crash_while_a_merge_moves_the_workspace_is_not_taken_for_the_users_changes(
 
 #[test]
 fn ctrl_c_while_an_accepted_attempt_waits_for_its_turn_journals_it_and_exits_130() {
-    use std::os::unix::process::CommandExt;
     let s = Scenario::new(
         &[
             (
@@ -486,11 +485,7 @@ fn ctrl_c_while_an_accepted_attempt_waits_for_its_turn_journals_it_and_exits_130
         ],
         JOBS,
     );
-    let mut cmd = s.b.command(&["run"]);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().expect("spawn");
+    let mut runner = Running::foreground(s.b.command(&["run"]));
     // 01.2 is accepted in its worktree (its commit kept) and waits for 01.1 to merge.
     let waiting = eventually(Duration::from_secs(60), || {
         std::process::Command::new("git")
@@ -500,24 +495,9 @@ fn ctrl_c_while_an_accepted_attempt_waits_for_its_turn_journals_it_and_exits_130
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("01.2-attempt-1"))
     });
-    if !waiting {
-        let _ = child.kill();
-    }
     assert!(waiting, "01.2 reached its turn");
-    // As a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
-    let group = format!("-{}", child.id());
-    let sent = std::process::Command::new("kill")
-        .args(["-s", "INT", "--", &group])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    runner.ctrl_c();
+    runner.wait().code(130);
     assert_eq!(
         outcomes(&s, "01.2"),
         [(1, "interrupted".to_string())],

@@ -471,6 +471,30 @@ impl Running {
         Running(Some(child))
     }
 
+    /// `cmd` (a [`Build::command`], with what the test adds) in a process group of its
+    /// own, as a terminal runs a foreground job; its output read.
+    pub fn foreground(mut cmd: Command) -> Running {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn orchestrator");
+        Running(Some(child))
+    }
+
+    /// As a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
+    pub fn ctrl_c(&mut self) {
+        let group = format!("-{}", self.pid());
+        let ok = Command::new("kill")
+            .args(["-s", "INT", "--", &group])
+            .status()
+            .expect("kill(1)")
+            .success();
+        assert!(ok, "kill -s INT -- {group}");
+    }
+
     pub fn child(&mut self) -> &mut std::process::Child {
         self.0.as_mut().expect("running")
     }
