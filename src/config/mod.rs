@@ -5,6 +5,7 @@
 //! so that a misspelt key is an error naming it rather than a setting silently ignored.
 //! Errors carry the file and line, taken from the TOML parser's span.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result, line_of};
@@ -84,7 +85,7 @@ fn anchor(config: &mut Config, path: &Path) -> Result<()> {
         line: None,
         message: format!("`workspace.dir`: {e}"),
     })?;
-    if config.variables.contains_key("workspace") {
+    if config.variables.contains_key(WORKSPACE) {
         return Err(Error::Config {
             path: path.to_path_buf(),
             line: None,
@@ -92,11 +93,24 @@ fn anchor(config: &mut Config, path: &Path) -> Result<()> {
         });
     }
     config.variables.insert(
-        "workspace".into(),
+        WORKSPACE.into(),
         serde_json::Value::from(dir.display().to_string()),
     );
     config.workspace.dir = Some(dir);
     Ok(())
+}
+
+/// The built-in variable that names the workspace once `[workspace].dir` is set.
+const WORKSPACE: &str = "workspace";
+
+/// `vars` with `{{workspace}}` naming `dir` rather than the workspace, where there is a
+/// workspace: a tree that stands in for it (a parallel attempt's worktree, a merged tree,
+/// a copy of a base commit), so that what a prompt or check does through the variable
+/// lands there.
+pub(crate) fn workspace_at(vars: &mut BTreeMap<String, serde_json::Value>, dir: &Path) {
+    if let Some(value) = vars.get_mut(WORKSPACE) {
+        *value = serde_json::Value::from(dir.display().to_string());
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,13 @@ impl Refused {
             conflict: false,
         }
     }
+
+    pub(crate) fn conflict(why: String) -> Refused {
+        Refused {
+            why,
+            conflict: true,
+        }
+    }
 }
 
 /// What the checks on a merged tree need.
@@ -216,13 +223,7 @@ impl Lanes {
             && !main.contains(&now.base.commit, &at.base.commit).await
         {
             let why = "the commit it started from is no longer on the session's branch (a prompt before it was built again); it runs again from the last accepted commit".to_string();
-            return Ok((
-                Err(Refused {
-                    why,
-                    conflict: true,
-                }),
-                said,
-            ));
+            return Ok((Err(Refused::conflict(why)), said));
         }
         let merged = if now.base.commit == at.base.commit {
             theirs.commit.clone()
@@ -235,13 +236,7 @@ impl Lanes {
                         "its work conflicts with work accepted while it ran, in {}; it runs again from the last accepted commit (its own is kept as refs/orchestrator/{own})",
                         crate::text::truncate(&files.join(", "), 200)
                     );
-                    return Ok((
-                        Err(Refused {
-                            why,
-                            conflict: true,
-                        }),
-                        said,
-                    ));
+                    return Ok((Err(Refused::conflict(why)), said));
                 }
             }
         };
@@ -292,10 +287,7 @@ impl Lanes {
             Worktree::add(main, &dir, merged, Some(attempt_tree)).await?
         };
         let mut vars = c.vars.clone();
-        if vars.contains_key("workspace") {
-            let here = tree.dir().display().to_string();
-            vars.insert("workspace".into(), Value::from(here));
-        }
+        crate::config::workspace_at(&mut vars, tree.dir());
         let (on, at) = ((tree.dir(), true), (index, attempt, &[][..]));
         let verified = verification::verify(c.ctx, at, &vars, on, "", c.mark, c.interrupt).await;
         let _one = self.adding.lock().await;

@@ -354,11 +354,9 @@ impl<'a> Session<'a> {
         let (plan, config) = (self.ctx.plan, self.ctx.config);
         let mut vars = Tally::variables_before(index, &self.book.borrow().fold, plan, config);
         // In a parallel agent build the prompt and its checks name its own worktree.
-        if let Some(lanes) = &self.lanes
-            && vars.contains_key("workspace")
-        {
+        if let Some(lanes) = &self.lanes {
             let here = lanes.dir(plan.prompts[index].id.as_str(), false);
-            vars.insert("workspace".into(), here.display().to_string().into());
+            crate::config::workspace_at(&mut vars, &here);
         }
         PromptRun {
             ctx: self.ctx,

@@ -207,9 +207,7 @@ pub(crate) async fn passing_before(
     // `{{workspace}}` names the copy, so that a check's side effects stay out of the
     // workspace (and out of a parallel attempt's worktree, which does not exist yet).
     let mut vars = vars.clone();
-    if vars.contains_key("workspace") {
-        vars.insert("workspace".into(), Value::from(dir.display().to_string()));
-    }
+    crate::config::workspace_at(&mut vars, dir);
     let Ok(checks) = verify::checks(ctx.config, ctx.plan, index, &vars) else {
         return Ok(Vec::new());
     };

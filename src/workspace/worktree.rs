@@ -37,7 +37,10 @@ impl Worktree {
         (commit, extras): (&str, &Extras),
         from: Option<&Worktree>,
     ) -> Result<Worktree> {
-        remove(main, dir).await?;
+        // A record git kept of a worktree whose folder is gone, `add -f -f` takes over.
+        if dir.symlink_metadata().is_ok() {
+            remove(main, dir).await?;
+        }
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
